@@ -1,0 +1,158 @@
+// Command refit keeps container images patched: it builds tasks with
+// BuildKit, pushes them, and (as later work lands) rebuilds them when their
+// base images move. One binary: `refit serve` is the server, every other
+// subcommand is a client of its API.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/refit-dev/refit/internal/client"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "refit:", err)
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(int(ee))
+		}
+		os.Exit(1)
+	}
+}
+
+// exitError carries a process exit status (a failed run → 1 after the
+// output has been printed).
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// globals are the flags every client command shares.
+type globals struct {
+	server string
+	token  string
+	output string
+	out    io.Writer
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{out: os.Stdout}
+	root := &cobra.Command{
+		Use:   "refit",
+		Short: "Keep container images patched: build, push and rebuild on base image updates",
+		Long: `refit builds container images with BuildKit, pushes them to a registry and
+records exactly what each image was built from (commit, base image digests).
+
+Start a server with embedded defaults (SQLite, registry, managed BuildKit):
+
+  refit serve
+
+then, in another shell, define a task and run it:
+
+  export REFIT_TOKEN=$(cat refit-data/admin-token)
+  refit task create api --dir $PWD/examples/hello --image api
+  refit run api --wait
+  refit runs`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.server, "server", "", "refit API URL (default $REFIT_SERVER, the config file, or http://127.0.0.1:7300)")
+	root.PersistentFlags().StringVar(&g.token, "token", "", "API token (default $REFIT_TOKEN, the config file, or ./refit-data/admin-token)")
+	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
+	root.AddCommand(
+		newServeCmd(),
+		newTaskCmd(g),
+		newApplyCmd(g),
+		newRunCmd(g),
+		newRunsCmd(g),
+		newLogsCmd(g),
+		newDockerfileCmd(g),
+	)
+	return root
+}
+
+// clientConfig is the optional file $XDG_CONFIG_HOME/refit/config.yaml.
+type clientConfig struct {
+	Server string `json:"server"`
+	Token  string `json:"token"`
+}
+
+// client resolves the server and token: flags, then environment, then the
+// config file, then the local defaults of `refit serve`.
+func (g *globals) client() (*client.Client, error) {
+	server, token := g.server, g.token
+	if server == "" {
+		server = os.Getenv("REFIT_SERVER")
+	}
+	if token == "" {
+		token = os.Getenv("REFIT_TOKEN")
+	}
+	if server == "" || token == "" {
+		dir, err := os.UserConfigDir()
+		if err == nil {
+			if b, err := os.ReadFile(filepath.Join(dir, "refit", "config.yaml")); err == nil {
+				var c clientConfig
+				if err := yaml.UnmarshalStrict(b, &c); err != nil {
+					return nil, fmt.Errorf("reading %s: %w", filepath.Join(dir, "refit", "config.yaml"), err)
+				}
+				if server == "" {
+					server = c.Server
+				}
+				if token == "" {
+					token = c.Token
+				}
+			}
+		}
+	}
+	if server == "" {
+		server = "http://127.0.0.1:7300"
+	}
+	if token == "" {
+		if b, err := os.ReadFile(filepath.Join(defaultDataDir(), "admin-token")); err == nil {
+			token = strings.TrimSpace(string(b))
+		}
+	}
+	if token == "" {
+		return nil, errors.New("no API token: set REFIT_TOKEN (refit serve wrote one to <data dir>/admin-token)")
+	}
+	return client.New(server, token), nil
+}
+
+// defaultDataDir is ./refit-data, or $XDG_DATA_HOME/refit when set.
+func defaultDataDir() string {
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "refit")
+	}
+	return "refit-data"
+}
+
+// print writes v as JSON with -o json, or calls table otherwise.
+func (g *globals) print(v any, table func(w *tabwriter.Writer)) error {
+	switch g.output {
+	case "json":
+		enc := json.NewEncoder(g.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "table", "":
+		w := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+		table(w)
+		return w.Flush()
+	}
+	return fmt.Errorf("unknown output format %q (want table or json)", g.output)
+}

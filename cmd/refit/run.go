@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	bkclient "github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/util/progress/progressui"
+	"github.com/spf13/cobra"
+
+	"github.com/refit-dev/refit/internal/client"
+	"github.com/refit-dev/refit/internal/store"
+)
+
+func newRunCmd(g *globals) *cobra.Command {
+	var wait bool
+	var progress string
+	cmd := &cobra.Command{
+		Use:   "run TASK",
+		Short: "Queue a manual run of a task",
+		Long: `Queue a run of TASK (cause: manual, by the token's user). With --wait, follow
+its build log live and exit non-zero if the run does not succeed.`,
+		Example: `  refit run api
+  refit run api --wait
+  refit run api --wait --progress plain`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			run, err := c.Run(cmd.Context(), a[0])
+			if err != nil {
+				return fmt.Errorf("queuing run of %s: %w", a[0], err)
+			}
+			id := store.FormatRunID(run.ID)
+			if !wait {
+				return g.print(run, func(w *tabwriter.Writer) {
+					fmt.Fprintf(w, "run %s queued (follow it: refit logs %s -f)\n", id, id)
+				})
+			}
+			fmt.Fprintf(os.Stderr, "run %s queued\n", id)
+			return followRun(cmd.Context(), g, c, id, progress)
+		},
+	}
+	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "follow the build log and wait for the run to end")
+	cmd.Flags().StringVar(&progress, "progress", "auto", "log display: auto, tty, plain, rawjson")
+	return cmd
+}
+
+// followRun renders the run's log until it ends, prints its outcome and
+// returns exitError(1) unless it succeeded.
+func followRun(ctx context.Context, g *globals, c *client.Client, id, progress string) error {
+	if err := renderLogs(ctx, c, id, true, progress); err != nil {
+		return err
+	}
+	run, err := c.GetRun(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := g.print(run, func(w *tabwriter.Writer) { fmt.Fprintln(w, outcome(run)) }); err != nil {
+		return err
+	}
+	if run.State != store.StateSucceeded {
+		return exitError(1)
+	}
+	return nil
+}
+
+func outcome(r store.Run) string {
+	id := store.FormatRunID(r.ID)
+	switch r.State {
+	case store.StateSucceeded:
+		s := fmt.Sprintf("run %s succeeded: %s", id, r.Image)
+		for _, b := range r.Bases {
+			if b.Role == "runtime" {
+				s += fmt.Sprintf(" (base %s@%.19s…)", b.Ref, b.Digest)
+			}
+		}
+		return s
+	case store.StateFailed, store.StateCanceled:
+		msg := fmt.Sprintf("run %s %s", id, r.State)
+		if r.Step != "" {
+			msg += " at step " + r.Step
+		}
+		return msg + ": " + r.Error
+	}
+	return fmt.Sprintf("run %s is %s", id, r.State)
+}
+
+// renderLogs shows a run's log with BuildKit's progress display.
+func renderLogs(ctx context.Context, c *client.Client, id string, follow bool, mode string) error {
+	if mode == "rawjson" {
+		return c.Logs(ctx, id, follow, func(ch store.LogChunk) error {
+			_, err := fmt.Fprintf(os.Stdout, "%s\n", ch.Data)
+			return err
+		})
+	}
+	d, err := progressui.NewDisplay(os.Stderr, progressui.DisplayMode(mode))
+	if err != nil {
+		return fmt.Errorf("log display %q: %w", mode, err)
+	}
+	ch := make(chan *bkclient.SolveStatus)
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.UpdateFrom(context.WithoutCancel(ctx), ch)
+		done <- err
+	}()
+	err = c.Logs(ctx, id, follow, func(chunk store.LogChunk) error {
+		var s bkclient.SolveStatus
+		if err := json.Unmarshal(chunk.Data, &s); err != nil {
+			return fmt.Errorf("decoding log chunk %d: %w", chunk.Seq, err)
+		}
+		select {
+		case ch <- &s:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	close(ch)
+	<-done
+	return err
+}
+
+func newLogsCmd(g *globals) *cobra.Command {
+	var follow bool
+	var progress string
+	cmd := &cobra.Command{
+		Use:   "logs RUN",
+		Short: "Show a run's build log (BuildKit progress)",
+		Long: `Show a run's build log, rendered like 'docker buildx build' does: an
+interactive display on a terminal, plain text otherwise. With -f, follow a
+run that is still building until it ends.`,
+		Example: `  refit logs r-7
+  refit logs r-7 -f
+  refit logs r-7 --progress rawjson | jq .`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if follow {
+				return followRun(cmd.Context(), g, c, a[0], progress)
+			}
+			return renderLogs(cmd.Context(), c, a[0], false, progress)
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the log until the run ends")
+	cmd.Flags().StringVar(&progress, "progress", "auto", "log display: auto, tty, plain, rawjson")
+	return cmd
+}
+
+func newRunsCmd(g *globals) *cobra.Command {
+	var f store.RunFilter
+	var state string
+	cmd := &cobra.Command{
+		Use:   "runs [RUN]",
+		Short: "List runs, newest first (or show one run)",
+		Example: `  refit runs
+  refit runs --task api
+  refit runs r-7 -o json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if len(a) == 1 {
+				r, err := c.GetRun(cmd.Context(), a[0])
+				if err != nil {
+					return err
+				}
+				return g.print(r, func(w *tabwriter.Writer) { printRun(w, r) })
+			}
+			f.State = store.State(state)
+			runs, err := c.ListRuns(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			return g.print(runs, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "RUN\tTASK\tSTATUS\tTRIGGER\tSTARTED\tDURATION")
+				for _, r := range runs {
+					started, dur := "-", "-"
+					if !r.StartedAt.IsZero() {
+						started = r.StartedAt.Local().Format("2006-01-02 15:04:05")
+						end := r.FinishedAt
+						if end.IsZero() {
+							end = time.Now()
+						}
+						dur = end.Sub(r.StartedAt).Round(100 * time.Millisecond).String()
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", store.FormatRunID(r.ID), r.Task, r.State, r.Cause, started, dur)
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVar(&f.Task, "task", "", "only runs of this task")
+	cmd.Flags().StringVar(&state, "state", "", "only runs in this state (queued, running, succeeded, failed, canceled)")
+	cmd.Flags().IntVar(&f.Limit, "limit", 50, "at most this many runs")
+	return cmd
+}
+
+func printRun(w *tabwriter.Writer, r store.Run) {
+	fmt.Fprintf(w, "run\t%s\n", store.FormatRunID(r.ID))
+	fmt.Fprintf(w, "task\t%s\n", r.Task)
+	fmt.Fprintf(w, "state\t%s\n", r.State)
+	fmt.Fprintf(w, "cause\t%s\n", r.Cause)
+	if r.Commit != "" {
+		fmt.Fprintf(w, "commit\t%s\n", r.Commit)
+	}
+	for _, b := range r.Bases {
+		fmt.Fprintf(w, "base\t%s %s@%s (stage %s)\n", b.Role, b.Ref, b.Digest, b.Stage)
+	}
+	if r.Image != "" {
+		fmt.Fprintf(w, "image\t%s\n", r.Image)
+		fmt.Fprintf(w, "tags\t%s\n", strings.Join(r.Tags, ", "))
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "error\t%s: %s\n", r.Step, r.Error)
+	}
+	fmt.Fprintf(w, "queued\t%s\n", r.CreatedAt.Local().Format(time.RFC3339))
+	if !r.FinishedAt.IsZero() {
+		fmt.Fprintf(w, "finished\t%s (%s)\n", r.FinishedAt.Local().Format(time.RFC3339), r.Timings["total"])
+	}
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/refit-dev/refit/internal/serve"
+)
+
+func newServeCmd() *cobra.Command {
+	var cfg serve.Config
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the refit server (API, embedded registry, job queue, managed BuildKit)",
+		Long: `Run the refit server with embedded defaults: state in SQLite, an OCI registry,
+and a BuildKit daemon that refit starts and supervises (runc and buildkitd
+must be installed; run as root). Everything lives under --data.
+
+On first start an admin token is created, written to <data>/admin-token
+(mode 0600) and printed once. Stop with Ctrl-C (SIGINT) or SIGTERM: running
+builds are canceled and their runs marked canceled.`,
+		Example: `  # embedded defaults, everything under ./refit-data
+  refit serve
+
+  # use an existing BuildKit (buildx, Docker Desktop, a remote daemon)
+  refit serve --buildkit docker-container://buildx_buildkit_default
+
+  # pick free ports (tests, several instances)
+  refit serve --listen 127.0.0.1:0 --registry-listen 127.0.0.1:0`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.BuildKit == "" {
+				cfg.BuildKit = os.Getenv("BUILDKIT_HOST")
+			}
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg.Out = cmd.OutOrStdout()
+			s, err := serve.Start(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			return s.Wait()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data", defaultDataDir(), "data directory (database, registry storage, BuildKit state, admin token)")
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7300", "API address")
+	f.StringVar(&cfg.RegistryListen, "registry-listen", "127.0.0.1:5000", "embedded registry address")
+	f.StringVar(&cfg.BuildKit, "buildkit", "", "existing BuildKit daemon address (unix://, tcp://, docker-container://); default $BUILDKIT_HOST, else a managed buildkitd")
+	f.StringVar(&cfg.BuildKitBinary, "buildkitd", "", "buildkitd binary to manage (default: $REFIT_BUILDKITD, ./bin/buildkitd, $PATH)")
+	f.StringSliceVar(&cfg.Insecure, "insecure-registry", nil, "registry host:port to reach over plain HTTP (repeatable)")
+	f.IntVar(&cfg.Workers, "workers", 2, "runs that build at once")
+	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	return cmd
+}

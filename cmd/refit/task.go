@@ -1,0 +1,305 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/task"
+)
+
+func newTaskCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "task",
+		Short: "Create, list, show and delete build tasks",
+		Long: `A task says what to build (a Dockerfile in a git repository or a local
+directory), where to push it and when. Create tasks one at a time here, or
+declaratively with 'refit apply -f tasks.yaml'.`,
+	}
+	cmd.AddCommand(newTaskCreateCmd(g), newTaskListCmd(g), newTaskShowCmd(g), newTaskDeleteCmd(g))
+	return cmd
+}
+
+func newTaskCreateCmd(g *globals) *cobra.Command {
+	var (
+		s        task.Spec
+		git, dir string
+		args     []string
+	)
+	cmd := &cobra.Command{
+		Use:   "create NAME (--git URL[#REF] | --dir PATH)",
+		Short: "Create a task",
+		Long: `Create a task. The server checks the source and parses the Dockerfile; a
+missing Dockerfile or a syntax error is reported with its file and line.
+
+Images named without a registry host (--image api) go to refit's embedded
+registry. Tags are templates: {{.Run.ID}}, {{.Commit.Short}}, {{.Commit.SHA}},
+{{.Task.Name}}; default "latest". Every image is also pushed by digest.`,
+		Example: `  refit task create api --git https://git.example/api.git#main --image api
+  refit task create hello --dir $PWD/examples/hello --tag latest --tag '{{.Run.ID}}'
+  refit task create web --git ./web --dockerfile build/Dockerfile --target prod --build-arg GO=1.23`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			s.Name = a[0]
+			if git != "" {
+				s.Source.Git, s.Source.Ref = splitRef(git)
+				if !strings.Contains(s.Source.Git, "://") && !strings.Contains(s.Source.Git, "@") {
+					if abs, err := filepath.Abs(s.Source.Git); err == nil {
+						if _, err := os.Stat(abs); err == nil {
+							s.Source.Git = abs
+						}
+					}
+				}
+			}
+			if dir != "" {
+				abs, err := filepath.Abs(dir)
+				if err != nil {
+					return fmt.Errorf("--dir %s: %w", dir, err)
+				}
+				s.Source.Dir = abs
+			}
+			var err error
+			if s.BuildArgs, err = parseKV("--build-arg", args); err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.CreateTask(cmd.Context(), s)
+			if err != nil {
+				return fmt.Errorf("creating task %s: %w", s.Name, err)
+			}
+			return g.print(t, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "task %s created: %s → %s\n", t.Name(), sourceString(t.Spec), t.Spec.Image)
+				printBases(w, t)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&git, "git", "", "git repository URL, optionally with #ref (branch, tag or commit)")
+	f.StringVar(&dir, "dir", "", "local directory on the server's machine (development)")
+	f.StringVar(&s.Context, "context", "", "build context inside the source (default .)")
+	f.StringVarP(&s.Dockerfile, "dockerfile", "f", "", "Dockerfile path inside the context (default Dockerfile)")
+	f.StringArrayVar(&args, "build-arg", nil, "build argument KEY=VALUE (repeatable)")
+	f.StringVar(&s.Target, "target", "", "stage to build (default: the last)")
+	f.StringSliceVar(&s.Platforms, "platform", nil, "platforms to build (default: the host's)")
+	f.StringVar(&s.Image, "image", "", "image repository (default: the task name, in the embedded registry)")
+	f.StringArrayVar(&s.Tags, "tag", nil, "tag template (repeatable; default latest)")
+	return cmd
+}
+
+func splitRef(s string) (url, ref string) {
+	if i := strings.LastIndex(s, "#"); i >= 0 {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
+}
+
+func parseKV(flag string, kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	m := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s %q: want KEY=VALUE", flag, kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func sourceString(s task.Spec) string {
+	if s.Source.Git != "" {
+		return s.Source.Git + "#" + s.Source.Ref
+	}
+	return s.Source.Dir
+}
+
+func printBases(w *tabwriter.Writer, t store.Task) {
+	if len(t.Bases) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nSTAGE\tROLE\tREFERENCE")
+	for _, b := range t.Bases {
+		fmt.Fprintf(w, "%s\t%s\t%s\n", b.Stage, b.Role, b.Ref)
+	}
+}
+
+func newTaskListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List tasks",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ts, err := c.ListTasks(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return g.print(ts, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "NAME\tSOURCE\tIMAGE\tRUNTIME BASE")
+				for _, t := range ts {
+					rt := "-"
+					for _, b := range t.Bases {
+						if b.Role == "runtime" {
+							rt = b.Ref
+						}
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", t.Name(), sourceString(t.Spec), t.Spec.Image, rt)
+				}
+			})
+		},
+	}
+}
+
+func newTaskShowCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a task's definition and its base images",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.GetTask(cmd.Context(), a[0])
+			if err != nil {
+				return err
+			}
+			return g.print(t, func(w *tabwriter.Writer) {
+				s := t.Spec
+				fmt.Fprintf(w, "name\t%s\n", s.Name)
+				fmt.Fprintf(w, "source\t%s\n", sourceString(s))
+				fmt.Fprintf(w, "dockerfile\t%s\n", filepath.Join(s.Context, s.Dockerfile))
+				if s.Target != "" {
+					fmt.Fprintf(w, "target\t%s\n", s.Target)
+				}
+				for k, v := range s.BuildArgs {
+					fmt.Fprintf(w, "build-arg\t%s=%s\n", k, v)
+				}
+				fmt.Fprintf(w, "platforms\t%s\n", strings.Join(s.Platforms, ", "))
+				fmt.Fprintf(w, "image\t%s\n", s.Image)
+				fmt.Fprintf(w, "tags\t%s\n", strings.Join(s.Tags, ", "))
+				if tr := s.Triggers; tr != nil {
+					fmt.Fprintf(w, "triggers\tcommit=%t base=%t (scope %s, %s) manual=%t schedule=%q\n", tr.Commit, tr.Base, tr.BaseScope, tr.Patch, tr.Manual, tr.Schedule)
+				}
+				fmt.Fprintf(w, "updated\t%s\n", t.UpdatedAt.Local().Format("2006-01-02 15:04:05"))
+				printBases(w, t)
+			})
+		},
+	}
+}
+
+func newTaskDeleteCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "delete NAME...",
+		Aliases: []string{"rm"},
+		Short:   "Delete tasks (their runs stay in the record)",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			for _, name := range a {
+				if err := c.DeleteTask(cmd.Context(), name); err != nil {
+					return fmt.Errorf("deleting task %s: %w", name, err)
+				}
+				fmt.Fprintf(g.out, "task %s deleted\n", name)
+			}
+			return nil
+		},
+	}
+}
+
+func newApplyCmd(g *globals) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE",
+		Short: "Create or update tasks from a YAML file (idempotent)",
+		Long: `Create or update every task in a YAML file: documents separated by '---',
+or one document with a 'tasks:' list. Fields are those of the API (see
+README); unknown fields are errors. Applying the same file twice changes
+nothing. Relative source.dir paths are taken relative to the file.`,
+		Example: `  refit apply -f tasks.yaml
+
+  # tasks.yaml
+  name: api
+  source:
+    git: https://git.example/api.git
+    ref: main
+  image: api
+  tags: ["latest", "{{.Commit.Short}}"]
+  ---
+  name: hello
+  source:
+    dir: ./examples/hello`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return fmt.Errorf("-f FILE is required")
+			}
+			data, err := os.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			specs, err := task.DecodeYAML(data)
+			if err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			type result struct {
+				Name   string `json:"name"`
+				Action string `json:"action"`
+			}
+			var results []result
+			for _, s := range specs {
+				if s.Source.Dir != "" && !filepath.IsAbs(s.Source.Dir) {
+					s.Source.Dir = filepath.Join(filepath.Dir(mustAbs(file)), s.Source.Dir)
+				}
+				r, err := c.PutTask(cmd.Context(), s)
+				if err != nil {
+					return fmt.Errorf("%s: task %s: %w", file, s.Name, err)
+				}
+				action := "unchanged"
+				switch {
+				case r.Created:
+					action = "created"
+				case r.Changed:
+					action = "updated"
+				}
+				results = append(results, result{s.Name, action})
+			}
+			return g.print(results, func(w *tabwriter.Writer) {
+				for _, r := range results {
+					fmt.Fprintf(w, "task %s %s\n", r.Name, r.Action)
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "YAML file of tasks")
+	return cmd
+}
+
+func mustAbs(p string) string {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return abs
+}

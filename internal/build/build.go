@@ -1,0 +1,164 @@
+// Package build owns turning a prepared build request into a pushed image
+// with a BuildKit daemon: the dockerfile frontend, pinned base images
+// (named contexts), OCI annotations and labels, SLSA provenance, and the
+// live progress stream. It does not fetch sources, resolve digests or
+// decide what to build.
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/docker/cli/cli/config"
+	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/tonistiigi/fsutil"
+)
+
+// Request is one build: everything BuildKit needs, already resolved.
+type Request struct {
+	// ContextDir is the build context directory (required).
+	ContextDir string
+	// Dockerfile is the Dockerfile's path relative to ContextDir. Default
+	// "Dockerfile".
+	Dockerfile string
+	// BuildArgs override ARG defaults.
+	BuildArgs map[string]string
+	// Target is the stage to build; "" = last.
+	Target string
+	// Platforms to build; empty = the daemon's default.
+	Platforms []string
+	// Pins maps a BuildKit named-context key (the FROM reference as written,
+	// see dockerfile.ContextKey) to "ref@digest": the build uses exactly
+	// that digest even if the tag has moved since.
+	Pins map[string]string
+	// Names are the image references to push (repository:tag). Required.
+	Names []string
+	// Insecure allows pushing to a plain-HTTP registry.
+	Insecure bool
+	// Annotations are added to the image manifest and index.
+	Annotations map[string]string
+	// Labels are added to the image config.
+	Labels map[string]string
+	// Provenance turns on the SLSA provenance attestation (mode=max).
+	Provenance bool
+}
+
+// Result is what a successful build pushed.
+type Result struct {
+	// Digest of the pushed image (the index when provenance is on).
+	Digest string
+}
+
+// Builder builds with the BuildKit daemon at an address.
+type Builder struct {
+	addr func() string
+}
+
+// New returns a Builder that connects to the address addr returns at each
+// build (unix://, tcp://, docker-container://), so a restarted daemon on a
+// new socket is picked up.
+func New(addr func() string) *Builder { return &Builder{addr: addr} }
+
+// Build solves the request with the dockerfile frontend and pushes the
+// result. Progress updates are sent on status, which Build closes when it
+// returns (status may be nil). A failed step's error message is returned
+// as is from BuildKit (it names the step and exit code).
+func (b *Builder) Build(ctx context.Context, req Request, status chan *client.SolveStatus) (Result, error) {
+	if status == nil {
+		status = make(chan *client.SolveStatus)
+		go func() {
+			for range status {
+			}
+		}()
+	}
+	if len(req.Names) == 0 {
+		close(status)
+		return Result{}, errors.New("build: no image names to push")
+	}
+	addr := b.addr()
+	c, err := client.New(ctx, addr)
+	if err != nil {
+		close(status)
+		return Result{}, fmt.Errorf("connecting to buildkit at %s: %w", addr, err)
+	}
+	defer c.Close()
+
+	dockerfile := req.Dockerfile
+	if dockerfile == "" {
+		dockerfile = "Dockerfile"
+	}
+	dfPath := filepath.Join(req.ContextDir, dockerfile)
+	ctxFS, err := fsutil.NewFS(req.ContextDir)
+	if err != nil {
+		close(status)
+		return Result{}, fmt.Errorf("opening build context %s: %w", req.ContextDir, err)
+	}
+	dfFS, err := fsutil.NewFS(filepath.Dir(dfPath))
+	if err != nil {
+		close(status)
+		return Result{}, fmt.Errorf("opening Dockerfile directory %s: %w", filepath.Dir(dfPath), err)
+	}
+
+	attrs := map[string]string{"filename": filepath.Base(dfPath)}
+	if req.Target != "" {
+		attrs["target"] = req.Target
+	}
+	if len(req.Platforms) > 0 {
+		attrs["platform"] = strings.Join(req.Platforms, ",")
+	}
+	for k, v := range req.BuildArgs {
+		attrs["build-arg:"+k] = v
+	}
+	for k, v := range req.Pins {
+		attrs["context:"+k] = "docker-image://" + v
+	}
+	for k, v := range req.Labels {
+		attrs["label:"+k] = v
+	}
+	if req.Provenance {
+		attrs["attest:provenance"] = "mode=max"
+	}
+
+	export := map[string]string{
+		"name": strings.Join(req.Names, ","),
+		"push": "true",
+	}
+	if req.Insecure {
+		export["registry.insecure"] = "true"
+	}
+	for _, k := range slices.Sorted(maps.Keys(req.Annotations)) {
+		export["annotation-manifest."+k] = req.Annotations[k]
+		if req.Provenance || len(req.Platforms) > 1 {
+			export["annotation-index."+k] = req.Annotations[k]
+		}
+	}
+
+	cfg := config.LoadDefaultConfigFile(os.Stderr)
+	opt := client.SolveOpt{
+		Frontend:      "dockerfile.v0",
+		FrontendAttrs: attrs,
+		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
+		Exports:       []client.ExportEntry{{Type: client.ExporterImage, Attrs: export}},
+		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+			AuthConfigProvider: authprovider.LoadAuthConfig(cfg),
+		})},
+	}
+	resp, err := c.Solve(ctx, nil, opt, status)
+	if err != nil {
+		return Result{}, fmt.Errorf("building %s: %w", req.Names[0], err)
+	}
+	dgst := resp.ExporterResponse[exptypes.ExporterImageDigestKey]
+	if dgst == "" {
+		return Result{}, fmt.Errorf("building %s: buildkit reported no image digest", req.Names[0])
+	}
+	return Result{Digest: dgst}, nil
+}

@@ -1,0 +1,201 @@
+// Package client is the Go client of refit's HTTP API, used by the CLI and
+// by tests. It owns request encoding and error decoding, nothing more.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/task"
+)
+
+// Client talks to one refit server. It is safe for concurrent use.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a client for the server at base ("http://127.0.0.1:7300")
+// authenticating with token.
+func New(base, token string) *Client {
+	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{}}
+}
+
+// APIError is an error answer from the server.
+type APIError struct {
+	Status  int
+	Message string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status)
+}
+
+// IsNotFound reports whether err is a 404 from the server.
+func IsNotFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decoding answer to %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+func (c *Client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encoding request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reaching refit at %s: %w", c.base, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var e struct {
+			Error string `json:"error"`
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(b))
+		}
+		return nil, &APIError{Status: resp.StatusCode, Message: e.Error}
+	}
+	return resp, nil
+}
+
+// CreateTask creates a task; the server validates it and its Dockerfile.
+func (c *Client) CreateTask(ctx context.Context, s task.Spec) (store.Task, error) {
+	var t store.Task
+	return t, c.do(ctx, http.MethodPost, "/api/v1/tasks", s, &t)
+}
+
+// PutResult says what PutTask did.
+type PutResult struct {
+	Task    store.Task `json:"task"`
+	Created bool       `json:"created"`
+	Changed bool       `json:"changed"`
+}
+
+// PutTask creates or updates a task by name (idempotent).
+func (c *Client) PutTask(ctx context.Context, s task.Spec) (PutResult, error) {
+	var r PutResult
+	return r, c.do(ctx, http.MethodPut, "/api/v1/tasks/"+url.PathEscape(s.Name), s, &r)
+}
+
+// GetTask returns a task.
+func (c *Client) GetTask(ctx context.Context, name string) (store.Task, error) {
+	var t store.Task
+	return t, c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(name), nil, &t)
+}
+
+// ListTasks returns every task.
+func (c *Client) ListTasks(ctx context.Context) ([]store.Task, error) {
+	var ts []store.Task
+	return ts, c.do(ctx, http.MethodGet, "/api/v1/tasks", nil, &ts)
+}
+
+// DeleteTask deletes a task.
+func (c *Client) DeleteTask(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/tasks/"+url.PathEscape(name), nil, nil)
+}
+
+// Run queues a manual run of a task.
+func (c *Client) Run(ctx context.Context, taskName string) (store.Run, error) {
+	var r store.Run
+	return r, c.do(ctx, http.MethodPost, "/api/v1/tasks/"+url.PathEscape(taskName)+"/runs", nil, &r)
+}
+
+// GetRun returns a run by ID ("r-7" or 7).
+func (c *Client) GetRun(ctx context.Context, id string) (store.Run, error) {
+	var r store.Run
+	return r, c.do(ctx, http.MethodGet, "/api/v1/runs/"+url.PathEscape(id), nil, &r)
+}
+
+// ListRuns returns runs, newest first.
+func (c *Client) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error) {
+	q := url.Values{}
+	if f.Task != "" {
+		q.Set("task", f.Task)
+	}
+	if f.State != "" {
+		q.Set("state", string(f.State))
+	}
+	if f.Limit > 0 {
+		q.Set("limit", fmt.Sprint(f.Limit))
+	}
+	var rs []store.Run
+	return rs, c.do(ctx, http.MethodGet, "/api/v1/runs?"+q.Encode(), nil, &rs)
+}
+
+// Logs streams a run's log chunks to fn, in order. With follow it returns
+// when the run has ended and its whole log was read.
+func (c *Client) Logs(ctx context.Context, id string, follow bool, fn func(store.LogChunk) error) error {
+	path := "/api/v1/runs/" + url.PathEscape(id) + "/logs"
+	if follow {
+		path += "?follow=1"
+	}
+	resp, err := c.send(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var ch store.LogChunk
+		if err := json.Unmarshal(sc.Bytes(), &ch); err != nil {
+			return fmt.Errorf("decoding log of run %s: %w", id, err)
+		}
+		if err := fn(ch); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading log of run %s: %w", id, err)
+	}
+	return nil
+}
+
+// WhoAmI returns the name of the token in use.
+func (c *Client) WhoAmI(ctx context.Context) (string, error) {
+	var v struct {
+		User string `json:"user"`
+	}
+	return v.User, c.do(ctx, http.MethodGet, "/api/v1/whoami", nil, &v)
+}

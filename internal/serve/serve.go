@@ -1,0 +1,277 @@
+// Package serve owns running a refit server process: it opens the store,
+// starts the embedded registry, connects to (or starts and supervises) a
+// BuildKit daemon, starts the run queue and the HTTP API, and stops them
+// all, in order, when its context ends. It holds no logic of its own
+// beyond that wiring.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bkclient "github.com/moby/buildkit/client"
+
+	"github.com/refit-dev/refit/internal/build"
+	"github.com/refit-dev/refit/internal/buildkitd"
+	"github.com/refit-dev/refit/internal/index"
+	"github.com/refit-dev/refit/internal/registry"
+	"github.com/refit-dev/refit/internal/runner"
+	"github.com/refit-dev/refit/internal/server"
+	"github.com/refit-dev/refit/internal/store"
+)
+
+// Config is everything `refit serve` can be told.
+type Config struct {
+	// DataDir holds the database, registry storage, BuildKit state and
+	// the admin token (required).
+	DataDir string
+	// Listen is the API address. Default "127.0.0.1:7300"; port 0 picks one.
+	Listen string
+	// RegistryListen is the embedded registry's address. Default
+	// "127.0.0.1:5000"; port 0 picks one.
+	RegistryListen string
+	// BuildKit is the address of an existing BuildKit daemon (unix://,
+	// tcp://, docker-container://). "" = start a managed buildkitd.
+	BuildKit string
+	// BuildKitBinary is the buildkitd to manage; "" = search (see
+	// buildkitd.Config.Binary).
+	BuildKitBinary string
+	// Insecure lists extra registries (host:port) reached over plain HTTP.
+	Insecure []string
+	// Workers is how many runs build at once. Default 2.
+	Workers int
+	// Logger receives the server's log. nil = text to stderr.
+	Logger *slog.Logger
+	// Out receives the start-up banner. nil = stdout.
+	Out io.Writer
+}
+
+// Server is a running refit.
+type Server struct {
+	// APIURL is the base URL of the HTTP API ("http://127.0.0.1:7300").
+	APIURL string
+	// RegistryAddr is the embedded registry's host:port.
+	RegistryAddr string
+	// BuildKitAddr is the BuildKit daemon in use.
+	BuildKitAddr string
+	// TokenFile holds the admin token.
+	TokenFile string
+	// Daemon is the managed buildkitd, nil when BuildKit was given.
+	Daemon *buildkitd.Daemon
+
+	done chan error
+}
+
+// Wait blocks until the server has stopped (its context ended) and
+// returns the first error of the shutdown.
+func (s *Server) Wait() error { return <-s.done }
+
+// Start brings refit up and returns once it accepts requests. It stops
+// when ctx ends; Wait reports when that is complete.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("serve: no data directory")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:7300"
+	}
+	if cfg.RegistryListen == "" {
+		cfg.RegistryListen = "127.0.0.1:5000"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.Out == nil {
+		cfg.Out = os.Stdout
+	}
+	log := cfg.Logger
+	data, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+	}
+	for _, d := range []string{"", "registry", "work"} {
+		if err := os.MkdirAll(filepath.Join(data, d), 0o700); err != nil {
+			return nil, fmt.Errorf("creating data directory: %w", err)
+		}
+	}
+
+	var cleanups []func(context.Context) error
+	cleanup := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var errs []error
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			errs = append(errs, cleanups[i](ctx))
+		}
+		return errors.Join(errs...)
+	}
+	started := false
+	defer func() {
+		if !started {
+			cleanup()
+		}
+	}()
+
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(data, "refit.db")})
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, func(context.Context) error { return st.Close() })
+
+	tokenFile := filepath.Join(data, "admin-token")
+	newToken, err := ensureAdminToken(ctx, st, tokenFile)
+	if err != nil {
+		return nil, err
+	}
+
+	// Embedded registry.
+	regLn, err := net.Listen("tcp", cfg.RegistryListen)
+	if err != nil {
+		return nil, fmt.Errorf("listening for the registry on %s: %w", cfg.RegistryListen, err)
+	}
+	regAddr := regLn.Addr().String()
+	reg, err := registry.New(ctx, registry.Config{Dir: filepath.Join(data, "registry"), Logger: log.With("component", "registry")})
+	if err != nil {
+		regLn.Close()
+		return nil, err
+	}
+	regSrv := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second}
+	go regSrv.Serve(regLn)
+	cleanups = append(cleanups, regSrv.Shutdown)
+
+	// BuildKit.
+	bkAddr := cfg.BuildKit
+	var daemon *buildkitd.Daemon
+	ready := func(ctx context.Context) error {
+		c, err := bkclient.New(ctx, bkAddr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.ListWorkers(ctx)
+		return err
+	}
+	if bkAddr == "" {
+		daemon, err = buildkitd.Start(ctx, buildkitd.Config{
+			Binary:             cfg.BuildKitBinary,
+			Root:               filepath.Join(data, "buildkit"),
+			InsecureRegistries: append([]string{regAddr}, cfg.Insecure...),
+			Logger:             log.With("component", "buildkitd"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w\n(or point refit at a running BuildKit with --buildkit ADDR)", err)
+		}
+		cleanups = append(cleanups, daemon.Stop)
+		bkAddr = daemon.Address()
+		ready = daemon.Ready
+	} else {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := ready(rctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("buildkit at %s does not answer: %w", bkAddr, err)
+		}
+	}
+
+	// Runs.
+	run, err := runner.New(ctx, runner.Config{
+		Store:        st,
+		Builder:      build.New(func() string { return bkAddr }),
+		Resolver:     &index.Resolver{Insecure: append([]string{regAddr}, cfg.Insecure...)},
+		Registry:     regAddr,
+		Insecure:     cfg.Insecure,
+		WorkDir:      filepath.Join(data, "work"),
+		BuilderReady: ready,
+		Workers:      cfg.Workers,
+		Logger:       log.With("component", "runner"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := run.Start(ctx); err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, run.Stop)
+
+	// API.
+	apiLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listening for the API on %s: %w", cfg.Listen, err)
+	}
+	api := server.New(server.Config{Store: st, Runner: run, Ready: ready, Logger: log.With("component", "api")})
+	apiSrv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 30 * time.Second,
+		// Requests end with the server: followed logs stop streaming.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+	go apiSrv.Serve(apiLn)
+	// Stop taking requests first, then the queue (canceling builds), then
+	// the daemon, registry and store.
+	cleanups = append(cleanups, apiSrv.Shutdown)
+
+	s := &Server{
+		APIURL:       "http://" + apiLn.Addr().String(),
+		RegistryAddr: regAddr,
+		BuildKitAddr: bkAddr,
+		TokenFile:    tokenFile,
+		Daemon:       daemon,
+		done:         make(chan error, 1),
+	}
+	started = true
+	s.banner(cfg.Out, data, newToken)
+	go func() {
+		<-ctx.Done()
+		log.Info("shutting down: canceling running builds")
+		s.done <- cleanup()
+	}()
+	return s, nil
+}
+
+func (s *Server) banner(out io.Writer, data, newToken string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "refit is running\n")
+	fmt.Fprintf(&b, "  API        %s   (health %s/healthz, metrics %s/metrics)\n", s.APIURL, s.APIURL, s.APIURL)
+	fmt.Fprintf(&b, "  registry   %s   (embedded; images without a registry host go here)\n", s.RegistryAddr)
+	fmt.Fprintf(&b, "  buildkit   %s", s.BuildKitAddr)
+	if s.Daemon != nil {
+		fmt.Fprintf(&b, "   (managed, pid %d)", s.Daemon.PID())
+	}
+	fmt.Fprintf(&b, "\n  data       %s\n", data)
+	fmt.Fprintf(&b, "  token      %s (0600)\n", s.TokenFile)
+	if newToken != "" {
+		fmt.Fprintf(&b, "\nA new admin token was created; it is shown this once:\n  export REFIT_SERVER=%s REFIT_TOKEN=%s\n", s.APIURL, newToken)
+	} else {
+		fmt.Fprintf(&b, "\n  export REFIT_SERVER=%s REFIT_TOKEN=$(cat %s)\n", s.APIURL, s.TokenFile)
+	}
+	fmt.Fprint(out, b.String())
+}
+
+// ensureAdminToken creates the admin token on first start, writing it to
+// a 0600 file; it returns the new secret, or "" when one existed.
+func ensureAdminToken(ctx context.Context, st *store.Store, file string) (string, error) {
+	n, err := st.CountTokens(ctx)
+	if err != nil {
+		return "", err
+	}
+	if n > 0 {
+		return "", nil
+	}
+	secret, err := st.NewToken(ctx, "admin")
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing admin token to %s: %w", file, err)
+	}
+	return secret, nil
+}

@@ -1,0 +1,398 @@
+// Package server owns refit's HTTP API (/api/v1), its authentication
+// (bearer tokens), health and readiness probes and the metrics endpoint.
+// It translates HTTP to calls on the store and the runner; it holds no
+// build logic of its own.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/task"
+)
+
+// apiStore is what the API reads and writes directly.
+type apiStore interface {
+	CreateTask(ctx context.Context, t store.Task) (store.Task, error)
+	PutTask(ctx context.Context, t store.Task) (store.Task, bool, bool, error)
+	GetTask(ctx context.Context, name string) (store.Task, error)
+	ListTasks(ctx context.Context) ([]store.Task, error)
+	DeleteTask(ctx context.Context, name string) error
+	GetRun(ctx context.Context, id int64) (store.Run, error)
+	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error)
+	Logs(ctx context.Context, runID, after int64, limit int) ([]store.LogChunk, error)
+	TokenName(ctx context.Context, secret string) (string, error)
+}
+
+// runQueue queues runs and inspects task sources.
+type runQueue interface {
+	Queue(ctx context.Context, taskName string, cause store.Cause) (store.Run, error)
+	Inspect(ctx context.Context, spec task.Spec) ([]dockerfile.Base, error)
+}
+
+// Config configures the API server.
+type Config struct {
+	Store  apiStore // required
+	Runner runQueue // required
+	// Ready reports whether refit can build now (for /readyz); nil = always.
+	Ready func(ctx context.Context) error
+	// Logger gets one line per request error. nil = discard.
+	Logger *slog.Logger
+	// LogPoll is how often a followed log is polled for new lines. Default
+	// 200 ms.
+	LogPoll time.Duration
+}
+
+// Server is the HTTP API. It is an http.Handler.
+type Server struct {
+	cfg     Config
+	mux     *http.ServeMux
+	metrics *prometheus.Registry
+	queued  *prometheus.CounterVec
+}
+
+// New returns the API handler.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.LogPoll <= 0 {
+		cfg.LogPoll = 200 * time.Millisecond
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), metrics: prometheus.NewRegistry()}
+	s.queued = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "refit_runs_queued_total", Help: "Runs queued, by cause kind.",
+	}, []string{"cause"})
+	s.metrics.MustRegister(s.queued, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
+
+	api := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+		s.mux.Handle(pattern, s.auth(h))
+	}
+	api("GET /api/v1/tasks", s.listTasks)
+	api("POST /api/v1/tasks", s.createTask)
+	api("GET /api/v1/tasks/{name}", s.getTask)
+	api("PUT /api/v1/tasks/{name}", s.putTask)
+	api("DELETE /api/v1/tasks/{name}", s.deleteTask)
+	api("POST /api/v1/tasks/{name}/runs", s.queueRun)
+	api("GET /api/v1/runs", s.listRuns)
+	api("GET /api/v1/runs/{id}", s.getRun)
+	api("GET /api/v1/runs/{id}/logs", s.runLogs)
+	api("GET /api/v1/whoami", func(w http.ResponseWriter, r *http.Request) error {
+		return writeJSON(w, http.StatusOK, map[string]string{"user": user(r)})
+	})
+	s.mux.Handle("/api/", s.auth(func(w http.ResponseWriter, r *http.Request) error {
+		return &httpError{http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path)}
+	}))
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Metrics returns the registry /metrics serves, for other packages'
+// collectors.
+func (s *Server) Metrics() *prometheus.Registry { return s.metrics }
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+type userKey struct{}
+
+func user(r *http.Request) string {
+	u, _ := r.Context().Value(userKey{}).(string)
+	return u
+}
+
+// httpError is an error with the status code to answer.
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+// auth checks the bearer token, then calls h and turns its error into a
+// JSON error answer.
+func (s *Server) auth(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || secret == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="refit"`)
+			s.fail(w, r, &httpError{http.StatusUnauthorized, "missing bearer token (set REFIT_TOKEN)"})
+			return
+		}
+		name, err := s.cfg.Store.TokenName(r.Context(), secret)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				err = &httpError{http.StatusUnauthorized, "invalid token"}
+			}
+			s.fail(w, r, err)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), userKey{}, name))
+		if err := h(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+	})
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := http.StatusInternalServerError
+	var he *httpError
+	var fe *task.FieldError
+	var de *dockerfile.Error
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &he):
+		code = he.code
+	case errors.Is(err, store.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, store.ErrExists):
+		code = http.StatusConflict
+	case errors.As(err, &mbe):
+		code = http.StatusRequestEntityTooLarge
+	case errors.As(err, &fe), errors.As(err, &de), errors.As(err, new(*invalidError)):
+		code = http.StatusBadRequest
+	}
+	if code == http.StatusInternalServerError {
+		s.cfg.Logger.Error("api request", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// invalidError marks a request the client got wrong.
+type invalidError struct{ err error }
+
+func (e *invalidError) Error() string { return e.err.Error() }
+func (e *invalidError) Unwrap() error { return e.err }
+
+func writeJSON(w http.ResponseWriter, code int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
+	ts, err := s.cfg.Store.ListTasks(r.Context())
+	if err != nil {
+		return err
+	}
+	if ts == nil {
+		ts = []store.Task{}
+	}
+	return writeJSON(w, http.StatusOK, ts)
+}
+
+// readSpec decodes, defaults and validates a spec from the body, then
+// inspects its source for the Dockerfile and its bases.
+func (s *Server) readSpec(w http.ResponseWriter, r *http.Request) (store.Task, error) {
+	spec, err := task.DecodeJSON(http.MaxBytesReader(w, r.Body, task.MaxSpecBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return store.Task{}, err
+		}
+		return store.Task{}, &invalidError{err}
+	}
+	if name := r.PathValue("name"); name != "" {
+		if spec.Name == "" {
+			spec.Name = name
+		} else if spec.Name != name {
+			return store.Task{}, &invalidError{fmt.Errorf("name %q in body does not match %q in path", spec.Name, name)}
+		}
+	}
+	spec = spec.Defaults()
+	if err := spec.Validate(); err != nil {
+		return store.Task{}, err
+	}
+	bases, err := s.cfg.Runner.Inspect(r.Context(), spec)
+	if err != nil {
+		return store.Task{}, &invalidError{err}
+	}
+	return store.Task{Spec: spec, Bases: bases}, nil
+}
+
+func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.readSpec(w, r)
+	if err != nil {
+		return err
+	}
+	t, err = s.cfg.Store.CreateTask(r.Context(), t)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, t)
+}
+
+// PutResult is the answer to PUT /api/v1/tasks/{name}.
+type PutResult struct {
+	Task    store.Task `json:"task"`
+	Created bool       `json:"created"`
+	Changed bool       `json:"changed"`
+}
+
+func (s *Server) putTask(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.readSpec(w, r)
+	if err != nil {
+		return err
+	}
+	t, created, changed, err := s.cfg.Store.PutTask(r.Context(), t)
+	if err != nil {
+		return err
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	return writeJSON(w, code, PutResult{t, created, changed})
+}
+
+func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.cfg.Store.GetTask(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Server) deleteTask(w http.ResponseWriter, r *http.Request) error {
+	if err := s.cfg.Store.DeleteTask(r.Context(), r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) queueRun(w http.ResponseWriter, r *http.Request) error {
+	run, err := s.cfg.Runner.Queue(r.Context(), r.PathValue("name"), store.Cause{Kind: "manual", User: user(r)})
+	if err != nil {
+		return err
+	}
+	s.queued.WithLabelValues("manual").Inc()
+	return writeJSON(w, http.StatusCreated, run)
+}
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := store.RunFilter{Task: q.Get("task"), State: store.State(q.Get("state"))}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			return &httpError{http.StatusBadRequest, fmt.Sprintf("limit %q must be a number from 1 to 1000", l)}
+		}
+		f.Limit = n
+	}
+	runs, err := s.cfg.Store.ListRuns(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	if runs == nil {
+		runs = []store.Run{}
+	}
+	return writeJSON(w, http.StatusOK, runs)
+}
+
+func runID(r *http.Request) (int64, error) {
+	id, err := store.ParseRunID(r.PathValue("id"))
+	if err != nil {
+		return 0, &httpError{http.StatusBadRequest, err.Error()}
+	}
+	return id, nil
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
+	id, err := runID(r)
+	if err != nil {
+		return err
+	}
+	run, err := s.cfg.Store.GetRun(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, run)
+}
+
+// runLogs streams a run's stored log as newline-delimited JSON LogChunks.
+// With follow=1 it keeps the connection open, sending new chunks as they
+// are stored, until the run has ended and every chunk was sent.
+func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
+	id, err := runID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Store.GetRun(r.Context(), id); err != nil {
+		return err
+	}
+	follow := r.URL.Query().Get("follow") == "1" || r.URL.Query().Get("follow") == "true"
+	var after int64
+	if a := r.URL.Query().Get("after"); a != "" {
+		if after, err = strconv.ParseInt(a, 10, 64); err != nil {
+			return &httpError{http.StatusBadRequest, fmt.Sprintf("after %q is not a number", a)}
+		}
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	enc := json.NewEncoder(w)
+	for {
+		// Read the state before the logs: if it had ended, every chunk
+		// was stored before it did.
+		run, err := s.cfg.Store.GetRun(r.Context(), id)
+		if err != nil {
+			return nil // the header is sent; the client sees a short stream
+		}
+		for {
+			chunks, err := s.cfg.Store.Logs(r.Context(), id, after, 500)
+			if err != nil {
+				return nil
+			}
+			for _, c := range chunks {
+				if err := enc.Encode(c); err != nil {
+					return nil
+				}
+				after = c.Seq
+			}
+			if len(chunks) < 500 {
+				break
+			}
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if !follow || run.State.Done() {
+			return nil
+		}
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-time.After(s.cfg.LogPoll):
+		}
+	}
+}

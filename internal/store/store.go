@@ -1,0 +1,194 @@
+// Package store owns refit's persistent state: tasks, runs, run logs and API
+// tokens, and the schema migrations that hold them. It is the only package
+// that writes SQL. The embedded dialect is SQLite (WAL, one writer
+// connection shared with the job queue, a separate pool for reads); the
+// SQL is written with $N placeholders and portable types so PostgreSQL can
+// share it.
+//
+// Driver errors are translated at this boundary: callers see ErrNotFound
+// and ErrExists, never sql.ErrNoRows.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// ErrNotFound is returned when the named task, run or token does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrExists is returned when creating something whose name is taken.
+var ErrExists = errors.New("already exists")
+
+//go:embed migrations
+var migrations embed.FS
+
+// Store is the database. It is safe for concurrent use.
+type Store struct {
+	write *sql.DB // one connection: SQLite has one writer; shared with River
+	read  *sql.DB // readers, for API queries
+}
+
+// Config configures Open.
+type Config struct {
+	// Path is the SQLite database file (required). Its directory must exist.
+	Path string
+	// ReadConns bounds the read pool. Default 4.
+	ReadConns int
+}
+
+// Open opens (creating if needed) the database and applies pending
+// migrations.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("opening store: no database path")
+	}
+	if cfg.ReadConns <= 0 {
+		cfg.ReadConns = 4
+	}
+	abs, err := filepath.Abs(cfg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", cfg.Path, err)
+	}
+	dsn := func(extra ...string) string {
+		q := url.Values{}
+		for _, p := range append([]string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)"}, extra...) {
+			q.Add("_pragma", p)
+		}
+		q.Set("_txlock", "immediate")
+		return "file:" + abs + "?" + q.Encode()
+	}
+	w, err := sql.Open("sqlite", dsn())
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", abs, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("opening store %s: %w", abs, err)
+	}
+	s := &Store{write: w}
+	if err := s.migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	r, err := sql.Open("sqlite", dsn("query_only(1)"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("opening store %s for reading: %w", abs, err)
+	}
+	r.SetMaxOpenConns(cfg.ReadConns)
+	s.read = r
+	return s, nil
+}
+
+// DB returns the single writer connection pool, for the job queue's driver,
+// which must share it (SQLite allows one writer).
+func (s *Store) DB() *sql.DB { return s.write }
+
+// Close closes both pools.
+func (s *Store) Close() error {
+	return errors.Join(s.read.Close(), s.write.Close())
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS refit_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+		return fmt.Errorf("creating migrations table: %w", err)
+	}
+	files, err := fs.Glob(migrations, "migrations/sqlite/*.up.sql")
+	if err != nil {
+		return fmt.Errorf("listing migrations: %w", err)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		base := filepath.Base(f)
+		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("migration %s: name must start with a number: %w", base, err)
+		}
+		var n int
+		if err := s.write.QueryRowContext(ctx, `SELECT COUNT(*) FROM refit_migrations WHERE version = $1`, v).Scan(&n); err != nil {
+			return fmt.Errorf("checking migration %s: %w", base, err)
+		}
+		if n > 0 {
+			continue
+		}
+		body, err := migrations.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("reading migration %s: %w", base, err)
+		}
+		err = s.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO refit_migrations (version, applied_at) VALUES ($1, $2)`, v, formatTime(time.Now()))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("applying migration %s: %w", base, err)
+		}
+	}
+	return nil
+}
+
+// tx runs fn in a write transaction, committing when it returns nil.
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+const timeFormat = "2006-01-02T15:04:05.000000000Z"
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(timeFormat)
+}
+
+func parseTime(s string) time.Time {
+	if s == "" {
+		return time.Time{}
+	}
+	t, err := time.Parse(timeFormat, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// translate maps driver errors to the package's sentinels.
+func translate(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %v", ErrExists, err)
+		}
+	}
+	return err
+}

@@ -1,0 +1,179 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/task"
+)
+
+// Task is a stored task: its spec (with defaults applied) and the base
+// images last discovered in its Dockerfile.
+type Task struct {
+	Spec      task.Spec         `json:"spec"`
+	Bases     []dockerfile.Base `json:"bases"`
+	CreatedAt time.Time         `json:"createdAt"`
+	UpdatedAt time.Time         `json:"updatedAt"`
+}
+
+// Name returns the task's name.
+func (t Task) Name() string { return t.Spec.Name }
+
+// CreateTask stores a new task. It returns ErrExists when the name is taken.
+func (s *Store) CreateTask(ctx context.Context, t Task) (Task, error) {
+	now := time.Now().UTC()
+	t.CreatedAt, t.UpdatedAt = now, now
+	spec, bases, err := marshalTask(t)
+	if err != nil {
+		return Task{}, err
+	}
+	_, err = s.write.ExecContext(ctx,
+		`INSERT INTO tasks (name, spec, bases, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)`,
+		t.Spec.Name, spec, bases, formatTime(now), formatTime(now))
+	if err != nil {
+		return Task{}, fmt.Errorf("creating task %s: %w", t.Spec.Name, translate(err))
+	}
+	return t, nil
+}
+
+// PutTask creates the task or replaces its spec and bases. It reports
+// whether the task was created and whether anything changed; an unchanged
+// put writes nothing.
+func (s *Store) PutTask(ctx context.Context, t Task) (stored Task, created, changed bool, err error) {
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		old, err := scanTask(tx.QueryRowContext(ctx, `SELECT spec, bases, created_at, updated_at FROM tasks WHERE name = $1`, t.Spec.Name))
+		switch {
+		case err == ErrNotFound:
+			created, changed = true, true
+			now := time.Now().UTC()
+			t.CreatedAt, t.UpdatedAt = now, now
+			spec, bases, err := marshalTask(t)
+			if err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, `INSERT INTO tasks (name, spec, bases, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)`,
+				t.Spec.Name, spec, bases, formatTime(now), formatTime(now))
+			return translate(err)
+		case err != nil:
+			return err
+		}
+		if reflect.DeepEqual(old.Spec, t.Spec) && reflect.DeepEqual(normBases(old.Bases), normBases(t.Bases)) {
+			stored = old
+			return nil
+		}
+		changed = true
+		t.CreatedAt, t.UpdatedAt = old.CreatedAt, time.Now().UTC()
+		spec, bases, err := marshalTask(t)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE tasks SET spec = $1, bases = $2, updated_at = $3 WHERE name = $4`,
+			spec, bases, formatTime(t.UpdatedAt), t.Spec.Name)
+		return translate(err)
+	})
+	if err != nil {
+		return Task{}, false, false, fmt.Errorf("storing task %s: %w", t.Spec.Name, err)
+	}
+	if !changed {
+		return stored, false, false, nil
+	}
+	return t, created, true, nil
+}
+
+func normBases(b []dockerfile.Base) []dockerfile.Base {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// SetTaskBases records the bases discovered at a run, without touching the
+// spec. A task deleted meanwhile is not an error.
+func (s *Store) SetTaskBases(ctx context.Context, name string, bases []dockerfile.Base) error {
+	b, err := json.Marshal(bases)
+	if err != nil {
+		return fmt.Errorf("encoding bases of task %s: %w", name, err)
+	}
+	if _, err := s.write.ExecContext(ctx, `UPDATE tasks SET bases = $1 WHERE name = $2`, string(b), name); err != nil {
+		return fmt.Errorf("recording bases of task %s: %w", name, translate(err))
+	}
+	return nil
+}
+
+// GetTask returns the named task or ErrNotFound.
+func (s *Store) GetTask(ctx context.Context, name string) (Task, error) {
+	t, err := scanTask(s.read.QueryRowContext(ctx, `SELECT spec, bases, created_at, updated_at FROM tasks WHERE name = $1`, name))
+	if err != nil {
+		return Task{}, fmt.Errorf("task %s: %w", name, err)
+	}
+	return t, nil
+}
+
+// ListTasks returns every task, by name.
+func (s *Store) ListTasks(ctx context.Context) ([]Task, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT spec, bases, created_at, updated_at FROM tasks ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("listing tasks: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing tasks: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// DeleteTask removes the named task (its runs stay, for the record). It
+// returns ErrNotFound when there is no such task.
+func (s *Store) DeleteTask(ctx context.Context, name string) error {
+	res, err := s.write.ExecContext(ctx, `DELETE FROM tasks WHERE name = $1`, name)
+	if err != nil {
+		return fmt.Errorf("deleting task %s: %w", name, translate(err))
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("task %s: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanTask(row scanner) (Task, error) {
+	var spec, bases, created, updated string
+	if err := row.Scan(&spec, &bases, &created, &updated); err != nil {
+		return Task{}, translate(err)
+	}
+	var t Task
+	if err := json.Unmarshal([]byte(spec), &t.Spec); err != nil {
+		return Task{}, fmt.Errorf("decoding stored spec: %w", err)
+	}
+	if err := json.Unmarshal([]byte(bases), &t.Bases); err != nil {
+		return Task{}, fmt.Errorf("decoding stored bases: %w", err)
+	}
+	t.CreatedAt, t.UpdatedAt = parseTime(created), parseTime(updated)
+	return t, nil
+}
+
+func marshalTask(t Task) (spec, bases string, err error) {
+	sb, err := json.Marshal(t.Spec)
+	if err != nil {
+		return "", "", fmt.Errorf("encoding task %s: %w", t.Spec.Name, err)
+	}
+	if t.Bases == nil {
+		t.Bases = []dockerfile.Base{}
+	}
+	bb, err := json.Marshal(t.Bases)
+	if err != nil {
+		return "", "", fmt.Errorf("encoding bases of task %s: %w", t.Spec.Name, err)
+	}
+	return string(sb), string(bb), nil
+}

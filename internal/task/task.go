@@ -1,0 +1,325 @@
+// Package task owns the definition of a build task: what to build (source,
+// Dockerfile, arguments), where to push it (image and tag templates) and
+// when (triggers). It validates definitions and decodes them strictly from
+// JSON and YAML. It does not store tasks or run them.
+package task
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"runtime"
+	"strings"
+	"text/template"
+
+	"github.com/distribution/reference"
+	"sigs.k8s.io/yaml"
+)
+
+// Spec is a task as a user writes it (API body, `refit apply` YAML).
+// JSON and YAML share the field names below; unknown fields are errors.
+type Spec struct {
+	// Name identifies the task: lowercase letters, digits, '-', '_' and '.',
+	// starting with a letter or digit, at most 63 characters.
+	Name string `json:"name"`
+	// Source says where the build context comes from. Required.
+	Source Source `json:"source"`
+	// Context is the build context directory, relative to the source root.
+	// Default ".".
+	Context string `json:"context,omitempty"`
+	// Dockerfile is the Dockerfile path relative to Context. Default
+	// "Dockerfile".
+	Dockerfile string `json:"dockerfile,omitempty"`
+	// BuildArgs are passed to the build and override ARG defaults.
+	BuildArgs map[string]string `json:"buildArgs,omitempty"`
+	// Target is the stage to build. Default: the last stage.
+	Target string `json:"target,omitempty"`
+	// Platforms to build for, as os/arch[/variant]. Default: the host's.
+	Platforms []string `json:"platforms,omitempty"`
+	// Image is the repository to push to. A name without a registry host
+	// ("api", "team/api") lives in refit's embedded registry. Default: the
+	// task name.
+	Image string `json:"image,omitempty"`
+	// Tags are Go templates evaluated per run ({{.Run.ID}},
+	// {{.Commit.Short}}, {{.Commit.SHA}}, {{.Task.Name}}). Default
+	// ["latest"]. The image is always pushed by digest as well.
+	Tags []string `json:"tags,omitempty"`
+	// Triggers says which events start a run. Default: commit, base and
+	// manual enabled.
+	Triggers *Triggers `json:"triggers,omitempty"`
+}
+
+// Source is where a task's files come from: exactly one of Git or Dir.
+type Source struct {
+	// Git is a repository URL (https://, http://, ssh://, git://, file://
+	// or a local path to a repository).
+	Git string `json:"git,omitempty"`
+	// Ref is a branch, tag or commit in Git. Default "HEAD" (the
+	// repository's default branch).
+	Ref string `json:"ref,omitempty"`
+	// Dir is a local directory on the server's machine, for development.
+	Dir string `json:"dir,omitempty"`
+}
+
+// Triggers holds the trigger settings of a task. Used by the index and
+// scheduler; the core only stores them.
+type Triggers struct {
+	Commit   bool   `json:"commit"`
+	Base     bool   `json:"base"`
+	Manual   bool   `json:"manual"`
+	Schedule string `json:"schedule,omitempty"`
+	// BaseScope is "runtime" (only the final stage's base, default) or
+	// "all" (every stage's base).
+	BaseScope string `json:"baseScope,omitempty"`
+	// Patch is "rebuild" (default) or "rebase".
+	Patch string `json:"patch,omitempty"`
+}
+
+// FieldError says which field of a spec is wrong and why.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Msg) }
+
+var (
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	tagRE  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	platRE = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$`)
+	argRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// HostPlatform is the default build platform: linux on the host's
+// architecture.
+func HostPlatform() string { return "linux/" + runtime.GOARCH }
+
+// Defaults returns a copy of s with every unset field given its default.
+func (s Spec) Defaults() Spec {
+	if s.Context == "" {
+		s.Context = "."
+	}
+	if s.Dockerfile == "" {
+		s.Dockerfile = "Dockerfile"
+	}
+	if len(s.Platforms) == 0 {
+		s.Platforms = []string{HostPlatform()}
+	}
+	if s.Image == "" {
+		s.Image = s.Name
+	}
+	if len(s.Tags) == 0 {
+		s.Tags = []string{"latest"}
+	}
+	if s.Triggers == nil {
+		s.Triggers = &Triggers{Commit: true, Base: true, Manual: true}
+	}
+	if s.Triggers.BaseScope == "" {
+		s.Triggers.BaseScope = "runtime"
+	}
+	if s.Triggers.Patch == "" {
+		s.Triggers.Patch = "rebuild"
+	}
+	if s.Source.Git != "" && s.Source.Ref == "" {
+		s.Source.Ref = "HEAD"
+	}
+	return s
+}
+
+// Validate checks the spec's fields (not the Dockerfile: see the caller)
+// and returns a *FieldError naming the first bad field.
+func (s Spec) Validate() error {
+	if !nameRE.MatchString(s.Name) {
+		return &FieldError{"name", fmt.Sprintf("%q is not a valid task name (lowercase letters, digits, '.', '_', '-'; at most 63)", s.Name)}
+	}
+	switch {
+	case s.Source.Git == "" && s.Source.Dir == "":
+		return &FieldError{"source", "one of source.git or source.dir is required"}
+	case s.Source.Git != "" && s.Source.Dir != "":
+		return &FieldError{"source", "source.git and source.dir are exclusive"}
+	case s.Source.Dir != "" && s.Source.Ref != "":
+		return &FieldError{"source.ref", "a ref needs source.git"}
+	case s.Source.Dir != "" && !path.IsAbs(s.Source.Dir):
+		return &FieldError{"source.dir", fmt.Sprintf("%q must be an absolute path", s.Source.Dir)}
+	}
+	for _, f := range []struct{ field, v string }{{"context", s.Context}, {"dockerfile", s.Dockerfile}} {
+		if f.v == "" {
+			continue
+		}
+		if path.IsAbs(f.v) || strings.HasPrefix(path.Clean(f.v), "..") {
+			return &FieldError{f.field, fmt.Sprintf("%q must be a relative path inside the source", f.v)}
+		}
+	}
+	for k := range s.BuildArgs {
+		if !argRE.MatchString(k) {
+			return &FieldError{"buildArgs", fmt.Sprintf("%q is not a valid build argument name", k)}
+		}
+	}
+	for _, p := range s.Platforms {
+		if !platRE.MatchString(p) {
+			return &FieldError{"platforms", fmt.Sprintf("%q is not os/arch[/variant]", p)}
+		}
+	}
+	if s.Image != "" {
+		if _, err := reference.ParseNormalizedNamed(s.Image); err != nil {
+			return &FieldError{"image", fmt.Sprintf("%q: %v", s.Image, err)}
+		}
+		if strings.ContainsAny(s.Image, "@") || hasTag(s.Image) {
+			return &FieldError{"image", fmt.Sprintf("%q must be a repository without tag or digest (use tags)", s.Image)}
+		}
+	}
+	for i, t := range s.Tags {
+		field := fmt.Sprintf("tags[%d]", i)
+		if _, err := template.New(field).Option("missingkey=error").Parse(t); err != nil {
+			return &FieldError{field, fmt.Sprintf("%q: %v", t, err)}
+		}
+		if !strings.Contains(t, "{{") && !tagRE.MatchString(t) {
+			return &FieldError{field, fmt.Sprintf("%q is not a valid image tag", t)}
+		}
+	}
+	if tr := s.Triggers; tr != nil {
+		switch tr.BaseScope {
+		case "", "runtime", "all":
+		default:
+			return &FieldError{"triggers.baseScope", fmt.Sprintf("%q must be runtime or all", tr.BaseScope)}
+		}
+		switch tr.Patch {
+		case "", "rebuild", "rebase":
+		default:
+			return &FieldError{"triggers.patch", fmt.Sprintf("%q must be rebuild or rebase", tr.Patch)}
+		}
+	}
+	return nil
+}
+
+// hasTag reports whether the last path component of a repository carries
+// a ":tag" (a colon after the host part does not count).
+func hasTag(repo string) bool {
+	last := repo[strings.LastIndex(repo, "/")+1:]
+	return strings.Contains(last, ":")
+}
+
+// TagData is what tag templates see.
+type TagData struct {
+	Run    struct{ ID string }
+	Commit struct{ SHA, Short string }
+	Task   struct{ Name string }
+}
+
+// RenderTags evaluates the tag templates and checks each result is a valid
+// tag. A template that needs a commit on a source without one is an error.
+func RenderTags(templates []string, d TagData) ([]string, error) {
+	var tags []string
+	seen := map[string]bool{}
+	for i, t := range templates {
+		tpl, err := template.New(fmt.Sprintf("tags[%d]", i)).Option("missingkey=error").Parse(t)
+		if err != nil {
+			return nil, fmt.Errorf("parsing tag template %q: %w", t, err)
+		}
+		var b bytes.Buffer
+		if err := tpl.Execute(&b, d); err != nil {
+			return nil, fmt.Errorf("rendering tag template %q: %w", t, err)
+		}
+		tag := b.String()
+		if !tagRE.MatchString(tag) {
+			return nil, fmt.Errorf("tag template %q gave %q, which is not a valid tag", t, tag)
+		}
+		if !seen[tag] {
+			seen[tag] = true
+			tags = append(tags, tag)
+		}
+	}
+	return tags, nil
+}
+
+// Repository returns the full repository a task pushes to: its Image
+// (default: the task name), prefixed with embeddedRegistry ("host:port")
+// when the image names no registry host.
+func (s Spec) Repository(embeddedRegistry string) string {
+	img := s.Image
+	if img == "" {
+		img = s.Name
+	}
+	first, _, found := strings.Cut(img, "/")
+	if found && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		return img
+	}
+	return embeddedRegistry + "/" + img
+}
+
+// MaxSpecBytes bounds a decoded task document.
+const MaxSpecBytes = 1 << 20
+
+// DecodeJSON decodes one spec strictly: unknown fields are errors.
+func DecodeJSON(r io.Reader) (Spec, error) {
+	var s Spec
+	dec := json.NewDecoder(io.LimitReader(r, MaxSpecBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return Spec{}, fmt.Errorf("decoding task: %w", err)
+	}
+	return s, nil
+}
+
+// DecodeYAML decodes a YAML stream of one or more task documents separated
+// by "---", or a document with a top-level "tasks:" list. Unknown fields
+// are errors that name the document.
+func DecodeYAML(data []byte) ([]Spec, error) {
+	if len(data) > MaxSpecBytes {
+		return nil, fmt.Errorf("task file is %d bytes, more than the %d allowed", len(data), MaxSpecBytes)
+	}
+	var specs []Spec
+	for i, doc := range splitYAML(data) {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		var list struct {
+			Tasks []Spec `json:"tasks"`
+		}
+		if strings.HasPrefix(strings.TrimSpace(stripComments(doc)), "tasks:") {
+			if err := yaml.UnmarshalStrict([]byte(doc), &list); err != nil {
+				return nil, fmt.Errorf("document %d: %w", i+1, err)
+			}
+			specs = append(specs, list.Tasks...)
+			continue
+		}
+		var s Spec
+		if err := yaml.UnmarshalStrict([]byte(doc), &s); err != nil {
+			return nil, fmt.Errorf("document %d: %w", i+1, err)
+		}
+		specs = append(specs, s)
+	}
+	if len(specs) == 0 {
+		return nil, errors.New("no tasks in file")
+	}
+	return specs, nil
+}
+
+func splitYAML(data []byte) []string {
+	var docs []string
+	var cur strings.Builder
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if strings.TrimRight(line, " \r\n") == "---" {
+			docs = append(docs, cur.String())
+			cur.Reset()
+			continue
+		}
+		cur.WriteString(line)
+	}
+	return append(docs, cur.String())
+}
+
+func stripComments(doc string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(doc, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
+}
