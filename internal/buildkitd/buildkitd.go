@@ -494,6 +494,9 @@ func (d *Daemon) launch(ctx context.Context) (*proc, error) {
 	if err := os.Remove(d.socketPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("starting buildkitd %s: removing stale socket: %w", d.binary, err)
 	}
+	if err := unmountUnder(d.root); err != nil {
+		d.log.Warn("cleaning up after the previous buildkitd", "err", err)
+	}
 	logStart, err := d.logFile.Seek(0, io.SeekEnd)
 	if err != nil {
 		logStart = 0
@@ -669,6 +672,9 @@ func (d *Daemon) terminate(p *proc) {
 
 // cleanup removes run-time files once no process is left.
 func (d *Daemon) cleanup() {
+	if err := unmountUnder(d.root); err != nil {
+		d.log.Warn("cleaning up after buildkitd", "err", err)
+	}
 	_ = os.Remove(d.socketPath)
 	_ = os.Remove(d.pidPath)
 	d.removeSocketDir()

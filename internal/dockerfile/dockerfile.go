@@ -58,27 +58,27 @@ type Base struct {
 	// Stage is the stage the instruction belongs to: its name (AS x,
 	// lower-cased as BuildKit does) or its index as a decimal string when
 	// unnamed.
-	Stage string
+	Stage string `json:"stage"`
 	// Role says whether the image ends up in the final image.
-	Role Role
+	Role Role `json:"role"`
 	// Kind says which instruction uses the image.
-	Kind Kind
+	Kind Kind `json:"kind"`
 	// Ref is the reference normalized as Docker does ("debian" becomes
 	// "docker.io/library/debian:latest"). A digest is kept; when both a tag
 	// and a digest are written, both are kept.
-	Ref string
+	Ref string `json:"ref"`
 	// Name is the reference exactly as written, after ARG expansion.
 	// ContextKey(Name) is the key BuildKit uses to look up a named context
 	// (--build-context) replacing this image.
-	Name string
+	Name string `json:"name"`
 	// Platform is the FROM --platform value after ARG expansion, "" if
 	// none. $BUILDPLATFORM, $TARGETPLATFORM and the other automatic platform
 	// args are left literal (as "$NAME") unless Options.BuildArgs sets
 	// them. Always "" for KindCopy and KindMount: BuildKit pulls those for
 	// the default target platform.
-	Platform string
+	Platform string `json:"platform,omitempty"`
 	// Line is the 1-based line of the instruction.
-	Line int
+	Line int `json:"line"`
 }
 
 // Stage is one build stage (a FROM instruction and what follows it).
@@ -173,24 +173,77 @@ func automaticArgNames() []string {
 // supply: expansion leaves it literal, so "$BUILDPLATFORM" survives.
 func placeholder(key string) string { return "$" + key }
 
-// argEnv is an ordered variable set implementing shell.EnvGetter.
+// expandBudget caps the bytes of variable values one Parse may substitute, so
+// that ARGs referring to themselves ("ARG A=$A$A" repeated) cannot grow
+// without bound.
+const expandBudget = 4 * MaxSize
+
+// argEnv is an ordered variable set implementing shell.EnvGetter. Every value
+// it hands out is charged to budget; once that runs out it reports empty
+// values and sets over, and expand fails.
 type argEnv struct {
-	vals map[string]string
-	keys []string
+	vals   map[string]string
+	keys   []string
+	budget int
+	over   bool
 }
 
 func (e *argEnv) Get(key string) (string, bool) {
 	v, ok := e.vals[key]
-	return v, ok
+	if !ok {
+		return "", false
+	}
+	if len(v) > e.budget {
+		e.over = true
+		return "", true
+	}
+	e.budget -= len(v)
+	return v, true
 }
 
+// Keys lists the defined variables in definition order.
 func (e *argEnv) Keys() []string { return e.keys }
 
+// set defines or redefines key.
 func (e *argEnv) set(key, val string) {
 	if _, ok := e.vals[key]; !ok {
 		e.keys = append(e.keys, key)
 	}
 	e.vals[key] = val
+}
+
+// expand substitutes variables in word as BuildKit's shell lexer does,
+// except that ${VAR/pattern/replacement} is refused: it can multiply a
+// value's length and nothing bounds it.
+func (e *argEnv) expand(lex *shell.Lex, word string) (shell.ProcessWordResult, error) {
+	if hasPatternSubst(word) {
+		return shell.ProcessWordResult{}, fmt.Errorf("pattern substitution ${VAR/...} is not supported here: %q", word)
+	}
+	res, err := lex.ProcessWordWithMatches(word, e)
+	if err != nil {
+		return res, err
+	}
+	if e.over {
+		return res, fmt.Errorf("variable expansion exceeds %d bytes", expandBudget)
+	}
+	return res, nil
+}
+
+// hasPatternSubst reports whether word contains "${NAME/".
+func hasPatternSubst(word string) bool {
+	for i := 0; i+1 < len(word); i++ {
+		if word[i] != '$' || word[i+1] != '{' {
+			continue
+		}
+		j := i + 2
+		for j < len(word) && (word[j] == '_' || 'a' <= word[j]|0x20 && word[j]|0x20 <= 'z' || '0' <= word[j] && word[j] <= '9') {
+			j++
+		}
+		if j < len(word) && word[j] == '/' {
+			return true
+		}
+	}
+	return false
 }
 
 // Parse reads a Dockerfile (at most MaxSize bytes) and returns its stages and
@@ -231,33 +284,54 @@ func Parse(r io.Reader, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	byName := map[string]int{} // lower-cased stage name -> index
+	// Stage names are lower-case (instructions.parseBuildStageName).
+	// Like BuildKit's dispatchStates, a FROM sees the stages defined so far
+	// (earlier), while --from, from= and the target see all of them, the
+	// last one winning when a name is repeated.
+	earlier := map[string]int{}
+	all := map[string]int{}
 	for i, st := range stages {
-		s, base, err := evalStage(lex, env, i, st, byName)
+		if st.Name != "" {
+			all[strings.ToLower(st.Name)] = i
+		}
+	}
+	seen := map[baseKey]int{} // -> index in res.Bases
+	add := func(b Base) int {
+		k := baseKey{b.Ref, b.Stage, b.Kind}
+		if j, ok := seen[k]; ok {
+			return j
+		}
+		seen[k] = len(res.Bases)
+		res.Bases = append(res.Bases, b)
+		return len(res.Bases) - 1
+	}
+	fromBase := map[int]int{} // stage index -> index in res.Bases of its FROM image
+	for i, st := range stages {
+		s, base, err := evalStage(lex, env, i, st, earlier)
 		if err != nil {
 			return nil, err
 		}
 		res.Stages = append(res.Stages, s)
 		if base != nil {
-			res.addBase(*base)
+			fromBase[i] = add(*base)
 		}
 		if st.Name != "" {
-			byName[strings.ToLower(st.Name)] = i
+			earlier[strings.ToLower(st.Name)] = i
 		}
 		for _, cmd := range st.Commands {
-			bases, err := commandBases(lex, i, s.Name, cmd, stages)
+			bases, err := commandBases(lex, i, s.Name, cmd, len(stages), all)
 			if err != nil {
 				return nil, err
 			}
 			for _, b := range bases {
-				res.addBase(b)
+				add(b)
 			}
 		}
 	}
 
 	res.Target = len(res.Stages) - 1
 	if opts.Target != "" {
-		i, ok := instructions.HasStage(stages, opts.Target)
+		i, ok := all[strings.ToLower(opts.Target)]
 		if !ok {
 			return nil, &Error{Msg: fmt.Sprintf("target stage %q could not be found", opts.Target)}
 		}
@@ -268,23 +342,16 @@ func Parse(r io.Reader, opts Options) (*Result, error) {
 	for res.Stages[root].Parent >= 0 {
 		root = res.Stages[root].Parent
 	}
-	for i := range res.Bases {
-		b := &res.Bases[i]
-		if b.Kind == KindFrom && b.Stage == res.Stages[root].Name {
-			b.Role = RoleRuntime
-		}
+	if j, ok := fromBase[root]; ok {
+		res.Bases[j].Role = RoleRuntime
 	}
 	return res, nil
 }
 
-// addBase appends b unless an equal (Ref, Stage, Kind) is already listed.
-func (r *Result) addBase(b Base) {
-	for _, o := range r.Bases {
-		if o.Ref == b.Ref && o.Stage == b.Stage && o.Kind == b.Kind {
-			return
-		}
-	}
-	r.Bases = append(r.Bases, b)
+// baseKey is what Result.Bases is de-duplicated on.
+type baseKey struct {
+	ref, stage string
+	kind       Kind
 }
 
 // Runtime returns the base whose layers end up in the target image — the
@@ -316,7 +383,7 @@ func ContextKey(name string) (string, error) {
 // unless supplied), TARGETSTAGE, then the global ARGs in order, each
 // overridden by a build arg of the same name.
 func globalArgs(lex *shell.Lex, metaArgs []instructions.ArgCommand, opts Options) (*argEnv, error) {
-	env := &argEnv{vals: map[string]string{}}
+	env := &argEnv{vals: map[string]string{}, budget: expandBudget}
 	for _, k := range automaticArgNames() {
 		v, ok := opts.BuildArgs[k]
 		if !ok {
@@ -342,7 +409,7 @@ func globalArgs(lex *shell.Lex, metaArgs []instructions.ArgCommand, opts Options
 			if kv.Value == nil {
 				continue
 			}
-			v, err := lex.ProcessWordWithMatches(*kv.Value, env)
+			v, err := env.expand(lex, *kv.Value)
 			if err != nil {
 				return nil, newError(firstLine(cmd.Location()), "expand ARG %s: %w", kv.Key, err)
 			}
@@ -371,7 +438,7 @@ func evalStage(lex *shell.Lex, env *argEnv, i int, st instructions.Stage, byName
 
 	platform := ""
 	if st.Platform != "" {
-		p, err := lex.ProcessWordWithMatches(st.Platform, env)
+		p, err := env.expand(lex, st.Platform)
 		if err != nil {
 			return s, nil, newError(line, "expand FROM --platform: %w", err)
 		}
@@ -421,7 +488,7 @@ func evalStage(lex *shell.Lex, env *argEnv, i int, st instructions.Stage, byName
 // depend on a variable (an automatic platform arg not given in BuildArgs, or
 // an escaped $).
 func expandFrom(lex *shell.Lex, env *argEnv, word string, line int) (string, error) {
-	res, err := lex.ProcessWordWithMatches(word, env)
+	res, err := env.expand(lex, word)
 	if err != nil {
 		return "", newError(line, "expand FROM: %w", err)
 	}
@@ -451,8 +518,9 @@ func normalize(name string) (string, error) {
 }
 
 // commandBases returns the images a COPY --from or RUN --mount=from= of stage
-// cur names. References to stages must point to earlier stages.
-func commandBases(lex *shell.Lex, cur int, stageName string, cmd instructions.Command, stages []instructions.Stage) ([]Base, error) {
+// cur names. References to stages must point to earlier stages; n is the
+// number of stages and byName maps lower-cased stage names to indexes.
+func commandBases(lex *shell.Lex, cur int, stageName string, cmd instructions.Command, n int, byName map[string]int) ([]Base, error) {
 	line := firstLine(cmd.Location())
 	var out []Base
 	switch c := cmd.(type) {
@@ -461,13 +529,13 @@ func commandBases(lex *shell.Lex, cur int, stageName string, cmd instructions.Co
 			return nil, nil
 		}
 		// BuildKit refuses variables in --from (dockerfile2llb toCommand).
-		res, err := lex.ProcessWordWithMatches(c.From, &argEnv{})
+		res, err := (&argEnv{}).expand(lex, c.From)
 		if err != nil || res.Result != c.From {
 			return nil, newError(line, "variable expansion is not supported for COPY --from=%s", c.From)
 		}
 		idx, err := strconv.Atoi(c.From)
 		if err == nil {
-			if idx < 0 || idx >= len(stages) {
+			if idx < 0 || idx >= n {
 				return nil, newError(line, "invalid stage index %d in COPY --from", idx)
 			}
 			if idx >= cur {
@@ -475,7 +543,7 @@ func commandBases(lex *shell.Lex, cur int, stageName string, cmd instructions.Co
 			}
 			return nil, nil
 		}
-		b, err := fromRef(c.From, KindCopy, cur, stageName, line, stages)
+		b, err := fromRef(c.From, KindCopy, cur, stageName, line, byName)
 		if err != nil || b == nil {
 			return nil, err
 		}
@@ -487,7 +555,7 @@ func commandBases(lex *shell.Lex, cur int, stageName string, cmd instructions.Co
 			if m.From == "" {
 				continue
 			}
-			b, err := fromRef(m.From, KindMount, cur, stageName, line, stages)
+			b, err := fromRef(m.From, KindMount, cur, stageName, line, byName)
 			if err != nil {
 				return nil, err
 			}
@@ -502,10 +570,10 @@ func commandBases(lex *shell.Lex, cur int, stageName string, cmd instructions.Co
 // fromRef resolves a --from / from= value that is not a stage index: an
 // earlier stage (case-insensitive) gives nil, anything else must be a valid
 // image reference.
-func fromRef(from string, kind Kind, cur int, stageName string, line int, stages []instructions.Stage) (*Base, error) {
-	if i, ok := instructions.HasStage(stages, from); ok {
+func fromRef(from string, kind Kind, cur int, stageName string, line int, byName map[string]int) (*Base, error) {
+	if i, ok := byName[strings.ToLower(from)]; ok {
 		if i >= cur {
-			return nil, newError(line, "%s=%s refers to stage %q, which is not defined before current stage %q", instr(kind), from, stages[i].Name, stageName)
+			return nil, newError(line, "%s=%s refers to stage %q, which is not defined before current stage %q", instr(kind), from, strings.ToLower(from), stageName)
 		}
 		return nil, nil
 	}

@@ -2,6 +2,7 @@ package dockerfile
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -295,6 +296,26 @@ COPY --from=builder /app /app
 			},
 		},
 		{
+			// Repeated stage names are only a lint warning in BuildKit;
+			// FROM sees the latest earlier one, the target the last one.
+			name: "duplicate stage names",
+			in:   "FROM alpine AS a\nFROM debian AS a\nFROM a AS b\nFROM alpine AS a\n",
+			opts: Options{Target: "b"},
+			want: &Result{
+				Stages: []Stage{
+					stage("a", 0, alpineLatest, -1, 1),
+					stage("a", 1, debianLatest, -1, 2),
+					stage("b", 2, "a", 1, 3),
+					stage("a", 3, alpineLatest, -1, 4),
+				},
+				Target: 2,
+				Bases: []Base{
+					base("a", RoleBuild, KindFrom, alpineLatest, "alpine", "", 1),
+					base("a", RoleRuntime, KindFrom, debianLatest, "debian", "", 2),
+				},
+			},
+		},
+		{
 			name: "syntax directive",
 			in:   "# syntax=docker/dockerfile:1.7\n# check=skip=all\nFROM alpine\n",
 			want: &Result{
@@ -436,6 +457,8 @@ COPY --from=quay.io/prometheus/busybox \
 		{name: "RUN --mount from variable", in: "FROM alpine\nRUN --mount=from=$X,target=/x ls\n", errSub: "doesn't support variable expansion", errLine: 2},
 		{name: "RUN --mount from invalid image", in: "FROM alpine\nRUN --mount=from=x@y,target=/x ls\n", errSub: "unknown stage or image in RUN --mount from", errLine: 2},
 		{name: "line longer than bufio limit", in: "FROM alpine\n#" + strings.Repeat("x", 70000) + "\n", errSub: "greater than max allowed size", errLine: 1},
+		{name: "self-doubling ARG", in: "ARG A=xx\n" + strings.Repeat("ARG A=$A$A\n", 30) + "FROM alpine\n", errSub: "variable expansion exceeds", errLine: 22},
+		{name: "pattern substitution refused", in: "ARG A=x\nARG B=${A//?/$A}\nFROM alpine\n", errSub: "pattern substitution", errLine: 2},
 		{name: "unterminated heredoc", in: "FROM alpine\nRUN <<EOF\necho\n", errSub: "unterminated heredoc", errLine: 2},
 	}
 }
@@ -499,6 +522,35 @@ func TestRuntime(t *testing.T) {
 				t.Errorf("Runtime() got vs want (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestParseLargeInputs checks that inputs near MaxSize parse quickly: the
+// size limit is the guard against slow parsing, so it must be enough.
+func TestParseLargeInputs(t *testing.T) {
+	fill := func(prefix, unit, suffix string) string {
+		var sb strings.Builder
+		sb.WriteString(prefix)
+		for i := 0; sb.Len()+len(unit)+len(suffix)+16 < MaxSize; i++ {
+			sb.WriteString(strings.ReplaceAll(unit, "%d", strconv.Itoa(i)))
+		}
+		sb.WriteString(suffix)
+		return sb.String()
+	}
+	for name, in := range map[string]string{
+		"stages":        fill("", "FROM alpine AS s%d\n", ""),
+		"from lines":    fill("", "FROM a\n", ""),
+		"copies":        fill("FROM alpine\n", "COPY --from=img%d a b\n", ""),
+		"mounts":        fill("FROM alpine AS s\n", "RUN --mount=from=S,target=/x ls\n", ""),
+		"continuations": fill("FROM alpine\nRUN ", "x \\\n", "\n"),
+		"heredoc":       fill("FROM alpine\nRUN <<EOF\n", "line\n", "EOF\n"),
+		"global args":   fill("ARG A=x\n", "ARG A%d=$A\n", "FROM alpine\n"),
+	} {
+		start := time.Now()
+		_, err := Parse(strings.NewReader(in), Options{})
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("%s: Parse(%d bytes) took %v (err %v)", name, len(in), d, err)
+		}
 	}
 }
 

@@ -86,14 +86,15 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	repo, ref, isManifestPut := manifestPut(req)
 	notify := isManifestPut && r.onPush != nil
 
+	inner := req.WithContext(withDistributionLogger(req.Context(), r.dlog))
 	var body *cappedBuffer
 	if notify && mediaType(req.Header.Get("Content-Type")) == "" && req.Body != nil {
 		body = &cappedBuffer{limit: maxManifestCapture}
-		req.Body = teeReadCloser{Reader: io.TeeReader(req.Body, body), Closer: req.Body}
+		inner.Body = teeReadCloser{Reader: io.TeeReader(req.Body, body), Closer: req.Body}
 	}
 
 	rec := &statusRecorder{ResponseWriter: w}
-	r.app.ServeHTTP(rec, req.WithContext(withDistributionLogger(req.Context(), r.dlog)))
+	r.app.ServeHTTP(rec, inner)
 	status := rec.statusCode()
 
 	level := slog.LevelDebug

@@ -68,12 +68,16 @@ type Server struct {
 	// Daemon is the managed buildkitd, nil when BuildKit was given.
 	Daemon *buildkitd.Daemon
 
-	done chan error
+	done chan struct{}
+	err  error // set before done is closed
 }
 
 // Wait blocks until the server has stopped (its context ended) and
-// returns the first error of the shutdown.
-func (s *Server) Wait() error { return <-s.done }
+// returns the shutdown's errors. It may be called any number of times.
+func (s *Server) Wait() error {
+	<-s.done
+	return s.err
+}
 
 // Start brings refit up and returns once it accepts requests. It stops
 // when ctx ends; Wait reports when that is complete.
@@ -165,7 +169,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			Binary:             cfg.BuildKitBinary,
 			Root:               filepath.Join(data, "buildkit"),
 			InsecureRegistries: append([]string{regAddr}, cfg.Insecure...),
-			Logger:             log.With("component", "buildkitd"),
+			Logger:             log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w\n(or point refit at a running BuildKit with --buildkit ADDR)", err)
@@ -225,14 +229,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		BuildKitAddr: bkAddr,
 		TokenFile:    tokenFile,
 		Daemon:       daemon,
-		done:         make(chan error, 1),
+		done:         make(chan struct{}),
 	}
 	started = true
 	s.banner(cfg.Out, data, newToken)
 	go func() {
 		<-ctx.Done()
 		log.Info("shutting down: canceling running builds")
-		s.done <- cleanup()
+		s.err = cleanup()
+		close(s.done)
 	}()
 	return s, nil
 }
