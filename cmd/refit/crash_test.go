@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/refit-dev/refit/internal/baseimage"
+	"github.com/refit-dev/refit/internal/client"
+	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/task"
+)
+
+// TestSIGKILLLosesNoRun kills the refit process (SIGKILL, no cleanup)
+// while one run builds and another waits in the queue; after a restart on
+// the same data directory both complete, the queued one exactly once.
+func TestSIGKILLLosesNoRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the refit binary and runs real builds")
+	}
+	bin := filepath.Join(t.TempDir(), "refit")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("building refit: %v\n%s", err, out)
+	}
+	data := t.TempDir()
+	api, reg := freePort(t), freePort(t)
+
+	p := startProcess(t, bin, data, api, reg)
+	ctx := context.Background()
+	c := client.New("http://"+api, readToken(t, data))
+
+	baseRef := reg + "/base/busybox:1"
+	img, err := baseimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(baseRef)
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for n, df := range map[string]string{
+		"slow":  "FROM " + baseRef + "\nRUN echo started && sleep 3\n",
+		"quick": "FROM " + baseRef + "\nRUN echo quick > /q\n",
+	} {
+		os.MkdirAll(filepath.Join(dir, n), 0o755)
+		os.WriteFile(filepath.Join(dir, n, "Dockerfile"), []byte(df), 0o644)
+		if _, err := c.CreateTask(ctx, task.Spec{Name: n, Source: task.Source{Dir: dir}, Context: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slow, err := c.Run(ctx, "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, slow.ID, store.StateRunning)
+	quick, err := c.Run(ctx, "quick") // one worker: this one waits
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := c.GetRun(ctx, store.FormatRunID(quick.ID)); r.State != store.StateQueued {
+		t.Fatalf("quick run is %s, want queued behind the slow one", r.State)
+	}
+
+	p.Process.Signal(syscall.SIGKILL)
+	p.Wait()
+
+	startProcess(t, bin, data, api, reg)
+	for _, id := range []int64{slow.ID, quick.ID} {
+		r := waitFor(t, c, id, store.StateSucceeded)
+		if r.Image == "" {
+			t.Errorf("run %s succeeded without an image", store.FormatRunID(id))
+		}
+	}
+	q, _ := c.GetRun(ctx, store.FormatRunID(quick.ID))
+	if q.Attempts != 1 {
+		t.Errorf("queued run was started %d times, want exactly once", q.Attempts)
+	}
+	s, _ := c.GetRun(ctx, store.FormatRunID(slow.ID))
+	if s.Attempts != 2 {
+		t.Errorf("interrupted run has %d attempts, want 2 (interrupted, then resumed)", s.Attempts)
+	}
+	runs, err := c.ListRuns(ctx, store.RunFilter{})
+	if err != nil || len(runs) != 2 {
+		t.Errorf("runs after restart: %d (%v), want the same 2", len(runs), err)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func readToken(t *testing.T, data string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(data, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+var apiLine = regexp.MustCompile(`API\s+http://`)
+
+// startProcess runs `refit serve` and waits for its banner. The process
+// is killed at the end of the test.
+func startProcess(t *testing.T, bin, data, api, reg string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--data", data, "--listen", api, "--registry-listen", reg, "--workers", "1")
+	logPath := filepath.Join(t.TempDir(), "serve.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = logFile
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		logFile.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("refit serve's log:\n%s", b)
+		}
+	})
+	ready := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if apiLine.MatchString(sc.Text()) {
+				ready <- nil
+				break
+			}
+		}
+		for sc.Scan() {
+		}
+		ready <- fmt.Errorf("refit serve exited before printing its banner")
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("refit serve did not start within a minute")
+	}
+	return cmd
+}
+
+func waitFor(t *testing.T, c *client.Client, id int64, want store.State) store.Run {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		r, err := c.GetRun(context.Background(), store.FormatRunID(id))
+		if err == nil {
+			if r.State == want {
+				return r
+			}
+			if r.State.Done() {
+				t.Fatalf("run %s ended %s (%s), want %s", store.FormatRunID(id), r.State, r.Error, want)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s: still %s after 2 minutes, want %s (last error %v)", store.FormatRunID(id), r.State, want, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
