@@ -54,8 +54,14 @@ type Cause struct {
 	NewDigest string `json:"newDigest,omitempty"`
 	// Schedule is the cron spec of a scheduled run.
 	Schedule string `json:"schedule,omitempty"`
-	// UpstreamRun is the run whose push caused this cascade.
-	UpstreamRun int64 `json:"upstreamRun,omitempty"`
+	// Observation is the index observation a base update came from.
+	Observation int64 `json:"observation,omitempty"`
+	// Source says how a base update was seen: poll, webhook or push.
+	Source string `json:"source,omitempty"`
+	// UpstreamRun is the run whose push caused this cascade; Upstream
+	// is that run's cause (the base update the wave started from).
+	UpstreamRun int64  `json:"upstreamRun,omitempty"`
+	Upstream    *Cause `json:"upstream,omitempty"`
 }
 
 // String renders the cause for humans: "manual: alice".
@@ -70,7 +76,11 @@ func (c Cause) String() string {
 	case "schedule":
 		return "schedule: " + c.Schedule
 	case "cascade":
-		return "cascade: " + FormatRunID(c.UpstreamRun)
+		s := "cascade of " + FormatRunID(c.UpstreamRun)
+		if c.Upstream != nil {
+			s += " ← " + c.Upstream.String()
+		}
+		return s
 	}
 	return c.Kind
 }
@@ -103,6 +113,8 @@ type Run struct {
 	Step       string            `json:"step,omitempty"`  // step that failed
 	Error      string            `json:"error,omitempty"` // why it failed
 	Timings    map[string]string `json:"timings,omitempty"`
+	// BlockedBy lists upstream runs of the same wave this run waits for.
+	BlockedBy []int64 `json:"blockedBy,omitempty"`
 }
 
 // FormatRunID renders a run ID the way users see it: "r-7".
@@ -155,36 +167,19 @@ type Enqueuer func(ctx context.Context, tx *sql.Tx, runID int64) (int64, error)
 // CreateRun stores a new queued run and, in the same transaction, calls
 // enqueue (nil = none).
 func (s *Store) CreateRun(ctx context.Context, r Run, enqueue Enqueuer) (Run, error) {
-	r.State = StateQueued
-	r.CreatedAt = time.Now().UTC()
-	spec, err := json.Marshal(r.Spec)
-	if err != nil {
-		return Run{}, fmt.Errorf("encoding run spec: %w", err)
-	}
-	cause, err := json.Marshal(r.Cause)
-	if err != nil {
-		return Run{}, fmt.Errorf("encoding run cause: %w", err)
-	}
-	err = s.tx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx,
-			`INSERT INTO runs (task_name, spec, state, cause, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
-			r.Task, string(spec), string(r.State), string(cause), formatTime(r.CreatedAt)).Scan(&r.ID)
-		if err != nil {
-			return translate(err)
-		}
-		if enqueue != nil {
-			return setJob(ctx, tx, r.ID, enqueue)
-		}
-		return nil
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		r, err = tx.CreateRun(r, enqueue)
+		return err
 	})
 	if err != nil {
-		return Run{}, fmt.Errorf("creating run of task %s: %w", r.Task, err)
+		return Run{}, err
 	}
 	return r, nil
 }
 
 const runColumns = `id, task_name, spec, state, cause, attempts, created_at, started_at, finished_at,
-	commit_sha, image, digest, tags, bases, step, error, timings`
+	commit_sha, image, digest, tags, bases, step, error, timings, blocked_by`
 
 // GetRun returns the run or ErrNotFound.
 func (s *Store) GetRun(ctx context.Context, id int64) (Run, error) {
@@ -271,10 +266,18 @@ func (s *Store) StartRun(ctx context.Context, id, jobID int64) (Run, error) {
 // It refuses to change a run that has already ended, returning
 // ErrFinished, so a late writer cannot resurrect a canceled run.
 func (s *Store) SaveRun(ctx context.Context, r Run) error {
+	return saveRun(ctx, s.write, r)
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func saveRun(ctx context.Context, db execer, r Run) error {
 	tags, _ := json.Marshal(r.Tags)
 	bases, _ := json.Marshal(r.Bases)
 	timings, _ := json.Marshal(r.Timings)
-	res, err := s.write.ExecContext(ctx, `UPDATE runs SET state = $1, started_at = $2, finished_at = $3,
+	res, err := db.ExecContext(ctx, `UPDATE runs SET state = $1, started_at = $2, finished_at = $3,
 		commit_sha = $4, image = $5, digest = $6, tags = $7, bases = $8, step = $9, error = $10, timings = $11
 		WHERE id = $12 AND state NOT IN ('succeeded', 'failed', 'canceled', 'superseded')`,
 		string(r.State), formatTime(r.StartedAt), formatTime(r.FinishedAt), r.Commit, r.Image, r.Digest,
@@ -295,10 +298,10 @@ func scanRun(row scanner) (Run, error) {
 	var (
 		r                                     Run
 		spec, state, cause, tags, bases, tims string
-		created, started, finished            string
+		created, started, finished, blocked   string
 	)
 	err := row.Scan(&r.ID, &r.Task, &spec, &state, &cause, &r.Attempts, &created, &started, &finished,
-		&r.Commit, &r.Image, &r.Digest, &tags, &bases, &r.Step, &r.Error, &tims)
+		&r.Commit, &r.Image, &r.Digest, &tags, &bases, &r.Step, &r.Error, &tims, &blocked)
 	if err != nil {
 		return Run{}, translate(err)
 	}
@@ -308,7 +311,7 @@ func scanRun(row scanner) (Run, error) {
 		what string
 		src  string
 		dst  any
-	}{{"spec", spec, &r.Spec}, {"cause", cause, &r.Cause}, {"tags", tags, &r.Tags}, {"bases", bases, &r.Bases}, {"timings", tims, &r.Timings}} {
+	}{{"spec", spec, &r.Spec}, {"cause", cause, &r.Cause}, {"tags", tags, &r.Tags}, {"bases", bases, &r.Bases}, {"timings", tims, &r.Timings}, {"blocked_by", blocked, &r.BlockedBy}} {
 		if err := json.Unmarshal([]byte(f.src), f.dst); err != nil {
 			return Run{}, fmt.Errorf("decoding stored run %s: %w", f.what, err)
 		}

@@ -65,7 +65,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	dsn := func(extra ...string) string {
 		q := url.Values{}
-		for _, p := range append([]string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)"}, extra...) {
+		for _, p := range append([]string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(NORMAL)", "foreign_keys(1)"}, extra...) {
 			q.Add("_pragma", p)
 		}
 		q.Set("_txlock", "immediate")
@@ -120,18 +120,20 @@ func (s *Store) migrate(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("migration %s: name must start with a number: %w", base, err)
 		}
-		var n int
-		if err := s.write.QueryRowContext(ctx, `SELECT COUNT(*) FROM refit_migrations WHERE version = $1`, v).Scan(&n); err != nil {
-			return fmt.Errorf("checking migration %s: %w", base, err)
-		}
-		if n > 0 {
-			continue
-		}
 		body, err := migrations.ReadFile(f)
 		if err != nil {
 			return fmt.Errorf("reading migration %s: %w", base, err)
 		}
+		// Check and apply in one transaction: two processes opening a new
+		// database at once apply each migration once.
 		err = s.tx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM refit_migrations WHERE version = $1`, v).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
 			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
 				return err
 			}

@@ -1,11 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/refit-dev/refit/internal/dockerfile"
@@ -32,11 +34,17 @@ func (s *Store) CreateTask(ctx context.Context, t Task) (Task, error) {
 	if err != nil {
 		return Task{}, err
 	}
-	_, err = s.write.ExecContext(ctx,
-		`INSERT INTO tasks (name, spec, bases, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)`,
-		t.Spec.Name, spec, bases, formatTime(now), formatTime(now))
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO tasks (name, spec, bases, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)`,
+			t.Spec.Name, spec, bases, formatTime(now), formatTime(now))
+		if err != nil {
+			return translate(err)
+		}
+		return trackBases(ctx, tx, t.Bases)
+	})
 	if err != nil {
-		return Task{}, fmt.Errorf("creating task %s: %w", t.Spec.Name, translate(err))
+		return Task{}, fmt.Errorf("creating task %s: %w", t.Spec.Name, err)
 	}
 	return t, nil
 }
@@ -58,11 +66,14 @@ func (s *Store) PutTask(ctx context.Context, t Task) (stored Task, created, chan
 			}
 			_, err = tx.ExecContext(ctx, `INSERT INTO tasks (name, spec, bases, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)`,
 				t.Spec.Name, spec, bases, formatTime(now), formatTime(now))
-			return translate(err)
+			if err != nil {
+				return translate(err)
+			}
+			return trackBases(ctx, tx, t.Bases)
 		case err != nil:
 			return err
 		}
-		if reflect.DeepEqual(old.Spec, t.Spec) && reflect.DeepEqual(normBases(old.Bases), normBases(t.Bases)) {
+		if sameJSON(old.Spec, t.Spec) && reflect.DeepEqual(normBases(old.Bases), normBases(t.Bases)) {
 			stored = old
 			return nil
 		}
@@ -74,7 +85,10 @@ func (s *Store) PutTask(ctx context.Context, t Task) (stored Task, created, chan
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE tasks SET spec = $1, bases = $2, updated_at = $3 WHERE name = $4`,
 			spec, bases, formatTime(t.UpdatedAt), t.Spec.Name)
-		return translate(err)
+		if err != nil {
+			return translate(err)
+		}
+		return trackBases(ctx, tx, t.Bases)
 	})
 	if err != nil {
 		return Task{}, false, false, fmt.Errorf("storing task %s: %w", t.Spec.Name, err)
@@ -83,6 +97,14 @@ func (s *Store) PutTask(ctx context.Context, t Task) (stored Task, created, chan
 		return stored, false, false, nil
 	}
 	return t, created, true, nil
+}
+
+// sameJSON reports whether a and b encode alike: a spec read back from
+// the database has nil where the caller's may have an empty map or slice.
+func sameJSON(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
 }
 
 func normBases(b []dockerfile.Base) []dockerfile.Base {
@@ -99,8 +121,30 @@ func (s *Store) SetTaskBases(ctx context.Context, name string, bases []dockerfil
 	if err != nil {
 		return fmt.Errorf("encoding bases of task %s: %w", name, err)
 	}
-	if _, err := s.write.ExecContext(ctx, `UPDATE tasks SET bases = $1 WHERE name = $2`, string(b), name); err != nil {
-		return fmt.Errorf("recording bases of task %s: %w", name, translate(err))
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET bases = $1 WHERE name = $2`, string(b), name); err != nil {
+			return translate(err)
+		}
+		return trackBases(ctx, tx, bases)
+	})
+	if err != nil {
+		return fmt.Errorf("recording bases of task %s: %w", name, err)
+	}
+	return nil
+}
+
+// trackBases adds the bases' references to the index. References pinned
+// by digest cannot move and are not tracked.
+func trackBases(ctx context.Context, tx *sql.Tx, bases []dockerfile.Base) error {
+	now := formatTime(time.Now())
+	for _, b := range bases {
+		if strings.Contains(b.Ref, "@") {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO base_refs (ref, added_at, next_check_at) VALUES ($1, $2, $2)
+			ON CONFLICT (ref) DO NOTHING`, b.Ref, now); err != nil {
+			return translate(err)
+		}
 	}
 	return nil
 }

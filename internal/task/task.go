@@ -150,7 +150,7 @@ func (s Spec) Validate() error {
 		if f.v == "" {
 			continue
 		}
-		if path.IsAbs(f.v) || strings.HasPrefix(path.Clean(f.v), "..") {
+		if c := path.Clean(f.v); path.IsAbs(c) || c == ".." || strings.HasPrefix(c, "../") {
 			return &FieldError{f.field, fmt.Sprintf("%q must be a relative path inside the source", f.v)}
 		}
 	}
@@ -262,6 +262,9 @@ func DecodeJSON(r io.Reader) (Spec, error) {
 	if err := dec.Decode(&s); err != nil {
 		return Spec{}, fmt.Errorf("decoding task: %w", err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Spec{}, errors.New("decoding task: unexpected data after the task")
+	}
 	return s, nil
 }
 
@@ -273,23 +276,25 @@ func DecodeYAML(data []byte) ([]Spec, error) {
 		return nil, fmt.Errorf("task file is %d bytes, more than the %d allowed", len(data), MaxSpecBytes)
 	}
 	var specs []Spec
-	for i, doc := range splitYAML(data) {
-		if strings.TrimSpace(doc) == "" {
+	i := 0 // index of the document among the non-empty ones
+	for _, doc := range splitYAML(data) {
+		if strings.TrimSpace(stripComments(doc)) == "" {
 			continue
 		}
+		i++
 		var list struct {
 			Tasks []Spec `json:"tasks"`
 		}
 		if strings.HasPrefix(strings.TrimSpace(stripComments(doc)), "tasks:") {
 			if err := yaml.UnmarshalStrict([]byte(doc), &list); err != nil {
-				return nil, fmt.Errorf("document %d: %w", i+1, err)
+				return nil, fmt.Errorf("document %d: %w", i, err)
 			}
 			specs = append(specs, list.Tasks...)
 			continue
 		}
 		var s Spec
 		if err := yaml.UnmarshalStrict([]byte(doc), &s); err != nil {
-			return nil, fmt.Errorf("document %d: %w", i+1, err)
+			return nil, fmt.Errorf("document %d: %w", i, err)
 		}
 		specs = append(specs, s)
 	}

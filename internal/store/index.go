@@ -1,0 +1,455 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// PlatformDigest is one platform's manifest behind a reference.
+type PlatformDigest struct {
+	Platform string `json:"platform"`
+	Digest   string `json:"digest"`
+}
+
+// BaseRef is one tracked base image reference and what it points to now.
+type BaseRef struct {
+	Ref         string           `json:"ref"`
+	Digest      string           `json:"digest,omitempty"` // top-level (index or manifest)
+	MediaType   string           `json:"mediaType,omitempty"`
+	Platforms   []PlatformDigest `json:"platforms,omitempty"`
+	AddedAt     time.Time        `json:"addedAt"`
+	CheckedAt   time.Time        `json:"checkedAt,omitzero"`
+	ChangedAt   time.Time        `json:"changedAt,omitzero"`
+	NextCheckAt time.Time        `json:"nextCheckAt"`
+	Failures    int              `json:"failures,omitempty"`
+	LastError   string           `json:"lastError,omitempty"`
+	ErrorSince  time.Time        `json:"errorSince,omitzero"`
+	// HintSource is set when a push or webhook asked for a check now
+	// ("push", "webhook"); the check's observation carries it.
+	HintSource string `json:"-"`
+}
+
+// Observation is one entry of a reference's history: at SeenAt, Ref (for
+// Platform) pointed to Digest, seen by Source (poll, webhook, push).
+type Observation struct {
+	ID        int64     `json:"id"`
+	Ref       string    `json:"ref"`
+	Platform  string    `json:"platform"`
+	Digest    string    `json:"digest"`
+	OldDigest string    `json:"oldDigest,omitempty"`
+	TopDigest string    `json:"topDigest"`
+	Source    string    `json:"source"`
+	SeenAt    time.Time `json:"seenAt"`
+}
+
+// TrackRefs adds references to the index (existing ones are left alone);
+// new ones are due for a first check at once.
+func (s *Store) TrackRefs(ctx context.Context, refs []string) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	now := formatTime(time.Now())
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for _, r := range refs {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO base_refs (ref, added_at, next_check_at) VALUES ($1, $2, $2)
+				ON CONFLICT (ref) DO NOTHING`, r, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("tracking base references: %w", translate(err))
+	}
+	return nil
+}
+
+// RetireRefs removes references no longer in keep from the index (their
+// observation history stays) and returns how many went.
+func (s *Store) RetireRefs(ctx context.Context, keep map[string]bool) (int, error) {
+	refs, err := s.ListBaseRefs(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range refs {
+		if keep[r.Ref] {
+			continue
+		}
+		if _, err := s.write.ExecContext(ctx, `DELETE FROM base_refs WHERE ref = $1`, r.Ref); err != nil {
+			return n, fmt.Errorf("retiring base reference %s: %w", r.Ref, translate(err))
+		}
+		n++
+	}
+	return n, nil
+}
+
+const baseRefColumns = `ref, digest, media_type, platforms, added_at, checked_at, changed_at, next_check_at, failures, last_error, error_since, hint_source`
+
+func scanBaseRef(row scanner) (BaseRef, error) {
+	var b BaseRef
+	var plats, added, checked, changed, next, since string
+	if err := row.Scan(&b.Ref, &b.Digest, &b.MediaType, &plats, &added, &checked, &changed, &next, &b.Failures, &b.LastError, &since, &b.HintSource); err != nil {
+		return BaseRef{}, translate(err)
+	}
+	if err := json.Unmarshal([]byte(plats), &b.Platforms); err != nil {
+		return BaseRef{}, fmt.Errorf("decoding platforms of %s: %w", b.Ref, err)
+	}
+	b.AddedAt, b.CheckedAt, b.ChangedAt = parseTime(added), parseTime(checked), parseTime(changed)
+	b.NextCheckAt, b.ErrorSince = parseTime(next), parseTime(since)
+	return b, nil
+}
+
+// ListBaseRefs returns every tracked reference, by name.
+func (s *Store) ListBaseRefs(ctx context.Context) ([]BaseRef, error) {
+	return s.queryBaseRefs(ctx, `SELECT `+baseRefColumns+` FROM base_refs ORDER BY ref`)
+}
+
+// DueRefs returns up to limit references whose next check is due at now,
+// most overdue first.
+func (s *Store) DueRefs(ctx context.Context, now time.Time, limit int) ([]BaseRef, error) {
+	return s.queryBaseRefs(ctx, `SELECT `+baseRefColumns+` FROM base_refs WHERE next_check_at <= $1 ORDER BY next_check_at LIMIT $2`,
+		formatTime(now), limit)
+}
+
+func (s *Store) queryBaseRefs(ctx context.Context, q string, args ...any) ([]BaseRef, error) {
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing base references: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []BaseRef
+	for rows.Next() {
+		b, err := scanBaseRef(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing base references: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// GetBaseRef returns one tracked reference or ErrNotFound.
+func (s *Store) GetBaseRef(ctx context.Context, ref string) (BaseRef, error) {
+	b, err := scanBaseRef(s.read.QueryRowContext(ctx, `SELECT `+baseRefColumns+` FROM base_refs WHERE ref = $1`, ref))
+	if err != nil {
+		return BaseRef{}, fmt.Errorf("base reference %s: %w", ref, err)
+	}
+	return b, nil
+}
+
+// HintRefs asks for an immediate check of the tracked references among
+// refs, noting source ("push", "webhook"), and reports how many are
+// tracked. With an eventID it first takes the event, in the same
+// transaction: a replayed event hints nothing and returns fresh=false.
+func (s *Store) HintRefs(ctx context.Context, refs []string, source, eventID string) (tracked int, fresh bool, err error) {
+	fresh = true
+	err = s.InTx(ctx, func(tx *Tx) error {
+		if eventID != "" {
+			var err error
+			if fresh, err = tx.TakeEvent(eventID); err != nil || !fresh {
+				return err
+			}
+		}
+		now := formatTime(time.Now())
+		for _, r := range refs {
+			res, err := tx.tx.ExecContext(ctx, `UPDATE base_refs SET next_check_at = $1, hint_source = $2 WHERE ref = $3`, now, source, r)
+			if err != nil {
+				return translate(err)
+			}
+			n, _ := res.RowsAffected()
+			tracked += int(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("noting %s of %v: %w", source, refs, err)
+	}
+	return tracked, fresh, nil
+}
+
+// RecordCheckError notes a failed check of ref and when to try again.
+func (s *Store) RecordCheckError(ctx context.Context, ref, msg string, next time.Time) error {
+	now := formatTime(time.Now())
+	_, err := s.write.ExecContext(ctx, `UPDATE base_refs SET checked_at = $1, failures = failures + 1, last_error = $2,
+		error_since = CASE WHEN error_since = '' THEN $1 ELSE error_since END, next_check_at = $3 WHERE ref = $4`,
+		now, msg, formatTime(next), ref)
+	if err != nil {
+		return fmt.Errorf("recording check error of %s: %w", ref, translate(err))
+	}
+	return nil
+}
+
+// Observations returns the history of ref, newest first.
+func (s *Store) Observations(ctx context.Context, ref string, limit int) ([]Observation, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT id, ref, platform, digest, old_digest, top_digest, source, seen_at
+		FROM observations WHERE ref = $1 ORDER BY id DESC LIMIT $2`, ref, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading history of %s: %w", ref, translate(err))
+	}
+	defer rows.Close()
+	var out []Observation
+	for rows.Next() {
+		var o Observation
+		var seen string
+		if err := rows.Scan(&o.ID, &o.Ref, &o.Platform, &o.Digest, &o.OldDigest, &o.TopDigest, &o.Source, &seen); err != nil {
+			return nil, fmt.Errorf("reading history of %s: %w", ref, err)
+		}
+		o.SeenAt = parseTime(seen)
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// Tx is a write transaction for work that must commit as one: an
+// observation, the runs it causes and their jobs.
+type Tx struct {
+	ctx context.Context
+	tx  *sql.Tx
+}
+
+// InTx runs fn in one write transaction, committing when it returns nil.
+func (s *Store) InTx(ctx context.Context, fn func(*Tx) error) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return fn(&Tx{ctx: ctx, tx: tx}) })
+}
+
+// SQL returns the underlying transaction, for the job queue's inserts.
+func (t *Tx) SQL() *sql.Tx { return t.tx }
+
+// TakeEvent records a webhook event ID and reports whether it is new; a
+// replayed event returns false.
+func (t *Tx) TakeEvent(id string) (bool, error) {
+	res, err := t.tx.ExecContext(t.ctx, `INSERT INTO hook_events (event_id, received_at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING`,
+		id, formatTime(time.Now()))
+	if err != nil {
+		return false, fmt.Errorf("recording event %s: %w", id, translate(err))
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// BaseRef returns a tracked reference, or ErrNotFound.
+func (t *Tx) BaseRef(ref string) (BaseRef, error) {
+	b, err := scanBaseRef(t.tx.QueryRowContext(t.ctx, `SELECT `+baseRefColumns+` FROM base_refs WHERE ref = $1`, ref))
+	if err != nil {
+		return BaseRef{}, fmt.Errorf("base reference %s: %w", ref, err)
+	}
+	return b, nil
+}
+
+// SaveCheck records a successful check: what ref points to now, whether
+// it changed, and when to check next. It clears the error state.
+func (t *Tx) SaveCheck(b BaseRef, changed bool, next time.Time) error {
+	now := time.Now()
+	plats, err := json.Marshal(b.Platforms)
+	if err != nil {
+		return err
+	}
+	changedAt := ""
+	if changed {
+		changedAt = formatTime(now)
+	}
+	_, err = t.tx.ExecContext(t.ctx, `UPDATE base_refs SET digest = $1, media_type = $2, platforms = $3, checked_at = $4,
+		changed_at = CASE WHEN $5 = '' THEN changed_at ELSE $5 END, next_check_at = $6, failures = 0, last_error = '', error_since = '',
+		hint_source = ''
+		WHERE ref = $7`, b.Digest, b.MediaType, string(plats), formatTime(now), changedAt, formatTime(next), b.Ref)
+	if err != nil {
+		return fmt.Errorf("saving check of %s: %w", b.Ref, translate(err))
+	}
+	return nil
+}
+
+// AddObservation appends to a reference's history and returns the entry's ID.
+func (t *Tx) AddObservation(o Observation) (int64, error) {
+	if o.SeenAt.IsZero() {
+		o.SeenAt = time.Now()
+	}
+	var id int64
+	err := t.tx.QueryRowContext(t.ctx, `INSERT INTO observations (ref, platform, digest, old_digest, top_digest, source, seen_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+		o.Ref, o.Platform, o.Digest, o.OldDigest, o.TopDigest, o.Source, formatTime(o.SeenAt)).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("recording observation of %s: %w", o.Ref, translate(err))
+	}
+	return id, nil
+}
+
+// Tasks returns every task.
+func (t *Tx) Tasks() ([]Task, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT spec, bases, created_at, updated_at FROM tasks ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("listing tasks: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []Task
+	for rows.Next() {
+		tk, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tk)
+	}
+	return out, rows.Err()
+}
+
+// PendingRuns returns, per task name, its runs that are queued and not
+// yet started (the ones a new trigger coalesces into).
+func (t *Tx) PendingRuns() (map[string][]Run, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT `+runColumns+` FROM runs WHERE state = 'queued' ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("listing pending runs: %w", translate(err))
+	}
+	defer rows.Close()
+	out := map[string][]Run{}
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[r.Task] = append(out[r.Task], r)
+	}
+	return out, rows.Err()
+}
+
+// CreateRun stores a queued run. A run with BlockedBy waits for those runs
+// and gets its job when they succeed (see FinishRun); otherwise enqueue is
+// called now, in this transaction.
+func (t *Tx) CreateRun(r Run, enqueue Enqueuer) (Run, error) {
+	r.State = StateQueued
+	r.CreatedAt = time.Now().UTC()
+	spec, err := json.Marshal(r.Spec)
+	if err != nil {
+		return Run{}, fmt.Errorf("encoding run spec: %w", err)
+	}
+	cause, err := json.Marshal(r.Cause)
+	if err != nil {
+		return Run{}, fmt.Errorf("encoding run cause: %w", err)
+	}
+	blocked, _ := json.Marshal(nonNil(r.BlockedBy))
+	err = t.tx.QueryRowContext(t.ctx,
+		`INSERT INTO runs (task_name, spec, state, cause, created_at, blocked_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+		r.Task, string(spec), string(r.State), string(cause), formatTime(r.CreatedAt), string(blocked)).Scan(&r.ID)
+	if err != nil {
+		return Run{}, fmt.Errorf("creating run of task %s: %w", r.Task, translate(err))
+	}
+	if len(r.BlockedBy) == 0 && enqueue != nil {
+		if err := setJob(t.ctx, t.tx, r.ID, enqueue); err != nil {
+			return Run{}, fmt.Errorf("creating run of task %s: %w", r.Task, err)
+		}
+	}
+	return r, nil
+}
+
+// UpdatePending rewrites a queued run's cause and blockers (coalescing a
+// newer trigger into it).
+func (t *Tx) UpdatePending(r Run) error {
+	cause, err := json.Marshal(r.Cause)
+	if err != nil {
+		return err
+	}
+	blocked, _ := json.Marshal(nonNil(r.BlockedBy))
+	_, err = t.tx.ExecContext(t.ctx, `UPDATE runs SET cause = $1, blocked_by = $2 WHERE id = $3 AND state = 'queued'`,
+		string(cause), string(blocked), r.ID)
+	if err != nil {
+		return fmt.Errorf("updating queued run %s: %w", FormatRunID(r.ID), translate(err))
+	}
+	return nil
+}
+
+func nonNil(ids []int64) []int64 {
+	if ids == nil {
+		return []int64{}
+	}
+	return ids
+}
+
+// FinishRun saves an ended run and, in the same transaction, releases the
+// runs of its wave that waited for it: when it succeeded, each dependent
+// with no other blocker left is enqueued; when it did not, dependents are
+// canceled (transitively), each saying which upstream run stopped it.
+// Then after (if not nil) runs in the same transaction with the IDs of the
+// runs that had waited for r.
+func (s *Store) FinishRun(ctx context.Context, r Run, enqueue Enqueuer, after func(tx *Tx, released []int64) error) error {
+	if !r.State.Done() {
+		return fmt.Errorf("finishing run %s: state %s is not an end", FormatRunID(r.ID), r.State)
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := saveRun(ctx, tx, r); err != nil {
+			return err
+		}
+		released, err := release(ctx, tx, r, enqueue)
+		if err != nil || after == nil {
+			return err
+		}
+		return after(&Tx{ctx: ctx, tx: tx}, released)
+	})
+}
+
+// PushedBySucceededRun reports whether a succeeded run pushed digest:
+// refit's own push, whose dependents its wave already handles.
+func (t *Tx) PushedBySucceededRun(digest string) (bool, error) {
+	var n int
+	err := t.tx.QueryRowContext(t.ctx, `SELECT COUNT(*) FROM runs WHERE digest = $1 AND state = 'succeeded'`, digest).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("looking up runs that pushed %s: %w", digest, translate(err))
+	}
+	return n > 0, nil
+}
+
+// release updates the runs blocked by up; it returns their IDs.
+func release(ctx context.Context, tx *sql.Tx, up Run, enqueue Enqueuer) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT `+runColumns+` FROM runs WHERE state = 'queued' AND blocked_by <> '[]'`)
+	if err != nil {
+		return nil, translate(err)
+	}
+	var waiting []Run
+	var ids []int64
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if slices.Contains(r.BlockedBy, up.ID) {
+			waiting = append(waiting, r)
+			ids = append(ids, r.ID)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, d := range waiting {
+		d.BlockedBy = slices.DeleteFunc(d.BlockedBy, func(id int64) bool { return id == up.ID })
+		if up.State != StateSucceeded {
+			d.State = StateCanceled
+			d.Step = "upstream"
+			d.Error = fmt.Sprintf("not built: upstream run %s (task %s) %s", FormatRunID(up.ID), up.Task, up.State)
+			d.FinishedAt = time.Now().UTC()
+			if err := saveRun(ctx, tx, d); err != nil {
+				return nil, err
+			}
+			if _, err := release(ctx, tx, d, enqueue); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		blocked, _ := json.Marshal(nonNil(d.BlockedBy))
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET blocked_by = $1 WHERE id = $2`, string(blocked), d.ID); err != nil {
+			return nil, translate(err)
+		}
+		if len(d.BlockedBy) == 0 && enqueue != nil {
+			if err := setJob(ctx, tx, d.ID, enqueue); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return ids, nil
+}
