@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/moby/buildkit/client"
@@ -30,7 +31,7 @@ type runStore interface {
 	GetTask(ctx context.Context, name string) (store.Task, error)
 	CreateRun(ctx context.Context, r store.Run, enqueue store.Enqueuer) (store.Run, error)
 	StartRun(ctx context.Context, id, jobID int64) (store.Run, error)
-	SaveRun(ctx context.Context, r store.Run) error
+	FinishRun(ctx context.Context, r store.Run, enqueue store.Enqueuer, after func(*store.Tx, []int64) error) error
 	AppendLogs(ctx context.Context, runID int64, chunks [][]byte) error
 	SetTaskBases(ctx context.Context, name string, bases []dockerfile.Base) error
 	RequeueInterrupted(ctx context.Context, enqueue store.Enqueuer) ([]int64, error)
@@ -76,12 +77,57 @@ type Config struct {
 	BuildTimeout time.Duration
 	// Logger gets one line per run state change. nil = discard.
 	Logger *slog.Logger
+	// AfterFinish, when set, runs in the transaction that records a run's
+	// end, after the runs waiting for it were released (the planner
+	// cascades a successful push to the tasks built on it).
+	AfterFinish func(tx *store.Tx, run store.Run, released []int64) error
 }
 
 // Runner queues runs and works them.
 type Runner struct {
 	cfg   Config
 	river *river.Client[*sql.Tx]
+
+	mu    sync.Mutex
+	ended map[int64]*waiters
+}
+
+// waiters are the followers of one run.
+type waiters struct {
+	ch chan struct{}
+	n  int
+}
+
+// Ended returns a channel closed when the run, worked by this process,
+// has ended and been recorded, and a release function to call when done
+// waiting. A run that ended before the call, or is worked elsewhere,
+// never closes it: callers still poll, this only wakes them early.
+func (r *Runner) Ended(runID int64) (<-chan struct{}, func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.ended[runID]
+	if !ok {
+		w = &waiters{ch: make(chan struct{})}
+		r.ended[runID] = w
+	}
+	w.n++
+	return w.ch, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if w.n--; w.n == 0 && r.ended[runID] == w {
+			delete(r.ended, runID)
+		}
+	}
+}
+
+// markEnded wakes the followers of a run that has been recorded as ended.
+func (r *Runner) markEnded(runID int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w, ok := r.ended[runID]; ok {
+		close(w.ch)
+		delete(r.ended, runID)
+	}
 }
 
 // Args is the job that executes one run. The run row holds everything
@@ -116,7 +162,7 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		return nil, fmt.Errorf("migrating queue tables: %w", err)
 	}
-	r := &Runner{cfg: cfg}
+	r := &Runner{cfg: cfg, ended: map[int64]*waiters{}}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &worker{r: r}); err != nil {
 		return nil, fmt.Errorf("registering run worker: %w", err)
@@ -126,8 +172,12 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		Workers:              workers,
 		JobTimeout:           cfg.BuildTimeout,
 		RescueStuckJobsAfter: cfg.BuildTimeout + time.Minute,
-		FetchPollInterval:    100 * time.Millisecond,
-		Logger:               slog.New(slog.DiscardHandler),
+		// With SQLite, River only learns of a job inserted in a
+		// transaction by polling; a short interval keeps the queue wait
+		// (and refit's overhead over a plain build) to tens of ms.
+		FetchPollInterval: 50 * time.Millisecond,
+		FetchCooldown:     10 * time.Millisecond,
+		Logger:            slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating job queue client: %w", err)
@@ -174,11 +224,23 @@ func (r *Runner) Queue(ctx context.Context, taskName string, cause store.Cause) 
 
 // enqueue inserts the job of a run inside the transaction that stores it.
 func (r *Runner) enqueue(ctx context.Context, tx *sql.Tx, runID int64) (int64, error) {
-	res, err := r.river.InsertTx(ctx, tx, Args{RunID: runID}, &river.InsertOpts{MaxAttempts: 5})
-	if err != nil {
-		return 0, err
+	return r.Enqueuer(0)(ctx, tx, runID)
+}
+
+// Enqueuer returns a job inserter for runs that may start after delay
+// (the planner debounces base updates with it).
+func (r *Runner) Enqueuer(delay time.Duration) store.Enqueuer {
+	return func(ctx context.Context, tx *sql.Tx, runID int64) (int64, error) {
+		opts := &river.InsertOpts{MaxAttempts: 5}
+		if delay > 0 {
+			opts.ScheduledAt = time.Now().Add(delay)
+		}
+		res, err := r.river.InsertTx(ctx, tx, Args{RunID: runID}, opts)
+		if err != nil {
+			return 0, err
+		}
+		return res.Job.ID, nil
 	}
-	return res.Job.ID, nil
 }
 
 // Repository returns where a task's images go.

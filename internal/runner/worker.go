@@ -90,12 +90,17 @@ func (w *worker) Work(ctx context.Context, job *river.Job[Args]) error {
 	default:
 		run.State, run.Error = store.StateFailed, execErr.Error()
 	}
-	if err := st.SaveRun(saveCtx, run); err != nil {
+	var after func(*store.Tx, []int64) error
+	if f := w.r.cfg.AfterFinish; f != nil {
+		after = func(tx *store.Tx, released []int64) error { return f(tx, run, released) }
+	}
+	if err := st.FinishRun(saveCtx, run, w.r.enqueue, after); err != nil {
 		if errors.Is(err, store.ErrFinished) {
 			return nil
 		}
 		return err
 	}
+	w.r.markEnded(run.ID)
 	log.Info("run ended", "state", run.State, "image", run.Image, "error", run.Error)
 	return nil
 }

@@ -41,12 +41,24 @@ type apiStore interface {
 type runQueue interface {
 	Queue(ctx context.Context, taskName string, cause store.Cause) (store.Run, error)
 	Inspect(ctx context.Context, spec task.Spec) ([]dockerfile.Base, error)
+	// Ended wakes a log follower early when a run ends; release when done.
+	Ended(runID int64) (ended <-chan struct{}, release func())
 }
 
 // Config configures the API server.
 type Config struct {
-	Store  apiStore // required
-	Runner runQueue // required
+	Store  apiStore   // required
+	Runner runQueue   // required
+	Index  indexStore // required: the base image index
+	// Registry is the embedded registry's host:port (to match task
+	// outputs to other tasks' bases).
+	Registry string
+	// Hooks serves /hooks/registry/ (registry webhooks, authenticated by
+	// their own secrets); nil = not served.
+	Hooks http.Handler
+	// CheckTask, when set, vets a task against the others before it is
+	// stored (the planner rejects dependency cycles).
+	CheckTask func(ctx context.Context, t store.Task) error
 	// Ready reports whether refit can build now (for /readyz); nil = always.
 	Ready func(ctx context.Context) error
 	// Logger gets one line per request error. nil = discard.
@@ -94,6 +106,13 @@ func New(cfg Config) *Server {
 	api("GET /api/v1/runs", s.listRuns)
 	api("GET /api/v1/runs/{id}", s.getRun)
 	api("GET /api/v1/runs/{id}/logs", s.runLogs)
+	api("GET /api/v1/bases", s.listBases)
+	api("GET /api/v1/bases/history", s.baseHistory)
+	api("GET /api/v1/graph", s.graph)
+	api("GET /api/v1/tasks/{name}/explain", s.explain)
+	if cfg.Hooks != nil {
+		s.mux.Handle("/hooks/registry/", cfg.Hooks)
+	}
 	api("GET /api/v1/whoami", func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, map[string]string{"user": user(r)})
 	})
@@ -236,7 +255,13 @@ func (s *Server) readSpec(w http.ResponseWriter, r *http.Request) (store.Task, e
 	if err != nil {
 		return store.Task{}, &invalidError{err}
 	}
-	return store.Task{Spec: spec, Bases: bases}, nil
+	t := store.Task{Spec: spec, Bases: bases}
+	if s.cfg.CheckTask != nil {
+		if err := s.cfg.CheckTask(r.Context(), t); err != nil {
+			return store.Task{}, &invalidError{err}
+		}
+	}
+	return t, nil
 }
 
 func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
@@ -361,6 +386,8 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
 	enc := json.NewEncoder(w)
+	ended, release := s.cfg.Runner.Ended(id)
+	defer release()
 	for {
 		// Read the state before the logs: if it had ended, every chunk
 		// was stored before it did.
@@ -392,6 +419,7 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 		select {
 		case <-r.Context().Done():
 			return nil
+		case <-ended:
 		case <-time.After(s.cfg.LogPoll):
 		}
 	}
