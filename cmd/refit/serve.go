@@ -3,6 +3,8 @@ package main
 import (
 	"log/slog"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -35,6 +37,14 @@ builds are canceled and their runs marked canceled.`,
 			if cfg.BuildKit == "" {
 				cfg.BuildKit = os.Getenv("BUILDKIT_HOST")
 			}
+			for _, f := range []string{"distribution", "harbor", "dockerhub", "acr"} {
+				if v := os.Getenv("REFIT_HOOK_SECRET_" + strings.ToUpper(f)); v != "" && cfg.HookSecrets[f] == "" {
+					if cfg.HookSecrets == nil {
+						cfg.HookSecrets = map[string]string{}
+					}
+					cfg.HookSecrets[f] = v
+				}
+			}
 			level := slog.LevelInfo
 			if verbose {
 				level = slog.LevelDebug
@@ -56,6 +66,11 @@ builds are canceled and their runs marked canceled.`,
 	f.StringVar(&cfg.BuildKitBinary, "buildkitd", "", "buildkitd binary to manage (default: $REFIT_BUILDKITD, ./bin/buildkitd, $PATH)")
 	f.StringSliceVar(&cfg.Insecure, "insecure-registry", nil, "registry host:port to reach over plain HTTP (repeatable)")
 	f.IntVar(&cfg.Workers, "workers", 2, "runs that build at once")
+	f.DurationVar(&cfg.PollInterval, "poll-interval", 5*time.Minute, "how often each base image reference is checked (one HEAD request)")
+	f.DurationVar(&cfg.Debounce, "debounce", 30*time.Second, "wait this long after a base update before building, so a burst of updates builds once (0 = default, negative = none)")
+	f.StringToStringVar(&cfg.HookSecrets, "hook-secret", nil, "enable a registry webhook: FORMAT=SECRET, FORMAT one of distribution, harbor, dockerhub, acr (repeatable; or $REFIT_HOOK_SECRET_<FORMAT>, which keeps it out of the process list)")
+	f.StringSliceVar(&cfg.WatchAllow, "watch-allow", nil, "only check base images on these registry hosts")
+	f.StringSliceVar(&cfg.WatchDeny, "watch-deny", nil, "never check base images on these registry hosts")
 	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }

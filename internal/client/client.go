@@ -199,3 +199,24 @@ func (c *Client) WhoAmI(ctx context.Context) (string, error) {
 	}
 	return v.User, c.do(ctx, http.MethodGet, "/api/v1/whoami", nil, &v)
 }
+
+// Bases returns every tracked base reference and the tasks that use it.
+func (c *Client) Bases(ctx context.Context, out any) error {
+	return c.do(ctx, http.MethodGet, "/api/v1/bases", nil, out)
+}
+
+// BaseHistory returns the observations of a reference, newest first.
+func (c *Client) BaseHistory(ctx context.Context, ref string) ([]store.Observation, error) {
+	var obs []store.Observation
+	return obs, c.do(ctx, http.MethodGet, "/api/v1/bases/history?ref="+url.QueryEscape(ref), nil, &obs)
+}
+
+// Graph returns the dependency graph into out.
+func (c *Client) Graph(ctx context.Context, out any) error {
+	return c.do(ctx, http.MethodGet, "/api/v1/graph", nil, out)
+}
+
+// Explain returns how the index and planner see a task into out.
+func (c *Client) Explain(ctx context.Context, taskName string, out any) error {
+	return c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(taskName)+"/explain", nil, out)
+}

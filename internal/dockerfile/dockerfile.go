@@ -507,6 +507,11 @@ func expandFrom(lex *shell.Lex, env *argEnv, word string, line int) (string, err
 	return res.Result, nil
 }
 
+// Normalize returns an image reference the way Docker reads it, with
+// ":latest" added when neither tag nor digest is given:
+// "debian" → "docker.io/library/debian:latest".
+func Normalize(name string) (string, error) { return normalize(name) }
+
 // normalize parses an image reference as Docker does and adds ":latest"
 // when neither tag nor digest is given.
 func normalize(name string) (string, error) {

@@ -16,13 +16,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bkclient "github.com/moby/buildkit/client"
 
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/buildkitd"
+	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/hook"
 	"github.com/refit-dev/refit/internal/index"
+	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/registry"
 	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/server"
@@ -49,6 +53,19 @@ type Config struct {
 	Insecure []string
 	// Workers is how many runs build at once. Default 2.
 	Workers int
+	// PollInterval is how often each base reference is checked. Default
+	// 5 min.
+	PollInterval time.Duration
+	// Debounce delays runs caused by a base update so a burst of updates
+	// yields one run. Default 30 s; negative = none.
+	Debounce time.Duration
+	// HookSecrets enables the registry webhook endpoints
+	// (/hooks/registry/{distribution,harbor,dockerhub,acr}), one secret
+	// per format; a format without a secret is refused.
+	HookSecrets map[string]string
+	// WatchAllow and WatchDeny restrict which registries the watcher
+	// checks (empty allow = all).
+	WatchAllow, WatchDeny []string
 	// Logger receives the server's log. nil = text to stderr.
 	Logger *slog.Logger
 	// Out receives the start-up banner. nil = stdout.
@@ -137,13 +154,23 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 
-	// Embedded registry.
+	// Embedded registry. Pushes to it are observed in-process: a tracked
+	// reference is checked at once, no polling needed.
 	regLn, err := net.Listen("tcp", cfg.RegistryListen)
 	if err != nil {
 		return nil, fmt.Errorf("listening for the registry on %s: %w", cfg.RegistryListen, err)
 	}
 	regAddr := regLn.Addr().String()
-	reg, err := registry.New(ctx, registry.Config{Dir: filepath.Join(data, "registry"), Logger: log.With("component", "registry")})
+	hints := &hinter{store: st, log: log}
+	reg, err := registry.New(ctx, registry.Config{
+		Dir:    filepath.Join(data, "registry"),
+		Logger: log.With("component", "registry"),
+		OnPush: func(p registry.PushEvent) {
+			if p.Tag != "" {
+				hints.hint(ctx, []string{regAddr + "/" + p.Repository + ":" + p.Tag}, "push", "")
+			}
+		},
+	})
 	if err != nil {
 		regLn.Close()
 		return nil, err
@@ -151,6 +178,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	regSrv := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second}
 	go regSrv.Serve(regLn)
 	cleanups = append(cleanups, regSrv.Shutdown)
+	insecure := append([]string{regAddr}, cfg.Insecure...)
 
 	// BuildKit.
 	bkAddr := cfg.BuildKit
@@ -168,7 +196,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		daemon, err = buildkitd.Start(ctx, buildkitd.Config{
 			Binary:             cfg.BuildKitBinary,
 			Root:               filepath.Join(data, "buildkit"),
-			InsecureRegistries: append([]string{regAddr}, cfg.Insecure...),
+			InsecureRegistries: insecure,
 			Logger:             log,
 		})
 		if err != nil {
@@ -186,17 +214,32 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 
-	// Runs.
+	// Runs, and the planner that creates them from base updates.
+	var planner *plan.Planner
 	run, err := runner.New(ctx, runner.Config{
 		Store:        st,
 		Builder:      build.New(func() string { return bkAddr }),
-		Resolver:     &index.Resolver{Insecure: append([]string{regAddr}, cfg.Insecure...)},
+		Resolver:     &index.Resolver{Insecure: insecure},
 		Registry:     regAddr,
 		Insecure:     cfg.Insecure,
 		WorkDir:      filepath.Join(data, "work"),
 		BuilderReady: ready,
 		Workers:      cfg.Workers,
 		Logger:       log.With("component", "runner"),
+		AfterFinish: func(tx *store.Tx, r store.Run, released []int64) error {
+			return planner.Cascade(tx, r, released)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	planner, err = plan.New(plan.Config{
+		Store:    st,
+		Enqueue:  run.Enqueuer,
+		Registry: regAddr,
+		Debounce: cfg.Debounce,
+		Interval: cfg.PollInterval,
+		Logger:   log.With("component", "planner"),
 	})
 	if err != nil {
 		return nil, err
@@ -206,12 +249,76 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cleanups = append(cleanups, run.Stop)
 
-	// API.
+	// The base image watcher.
+	watcher, err := index.NewWatcher(index.WatcherConfig{
+		Store:    st,
+		Checker:  index.NewChecker(index.CheckerConfig{Insecure: insecure}),
+		Observer: observer{planner},
+		Interval: cfg.PollInterval,
+		Allow:    cfg.WatchAllow,
+		Deny:     cfg.WatchDeny,
+		Logger:   log.With("component", "watcher"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	wake := watcher.Wake
+	hints.wake.Store(&wake)
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		watcher.Run(watchCtx)
+	}()
+	cleanups = append(cleanups, func(context.Context) error {
+		stopWatch()
+		<-watchDone
+		return nil
+	})
+
+	// API, and the registry webhooks beside it.
 	apiLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listening for the API on %s: %w", cfg.Listen, err)
 	}
-	api := server.New(server.Config{Store: st, Runner: run, Ready: ready, Logger: log.With("component", "api")})
+	var hooks http.Handler
+	if len(cfg.HookSecrets) > 0 {
+		secrets := map[hook.Format]string{}
+		for k, v := range cfg.HookSecrets {
+			secrets[hook.Format(k)] = v
+		}
+		hooks = hook.Handler(hook.Config{
+			Secrets: secrets,
+			Logger:  log.With("component", "hooks"),
+			Accept: func(ctx context.Context, _ hook.Format, pushes []hook.Push) error {
+				for _, p := range pushes {
+					if p.Tag == "" {
+						continue // a push by digest moves no tag
+					}
+					if err := hints.hint(ctx, []string{p.Ref()}, "webhook", p.EventID); err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+		})
+	}
+	api := server.New(server.Config{
+		Store:    st,
+		Runner:   run,
+		Index:    st,
+		Registry: regAddr,
+		Hooks:    hooks,
+		CheckTask: func(ctx context.Context, t store.Task) error {
+			tasks, err := st.ListTasks(ctx)
+			if err != nil {
+				return err
+			}
+			return plan.CheckCycle(tasks, t, regAddr)
+		},
+		Ready:  ready,
+		Logger: log.With("component", "api"),
+	})
 	apiSrv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -219,8 +326,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
 	go apiSrv.Serve(apiLn)
-	// Stop taking requests first, then the queue (canceling builds), then
-	// the daemon, registry and store.
+	// Stop taking requests first, then the watcher, the queue (canceling
+	// builds), the daemon, registry and store.
 	cleanups = append(cleanups, apiSrv.Shutdown)
 
 	s := &Server{
@@ -279,4 +386,45 @@ func ensureAdminToken(ctx context.Context, st *store.Store, file string) (string
 		return "", fmt.Errorf("writing admin token to %s: %w", file, err)
 	}
 	return secret, nil
+}
+
+// hinter turns a push or webhook into an immediate check of the tracked
+// references it names.
+type hinter struct {
+	store interface {
+		HintRefs(ctx context.Context, refs []string, source, eventID string) (int, bool, error)
+	}
+	log  *slog.Logger
+	wake atomic.Pointer[func()] // set once the watcher exists
+}
+
+func (h *hinter) hint(ctx context.Context, refs []string, source, eventID string) error {
+	for i, r := range refs {
+		n, err := dockerfile.Normalize(r)
+		if err != nil {
+			return fmt.Errorf("%s names %q: %w", source, r, err)
+		}
+		refs[i] = n
+	}
+	n, _, err := h.store.HintRefs(context.WithoutCancel(ctx), refs, source, eventID)
+	if err != nil {
+		h.log.Error("recording a "+source, "refs", refs, "err", err)
+		return err
+	}
+	if wake := h.wake.Load(); n > 0 && wake != nil {
+		(*wake)()
+	}
+	return nil
+}
+
+// observer adapts the planner to the watcher.
+type observer struct{ p *plan.Planner }
+
+func (o observer) Observe(ctx context.Context, ref string, res index.CheckResult, source string, next time.Time) error {
+	c := plan.Change{Ref: ref, Digest: res.Digest, MediaType: res.MediaType, Source: source, Next: next}
+	for _, p := range res.Platforms {
+		c.Platforms = append(c.Platforms, store.PlatformDigest{Platform: p.Platform, Digest: p.Digest})
+	}
+	_, err := o.p.Observe(ctx, c)
+	return err
 }

@@ -1,0 +1,751 @@
+package index
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// ckCounter is an http.Handler counting requests per "METHOD path" and
+// the most requests in flight at once.
+type ckCounter struct {
+	next  http.Handler
+	delay time.Duration
+
+	mu          sync.Mutex
+	counts      map[string]int
+	inFlight    int
+	maxInFlight int
+}
+
+func (c *ckCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	c.counts[r.Method+" "+r.URL.Path]++
+	c.inFlight++
+	c.maxInFlight = max(c.maxInFlight, c.inFlight)
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.inFlight--
+		c.mu.Unlock()
+	}()
+	if c.delay > 0 {
+		time.Sleep(c.delay)
+	}
+	c.next.ServeHTTP(w, r)
+}
+
+func (c *ckCounter) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.counts = map[string]int{}
+	c.maxInFlight = 0
+}
+
+func (c *ckCounter) snapshot() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[string]int, len(c.counts))
+	for k, v := range c.counts {
+		m[k] = v
+	}
+	return m
+}
+
+func (c *ckCounter) max() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.maxInFlight
+}
+
+// ckServe starts a registry on loopback, behind wrap (if any) and a
+// counter, and returns the counter and the registry host.
+func ckServe(t *testing.T, wrap func(http.Handler) http.Handler) (*ckCounter, string) {
+	t.Helper()
+	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	if wrap != nil {
+		h = wrap(h)
+	}
+	cnt := &ckCounter{next: h, counts: map[string]int{}}
+	srv := httptest.NewServer(cnt)
+	t.Cleanup(srv.Close)
+	return cnt, strings.TrimPrefix(srv.URL, "http://")
+}
+
+// ckAnonymous resolves every registry to anonymous access, so tests do
+// not depend on the host's Docker config.
+var ckAnonymous = authn.NewMultiKeychain()
+
+func ckImage(t *testing.T, os, arch string) v1.Image {
+	t.Helper()
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = os, arch
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func ckDigest(t *testing.T, d interface{ Digest() (v1.Hash, error) }) string {
+	t.Helper()
+	h, err := d.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.String()
+}
+
+func ckPush(t *testing.T, ref string, img v1.Image) {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ckIndex builds a multi-platform index the way BuildKit does: amd64 and
+// arm64 images plus an attestation manifest for amd64 (unknown/unknown).
+func ckIndex(t *testing.T, amd, arm v1.Image) v1.ImageIndex {
+	t.Helper()
+	att, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}},
+		mutate.IndexAddendum{Add: att, Descriptor: v1.Descriptor{
+			Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"},
+			Annotations: map[string]string{
+				"vnd.docker.reference.type":   "attestation-manifest",
+				"vnd.docker.reference.digest": ckDigest(t, amd),
+			},
+		}},
+	)
+}
+
+func ckPushIndex(t *testing.T, ref string, idx v1.ImageIndex) {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(r, idx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ckCheck(t *testing.T, c *Checker, ref string, known CheckResult) CheckResult {
+	t.Helper()
+	res, err := c.Check(t.Context(), ref, known)
+	if err != nil {
+		t.Fatalf("Check(%s): %v", ref, err)
+	}
+	return res
+}
+
+func ckWantCounts(t *testing.T, cnt *ckCounter, want map[string]int) {
+	t.Helper()
+	if diff := cmp.Diff(want, cnt.snapshot()); diff != "" {
+		t.Errorf("requests at the registry (-want +got):\n%s", diff)
+	}
+}
+
+func TestCheckerSingleImage(t *testing.T) {
+	cnt, host := ckServe(t, nil)
+	ref := host + "/lib/single:1"
+	img := ckImage(t, "linux", "amd64")
+	ckPush(t, ref, img)
+	c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
+
+	// First check: the registry session is set up (ping), then HEAD, GET
+	// the manifest by digest and GET the config blob.
+	cnt.reset()
+	dig := ckDigest(t, img)
+	cfgName, err := img.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := ckCheck(t, c, ref, CheckResult{})
+	want := CheckResult{
+		Digest:    dig,
+		MediaType: string(mt),
+		Platforms: []PlatformDigest{{Platform: "linux/amd64", Digest: dig}},
+		Requests:  res.Requests,
+	}
+	if diff := cmp.Diff(want, res); diff != "" {
+		t.Errorf("first check (-want +got):\n%s", diff)
+	}
+	ckWantCounts(t, cnt, map[string]int{
+		"GET /v2/":                                     1,
+		"HEAD /v2/lib/single/manifests/1":              1,
+		"GET /v2/lib/single/manifests/" + dig:          1,
+		"GET /v2/lib/single/blobs/" + cfgName.String(): 1,
+	})
+	t.Logf("cold check of a single image: %d requests made by the client, %d seen by the registry", res.Requests, 4)
+
+	// Unchanged: exactly one HEAD, Platforms from known (even where they
+	// differ from what a fetch would say: proof nothing was fetched).
+	cnt.reset()
+	known := res
+	known.Platforms = []PlatformDigest{{Platform: "linux/amd64", Digest: "sha256:kept"}}
+	got := ckCheck(t, c, ref, known)
+	want = CheckResult{Digest: dig, MediaType: string(mt), Platforms: known.Platforms, Requests: 1}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("unchanged check (-want +got):\n%s", diff)
+	}
+	ckWantCounts(t, cnt, map[string]int{"HEAD /v2/lib/single/manifests/1": 1})
+
+	// Changed: HEAD, GET manifest, GET config.
+	img2 := ckImage(t, "linux", "amd64")
+	ckPush(t, ref, img2)
+	cnt.reset()
+	dig2 := ckDigest(t, img2)
+	cfg2, err := img2.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = ckCheck(t, c, ref, res)
+	want = CheckResult{Digest: dig2, MediaType: string(mt), Platforms: []PlatformDigest{{Platform: "linux/amd64", Digest: dig2}}, Requests: 3}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("changed check (-want +got):\n%s", diff)
+	}
+	ckWantCounts(t, cnt, map[string]int{
+		"HEAD /v2/lib/single/manifests/1":           1,
+		"GET /v2/lib/single/manifests/" + dig2:      1,
+		"GET /v2/lib/single/blobs/" + cfg2.String(): 1,
+	})
+}
+
+func TestCheckerIndex(t *testing.T) {
+	cnt, host := ckServe(t, nil)
+	ref := host + "/lib/multi:latest"
+	amd, arm := ckImage(t, "linux", "amd64"), ckImage(t, "linux", "arm64")
+	idx := ckIndex(t, amd, arm)
+	ckPushIndex(t, ref, idx)
+	c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
+
+	res := ckCheck(t, c, ref, CheckResult{})
+	idxDigest := ckDigest(t, idx)
+	want := CheckResult{
+		Digest:    idxDigest,
+		MediaType: string(types.OCIImageIndex),
+		Platforms: []PlatformDigest{
+			{Platform: "linux/amd64", Digest: ckDigest(t, amd)},
+			{Platform: "linux/arm64", Digest: ckDigest(t, arm)},
+		},
+		Requests: res.Requests,
+	}
+	if diff := cmp.Diff(want, res); diff != "" {
+		t.Errorf("first check (-want +got):\n%s", diff)
+	}
+
+	// Unchanged: one HEAD.
+	cnt.reset()
+	got := ckCheck(t, c, ref, res)
+	want.Requests = 1
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("unchanged check (-want +got):\n%s", diff)
+	}
+	ckWantCounts(t, cnt, map[string]int{"HEAD /v2/lib/multi/manifests/latest": 1})
+
+	// Only arm64 changed: HEAD + GET of the index, no image manifests or
+	// configs fetched.
+	arm2 := ckImage(t, "linux", "arm64")
+	idx2 := ckIndex(t, amd, arm2)
+	ckPushIndex(t, ref, idx2)
+	cnt.reset()
+	got = ckCheck(t, c, ref, res)
+	idx2Digest := ckDigest(t, idx2)
+	want = CheckResult{
+		Digest:    idx2Digest,
+		MediaType: string(types.OCIImageIndex),
+		Platforms: []PlatformDigest{
+			{Platform: "linux/amd64", Digest: ckDigest(t, amd)},
+			{Platform: "linux/arm64", Digest: ckDigest(t, arm2)},
+		},
+		Requests: 2,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("arm64 changed (-want +got):\n%s", diff)
+	}
+	ckWantCounts(t, cnt, map[string]int{
+		"HEAD /v2/lib/multi/manifests/latest":       1,
+		"GET /v2/lib/multi/manifests/" + idx2Digest: 1,
+	})
+}
+
+func TestCheckerIndexPlatforms(t *testing.T) {
+	h := func(c byte) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: strings.Repeat(string(c), 64)} }
+	im := &v1.IndexManifest{Manifests: []v1.Descriptor{
+		{Digest: h('1'), Platform: &v1.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}},
+		{Digest: h('2'), Platform: &v1.Platform{OS: "windows", Architecture: "amd64", OSVersion: "10.0.20348.1"}},
+		{Digest: h('3'), Platform: &v1.Platform{OS: "windows", Architecture: "amd64", OSVersion: "10.0.17763.2"}},
+		{Digest: h('4'), Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"}},
+		{Digest: h('5'), Annotations: map[string]string{"vnd.docker.reference.type": "attestation-manifest"}},
+		{Digest: h('6')},
+		{Digest: h('7'), Platform: &v1.Platform{OS: "linux", Architecture: "amd64", OSVersion: "ignored"}},
+	}}
+	want := []PlatformDigest{
+		{Platform: "", Digest: h('6').String()},
+		{Platform: "linux/amd64", Digest: h('7').String()},
+		{Platform: "linux/arm/v7", Digest: h('1').String()},
+		{Platform: "windows/amd64:10.0.17763.2", Digest: h('3').String()},
+		{Platform: "windows/amd64:10.0.20348.1", Digest: h('2').String()},
+	}
+	if diff := cmp.Diff(want, ckIndexPlatforms(im)); diff != "" {
+		t.Errorf("ckIndexPlatforms (-want +got):\n%s", diff)
+	}
+}
+
+// ckStripDigest drops Docker-Content-Digest from an answer.
+type ckStripDigest struct{ http.ResponseWriter }
+
+func (w ckStripDigest) WriteHeader(code int) {
+	w.Header().Del("Docker-Content-Digest")
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w ckStripDigest) Write(b []byte) (int, error) {
+	w.Header().Del("Docker-Content-Digest")
+	return w.ResponseWriter.Write(b)
+}
+
+// ckNoHeadDigest makes manifest HEAD answers lack Docker-Content-Digest.
+func ckNoHeadDigest(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/") {
+			w = ckStripDigest{w}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func TestCheckerHeadWithoutDigest(t *testing.T) {
+	cnt, host := ckServe(t, ckNoHeadDigest)
+	ref := host + "/lib/nodigest:1"
+	img := ckImage(t, "linux", "amd64")
+	ckPush(t, ref, img)
+	c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
+	dig := ckDigest(t, img)
+	cfgName, err := img.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cnt.reset()
+	res := ckCheck(t, c, ref, CheckResult{})
+	if res.Digest != dig || !cmp.Equal(res.Platforms, []PlatformDigest{{Platform: "linux/amd64", Digest: dig}}) {
+		t.Errorf("first check = %+v, want digest %s on linux/amd64", res, dig)
+	}
+	// HEAD, then GET by tag (whose body gives the digest), then config.
+	ckWantCounts(t, cnt, map[string]int{
+		"GET /v2/":                                       1,
+		"HEAD /v2/lib/nodigest/manifests/1":              1,
+		"GET /v2/lib/nodigest/manifests/1":               1,
+		"GET /v2/lib/nodigest/blobs/" + cfgName.String(): 1,
+	})
+
+	// Unchanged: HEAD + GET, nothing else.
+	cnt.reset()
+	got := ckCheck(t, c, ref, res)
+	if got.Digest != dig || got.Requests != 2 || !cmp.Equal(got.Platforms, res.Platforms) {
+		t.Errorf("unchanged check = %+v, want digest %s, 2 requests, known platforms", got, dig)
+	}
+	ckWantCounts(t, cnt, map[string]int{
+		"HEAD /v2/lib/nodigest/manifests/1": 1,
+		"GET /v2/lib/nodigest/manifests/1":  1,
+	})
+}
+
+func TestCheckerRetryAfter(t *testing.T) {
+	date := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
+	for _, tc := range []struct {
+		status     int
+		retryAfter string
+		min, max   time.Duration
+		text       string
+	}{
+		{http.StatusTooManyRequests, "7", 7 * time.Second, 7 * time.Second, "429 Too Many Requests (retry after 7s)"},
+		{http.StatusServiceUnavailable, date, 85 * time.Second, 91 * time.Second, "503 Service Unavailable (retry after"},
+		{http.StatusInternalServerError, "7", 0, 0, "500 Internal Server Error: "},
+	} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			cnt, host := ckServe(t, func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if !strings.Contains(r.URL.Path, "/manifests/") {
+						next.ServeHTTP(w, r)
+						return
+					}
+					w.Header().Set("Retry-After", tc.retryAfter)
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(tc.status)
+					fmt.Fprint(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}`)
+				})
+			})
+			ref := host + "/lib/limited:1"
+			c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
+			start := time.Now()
+			res, err := c.Check(t.Context(), ref, CheckResult{})
+			elapsed := time.Since(start)
+			var re *RegistryError
+			if !errors.As(err, &re) {
+				t.Fatalf("Check error = %v, want a *RegistryError", err)
+			}
+			if re.Status != tc.status || re.RetryAfter < tc.min || re.RetryAfter > tc.max {
+				t.Errorf("RegistryError{Status: %d, RetryAfter: %s}, want {%d, %s..%s}", re.Status, re.RetryAfter, tc.status, tc.min, tc.max)
+			}
+			if !strings.Contains(err.Error(), "checking "+ref+": "+tc.text) {
+				t.Errorf("error text %q lacks %q", err, tc.text)
+			}
+			if b := Backoff(1, err); b < tc.min {
+				t.Errorf("Backoff(1, err) = %s, want ≥ %s", b, tc.min)
+			}
+			// No retries: one HEAD reached the registry, and no time was
+			// spent in go-containerregistry's retry sleeps (1s, 3s).
+			ckWantCounts(t, cnt, map[string]int{"GET /v2/": 1, "HEAD /v2/lib/limited/manifests/1": 1})
+			if elapsed > 900*time.Millisecond {
+				t.Errorf("Check took %s: retried?", elapsed)
+			}
+			if res.Requests < 2 {
+				t.Errorf("Requests = %d, want the ping and the HEAD counted", res.Requests)
+			}
+		})
+	}
+}
+
+func TestCheckerTimeout(t *testing.T) {
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(hung.Close)
+	t.Cleanup(func() { close(release) }) // runs before hung.Close
+	_, healthy := ckServe(t, nil)
+	okRef := healthy + "/lib/ok:1"
+	img := ckImage(t, "linux", "arm64")
+	ckPush(t, okRef, img)
+
+	c := NewChecker(CheckerConfig{Keychain: ckAnonymous, Timeout: 300 * time.Millisecond})
+	hungRef := strings.TrimPrefix(hung.URL, "http://") + "/lib/hang:1"
+	type outcome struct {
+		res  CheckResult
+		err  error
+		done time.Time
+	}
+	hungC, okC := make(chan outcome, 1), make(chan outcome, 1)
+	start := time.Now()
+	go func() {
+		res, err := c.Check(t.Context(), hungRef, CheckResult{})
+		hungC <- outcome{res, err, time.Now()}
+	}()
+	go func() {
+		time.Sleep(20 * time.Millisecond) // let the hung check start first
+		res, err := c.Check(t.Context(), okRef, CheckResult{})
+		okC <- outcome{res, err, time.Now()}
+	}()
+	h, ok := <-hungC, <-okC
+
+	if elapsed := h.done.Sub(start); elapsed < 250*time.Millisecond || elapsed > 2*time.Second {
+		t.Errorf("hung check returned after %s, want about the 300ms timeout", elapsed)
+	}
+	var re *RegistryError
+	if !errors.As(h.err, &re) || re.Status != 0 || !errors.Is(h.err, context.DeadlineExceeded) {
+		t.Errorf("hung check error = %#v, want a RegistryError with Status 0 wrapping DeadlineExceeded", h.err)
+	} else if !strings.Contains(h.err.Error(), hungRef) {
+		t.Errorf("error %q does not name %s", h.err, hungRef)
+	}
+	if ok.err != nil || ok.res.Digest != ckDigest(t, img) {
+		t.Errorf("healthy check = %+v, %v; want digest %s", ok.res, ok.err, ckDigest(t, img))
+	}
+	if !ok.done.Before(h.done) {
+		t.Errorf("healthy check finished %s after the hung one: blocked by it", ok.done.Sub(h.done))
+	}
+}
+
+func TestCheckerPerRegistry(t *testing.T) {
+	cnt, host := ckServe(t, nil)
+	var refs []string
+	for i := range 3 {
+		ref := fmt.Sprintf("%s/lib/slow%d:1", host, i)
+		ckPush(t, ref, ckImage(t, "linux", "amd64"))
+		refs = append(refs, ref)
+	}
+	cnt.reset()
+	cnt.delay = 30 * time.Millisecond
+	c := NewChecker(CheckerConfig{Keychain: ckAnonymous, PerRegistry: 1})
+	var wg sync.WaitGroup
+	errs := make([]error, len(refs))
+	for i, ref := range refs {
+		wg.Go(func() { _, errs[i] = c.Check(t.Context(), ref, CheckResult{}) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Check(%s): %v", refs[i], err)
+		}
+	}
+	if m := cnt.max(); m != 1 {
+		t.Errorf("at most %d requests in flight at the registry, want 1", m)
+	}
+	// go-containerregistry's session (ping, credentials, token) is per
+	// repository: three repositories, three pings, once.
+	if n := cnt.snapshot()["GET /v2/"]; n != 3 {
+		t.Errorf("%d pings, want one per repository", n)
+	}
+
+	t.Run("waiting respects ctx", func(t *testing.T) {
+		release := make(chan struct{})
+		hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+		}))
+		defer hung.Close()
+		c := NewChecker(CheckerConfig{Keychain: ckAnonymous, PerRegistry: 1, Timeout: 5 * time.Second})
+		host := strings.TrimPrefix(hung.URL, "http://")
+		holder := make(chan struct{})
+		defer func() { <-holder }()
+		defer close(release) // runs first: frees the holder's request
+		go func() {
+			defer close(holder)
+			c.Check(t.Context(), host+"/lib/a:1", CheckResult{})
+		}()
+		time.Sleep(50 * time.Millisecond) // a:1 holds the only slot
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		res, err := c.Check(ctx, host+"/lib/b:1", CheckResult{})
+		if elapsed := time.Since(start); elapsed > time.Second {
+			t.Errorf("waiting Check returned after %s, want about 100ms", elapsed)
+		}
+		if err == nil || !strings.Contains(err.Error(), "waiting for a request slot") || res.Requests != 0 {
+			t.Errorf("waiting Check = %+v, %v; want a slot timeout without requests", res, err)
+		}
+	})
+}
+
+func TestCheckerRateLimit(t *testing.T) {
+	_, host := ckServe(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("ratelimit-limit", "100;w=21600")
+			w.Header().Set("ratelimit-remaining", "76;w=21600")
+			next.ServeHTTP(w, r)
+		})
+	})
+	ref := host + "/lib/rl:1"
+	ckPush(t, ref, ckImage(t, "linux", "amd64"))
+	c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
+	if n, ok := c.RateLimit(host); ok {
+		t.Errorf("RateLimit before any check = %d, true", n)
+	}
+	ckCheck(t, c, ref, CheckResult{})
+	if n, ok := c.RateLimit(host); !ok || n != 76 {
+		t.Errorf("RateLimit(%s) = %d, %v; want 76, true", host, n, ok)
+	}
+	if _, ok := c.RateLimit("docker.io"); ok {
+		t.Error("RateLimit(docker.io) seen without any check of it")
+	}
+	if ckHostKey("docker.io") != ckHostKey("index.docker.io") {
+		t.Error("docker.io and index.docker.io are different rate limit hosts")
+	}
+	for v, want := range map[string]int{"76;w=21600": 76, "0": 0, " 12 ": 12} {
+		if n, ok := ckParseRateLimit(v); !ok || n != want {
+			t.Errorf("ckParseRateLimit(%q) = %d, %v; want %d", v, n, ok, want)
+		}
+	}
+	if _, ok := ckParseRateLimit("lots"); ok {
+		t.Error(`ckParseRateLimit("lots") ok`)
+	}
+}
+
+func TestCheckerBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		n        int
+		err      error
+		min, max time.Duration
+	}{
+		{0, nil, 8 * time.Second, 12 * time.Second},
+		{1, nil, 8 * time.Second, 12 * time.Second},
+		{2, nil, 16 * time.Second, 24 * time.Second},
+		{3, nil, 32 * time.Second, 48 * time.Second},
+		{8, nil, 1024 * time.Second, 1536 * time.Second}, // 1280s ±20%
+		{9, nil, 24 * time.Minute, 30 * time.Minute},     // 2560s, capped
+		{1000, nil, 24 * time.Minute, 30 * time.Minute},  // no overflow
+		{1, errors.New("dial tcp: refused"), 8 * time.Second, 12 * time.Second},
+		{1, &RegistryError{Status: 429, RetryAfter: time.Second}, 8 * time.Second, 12 * time.Second},
+		{1, &RegistryError{Status: 429, RetryAfter: time.Hour}, time.Hour, time.Hour},
+		{20, fmt.Errorf("wrapped: %w", &RegistryError{Status: 503, RetryAfter: 2 * time.Hour}), 2 * time.Hour, 2 * time.Hour},
+	} {
+		seen := map[time.Duration]bool{}
+		for range 200 {
+			d := Backoff(tc.n, tc.err)
+			if d < tc.min || d > tc.max {
+				t.Fatalf("Backoff(%d, %v) = %s, want in [%s, %s]", tc.n, tc.err, d, tc.min, tc.max)
+			}
+			seen[d] = true
+		}
+		if tc.min != tc.max && len(seen) < 10 {
+			t.Errorf("Backoff(%d, %v): only %d distinct values in 200 calls: no jitter?", tc.n, tc.err, len(seen))
+		}
+	}
+}
+
+func TestCheckerParseRetryAfter(t *testing.T) {
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"":              0,
+		"7":             7 * time.Second,
+		" 30 ":          30 * time.Second,
+		"0":             0,
+		"-5":            0,
+		"soon":          0,
+		"9999999999999": 24 * time.Hour,
+		now.Add(2 * time.Minute).Format(http.TimeFormat):  2 * time.Minute,
+		now.Add(-2 * time.Minute).Format(http.TimeFormat): 0,
+	} {
+		if got := ckParseRetryAfter(v, now); got != want {
+			t.Errorf("ckParseRetryAfter(%q) = %s, want %s", v, got, want)
+		}
+	}
+}
+
+func TestCheckerMissingTag(t *testing.T) {
+	_, host := ckServe(t, nil)
+	ckPush(t, host+"/lib/present:1", ckImage(t, "linux", "amd64"))
+	c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
+	for _, ref := range []string{host + "/lib/present:nope", host + "/lib/absent:1"} {
+		_, err := c.Check(t.Context(), ref, CheckResult{})
+		var re *RegistryError
+		if !errors.As(err, &re) || re.Status != http.StatusNotFound || re.Ref != ref {
+			t.Errorf("Check(%s) error = %v, want a 404 RegistryError", ref, err)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "checking "+ref+": 404 Not Found") {
+			t.Errorf("error text %q does not start with the ref and status", err)
+		}
+	}
+}
+
+// ckKeychain hands out one username and password for every registry.
+type ckKeychain struct{ user, pass string }
+
+func (k ckKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+	return authn.FromConfig(authn.AuthConfig{Username: k.user, Password: k.pass}), nil
+}
+
+func TestCheckerCredentials(t *testing.T) {
+	// The registry wants user:right. With leak set, it answers manifest
+	// HEADs without auth and without a digest (forcing the GET fallback)
+	// and echoes the Authorization header it got into its 401 body.
+	basicAuth := func(leak bool) func(http.Handler) http.Handler {
+		return func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if leak && r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/") {
+					next.ServeHTTP(ckStripDigest{w}, r)
+					return
+				}
+				if u, p, ok := r.BasicAuth(); ok && u == "user" && p == "right" {
+					next.ServeHTTP(w, r)
+					return
+				}
+				w.Header().Set("WWW-Authenticate", `Basic realm="refit-test"`)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				fmt.Fprintf(w, `{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials","detail":%q}]}`, "got "+r.Header.Get("Authorization"))
+			})
+		}
+	}
+	secretB64 := base64.StdEncoding.EncodeToString([]byte("user:secret"))
+	for _, leak := range []bool{false, true} {
+		t.Run(fmt.Sprintf("leak=%v", leak), func(t *testing.T) {
+			_, host := ckServe(t, basicAuth(leak))
+			ref := host + "/lib/private:1"
+			img := ckImage(t, "linux", "amd64")
+			r, err := name.ParseReference(ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := remote.Write(r, img, remote.WithAuth(&authn.Basic{Username: "user", Password: "right"})); err != nil {
+				t.Fatal(err)
+			}
+
+			c := NewChecker(CheckerConfig{Keychain: ckKeychain{"user", "secret"}})
+			_, err = c.Check(t.Context(), ref, CheckResult{})
+			var re *RegistryError
+			if !errors.As(err, &re) || re.Status != http.StatusUnauthorized {
+				t.Fatalf("Check error = %v, want a 401 RegistryError", err)
+			}
+			text := err.Error()
+			for _, secret := range []string{"secret", secretB64} {
+				if strings.Contains(text, secret) {
+					t.Errorf("error text carries the credentials (%q): %s", secret, text)
+				}
+			}
+			if leak && !strings.Contains(text, "Basic [redacted]") {
+				t.Errorf("error text %q: want the echoed header redacted", text)
+			}
+
+			// The right password works, through the same code path.
+			c = NewChecker(CheckerConfig{Keychain: ckKeychain{"user", "right"}})
+			if res := ckCheck(t, c, ref, CheckResult{}); res.Digest != ckDigest(t, img) {
+				t.Errorf("with the right password: digest %s, want %s", res.Digest, ckDigest(t, img))
+			}
+		})
+	}
+}
+
+func TestCheckerRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"Authorization: Basic dXNlcjpzZWNyZXQ=":               "Authorization: Basic [redacted]",
+		"bearer eyJhbGciOiJIUzI1NiJ9.e30.abc":                 "bearer [redacted]",
+		`Basic realm="x"`:                                     `Basic realm="x"`,
+		"GET https://user:pw@example.com/v2/":                 "GET https://[redacted]@example.com/v2/",
+		"GET https://auth/token?scope=x&access_token=abc&n=1": "GET https://auth/token?scope=x&access_token=[redacted]&n=1",
+	} {
+		if got := ckRedact(in); got != want {
+			t.Errorf("ckRedact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

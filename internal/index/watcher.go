@@ -1,0 +1,248 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/refit-dev/refit/internal/store"
+)
+
+// watchStore is what the watcher needs of the store.
+type watchStore interface {
+	DueRefs(ctx context.Context, now time.Time, limit int) ([]store.BaseRef, error)
+	RecordCheckError(ctx context.Context, ref, msg string, next time.Time) error
+	ListTasks(ctx context.Context) ([]store.Task, error)
+	TrackRefs(ctx context.Context, refs []string) error
+	RetireRefs(ctx context.Context, keep map[string]bool) (int, error)
+}
+
+// checker looks up what a reference points to.
+type checker interface {
+	Check(ctx context.Context, ref string, known CheckResult) (CheckResult, error)
+}
+
+// Observer commits a successful check: the planner records it and plans
+// the runs a change causes. next is when to check again.
+type Observer interface {
+	Observe(ctx context.Context, ref string, res CheckResult, source string, next time.Time) error
+}
+
+// WatcherConfig configures a Watcher.
+type WatcherConfig struct {
+	// Store holds the tracked references (required).
+	Store watchStore
+	// Checker checks references (required).
+	Checker checker
+	// Observer commits what checks see (required).
+	Observer Observer
+	// Interval between two checks of a reference. Default 5 min. Checks
+	// are spread over the interval, not made in bursts.
+	Interval time.Duration
+	// Concurrency bounds checks in flight (each registry is further
+	// bounded by the checker). Default 8.
+	Concurrency int
+	// Allow, when not empty, lists the only registry hosts checked; Deny
+	// lists hosts never checked. A skipped reference records why.
+	Allow, Deny []string
+	// Tick is how often due references are looked for. Default 1 s.
+	Tick time.Duration
+	// Logger gets one line per failed check. nil = discard.
+	Logger *slog.Logger
+}
+
+// Watcher polls due references and checks at once those a push or a
+// webhook hinted at. Run it in one goroutine.
+type Watcher struct {
+	cfg      WatcherConfig
+	wake     chan struct{}
+	mu       sync.Mutex
+	inFlight map[string]bool
+}
+
+// NewWatcher returns a Watcher; call Run to start it.
+func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
+	if cfg.Store == nil || cfg.Checker == nil || cfg.Observer == nil {
+		return nil, errors.New("index: watcher needs Store, Checker and Observer")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 5 * time.Minute
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Watcher{cfg: cfg, wake: make(chan struct{}, 1), inFlight: map[string]bool{}}, nil
+}
+
+// Wake makes the watcher look for due references now (after a hint).
+// It never blocks.
+func (w *Watcher) Wake() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run checks due references until ctx ends, then waits for the checks in
+// flight. It first makes the index match the tasks (tracking every base
+// they use, retiring what none uses), and does so again every interval.
+func (w *Watcher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, w.cfg.Concurrency)
+	tick := time.NewTicker(w.cfg.Tick)
+	defer tick.Stop()
+	var lastSync time.Time
+	for {
+		if time.Since(lastSync) >= w.cfg.Interval {
+			if err := w.sync(ctx); err != nil && ctx.Err() == nil {
+				w.cfg.Logger.Warn("syncing the base index with tasks", "err", err)
+			}
+			lastSync = time.Now()
+		}
+		due, err := w.cfg.Store.DueRefs(ctx, time.Now(), 4*w.cfg.Concurrency)
+		if err != nil && ctx.Err() == nil {
+			w.cfg.Logger.Warn("listing due base references", "err", err)
+		}
+		for _, b := range due {
+			w.mu.Lock()
+			busy := w.inFlight[b.Ref]
+			if !busy {
+				w.inFlight[b.Ref] = true
+			}
+			w.mu.Unlock()
+			if busy {
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			}
+			wg.Add(1)
+			go func(b store.BaseRef) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				w.check(ctx, b)
+				w.mu.Lock()
+				delete(w.inFlight, b.Ref)
+				w.mu.Unlock()
+			}(b)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-w.wake:
+		}
+	}
+}
+
+// check checks one reference and records the outcome.
+func (w *Watcher) check(ctx context.Context, b store.BaseRef) {
+	host, _, _ := strings.Cut(b.Ref, "/")
+	if msg := w.disallowed(host); msg != "" {
+		w.recordError(ctx, b.Ref, msg, time.Now().Add(w.cfg.Interval))
+		return
+	}
+	known := CheckResult{Digest: b.Digest, MediaType: b.MediaType}
+	for _, p := range b.Platforms {
+		known.Platforms = append(known.Platforms, PlatformDigest{Platform: p.Platform, Digest: p.Digest})
+	}
+	res, err := w.cfg.Checker.Check(ctx, b.Ref, known)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		next := time.Now().Add(Backoff(b.Failures+1, err))
+		w.cfg.Logger.Warn("checking base reference", "ref", b.Ref, "err", err, "failures", b.Failures+1, "next", next.Format(time.RFC3339))
+		w.recordError(ctx, b.Ref, err.Error(), next)
+		return
+	}
+	source := b.HintSource
+	if source == "" {
+		source = "poll"
+	}
+	if err := w.cfg.Observer.Observe(ctx, b.Ref, res, source, w.next(b.Ref)); err != nil && ctx.Err() == nil {
+		w.cfg.Logger.Error("recording check", "ref", b.Ref, "err", err)
+		w.recordError(ctx, b.Ref, err.Error(), time.Now().Add(Backoff(b.Failures+1, err)))
+	}
+}
+
+func (w *Watcher) recordError(ctx context.Context, ref, msg string, next time.Time) {
+	if err := w.cfg.Store.RecordCheckError(ctx, ref, msg, next); err != nil && ctx.Err() == nil {
+		w.cfg.Logger.Error("recording check error", "ref", ref, "err", err)
+	}
+}
+
+// next spreads checks over the interval: each reference keeps a stable
+// phase (a hash of its name) with a little jitter, so references added
+// together do not stay in step.
+func (w *Watcher) next(ref string) time.Time {
+	iv := w.cfg.Interval
+	h := fnv.New32a()
+	h.Write([]byte(ref))
+	now := time.Now()
+	phase := time.Duration(h.Sum32()) % iv
+	at := now.Truncate(iv).Add(phase)
+	for !at.After(now.Add(iv / 2)) {
+		at = at.Add(iv)
+	}
+	jitter := time.Duration(rand.Int64N(int64(iv/20) + 1))
+	return at.Add(jitter)
+}
+
+func (w *Watcher) disallowed(host string) string {
+	for _, d := range w.cfg.Deny {
+		if d == host {
+			return fmt.Sprintf("registry %s is on the watcher's deny list", host)
+		}
+	}
+	if len(w.cfg.Allow) == 0 {
+		return ""
+	}
+	for _, a := range w.cfg.Allow {
+		if a == host {
+			return ""
+		}
+	}
+	return fmt.Sprintf("registry %s is not on the watcher's allow list", host)
+}
+
+// sync makes the tracked references those the tasks use.
+func (w *Watcher) sync(ctx context.Context) error {
+	tasks, err := w.cfg.Store.ListTasks(ctx)
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	var refs []string
+	for _, t := range tasks {
+		for _, b := range t.Bases {
+			if !strings.Contains(b.Ref, "@") && !keep[b.Ref] {
+				keep[b.Ref] = true
+				refs = append(refs, b.Ref)
+			}
+		}
+	}
+	if err := w.cfg.Store.TrackRefs(ctx, refs); err != nil {
+		return err
+	}
+	n, err := w.cfg.Store.RetireRefs(ctx, keep)
+	if n > 0 {
+		w.cfg.Logger.Info("retired base references no task uses", "count", n)
+	}
+	return err
+}

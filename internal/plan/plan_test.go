@@ -1,0 +1,281 @@
+package plan_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/task"
+)
+
+const reg = "127.0.0.1:5000"
+
+// fixture is a real SQLite store with a planner whose "queue" records
+// the jobs it was asked to insert.
+type fixture struct {
+	st     *store.Store
+	p      *plan.Planner
+	jobs   []int64 // run IDs enqueued, in order
+	nextID int64
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(t.TempDir(), "refit.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	f := &fixture{st: st}
+	f.p, err = plan.New(plan.Config{
+		Store:    st,
+		Registry: reg,
+		Enqueue: func(time.Duration) store.Enqueuer {
+			return func(_ context.Context, _ *sql.Tx, runID int64) (int64, error) {
+				f.nextID++
+				f.jobs = append(f.jobs, runID)
+				return f.nextID, nil
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// addTask stores a task whose Dockerfile is df.
+func (f *fixture) addTask(t testing.TB, spec task.Spec, df string) {
+	t.Helper()
+	res, err := dockerfile.Parse(strings.NewReader(df), dockerfile.Options{BuildArgs: spec.BuildArgs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Source.Dir == "" {
+		spec.Source.Dir = "/src"
+	}
+	if _, err := f.st.CreateTask(context.Background(), store.Task{Spec: spec.Defaults(), Bases: res.Bases}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) observe(t testing.TB, ref, top string, plats ...string) plan.Result {
+	t.Helper()
+	c := plan.Change{Ref: ref, Digest: top, Source: "poll"}
+	for i := 0; i+1 < len(plats); i += 2 {
+		c.Platforms = append(c.Platforms, store.PlatformDigest{Platform: plats[i], Digest: plats[i+1]})
+	}
+	res, err := f.p.Observe(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func (f *fixture) runs(t testing.TB) []store.Run {
+	t.Helper()
+	rs, err := f.st.ListRuns(context.Background(), store.RunFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(rs)
+	return rs
+}
+
+func TestWaveOrderAndBlocking(t *testing.T) {
+	f := newFixture(t)
+	debian := "docker.io/library/debian:12"
+	f.addTask(t, task.Spec{Name: "base", Image: "acme/base"}, "FROM debian:12\n")
+	f.addTask(t, task.Spec{Name: "python", Image: "acme/python"}, "FROM "+reg+"/acme/base\n")
+	f.addTask(t, task.Spec{Name: "app"}, "FROM "+reg+"/acme/python:latest\n")
+	f.addTask(t, task.Spec{Name: "tool"}, "FROM debian:12 AS b\nFROM "+reg+"/acme/base:latest\n") // diamond: debian (build) and base (runtime)
+	f.addTask(t, task.Spec{Name: "other"}, "FROM alpine\n")
+
+	if res := f.observe(t, debian, "sha256:a", "linux/amd64", "sha256:a1"); len(res.Runs) != 0 || len(res.Changed) != 0 {
+		t.Fatalf("first check is a baseline: got %d runs, %d changes", len(res.Runs), len(res.Changed))
+	}
+	res := f.observe(t, debian, "sha256:b", "linux/amd64", "sha256:b1")
+	var order []string
+	for _, r := range res.Runs {
+		order = append(order, r.Task)
+	}
+	if want := []string{"base", "python", "tool", "app"}; !slices.Equal(order, want) {
+		t.Fatalf("wave order = %v, want %v", order, want)
+	}
+	runs := f.runs(t)
+	byTask := map[string]store.Run{}
+	for _, r := range runs {
+		byTask[r.Task] = r
+	}
+	if c := byTask["base"].Cause; c.Kind != "base" || c.OldDigest != "sha256:a1" || c.NewDigest != "sha256:b1" || c.Platform != "linux/amd64" {
+		t.Errorf("base cause = %+v", c)
+	}
+	if b := byTask["python"].BlockedBy; !slices.Equal(b, []int64{byTask["base"].ID}) {
+		t.Errorf("python blocked by %v, want base's run", b)
+	}
+	if b := byTask["app"].BlockedBy; !slices.Equal(b, []int64{byTask["python"].ID}) {
+		t.Errorf("app blocked by %v, want python's run", b)
+	}
+	if _, ok := byTask["other"]; ok {
+		t.Error("a task on an unrelated base was planned")
+	}
+	if !slices.Equal(f.jobs, []int64{byTask["base"].ID}) {
+		t.Errorf("enqueued %v, want only base's run (the rest wait)", f.jobs)
+	}
+
+	// Base succeeds: python and tool are released, app still waits.
+	b := byTask["base"]
+	b.State, b.Digest = store.StateSucceeded, "sha256:base2"
+	if err := f.st.FinishRun(context.Background(), b, f.enqueuer(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{b.ID, byTask["python"].ID, byTask["tool"].ID}; !slices.Equal(f.jobs, want) {
+		t.Errorf("after base succeeded, enqueued %v, want %v", f.jobs, want)
+	}
+	// Python fails: app is canceled and says why.
+	p := byTask["python"]
+	p.State = store.StateFailed
+	if err := f.st.FinishRun(context.Background(), p, f.enqueuer(), nil); err != nil {
+		t.Fatal(err)
+	}
+	app, _ := f.st.GetRun(context.Background(), byTask["app"].ID)
+	if app.State != store.StateCanceled || !strings.Contains(app.Error, store.FormatRunID(p.ID)) {
+		t.Errorf("app after python failed: %s %q, want canceled naming %s", app.State, app.Error, store.FormatRunID(p.ID))
+	}
+}
+
+func (f *fixture) enqueuer() store.Enqueuer {
+	return func(_ context.Context, _ *sql.Tx, runID int64) (int64, error) {
+		f.nextID++
+		f.jobs = append(f.jobs, runID)
+		return f.nextID, nil
+	}
+}
+
+func TestCoalescingAndIdempotency(t *testing.T) {
+	f := newFixture(t)
+	ref := "docker.io/library/debian:12"
+	f.addTask(t, task.Spec{Name: "a"}, "FROM debian:12\n")
+	f.observe(t, ref, "sha256:0", "linux/amd64", "sha256:00")
+	for i := 1; i <= 5; i++ { // a flapping tag
+		f.observe(t, ref, fmt.Sprintf("sha256:%d", i), "linux/amd64", fmt.Sprintf("sha256:%d%d", i, i))
+	}
+	runs := f.runs(t)
+	if len(runs) != 1 {
+		t.Fatalf("5 updates while queued: %d runs, want 1", len(runs))
+	}
+	if c := runs[0].Cause; c.OldDigest != "sha256:00" || c.NewDigest != "sha256:55" {
+		t.Errorf("coalesced cause %s → %s, want sha256:00 → sha256:55", c.OldDigest, c.NewDigest)
+	}
+	// Same digest again: nothing.
+	if res := f.observe(t, ref, "sha256:5", "linux/amd64", "sha256:55"); len(res.Changed) != 0 || len(res.Runs) != 0 {
+		t.Errorf("identical digest: %d changes, %d runs", len(res.Changed), len(res.Runs))
+	}
+	// Back to an older digest is a change (once the queued run started).
+	r := runs[0]
+	if _, err := f.st.StartRun(context.Background(), r.ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	if res := f.observe(t, ref, "sha256:1", "linux/amd64", "sha256:11"); len(res.Runs) != 1 || res.Coalesced != 0 {
+		t.Errorf("tag moved back while a run builds: %d runs (%d coalesced), want a new one", len(res.Runs), res.Coalesced)
+	}
+	// A replayed webhook event does nothing.
+	c := plan.Change{Ref: ref, Digest: "sha256:9", EventID: "evt-1", Source: "webhook", Platforms: []store.PlatformDigest{{Platform: "linux/amd64", Digest: "sha256:99"}}}
+	if _, err := f.p.Observe(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	c.Digest = "sha256:10"
+	res, err := f.p.Observe(context.Background(), c)
+	if err != nil || !res.Replay {
+		t.Errorf("replayed event: %+v %v, want Replay", res, err)
+	}
+	// An untracked reference is ignored.
+	if res := f.observe(t, "docker.io/library/alpine:3", "sha256:x", "", "sha256:x"); !res.Untracked {
+		t.Errorf("untracked ref: %+v", res)
+	}
+}
+
+func TestScopeAndPlatforms(t *testing.T) {
+	f := newFixture(t)
+	golang, debian := "docker.io/library/golang:1.23", "docker.io/library/debian:12"
+	df := "FROM golang:1.23 AS build\nFROM debian:12\nCOPY --from=build /x /x\n"
+	f.addTask(t, task.Spec{Name: "runtime-only"}, df)
+	f.addTask(t, task.Spec{Name: "all", Triggers: &task.Triggers{Base: true, BaseScope: "all"}}, df)
+	f.addTask(t, task.Spec{Name: "off", Triggers: &task.Triggers{Base: false}}, df)
+	f.addTask(t, task.Spec{Name: "arm", Platforms: []string{"linux/arm64"}}, df)
+	for _, ref := range []string{golang, debian} {
+		f.observe(t, ref, "sha256:0", "linux/amd64", "sha256:a0", "linux/arm64", "sha256:r0")
+	}
+	names := func(res plan.Result) []string {
+		var n []string
+		for _, r := range res.Runs {
+			n = append(n, r.Task)
+		}
+		slices.Sort(n)
+		return n
+	}
+	if got := names(f.observe(t, golang, "sha256:1", "linux/amd64", "sha256:a1", "linux/arm64", "sha256:r0")); !slices.Equal(got, []string{"all"}) {
+		t.Errorf("build-stage base changed: runs %v, want only the scope=all task", got)
+	}
+	if got := names(f.observe(t, debian, "sha256:1", "linux/amd64", "sha256:a0", "linux/arm64", "sha256:r1")); !slices.Equal(got, []string{"arm"}) {
+		t.Errorf("arm64-only change of the runtime base: runs %v, want only the arm64 task", got)
+	}
+	if got := names(f.observe(t, debian, "sha256:2", "linux/amd64", "sha256:a2", "linux/arm64", "sha256:r1")); !slices.Equal(got, []string{"all", "runtime-only"}) {
+		t.Errorf("amd64 change of the runtime base: runs %v, want all and runtime-only", got)
+	}
+}
+
+func TestCycleRejected(t *testing.T) {
+	mk := func(name, image, from string) store.Task {
+		res, err := dockerfile.Parse(strings.NewReader("FROM "+from+"\n"), dockerfile.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.Task{Spec: task.Spec{Name: name, Image: image, Source: task.Source{Dir: "/"}}.Defaults(), Bases: res.Bases}
+	}
+	tasks := []store.Task{mk("a", "a", reg+"/c"), mk("b", "b", reg+"/a")}
+	if err := plan.CheckCycle(tasks, mk("c", "c", "debian"), reg); err != nil {
+		t.Errorf("no cycle yet: %v", err)
+	}
+	err := plan.CheckCycle(tasks, mk("c", "c", reg+"/b"), reg)
+	if err == nil || !strings.Contains(err.Error(), "a") || !strings.Contains(err.Error(), "c") || !strings.Contains(err.Error(), "cycle") {
+		t.Errorf("cycle a→b→c→a: got %v, want an error naming the tasks", err)
+	}
+}
+
+// BenchmarkFanout plans and enqueues the wave of one base shared by N
+// tasks, for N = 100 and 1,000, and reports each and their ratio.
+func BenchmarkFanout(b *testing.B) {
+	per := map[int]time.Duration{}
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				f := newFixture(b)
+				for k := 0; k < n; k++ {
+					f.addTask(b, task.Spec{Name: fmt.Sprintf("t%04d", k)}, "FROM debian:12\nRUN true\n")
+				}
+				f.observe(b, "docker.io/library/debian:12", "sha256:0", "linux/amd64", "sha256:00")
+				b.StartTimer()
+				start := time.Now()
+				res := f.observe(b, "docker.io/library/debian:12", "sha256:1", "linux/amd64", "sha256:11")
+				per[n] = time.Since(start)
+				if len(res.Runs) != n || len(f.jobs) != n {
+					b.Fatalf("planned %d runs, enqueued %d, want %d", len(res.Runs), len(f.jobs), n)
+				}
+			}
+			b.ReportMetric(float64(per[n].Milliseconds()), "ms/wave")
+		})
+	}
+	if per[100] > 0 {
+		b.Logf("fan-out: 100 tasks %v, 1000 tasks %v, ratio %.1f", per[100], per[1000], float64(per[1000])/float64(per[100]))
+	}
+}
