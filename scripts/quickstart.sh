@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The quick start: start refit with embedded defaults, push a small busybox
 # base image to its registry, create a task that builds on it, run it, then
-# "patch" the base (push a new digest to the same tag) and run again to
-# show the image rebuilt on the new base digest. The server keeps running
-# until Ctrl-C.
+# "patch" the base (push a new digest to the same tag) and watch refit
+# notice the update and rebuild the image on the new base digest by itself.
+# The server keeps running until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,13 +13,14 @@ API=${REFIT_LISTEN:-127.0.0.1:7300}
 REG=${REFIT_REGISTRY_LISTEN:-127.0.0.1:5000}
 export REFIT_SERVER="http://$API"
 
-"$REFIT" serve --data "$DATA" --listen "$API" --registry-listen "$REG" &
+# A short debounce so the demo does not wait the default 30 s.
+"$REFIT" serve --data "$DATA" --listen "$API" --registry-listen "$REG" --debounce 2s &
 server=$!
 trap 'kill -INT $server 2>/dev/null; wait $server 2>/dev/null' EXIT INT TERM
 
 for _ in $(seq 1 300); do
-	curl -fsS "$REFIT_SERVER/healthz" >/dev/null 2>&1 && break
 	kill -0 $server 2>/dev/null || { echo "refit serve exited; see the messages above" >&2; exit 1; }
+	curl -fsS "$REFIT_SERVER/healthz" >/dev/null 2>&1 && break
 	sleep 0.1
 done
 export REFIT_TOKEN=$(cat "$DATA/admin-token")
@@ -43,8 +44,24 @@ step "refit run hello --wait"
 step "the vendor patches the base: a new digest behind the same tag"
 go run ./examples/pushbase -to "$REG/base/busybox:1" -patch "$(date -u +%Y%m%d%H%M%S)"
 
-step "refit run hello --wait   (built on the new base digest, pinned)"
-"$REFIT" run hello --wait --progress plain
+step "refit notices the update and queues a rebuild by itself"
+run=""
+for _ in $(seq 1 300); do
+	run=$("$REFIT" runs --task hello --limit 1 -o json | sed -n 's/^    "id": "\(r-[0-9]*\)",$/\1/p' | head -n 1)
+	[ -n "$run" ] && [ "$run" != "r-1" ] && break
+	sleep 0.2
+done
+[ -n "$run" ] && [ "$run" != "r-1" ] || { echo "no rebuild was queued" >&2; exit 1; }
+"$REFIT" runs "$run"
+
+step "refit logs $run -f"
+"$REFIT" logs "$run" -f --progress plain
+
+step "refit bases"
+"$REFIT" bases
+
+step "refit explain hello"
+"$REFIT" explain hello
 
 step "refit runs"
 "$REFIT" runs

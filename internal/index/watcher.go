@@ -29,9 +29,10 @@ type checker interface {
 }
 
 // Observer commits a successful check: the planner records it and plans
-// the runs a change causes. next is when to check again.
+// the runs a change causes. next is when to check again. It returns how
+// many platforms changed.
 type Observer interface {
-	Observe(ctx context.Context, ref string, res CheckResult, source string, next time.Time) error
+	Observe(ctx context.Context, ref string, res CheckResult, source string, next time.Time) (changed int, err error)
 }
 
 // WatcherConfig configures a Watcher.
@@ -55,6 +56,8 @@ type WatcherConfig struct {
 	Tick time.Duration
 	// Logger gets one line per failed check. nil = discard.
 	Logger *slog.Logger
+	// Metrics, when set, count checks, requests and changes.
+	Metrics *Metrics
 }
 
 // Watcher polls due references and checks at once those a push or a
@@ -165,6 +168,14 @@ func (w *Watcher) check(ctx context.Context, b store.BaseRef) {
 	if ctx.Err() != nil {
 		return
 	}
+	if m := w.cfg.Metrics; m != nil {
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		m.Checks.WithLabelValues(host, result).Inc()
+		m.Requests.WithLabelValues(host).Add(float64(res.Requests))
+	}
 	if err != nil {
 		next := time.Now().Add(Backoff(b.Failures+1, err))
 		w.cfg.Logger.Warn("checking base reference", "ref", b.Ref, "err", err, "failures", b.Failures+1, "next", next.Format(time.RFC3339))
@@ -175,9 +186,20 @@ func (w *Watcher) check(ctx context.Context, b store.BaseRef) {
 	if source == "" {
 		source = "poll"
 	}
-	if err := w.cfg.Observer.Observe(ctx, b.Ref, res, source, w.next(b.Ref)); err != nil && ctx.Err() == nil {
-		w.cfg.Logger.Error("recording check", "ref", b.Ref, "err", err)
-		w.recordError(ctx, b.Ref, err.Error(), time.Now().Add(Backoff(b.Failures+1, err)))
+	changed, err := w.cfg.Observer.Observe(ctx, b.Ref, res, source, w.next(b.Ref))
+	if err != nil {
+		if ctx.Err() == nil {
+			w.cfg.Logger.Error("recording check", "ref", b.Ref, "err", err)
+			w.recordError(ctx, b.Ref, err.Error(), time.Now().Add(Backoff(b.Failures+1, err)))
+		}
+		return
+	}
+	if m := w.cfg.Metrics; m != nil {
+		m.Changes.Add(float64(changed))
+		if b.HintSource != "" {
+			// A hint set next_check_at to the moment it arrived.
+			m.Detection.WithLabelValues(b.HintSource).Observe(time.Since(b.NextCheckAt).Seconds())
+		}
 	}
 }
 

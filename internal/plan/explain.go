@@ -101,7 +101,12 @@ func verdict(e Explanation, lastOK *store.Run) []string {
 	if len(e.Bases) == 0 {
 		return append(v, "no base images known yet: they are discovered when the task is created and at each run")
 	}
+	seen := map[string]bool{}
 	for _, b := range e.Bases {
+		if seen[b.Ref] {
+			continue // the same image in another stage: one verdict per image
+		}
+		seen[b.Ref] = true
 		switch {
 		case b.Pinned:
 			v = append(v, fmt.Sprintf("%s is pinned by digest in the Dockerfile: it never changes, so it never triggers", b.Ref))

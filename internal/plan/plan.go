@@ -161,7 +161,12 @@ func (p *Planner) observe(tx *store.Tx, c Change) (Result, error) {
 		if !baseline && before[pd.Platform] == pd.Digest {
 			continue
 		}
-		o := store.Observation{Ref: c.Ref, Platform: pd.Platform, Digest: pd.Digest, OldDigest: before[pd.Platform],
+		prev := before[pd.Platform]
+		if prev == "" && len(old.Platforms) == 0 {
+			// Seeded by a run's resolution: only the top digest is known.
+			prev = old.Digest
+		}
+		o := store.Observation{Ref: c.Ref, Platform: pd.Platform, Digest: pd.Digest, OldDigest: prev,
 			TopDigest: c.Digest, Source: c.Source}
 		if o.ID, err = tx.AddObservation(o); err != nil {
 			return res, err

@@ -279,3 +279,28 @@ func BenchmarkFanout(b *testing.B) {
 		b.Logf("fan-out: 100 tasks %v, 1000 tasks %v, ratio %.1f", per[100], per[1000], float64(per[1000])/float64(per[100]))
 	}
 }
+
+// TestMoveBeforeFirstCheck: a run resolved the base before the index's
+// first check; a move after that run is a change, not a baseline.
+func TestMoveBeforeFirstCheck(t *testing.T) {
+	f := newFixture(t)
+	ref := "docker.io/library/debian:12"
+	f.addTask(t, task.Spec{Name: "a"}, "FROM debian:12\n")
+	if err := f.st.SeedBaseRef(context.Background(), ref, "sha256:built"); err != nil {
+		t.Fatal(err)
+	}
+	res := f.observe(t, ref, "sha256:moved", "linux/amd64", "sha256:m1")
+	if len(res.Runs) != 1 {
+		t.Fatalf("move after a run resolved the base: %d runs, want 1", len(res.Runs))
+	}
+	if c := res.Runs[0].Cause; c.OldDigest != "sha256:built" || c.NewDigest != "sha256:m1" {
+		t.Errorf("cause %s → %s, want sha256:built → sha256:m1", c.OldDigest, c.NewDigest)
+	}
+	// Seeding never overwrites what a check saw.
+	if err := f.st.SeedBaseRef(context.Background(), ref, "sha256:other"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := f.st.GetBaseRef(context.Background(), ref); b.Digest != "sha256:moved" {
+		t.Errorf("after a second seed the index says %s, want sha256:moved", b.Digest)
+	}
+}

@@ -35,6 +35,7 @@ type runStore interface {
 	AppendLogs(ctx context.Context, runID int64, chunks [][]byte) error
 	SetTaskBases(ctx context.Context, name string, bases []dockerfile.Base) error
 	RequeueInterrupted(ctx context.Context, enqueue store.Enqueuer) ([]int64, error)
+	SeedBaseRef(ctx context.Context, ref, digest string) error
 }
 
 // builder builds and pushes an image.

@@ -168,6 +168,11 @@ func (w *worker) execute(ctx context.Context, run *store.Run, logs *logWriter) e
 			return fail("resolve", err)
 		}
 		pins[key] = stripDigest(b.Ref) + "@" + dgst
+		if !strings.Contains(b.Ref, "@") {
+			if err := cfg.Store.SeedBaseRef(ctx, b.Ref, dgst); err != nil {
+				return err
+			}
+		}
 		run.Bases = append(run.Bases, store.UsedBase{Ref: b.Ref, Name: b.Name, Stage: b.Stage, Role: string(b.Role), Digest: dgst})
 		step.Logf("%-8s %s@%s\n", b.Role, b.Ref, dgst)
 		if b.Role == dockerfile.RoleRuntime {

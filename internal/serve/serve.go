@@ -20,6 +20,7 @@ import (
 	"time"
 
 	bkclient "github.com/moby/buildkit/client"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/buildkitd"
@@ -250,6 +251,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	cleanups = append(cleanups, run.Stop)
 
 	// The base image watcher.
+	metrics := prometheus.NewRegistry()
 	watcher, err := index.NewWatcher(index.WatcherConfig{
 		Store:    st,
 		Checker:  index.NewChecker(index.CheckerConfig{Insecure: insecure}),
@@ -258,6 +260,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Allow:    cfg.WatchAllow,
 		Deny:     cfg.WatchDeny,
 		Logger:   log.With("component", "watcher"),
+		Metrics:  index.NewMetrics(metrics),
 	})
 	if err != nil {
 		return nil, err
@@ -316,8 +319,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			}
 			return plan.CheckCycle(tasks, t, regAddr)
 		},
-		Ready:  ready,
-		Logger: log.With("component", "api"),
+		Ready:   ready,
+		Logger:  log.With("component", "api"),
+		Metrics: metrics,
 	})
 	apiSrv := &http.Server{
 		Handler:           api,
@@ -420,11 +424,11 @@ func (h *hinter) hint(ctx context.Context, refs []string, source, eventID string
 // observer adapts the planner to the watcher.
 type observer struct{ p *plan.Planner }
 
-func (o observer) Observe(ctx context.Context, ref string, res index.CheckResult, source string, next time.Time) error {
+func (o observer) Observe(ctx context.Context, ref string, res index.CheckResult, source string, next time.Time) (int, error) {
 	c := plan.Change{Ref: ref, Digest: res.Digest, MediaType: res.MediaType, Source: source, Next: next}
 	for _, p := range res.Platforms {
 		c.Platforms = append(c.Platforms, store.PlatformDigest{Platform: p.Platform, Digest: p.Digest})
 	}
-	_, err := o.p.Observe(ctx, c)
-	return err
+	r, err := o.p.Observe(ctx, c)
+	return len(r.Changed), err
 }

@@ -66,6 +66,9 @@ type Config struct {
 	// LogPoll is how often a followed log is polled for new lines. Default
 	// 200 ms.
 	LogPoll time.Duration
+	// Metrics is the registry /metrics serves; the server adds its own
+	// collectors. nil = a new one.
+	Metrics *prometheus.Registry
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -84,7 +87,10 @@ func New(cfg Config) *Server {
 	if cfg.LogPoll <= 0 {
 		cfg.LogPoll = 200 * time.Millisecond
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), metrics: prometheus.NewRegistry()}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), metrics: cfg.Metrics}
 	s.queued = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "refit_runs_queued_total", Help: "Runs queued, by cause kind.",
 	}, []string{"cause"})
@@ -123,10 +129,6 @@ func New(cfg Config) *Server {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
-
-// Metrics returns the registry /metrics serves, for other packages'
-// collectors.
-func (s *Server) Metrics() *prometheus.Registry { return s.metrics }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Ready != nil {

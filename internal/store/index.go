@@ -172,6 +172,17 @@ func (s *Store) HintRefs(ctx context.Context, refs []string, source, eventID str
 	return tracked, fresh, nil
 }
 
+// SeedBaseRef records digest as what a tracked reference points to when
+// the index has not checked it yet: a run that resolved it is the first
+// sighting, so a move before the first check still counts as a change.
+func (s *Store) SeedBaseRef(ctx context.Context, ref, digest string) error {
+	_, err := s.write.ExecContext(ctx, `UPDATE base_refs SET digest = $1 WHERE ref = $2 AND digest = ''`, digest, ref)
+	if err != nil {
+		return fmt.Errorf("seeding base reference %s: %w", ref, translate(err))
+	}
+	return nil
+}
+
 // RecordCheckError notes a failed check of ref and when to try again.
 func (s *Store) RecordCheckError(ctx context.Context, ref, msg string, next time.Time) error {
 	now := formatTime(time.Now())
