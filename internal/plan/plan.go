@@ -149,10 +149,12 @@ func (p *Planner) observe(tx *store.Tx, c Change) (Result, error) {
 		next = time.Now().Add(p.cfg.Interval)
 	}
 	cur := store.BaseRef{Ref: c.Ref, Digest: c.Digest, MediaType: c.MediaType, Platforms: c.Platforms}
-	if old.Digest == c.Digest {
+	// The first check records a baseline (even when a run's resolution
+	// seeded the same digest); after that, only changes are recorded.
+	baseline := old.Digest == "" || old.CheckedAt.IsZero() && old.Digest == c.Digest
+	if old.Digest == c.Digest && !baseline {
 		return res, tx.SaveCheck(cur, false, next)
 	}
-	baseline := old.Digest == ""
 	before := map[string]string{}
 	for _, pd := range old.Platforms {
 		before[pd.Platform] = pd.Digest
@@ -173,6 +175,9 @@ func (p *Planner) observe(tx *store.Tx, c Change) (Result, error) {
 		}
 		if !baseline {
 			res.Changed = append(res.Changed, o)
+			if err := tx.Emit(store.EventBaseUpdated, c.Ref, o); err != nil {
+				return res, err
+			}
 		}
 	}
 	if err := tx.SaveCheck(cur, len(res.Changed) > 0, next); err != nil {

@@ -175,10 +175,21 @@ func (s *Store) HintRefs(ctx context.Context, refs []string, source, eventID str
 // SeedBaseRef records digest as what a tracked reference points to when
 // the index has not checked it yet: a run that resolved it is the first
 // sighting, so a move before the first check still counts as a change.
+// The sighting goes into the reference's history with source "run".
 func (s *Store) SeedBaseRef(ctx context.Context, ref, digest string) error {
-	_, err := s.write.ExecContext(ctx, `UPDATE base_refs SET digest = $1 WHERE ref = $2 AND digest = ''`, digest, ref)
+	err := s.InTx(ctx, func(tx *Tx) error {
+		res, err := tx.tx.ExecContext(ctx, `UPDATE base_refs SET digest = $1 WHERE ref = $2 AND digest = ''`, digest, ref)
+		if err != nil {
+			return translate(err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		_, err = tx.AddObservation(Observation{Ref: ref, Digest: digest, TopDigest: digest, Source: "run"})
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("seeding base reference %s: %w", ref, translate(err))
+		return fmt.Errorf("seeding base reference %s: %w", ref, err)
 	}
 	return nil
 }
@@ -354,6 +365,9 @@ func (t *Tx) CreateRun(r Run, enqueue Enqueuer) (Run, error) {
 		if err := setJob(t.ctx, t.tx, r.ID, enqueue); err != nil {
 			return Run{}, fmt.Errorf("creating run of task %s: %w", r.Task, err)
 		}
+	}
+	if err := emit(t.ctx, t.tx, EventRunQueued, r.Task, runEvent(r)); err != nil {
+		return Run{}, err
 	}
 	return r, nil
 }

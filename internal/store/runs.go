@@ -247,14 +247,20 @@ func (s *Store) StartRun(ctx context.Context, id, jobID int64) (Run, error) {
 		if owner != jobID {
 			return ErrStaleJob
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE runs SET state = $1, started_at = $2, attempts = attempts + 1
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = $1, started_at = $2, attempts = attempts + 1
 			WHERE id = $3 AND state IN ($4, $1)`,
 			string(StateRunning), formatTime(time.Now()), id, string(StateQueued))
 		if err != nil {
 			return translate(err)
 		}
 		r, err = scanRun(tx.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, id))
-		return err
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return emit(ctx, tx, EventRunStarted, r.Task, runEvent(r))
+		}
+		return nil
 	})
 	if err != nil {
 		return Run{}, fmt.Errorf("starting run %s: %w", FormatRunID(id), err)
@@ -266,7 +272,7 @@ func (s *Store) StartRun(ctx context.Context, id, jobID int64) (Run, error) {
 // It refuses to change a run that has already ended, returning
 // ErrFinished, so a late writer cannot resurrect a canceled run.
 func (s *Store) SaveRun(ctx context.Context, r Run) error {
-	return saveRun(ctx, s.write, r)
+	return s.tx(ctx, func(tx *sql.Tx) error { return saveRun(ctx, tx, r) })
 }
 
 type execer interface {
@@ -288,7 +294,7 @@ func saveRun(ctx context.Context, db execer, r Run) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("saving run %s: %w", FormatRunID(r.ID), ErrFinished)
 	}
-	return nil
+	return emitRunEnd(ctx, db, r)
 }
 
 // ErrFinished is returned when writing to a run that has already ended.

@@ -41,6 +41,9 @@ func (s *Store) CreateTask(ctx context.Context, t Task) (Task, error) {
 		if err != nil {
 			return translate(err)
 		}
+		if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "created", Image: t.Spec.Image}); err != nil {
+			return err
+		}
 		return trackBases(ctx, tx, t.Bases)
 	})
 	if err != nil {
@@ -69,6 +72,9 @@ func (s *Store) PutTask(ctx context.Context, t Task) (stored Task, created, chan
 			if err != nil {
 				return translate(err)
 			}
+			if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "created", Image: t.Spec.Image}); err != nil {
+				return err
+			}
 			return trackBases(ctx, tx, t.Bases)
 		case err != nil:
 			return err
@@ -87,6 +93,9 @@ func (s *Store) PutTask(ctx context.Context, t Task) (stored Task, created, chan
 			spec, bases, formatTime(t.UpdatedAt), t.Spec.Name)
 		if err != nil {
 			return translate(err)
+		}
+		if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "updated", Image: t.Spec.Image}); err != nil {
+			return err
 		}
 		return trackBases(ctx, tx, t.Bases)
 	})
@@ -179,12 +188,18 @@ func (s *Store) ListTasks(ctx context.Context) ([]Task, error) {
 // DeleteTask removes the named task (its runs stay, for the record). It
 // returns ErrNotFound when there is no such task.
 func (s *Store) DeleteTask(ctx context.Context, name string) error {
-	res, err := s.write.ExecContext(ctx, `DELETE FROM tasks WHERE name = $1`, name)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE name = $1`, name)
+		if err != nil {
+			return translate(err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return emit(ctx, tx, EventTaskChanged, name, TaskChanged{Task: name, Action: "deleted"})
+	})
 	if err != nil {
-		return fmt.Errorf("deleting task %s: %w", name, translate(err))
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("task %s: %w", name, ErrNotFound)
+		return fmt.Errorf("deleting task %s: %w", name, err)
 	}
 	return nil
 }

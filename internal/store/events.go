@@ -1,0 +1,479 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// EventPrefix starts every event type (CloudEvents reverse-DNS style).
+const EventPrefix = "dev.refit."
+
+// Event types refit emits (EventPrefix + these).
+const (
+	EventBaseUpdated = EventPrefix + "base.updated"
+	EventRunQueued   = EventPrefix + "run.queued"
+	EventRunStarted  = EventPrefix + "run.started"
+	EventRunSucceed  = EventPrefix + "run.succeeded"
+	EventRunFailed   = EventPrefix + "run.failed"
+	EventRunCanceled = EventPrefix + "run.canceled"
+	EventImagePushed = EventPrefix + "image.pushed"
+	EventTaskChanged = EventPrefix + "task.changed"
+)
+
+// Event is one row of the outbox. Seq orders events; ID is the
+// CloudEvents id, stable across redeliveries.
+type Event struct {
+	Seq     int64           `json:"seq"`
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	Subject string          `json:"subject"` // task name or base reference
+	Time    time.Time       `json:"time"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// newEventID returns a random UUID (version 4).
+func newEventID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// emit writes an event in the caller's transaction: it commits, or not,
+// with the change it describes.
+func emit(ctx context.Context, db execer, typ, subject string, data any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("encoding %s event: %w", typ, err)
+	}
+	_, err = db.ExecContext(ctx, `INSERT INTO events (id, type, subject, time, data) VALUES ($1, $2, $3, $4, $5)`,
+		newEventID(), typ, subject, formatTime(time.Now()), string(b))
+	if err != nil {
+		return fmt.Errorf("writing %s event: %w", typ, translate(err))
+	}
+	return nil
+}
+
+// Emit writes an event in the transaction.
+func (t *Tx) Emit(typ, subject string, data any) error { return emit(t.ctx, t.tx, typ, subject, data) }
+
+// RunEvent is the data of run.* events: the run without its task spec
+// (which may hold credentials in a source URL).
+type RunEvent struct {
+	ID        string            `json:"id"`
+	Task      string            `json:"task"`
+	State     State             `json:"state"`
+	Cause     Cause             `json:"cause"`
+	Attempt   int               `json:"attempt,omitempty"`
+	Commit    string            `json:"commit,omitempty"`
+	Image     string            `json:"image,omitempty"`
+	Digest    string            `json:"digest,omitempty"`
+	Tags      []string          `json:"tags,omitempty"`
+	Bases     []UsedBase        `json:"bases,omitempty"`
+	Step      string            `json:"step,omitempty"`
+	Error     string            `json:"error,omitempty"`
+	BlockedBy []string          `json:"blockedBy,omitempty"`
+	Timings   map[string]string `json:"timings,omitempty"`
+}
+
+func runEvent(r Run) RunEvent {
+	e := RunEvent{ID: FormatRunID(r.ID), Task: r.Task, State: r.State, Cause: r.Cause, Attempt: r.Attempts,
+		Commit: r.Commit, Image: r.Image, Digest: r.Digest, Tags: r.Tags, Bases: r.Bases, Step: r.Step,
+		Error: r.Error, Timings: r.Timings}
+	for _, b := range r.BlockedBy {
+		e.BlockedBy = append(e.BlockedBy, FormatRunID(b))
+	}
+	return e
+}
+
+// ImagePushed is the data of image.pushed.
+type ImagePushed struct {
+	Run    string     `json:"run"`
+	Task   string     `json:"task"`
+	Image  string     `json:"image"` // repository@digest
+	Digest string     `json:"digest"`
+	Tags   []string   `json:"tags"`
+	Bases  []UsedBase `json:"bases,omitempty"`
+	Commit string     `json:"commit,omitempty"`
+}
+
+// TaskChanged is the data of task.changed.
+type TaskChanged struct {
+	Task   string `json:"task"`
+	Action string `json:"action"` // created, updated, deleted
+	Image  string `json:"image,omitempty"`
+}
+
+// emitRunEnd writes image.pushed (for a success) and the run's end event.
+func emitRunEnd(ctx context.Context, db execer, r Run) error {
+	typ := ""
+	switch r.State {
+	case StateSucceeded:
+		if r.Image != "" {
+			err := emit(ctx, db, EventImagePushed, r.Task, ImagePushed{Run: FormatRunID(r.ID), Task: r.Task,
+				Image: r.Image, Digest: r.Digest, Tags: r.Tags, Bases: r.Bases, Commit: r.Commit})
+			if err != nil {
+				return err
+			}
+		}
+		typ = EventRunSucceed
+	case StateFailed:
+		typ = EventRunFailed
+	case StateCanceled, StateSuperseded:
+		typ = EventRunCanceled
+	default:
+		return nil
+	}
+	return emit(ctx, db, typ, r.Task, runEvent(r))
+}
+
+// EventFilter selects events for ListEvents.
+type EventFilter struct {
+	After   int64  // only events with Seq > After
+	Type    string // "" = any; a full type or one without EventPrefix
+	Subject string // "" = any
+	Limit   int    // 0 = 100
+}
+
+// ListEvents returns events in order of Seq.
+func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]Event, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	typ := f.Type
+	if typ != "" && !strings.HasPrefix(typ, EventPrefix) {
+		typ = EventPrefix + typ
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT seq, id, type, subject, time, data FROM events
+		WHERE seq > $1 AND ($2 = '' OR type = $2) AND ($3 = '' OR subject = $3) ORDER BY seq LIMIT $4`,
+		f.After, typ, f.Subject, f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing events: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// LastEventSeq returns the newest event's Seq (0 when there is none).
+func (s *Store) LastEventSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	if err := s.read.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("reading the last event: %w", translate(err))
+	}
+	return seq, nil
+}
+
+func scanEvent(row scanner) (Event, error) {
+	var e Event
+	var t, data string
+	if err := row.Scan(&e.Seq, &e.ID, &e.Type, &e.Subject, &t, &data); err != nil {
+		return Event{}, fmt.Errorf("reading event: %w", translate(err))
+	}
+	e.Time, e.Data = parseTime(t), json.RawMessage(data)
+	return e, nil
+}
+
+// Subscription sends matching events to a URL.
+type Subscription struct {
+	ID        string    `json:"id"`
+	URL       string    `json:"url"`
+	Types     []string  `json:"types,omitempty"`   // full types; empty = all
+	TaskGlob  string    `json:"task,omitempty"`    // path.Match pattern on task names; "" = all
+	RefGlob   string    `json:"baseRef,omitempty"` // pattern on base references; "" = all
+	Secret    string    `json:"-"`                 // HMAC key; never returned
+	HasSecret bool      `json:"signed"`
+	CreatedAt time.Time `json:"createdAt"`
+	Cursor    int64     `json:"cursor"` // last event Seq fanned out to it
+}
+
+// CreateSubscription stores a subscription; it starts with events from
+// now on (its cursor is the newest event).
+func (s *Store) CreateSubscription(ctx context.Context, sub Subscription) (Subscription, error) {
+	sub.ID = "s-" + newEventID()[:8]
+	sub.CreatedAt = time.Now().UTC()
+	types, _ := json.Marshal(nonNilStrings(sub.Types))
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&sub.Cursor); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (id, url, types, task_glob, ref_glob, secret, created_at, cursor)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, sub.ID, sub.URL, string(types), sub.TaskGlob, sub.RefGlob, sub.Secret,
+			formatTime(sub.CreatedAt), sub.Cursor)
+		return err
+	})
+	if err != nil {
+		return Subscription{}, fmt.Errorf("creating subscription to %s: %w", sub.URL, translate(err))
+	}
+	sub.HasSecret = sub.Secret != ""
+	return sub, nil
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// ListSubscriptions returns every subscription, with secrets (for the
+// dispatcher; the API hides them).
+func (s *Store) ListSubscriptions(ctx context.Context) ([]Subscription, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT id, url, types, task_glob, ref_glob, secret, created_at, cursor FROM subscriptions ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("listing subscriptions: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []Subscription
+	for rows.Next() {
+		var sub Subscription
+		var types, created string
+		if err := rows.Scan(&sub.ID, &sub.URL, &types, &sub.TaskGlob, &sub.RefGlob, &sub.Secret, &created, &sub.Cursor); err != nil {
+			return nil, fmt.Errorf("listing subscriptions: %w", err)
+		}
+		if err := json.Unmarshal([]byte(types), &sub.Types); err != nil {
+			return nil, fmt.Errorf("decoding types of subscription %s: %w", sub.ID, err)
+		}
+		sub.CreatedAt, sub.HasSecret = parseTime(created), sub.Secret != ""
+		out = append(out, sub)
+	}
+	return out, rows.Err()
+}
+
+// DeleteSubscription removes a subscription and its deliveries, or
+// returns ErrNotFound.
+func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM subscriptions WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM deliveries WHERE subscription_id = $1`, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("subscription %s: %w", id, translate(err))
+	}
+	return nil
+}
+
+// FanOut queues deliveries to sub of the given events (those that match,
+// chosen by the caller) and moves its cursor to cursor, in one
+// transaction. A cursor that moved meanwhile (another dispatcher) makes
+// it a no-op returning false.
+func (s *Store) FanOut(ctx context.Context, sub Subscription, matched []Event, cursor int64) (bool, error) {
+	moved := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE subscriptions SET cursor = $1 WHERE id = $2 AND cursor = $3`, cursor, sub.ID, sub.Cursor)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		moved = true
+		now := formatTime(time.Now())
+		for _, e := range matched {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (subscription_id, event_seq, subject, state, next_attempt_at)
+				VALUES ($1, $2, $3, 'pending', $4) ON CONFLICT DO NOTHING`, sub.ID, e.Seq, e.Subject, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("fanning out events to subscription %s: %w", sub.ID, translate(err))
+	}
+	return moved, nil
+}
+
+// Delivery is one event owed to one subscription.
+type Delivery struct {
+	SubscriptionID string    `json:"subscription"`
+	Event          Event     `json:"event"`
+	State          string    `json:"state"` // pending, delivered, dead
+	Attempts       int       `json:"attempts"`
+	NextAttemptAt  time.Time `json:"nextAttemptAt,omitzero"`
+	LastError      string    `json:"lastError,omitempty"`
+	DeliveredAt    time.Time `json:"deliveredAt,omitzero"`
+}
+
+const deliveryColumns = `d.subscription_id, d.state, d.attempts, d.next_attempt_at, d.last_error, d.delivered_at,
+	e.seq, e.id, e.type, e.subject, e.time, e.data`
+
+func scanDelivery(row scanner) (Delivery, error) {
+	var d Delivery
+	var next, delivered, t, data string
+	err := row.Scan(&d.SubscriptionID, &d.State, &d.Attempts, &next, &d.LastError, &delivered,
+		&d.Event.Seq, &d.Event.ID, &d.Event.Type, &d.Event.Subject, &t, &data)
+	if err != nil {
+		return Delivery{}, fmt.Errorf("reading delivery: %w", translate(err))
+	}
+	d.NextAttemptAt, d.DeliveredAt = parseTime(next), parseTime(delivered)
+	d.Event.Time, d.Event.Data = parseTime(t), json.RawMessage(data)
+	return d, nil
+}
+
+// DueDeliveries returns up to limit pending deliveries that are due and
+// first in line for their (subscription, subject): events of one subject
+// go out in order, and one subject waiting on a retry holds up no other.
+func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]Delivery, error) {
+	return s.queryDeliveries(ctx, `SELECT `+deliveryColumns+` FROM deliveries d JOIN events e ON e.seq = d.event_seq
+		WHERE d.state = 'pending' AND d.next_attempt_at <= $1
+		AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.subscription_id = d.subscription_id AND p.subject = d.subject
+			AND p.state = 'pending' AND p.event_seq < d.event_seq)
+		ORDER BY d.event_seq LIMIT $2`, formatTime(now), limit)
+}
+
+// DeliveryFilter selects deliveries for ListDeliveries.
+type DeliveryFilter struct {
+	Subscription string // "" = all
+	State        string // "" = all
+	Limit        int    // 0 = 100
+}
+
+// ListDeliveries returns deliveries, newest event first.
+func (s *Store) ListDeliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	return s.queryDeliveries(ctx, `SELECT `+deliveryColumns+` FROM deliveries d JOIN events e ON e.seq = d.event_seq
+		WHERE ($1 = '' OR d.subscription_id = $1) AND ($2 = '' OR d.state = $2) ORDER BY d.event_seq DESC LIMIT $3`,
+		f.Subscription, f.State, f.Limit)
+}
+
+func (s *Store) queryDeliveries(ctx context.Context, q string, args ...any) ([]Delivery, error) {
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing deliveries: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []Delivery
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// DeliveryResult records one attempt: delivered, or failed with the next
+// attempt's time, or dead (given up).
+type DeliveryResult struct {
+	Delivered bool
+	Dead      bool
+	Next      time.Time
+	Error     string
+}
+
+// RecordAttempt records the outcome of one delivery attempt.
+func (s *Store) RecordAttempt(ctx context.Context, subID string, seq int64, r DeliveryResult) error {
+	state, delivered := "pending", ""
+	switch {
+	case r.Delivered:
+		state, delivered = "delivered", formatTime(time.Now())
+	case r.Dead:
+		state = "dead"
+	}
+	_, err := s.write.ExecContext(ctx, `UPDATE deliveries SET state = $1, attempts = attempts + 1, next_attempt_at = $2,
+		last_error = $3, delivered_at = $4 WHERE subscription_id = $5 AND event_seq = $6`,
+		state, formatTime(r.Next), r.Error, delivered, subID, seq)
+	if err != nil {
+		return fmt.Errorf("recording delivery of event %d to %s: %w", seq, subID, translate(err))
+	}
+	return nil
+}
+
+// RedeliverFilter selects deliveries to send again.
+type RedeliverFilter struct {
+	EventID      string    // one event (by CloudEvents id)
+	Since        time.Time // events at or after
+	Dead         bool      // only dead-lettered deliveries
+	Subscription string    // "" = all subscriptions
+}
+
+// Redeliver makes matching deliveries pending and due now; it returns
+// how many. The event keeps its id, so receivers can deduplicate.
+func (s *Store) Redeliver(ctx context.Context, f RedeliverFilter) (int, error) {
+	state := ""
+	if f.Dead {
+		state = "dead"
+	}
+	since := ""
+	if !f.Since.IsZero() {
+		since = formatTime(f.Since)
+	}
+	res, err := s.write.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', next_attempt_at = $1, last_error = ''
+		WHERE ($2 = '' OR subscription_id = $2) AND ($3 = '' OR state = $3)
+		AND event_seq IN (SELECT seq FROM events WHERE ($4 = '' OR id = $4) AND ($5 = '' OR time >= $5))`,
+		formatTime(time.Now()), f.Subscription, state, f.EventID, since)
+	if err != nil {
+		return 0, fmt.Errorf("redelivering: %w", translate(err))
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// PruneEvents deletes events older than before whose deliveries all
+// succeeded (dead-lettered and pending ones are kept), with those
+// deliveries; it returns how many events went.
+func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int, error) {
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		b := formatTime(before)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE state = 'delivered'
+			AND event_seq IN (SELECT seq FROM events WHERE time < $1)`, b); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM events WHERE time < $1
+			AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)
+			AND seq <= COALESCE((SELECT MIN(cursor) FROM subscriptions), seq)`, b)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pruning events: %w", translate(err))
+	}
+	return int(n), nil
+}
+
+// OldestPending returns, per subscription, the time of its oldest
+// undelivered (pending) event: the delivery lag.
+func (s *Store) OldestPending(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT d.subscription_id, MIN(e.time) FROM deliveries d JOIN events e ON e.seq = d.event_seq
+		WHERE d.state = 'pending' GROUP BY d.subscription_id`)
+	if err != nil {
+		return nil, fmt.Errorf("measuring delivery lag: %w", translate(err))
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var id, t string
+		if err := rows.Scan(&id, &t); err != nil {
+			return nil, err
+		}
+		out[id] = parseTime(t)
+	}
+	return out, rows.Err()
+}
