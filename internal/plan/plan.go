@@ -169,7 +169,7 @@ func (p *Planner) observe(tx *store.Tx, c Change) (Result, error) {
 			prev = old.Digest
 		}
 		o := store.Observation{Ref: c.Ref, Platform: pd.Platform, Digest: pd.Digest, OldDigest: prev,
-			TopDigest: c.Digest, Source: c.Source}
+			TopDigest: c.Digest, Source: c.Source, SeenAt: time.Now().UTC()}
 		if o.ID, err = tx.AddObservation(o); err != nil {
 			return res, err
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -37,29 +36,7 @@ type refit struct {
 
 func startRefit(t *testing.T, data string) *refit {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test: needs buildkitd and runc (make deps)")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := serve.Start(ctx, serve.Config{
-		DataDir:        data,
-		Listen:         "127.0.0.1:0",
-		RegistryListen: "127.0.0.1:0",
-		Logger:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Out:            io.Discard,
-	})
-	if err != nil {
-		cancel()
-		t.Fatalf("starting refit: %v", err)
-	}
-	r := &refit{Server: s, stop: cancel}
-	t.Cleanup(func() { r.shutdown(t) })
-	tok, err := os.ReadFile(s.TokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.c = client.New(s.APIURL, strings.TrimSpace(string(tok)))
-	return r
+	return startRefitWith(t, serve.Config{DataDir: data})
 }
 
 func (r *refit) shutdown(t *testing.T) {

@@ -26,15 +26,17 @@ import (
 	"github.com/refit-dev/refit/internal/task"
 )
 
-// startRefitWith starts refit with a short debounce and no periodic
-// polling to speak of: detection comes from pushes to the embedded registry.
+// startRefitWith starts an in-process refit with cfg on loopback ports,
+// in cfg.DataDir (default: a temporary directory).
 func startRefitWith(t *testing.T, cfg serve.Config) *refit {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: needs buildkitd and runc (make deps)")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg.DataDir = t.TempDir()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
 	cfg.Listen, cfg.RegistryListen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg.Out = io.Discard
