@@ -176,6 +176,11 @@ func NewChecker(cfg CheckerConfig) *Checker {
 	if c.perRegistry <= 0 {
 		c.perRegistry = ckDefaultPerRegistry
 	}
+	// Keep a connection per allowed concurrent request to a registry
+	// (the default keeps 2), so steady polling reuses connections.
+	if t, ok := c.transport.(*http.Transport); ok && cfg.Transport == nil && t.MaxIdleConnsPerHost < c.perRegistry {
+		t.MaxIdleConnsPerHost = c.perRegistry
+	}
 	if c.timeout <= 0 {
 		c.timeout = ckDefaultTimeout
 	}

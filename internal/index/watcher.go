@@ -67,6 +67,7 @@ type Watcher struct {
 	wake     chan struct{}
 	mu       sync.Mutex
 	inFlight map[string]bool
+	finished map[string]time.Time // when each recent check ended
 }
 
 // NewWatcher returns a Watcher; call Run to start it.
@@ -86,7 +87,7 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{cfg: cfg, wake: make(chan struct{}, 1), inFlight: map[string]bool{}}, nil
+	return &Watcher{cfg: cfg, wake: make(chan struct{}, 1), inFlight: map[string]bool{}, finished: map[string]time.Time{}}, nil
 }
 
 // Wake makes the watcher look for due references now (after a hint).
@@ -115,18 +116,23 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 			lastSync = time.Now()
 		}
-		due, err := w.cfg.Store.DueRefs(ctx, time.Now(), 4*w.cfg.Concurrency)
+		limit := 4 * w.cfg.Concurrency
+		listed := time.Now()
+		due, err := w.cfg.Store.DueRefs(ctx, listed, limit)
 		if err != nil && ctx.Err() == nil {
 			w.cfg.Logger.Warn("listing due base references", "err", err)
 		}
+		dispatched := 0
 		for _, b := range due {
 			w.mu.Lock()
-			busy := w.inFlight[b.Ref]
-			if !busy {
+			// In flight, or finished after the list was read (the list
+			// may predate that check's commit): not due again.
+			skip := w.inFlight[b.Ref] || w.finished[b.Ref].After(listed)
+			if !skip {
 				w.inFlight[b.Ref] = true
 			}
 			w.mu.Unlock()
-			if busy {
+			if skip {
 				continue
 			}
 			select {
@@ -134,6 +140,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			}
+			dispatched++
 			wg.Add(1)
 			go func(b store.BaseRef) {
 				defer wg.Done()
@@ -141,8 +148,19 @@ func (w *Watcher) Run(ctx context.Context) error {
 				w.check(ctx, b)
 				w.mu.Lock()
 				delete(w.inFlight, b.Ref)
+				w.finished[b.Ref] = time.Now()
 				w.mu.Unlock()
 			}(b)
+		}
+		w.mu.Lock()
+		for ref, t := range w.finished {
+			if time.Since(t) > time.Minute {
+				delete(w.finished, ref)
+			}
+		}
+		w.mu.Unlock()
+		if dispatched > 0 && len(due) == limit {
+			continue // more may be due: refill as slots free, not once a tick
 		}
 		select {
 		case <-ctx.Done():

@@ -456,9 +456,13 @@ func (g *Graph) Wave(direct []Trigger) (order []string, upstream map[string][]st
 	}
 	// Order: Kahn's algorithm over the closure; a cycle (rejected at task
 	// creation) is broken by appending what is left.
+	down := map[string][]string{}
 	indeg := map[string]int{}
 	for _, n := range queue {
 		indeg[n] = len(upstream[n])
+		for _, u := range upstream[n] {
+			down[u] = append(down[u], n)
+		}
 	}
 	var ready []string
 	for _, n := range queue {
@@ -472,12 +476,9 @@ func (g *Graph) Wave(direct []Trigger) (order []string, upstream map[string][]st
 		ready = ready[1:]
 		order = append(order, n)
 		done[n] = true
-		for _, m := range queue {
-			if !done[m] && slices.Contains(upstream[m], n) {
-				indeg[m]--
-				if indeg[m] == 0 {
-					ready = append(ready, m)
-				}
+		for _, m := range down[n] {
+			if indeg[m]--; indeg[m] == 0 {
+				ready = append(ready, m)
 			}
 		}
 	}
