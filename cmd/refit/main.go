@@ -86,6 +86,8 @@ then, in another shell, define a task and run it:
 		newBasesCmd(g),
 		newGraphCmd(g),
 		newExplainCmd(g),
+		newSubscriptionsCmd(g),
+		newEventsCmd(g),
 	)
 	return root
 }

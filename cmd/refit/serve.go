@@ -71,6 +71,9 @@ builds are canceled and their runs marked canceled.`,
 	f.StringToStringVar(&cfg.HookSecrets, "hook-secret", nil, "enable a registry webhook: FORMAT=SECRET, FORMAT one of distribution, harbor, dockerhub, acr (repeatable; or $REFIT_HOOK_SECRET_<FORMAT>, which keeps it out of the process list)")
 	f.StringSliceVar(&cfg.WatchAllow, "watch-allow", nil, "only check base images on these registry hosts")
 	f.StringSliceVar(&cfg.WatchDeny, "watch-deny", nil, "never check base images on these registry hosts")
+	f.DurationVar(&cfg.EventRetryFor, "event-retry-for", 24*time.Hour, "retry an event delivery this long before dead-lettering it")
+	f.DurationVar(&cfg.EventRetention, "event-retention", 30*24*time.Hour, "keep delivered events this long")
+	f.StringSliceVar(&cfg.SubscriptionHosts, "subscription-hosts", nil, "only these hosts may be event subscription targets (multi-tenant installs)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }

@@ -220,3 +220,92 @@ func (c *Client) Graph(ctx context.Context, out any) error {
 func (c *Client) Explain(ctx context.Context, taskName string, out any) error {
 	return c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(taskName)+"/explain", nil, out)
 }
+
+// CreateSubscription subscribes a URL to events; req is the API body.
+func (c *Client) CreateSubscription(ctx context.Context, req, out any) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/subscriptions", req, out)
+}
+
+// ListSubscriptions lists subscriptions into out.
+func (c *Client) ListSubscriptions(ctx context.Context, out any) error {
+	return c.do(ctx, http.MethodGet, "/api/v1/subscriptions", nil, out)
+}
+
+// DeleteSubscription removes a subscription.
+func (c *Client) DeleteSubscription(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/subscriptions/"+url.PathEscape(id), nil, nil)
+}
+
+// ListEvents lists events after seq (filters may be "").
+func (c *Client) ListEvents(ctx context.Context, after int64, typ, subject string, limit int) ([]store.Event, error) {
+	q := url.Values{}
+	q.Set("after", fmt.Sprint(after))
+	if typ != "" {
+		q.Set("type", typ)
+	}
+	if subject != "" {
+		q.Set("subject", subject)
+	}
+	if limit > 0 {
+		q.Set("limit", fmt.Sprint(limit))
+	}
+	var evs []store.Event
+	return evs, c.do(ctx, http.MethodGet, "/api/v1/events?"+q.Encode(), nil, &evs)
+}
+
+// ListDeliveries lists deliveries (filters may be "").
+func (c *Client) ListDeliveries(ctx context.Context, subscription, state string) ([]store.Delivery, error) {
+	q := url.Values{}
+	if subscription != "" {
+		q.Set("subscription", subscription)
+	}
+	if state != "" {
+		q.Set("state", state)
+	}
+	var ds []store.Delivery
+	return ds, c.do(ctx, http.MethodGet, "/api/v1/deliveries?"+q.Encode(), nil, &ds)
+}
+
+// Redeliver asks for deliveries to be sent again; req is the API body.
+func (c *Client) Redeliver(ctx context.Context, req any) (int, error) {
+	var v struct {
+		Redelivered int `json:"redelivered"`
+	}
+	return v.Redelivered, c.do(ctx, http.MethodPost, "/api/v1/events/redeliver", req, &v)
+}
+
+// Stream follows the Server-Sent Events stream after seq, calling fn with
+// each event's id (its seq), type and data, until ctx ends or fn errs.
+func (c *Client) Stream(ctx context.Context, after int64, fn func(id, typ string, data []byte) error) error {
+	resp, err := c.send(ctx, http.MethodGet, "/api/v1/events/stream?after="+fmt.Sprint(after), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var id, typ string
+	var data []byte
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if data != nil {
+				if err := fn(id, typ, data); err != nil {
+					return err
+				}
+			}
+			id, typ, data = "", "", nil
+		case strings.HasPrefix(line, "id:"):
+			id = strings.TrimSpace(line[3:])
+		case strings.HasPrefix(line, "event:"):
+			typ = strings.TrimSpace(line[6:])
+		case strings.HasPrefix(line, "data:"):
+			data = append(data, strings.TrimPrefix(line[5:], " ")...)
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return sc.Err()
+}

@@ -124,8 +124,14 @@ func (p *Planner) Observe(ctx context.Context, c Change) (Result, error) {
 	return res, nil
 }
 
-func (p *Planner) observe(tx *store.Tx, c Change) (Result, error) {
-	var res Result
+// BaseUpdated is the data of a base.updated event: the observation and
+// the tasks of the wave it caused (in build order).
+type BaseUpdated struct {
+	store.Observation
+	Tasks []string `json:"tasks"`
+}
+
+func (p *Planner) observe(tx *store.Tx, c Change) (res Result, err error) {
 	if c.EventID != "" {
 		fresh, err := tx.TakeEvent(c.EventID)
 		if err != nil {
@@ -175,9 +181,6 @@ func (p *Planner) observe(tx *store.Tx, c Change) (Result, error) {
 		}
 		if !baseline {
 			res.Changed = append(res.Changed, o)
-			if err := tx.Emit(store.EventBaseUpdated, c.Ref, o); err != nil {
-				return res, err
-			}
 		}
 	}
 	if err := tx.SaveCheck(cur, len(res.Changed) > 0, next); err != nil {
@@ -186,6 +189,22 @@ func (p *Planner) observe(tx *store.Tx, c Change) (Result, error) {
 	if len(res.Changed) == 0 {
 		return res, nil
 	}
+	// One base.updated event per changed platform, naming the tasks the
+	// update rebuilds, written after the wave is planned.
+	defer func() {
+		if err != nil {
+			return
+		}
+		var names []string
+		for _, r := range res.Runs {
+			names = append(names, r.Task)
+		}
+		for _, o := range res.Changed {
+			if err = tx.Emit(store.EventBaseUpdated, c.Ref, BaseUpdated{Observation: o, Tasks: names}); err != nil {
+				return
+			}
+		}
+	}()
 	if res.Own, err = tx.PushedBySucceededRun(c.Digest); err != nil || res.Own {
 		return res, err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/buildkitd"
 	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/events"
 	"github.com/refit-dev/refit/internal/hook"
 	"github.com/refit-dev/refit/internal/index"
 	"github.com/refit-dev/refit/internal/plan"
@@ -67,6 +68,14 @@ type Config struct {
 	// WatchAllow and WatchDeny restrict which registries the watcher
 	// checks (empty allow = all).
 	WatchAllow, WatchDeny []string
+	// EventRetryFor is how long an event delivery is retried before it is
+	// dead-lettered. Default 24 h.
+	EventRetryFor time.Duration
+	// EventRetention is how long delivered events are kept. Default 30 days.
+	EventRetention time.Duration
+	// SubscriptionHosts, when set, are the only hosts event subscriptions
+	// may target (multi-tenant installs).
+	SubscriptionHosts []string
 	// Logger receives the server's log. nil = text to stderr.
 	Logger *slog.Logger
 	// Out receives the start-up banner. nil = stdout.
@@ -279,6 +288,32 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil
 	})
 
+	// Events: the dispatcher delivers the outbox; every commit wakes it.
+	dispatcher, err := events.New(events.Config{
+		Store:      st,
+		RetryFor:   cfg.EventRetryFor,
+		Retention:  cfg.EventRetention,
+		AllowHosts: cfg.SubscriptionHosts,
+		Metrics:    events.NewMetrics(metrics),
+		Logger:     log.With("component", "events"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.OnCommit(dispatcher.Notify)
+	eventsCtx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
+	eventsDone := make(chan struct{})
+	go func() {
+		defer close(eventsDone)
+		dispatcher.Run(eventsCtx)
+	}()
+	cleanups = append(cleanups, func(context.Context) error {
+		st.OnCommit(nil)
+		stopEvents()
+		<-eventsDone
+		return nil
+	})
+
 	// API, and the registry webhooks beside it.
 	apiLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -318,6 +353,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				return err
 			}
 			return plan.CheckCycle(tasks, t, regAddr)
+		},
+		Events: st,
+		Stream: dispatcher.Stream(),
+		ValidateTarget: func(u string) error {
+			return events.ValidateTarget(u, cfg.SubscriptionHosts)
 		},
 		Ready:   ready,
 		Logger:  log.With("component", "api"),

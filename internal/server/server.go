@@ -59,6 +59,14 @@ type Config struct {
 	// CheckTask, when set, vets a task against the others before it is
 	// stored (the planner rejects dependency cycles).
 	CheckTask func(ctx context.Context, t store.Task) error
+	// Events serves the outbox, subscriptions and deliveries (required).
+	Events eventStore
+	// Stream serves GET /api/v1/events/stream (Server-Sent Events); nil =
+	// not served.
+	Stream http.Handler
+	// ValidateTarget vets a subscription URL (scheme, host allow-list);
+	// nil = any absolute http(s) URL.
+	ValidateTarget func(url string) error
 	// Ready reports whether refit can build now (for /readyz); nil = always.
 	Ready func(ctx context.Context) error
 	// Logger gets one line per request error. nil = discard.
@@ -83,6 +91,14 @@ type Server struct {
 func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ValidateTarget == nil {
+		cfg.ValidateTarget = func(u string) error {
+			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+				return fmt.Errorf("%q is not an http(s) URL", u)
+			}
+			return nil
+		}
 	}
 	if cfg.LogPoll <= 0 {
 		cfg.LogPoll = 200 * time.Millisecond
@@ -118,6 +134,28 @@ func New(cfg Config) *Server {
 	api("GET /api/v1/tasks/{name}/explain", s.explain)
 	if cfg.Hooks != nil {
 		s.mux.Handle("/hooks/registry/", cfg.Hooks)
+	}
+	api("GET /api/v1/subscriptions", s.listSubscriptions)
+	api("POST /api/v1/subscriptions", s.createSubscription)
+	api("DELETE /api/v1/subscriptions/{id}", s.deleteSubscription)
+	api("GET /api/v1/events", s.listEvents)
+	api("POST /api/v1/events/redeliver", s.redeliver)
+	api("GET /api/v1/deliveries", s.listDeliveries)
+	if cfg.Stream != nil {
+		s.mux.Handle("GET /api/v1/events/stream", s.auth(func(w http.ResponseWriter, r *http.Request) error {
+			// after=-1 means "from now on".
+			if r.URL.Query().Get("after") == "-1" && r.Header.Get("Last-Event-ID") == "" {
+				last, err := cfg.Events.LastEventSeq(r.Context())
+				if err != nil {
+					return err
+				}
+				q := r.URL.Query()
+				q.Set("after", strconv.FormatInt(last, 10))
+				r.URL.RawQuery = q.Encode()
+			}
+			cfg.Stream.ServeHTTP(w, r)
+			return nil
+		}))
 	}
 	api("GET /api/v1/whoami", func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, map[string]string{"user": user(r)})

@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -40,6 +41,19 @@ var migrations embed.FS
 type Store struct {
 	write *sql.DB // one connection: SQLite has one writer; shared with River
 	read  *sql.DB // readers, for API queries
+
+	onCommit atomic.Pointer[func()]
+}
+
+// OnCommit sets a function called after every committed write
+// transaction (the event dispatcher is woken this way); it must not
+// block. nil removes it.
+func (s *Store) OnCommit(fn func()) {
+	if fn == nil {
+		s.onCommit.Store(nil)
+		return
+	}
+	s.onCommit.Store(&fn)
 }
 
 // Config configures Open.
@@ -157,7 +171,13 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if h := s.onCommit.Load(); h != nil {
+		(*h)()
+	}
+	return nil
 }
 
 const timeFormat = "2006-01-02T15:04:05.000000000Z"

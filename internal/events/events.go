@@ -1,0 +1,626 @@
+// Package events owns turning outbox rows into CloudEvents 1.0
+// (structured JSON) and delivering them, at least once and in order per
+// subject, to each matching subscription over signed HTTP; and the
+// Server-Sent Events stream of the outbox. It does not decide what
+// happens: the store's writers emit events in the transactions of the
+// changes they describe.
+//
+// A Dispatcher loops: for each subscription it reads the events after the
+// subscription's cursor, queues deliveries of those that Match and moves
+// the cursor (store.FanOut); then it sends the deliveries that are due
+// and first in line for their (subscription, subject), at most one in
+// flight per line. A failed attempt is retried with exponential backoff
+// (or the receiver's Retry-After) until the event is older than
+// Config.RetryFor, when the delivery is dead-lettered. Receivers must
+// tolerate duplicates (deduplicate on the CloudEvents id): a crash
+// between a receiver's 2xx and its recording resends the event.
+//
+// Run one Dispatcher per store: two would not lose or double-queue
+// events (FanOut is guarded by the cursor) but could send one delivery
+// twice at once.
+package events
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/refit-dev/refit/internal/store"
+)
+
+// deliveryStore is what the dispatcher needs of *store.Store.
+type deliveryStore interface {
+	ListEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error)
+	LastEventSeq(ctx context.Context) (int64, error)
+	ListSubscriptions(ctx context.Context) ([]store.Subscription, error)
+	FanOut(ctx context.Context, sub store.Subscription, matched []store.Event, cursor int64) (bool, error)
+	DueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.Delivery, error)
+	RecordAttempt(ctx context.Context, subID string, seq int64, r store.DeliveryResult) error
+	PruneEvents(ctx context.Context, before time.Time) (int, error)
+	OldestPending(ctx context.Context) (map[string]time.Time, error)
+}
+
+var _ deliveryStore = (*store.Store)(nil)
+
+// Config configures a Dispatcher. Zero durations and counts take their
+// defaults.
+type Config struct {
+	// Store holds the outbox (required); a *store.Store.
+	Store deliveryStore
+	// Source is the CloudEvents source attribute, e.g. "/refit" or the
+	// server's URL. Default "/refit".
+	Source string
+	// Timeout bounds each delivery request, response included. Default 10s.
+	Timeout time.Duration
+	// RetryFor is how long an event is retried: a delivery fails for good
+	// (is dead-lettered) once its event is older than this. Default 24h.
+	RetryFor time.Duration
+	// MinBackoff and MaxBackoff bound the exponential backoff between
+	// attempts (MinBackoff·2^attempts, ±20% jitter). A larger Retry-After
+	// from the receiver wins; no retry is put off past RetryFor. Defaults
+	// 2s and 1h.
+	MinBackoff, MaxBackoff time.Duration
+	// Workers bounds concurrent deliveries overall. Default 8.
+	Workers int
+	// PerSubscription bounds concurrent deliveries to one subscription, so
+	// a hanging receiver holds at most this many workers. Default 2.
+	PerSubscription int
+	// Poll is how often to look for new events and due deliveries when
+	// not woken by Notify. Default 250ms.
+	Poll time.Duration
+	// Retention is how long events are kept once delivered to every
+	// subscription that wanted them; Run prunes hourly. Default 30 days.
+	Retention time.Duration
+	// AllowHosts, when set, limits subscription URLs to these hosts (see
+	// ValidateTarget), so that refit is no request forwarder in
+	// multi-tenant installs. Deliveries to other hosts are dead-lettered.
+	AllowHosts []string
+	// HTTPClient sends deliveries. Nil means a client with Timeout that
+	// follows no redirects (a 3xx is a failed attempt).
+	HTTPClient *http.Client
+	// Metrics, when set, receives delivery counts and lag.
+	Metrics *Metrics
+	// Logger logs failed deliveries. Nil discards.
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultSource          = "/refit"
+	DefaultTimeout         = 10 * time.Second
+	DefaultRetryFor        = 24 * time.Hour
+	DefaultMinBackoff      = 2 * time.Second
+	DefaultMaxBackoff      = time.Hour
+	DefaultWorkers         = 8
+	DefaultPerSubscription = 2
+	DefaultPoll            = 250 * time.Millisecond
+	DefaultRetention       = 30 * 24 * time.Hour
+)
+
+const (
+	fanOutBatch   = 500              // events read per subscription per query
+	maxBodyRead   = 4 << 10          // response bytes read
+	maxErrExcerpt = 200              // response bytes kept in last_error
+	pruneEvery    = time.Hour        // how often Run prunes
+	lagEvery      = time.Second      // how often Run measures lag
+	recordTimeout = 10 * time.Second // for recording an attempt after Run's ctx ended
+	heartbeat     = 15 * time.Second // SSE comment interval
+)
+
+// Dispatcher delivers the outbox to subscriptions and serves the event
+// stream. Its methods are safe for concurrent use; Run must be called
+// once.
+type Dispatcher struct {
+	cfg       Config
+	client    *http.Client
+	ownClient bool
+	log       *slog.Logger
+	heartbeat time.Duration
+
+	wake chan struct{} // Notify → Run; buffered, one pending wake-up
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced by Notify, for streams
+}
+
+// New checks cfg, fills in defaults and returns a Dispatcher.
+func New(cfg Config) (*Dispatcher, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("events: configuring dispatcher: no store")
+	}
+	for name, v := range map[string]time.Duration{"Timeout": cfg.Timeout, "RetryFor": cfg.RetryFor,
+		"MinBackoff": cfg.MinBackoff, "MaxBackoff": cfg.MaxBackoff, "Poll": cfg.Poll, "Retention": cfg.Retention} {
+		if v < 0 {
+			return nil, fmt.Errorf("events: configuring dispatcher: negative %s %v", name, v)
+		}
+	}
+	if cfg.Workers < 0 || cfg.PerSubscription < 0 {
+		return nil, fmt.Errorf("events: configuring dispatcher: negative Workers (%d) or PerSubscription (%d)", cfg.Workers, cfg.PerSubscription)
+	}
+	setDefault(&cfg.Source, DefaultSource)
+	setDefault(&cfg.Timeout, DefaultTimeout)
+	setDefault(&cfg.RetryFor, DefaultRetryFor)
+	setDefault(&cfg.MinBackoff, DefaultMinBackoff)
+	setDefault(&cfg.MaxBackoff, DefaultMaxBackoff)
+	setDefault(&cfg.Workers, DefaultWorkers)
+	setDefault(&cfg.PerSubscription, DefaultPerSubscription)
+	setDefault(&cfg.Poll, DefaultPoll)
+	setDefault(&cfg.Retention, DefaultRetention)
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		return nil, fmt.Errorf("events: configuring dispatcher: MaxBackoff %v is below MinBackoff %v", cfg.MaxBackoff, cfg.MinBackoff)
+	}
+	d := &Dispatcher{cfg: cfg, client: cfg.HTTPClient, log: cfg.Logger, heartbeat: heartbeat,
+		wake: make(chan struct{}, 1), changed: make(chan struct{})}
+	if d.client == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = cfg.Workers
+		d.client = &http.Client{Transport: t, Timeout: cfg.Timeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		d.ownClient = true
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	return d, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Notify wakes Run and every open stream to look for new events now. Call
+// it after committing a transaction that emitted events. It never blocks.
+func (d *Dispatcher) Notify() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+	d.mu.Lock()
+	close(d.changed)
+	d.changed = make(chan struct{})
+	d.mu.Unlock()
+}
+
+// changes returns a channel closed by the next Notify.
+func (d *Dispatcher) changes() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.changed
+}
+
+// Prune deletes events older than Retention that were delivered to every
+// subscription that wanted them (pending and dead-lettered deliveries
+// keep their events) and returns how many went. Run calls it hourly.
+func (d *Dispatcher) Prune(ctx context.Context) (int, error) {
+	n, err := d.cfg.Store.PruneEvents(ctx, time.Now().Add(-d.cfg.Retention))
+	if err != nil {
+		return 0, fmt.Errorf("events: %w", err)
+	}
+	return n, nil
+}
+
+// line is one ordered queue of deliveries: a subscription's events about
+// one subject.
+type line struct{ sub, subject string }
+
+// outcome is a finished delivery, reported to Run's loop.
+type outcome struct {
+	line line
+	next time.Time // when to retry; zero when delivered or dead
+}
+
+// loop is Run's state; only Run's goroutine touches it.
+type loop struct {
+	d        *Dispatcher
+	subs     map[string]store.Subscription
+	inflight map[line]bool
+	heads    []store.Delivery // due heads not yet started; see dispatch
+	perSub   map[string]int
+	busy     int
+	done     chan outcome
+	wg       sync.WaitGroup
+	retryAt  time.Time // earliest retry this dispatcher scheduled
+	lagged   map[string]bool
+	prune    time.Time
+	lag      time.Time
+}
+
+// Run delivers events until ctx ends, then waits for the deliveries in
+// flight (each bounded by Timeout) and returns nil. Store errors are
+// logged and retried on the next poll.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	l := &loop{d: d, inflight: map[line]bool{}, perSub: map[string]int{},
+		done: make(chan outcome, d.cfg.Workers), lagged: map[string]bool{}, prune: time.Now()}
+	defer func() {
+		l.wg.Wait()
+		if d.ownClient {
+			d.client.CloseIdleConnections()
+		}
+	}()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	full := true
+	for {
+		if full {
+			l.step(ctx)
+		} else if err := l.dispatch(ctx, false); err != nil {
+			l.storeError(ctx, err)
+		}
+		wait := d.cfg.Poll
+		if !l.retryAt.IsZero() {
+			if until := time.Until(l.retryAt); until <= 0 {
+				l.retryAt = time.Time{} // due now: step just looked
+			} else if until < wait {
+				wait = until
+			}
+		}
+		timer.Reset(wait)
+		full = true
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.wake:
+		case o := <-l.done:
+			// A finished delivery frees a worker: fill it, without the
+			// fan-out that only new events (Notify, Poll) call for.
+			full = false
+			l.finish(o)
+			for drained := false; !drained; {
+				select {
+				case o := <-l.done:
+					l.finish(o)
+				default:
+					drained = true
+				}
+			}
+		case <-timer.C:
+		}
+	}
+}
+
+func (l *loop) finish(o outcome) {
+	delete(l.inflight, o.line)
+	l.perSub[o.line.sub]--
+	if l.perSub[o.line.sub] <= 0 {
+		delete(l.perSub, o.line.sub)
+	}
+	l.busy--
+	if !o.next.IsZero() && (l.retryAt.IsZero() || o.next.Before(l.retryAt)) {
+		l.retryAt = o.next
+	}
+}
+
+// step does one round: fan out, send what is due, and the periodic work.
+func (l *loop) step(ctx context.Context) {
+	d := l.d
+	subs, err := d.cfg.Store.ListSubscriptions(ctx)
+	if err != nil {
+		l.storeError(ctx, err)
+		return
+	}
+	l.subs = make(map[string]store.Subscription, len(subs))
+	for _, s := range subs {
+		l.subs[s.ID] = s
+	}
+	if err := l.fanOut(ctx, subs); err != nil {
+		l.storeError(ctx, err)
+	}
+	if err := l.dispatch(ctx, true); err != nil {
+		l.storeError(ctx, err)
+	}
+	now := time.Now()
+	if !now.Before(l.prune) {
+		l.prune = now.Add(pruneEvery)
+		if n, err := d.Prune(ctx); err != nil {
+			l.storeError(ctx, err)
+		} else if n > 0 {
+			d.log.Info("pruned delivered events", "count", n, "retention", d.cfg.Retention)
+		}
+	}
+	if d.cfg.Metrics != nil && !now.Before(l.lag) {
+		l.lag = now.Add(lagEvery)
+		if err := l.measureLag(ctx, subs); err != nil {
+			l.storeError(ctx, err)
+		}
+	}
+}
+
+func (l *loop) storeError(ctx context.Context, err error) {
+	if ctx.Err() == nil {
+		l.d.log.Error("event dispatcher", "err", err)
+	}
+}
+
+// fanOut queues deliveries of the events after each subscription's
+// cursor that it wants, and advances the cursor past them all.
+func (l *loop) fanOut(ctx context.Context, subs []store.Subscription) error {
+	last, err := l.d.cfg.Store.LastEventSeq(ctx)
+	if err != nil {
+		return err
+	}
+	for _, sub := range subs {
+		for sub.Cursor < last {
+			evs, err := l.d.cfg.Store.ListEvents(ctx, store.EventFilter{After: sub.Cursor, Limit: fanOutBatch})
+			if err != nil {
+				return err
+			}
+			if len(evs) == 0 {
+				break
+			}
+			var matched []store.Event
+			for _, e := range evs {
+				if Match(sub, e) {
+					matched = append(matched, e)
+				}
+			}
+			cursor := evs[len(evs)-1].Seq
+			moved, err := l.d.cfg.Store.FanOut(ctx, sub, matched, cursor)
+			if err != nil {
+				return err
+			}
+			if !moved { // another dispatcher got there first; reread next round
+				break
+			}
+			sub.Cursor = cursor
+		}
+	}
+	return nil
+}
+
+// dispatch starts due deliveries while there are free workers: those
+// first in line for their (subscription, subject), with no delivery in
+// flight on their line and a free slot for their subscription.
+//
+// Heads the last query returned but no worker was free for are kept in
+// l.heads: they stay first in line until something else delivers them,
+// so after a completion (fresh false) they are started without asking
+// the store again. A line whose delivery just finished gets its next
+// head from the next query, made when the kept heads run out or on the
+// next Notify or Poll (fresh true).
+func (l *loop) dispatch(ctx context.Context, fresh bool) error {
+	d := l.d
+	if l.busy >= d.cfg.Workers || ctx.Err() != nil {
+		return nil
+	}
+	if !fresh {
+		l.heads = l.start(ctx, l.heads)
+		if l.busy >= d.cfg.Workers {
+			return nil
+		}
+	}
+	// Heads of lines in flight, or of subscriptions at their limit, come
+	// back too; ask for enough to get past them.
+	limit := max(256, len(l.inflight)+4*d.cfg.Workers)
+	due, err := d.cfg.Store.DueDeliveries(ctx, time.Now(), limit)
+	if err != nil {
+		l.heads = nil
+		return err
+	}
+	l.heads = l.start(ctx, due)
+	return nil
+}
+
+// start starts what it can of due, in order, and returns the rest that
+// could be started later (not in flight, subscription still there).
+func (l *loop) start(ctx context.Context, due []store.Delivery) []store.Delivery {
+	d := l.d
+	var rest []store.Delivery
+	for _, dl := range due {
+		ln := line{dl.SubscriptionID, dl.Event.Subject}
+		sub, ok := l.subs[ln.sub]
+		if !ok || l.inflight[ln] { // deleted, or created since we listed; or already going
+			continue
+		}
+		if l.busy >= d.cfg.Workers || l.perSub[ln.sub] >= d.cfg.PerSubscription {
+			rest = append(rest, dl)
+			continue
+		}
+		l.inflight[ln] = true
+		l.perSub[ln.sub]++
+		l.busy++
+		l.wg.Go(func() {
+			res := d.deliver(ctx, sub, dl)
+			l.done <- outcome{line: ln, next: res.Next}
+		})
+	}
+	return rest
+}
+
+func (l *loop) measureLag(ctx context.Context, subs []store.Subscription) error {
+	oldest, err := l.d.cfg.Store.OldestPending(ctx)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, s := range subs {
+		age := 0.0
+		if t, ok := oldest[s.ID]; ok {
+			age = max(time.Since(t).Seconds(), 0)
+		}
+		l.d.cfg.Metrics.Lag.WithLabelValues(s.ID).Set(age)
+		seen[s.ID] = true
+	}
+	for id := range l.lagged {
+		if !seen[id] {
+			l.d.cfg.Metrics.Lag.DeleteLabelValues(id)
+		}
+	}
+	l.lagged = seen
+	return nil
+}
+
+// deliver makes one attempt and records it. The request outlives ctx (up
+// to Timeout) so that a shutdown does not cut off a receiver mid-ack.
+func (d *Dispatcher) deliver(ctx context.Context, sub store.Subscription, dl store.Delivery) store.DeliveryResult {
+	res := d.attempt(context.WithoutCancel(ctx), sub, dl)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := d.cfg.Store.RecordAttempt(rctx, sub.ID, dl.Event.Seq, res); err != nil {
+		d.log.Error("recording delivery", "subscription", sub.ID, "seq", dl.Event.Seq, "err", err)
+	}
+	result := ResultFailed
+	switch {
+	case res.Delivered:
+		result = ResultDelivered
+	case res.Dead:
+		result = ResultDead
+	}
+	if d.cfg.Metrics != nil {
+		d.cfg.Metrics.Deliveries.WithLabelValues(sub.ID, result).Inc()
+	}
+	if !res.Delivered {
+		level := slog.LevelInfo
+		if res.Dead {
+			level = slog.LevelWarn
+		}
+		d.log.Log(ctx, level, "event delivery "+result, "subscription", sub.ID, "host", hostOf(sub.URL),
+			"seq", dl.Event.Seq, "event", dl.Event.ID, "type", dl.Event.Type, "attempt", dl.Attempts+1,
+			"next", res.Next, "err", res.Error)
+	}
+	return res
+}
+
+// attempt sends dl to sub once and decides what comes next.
+func (d *Dispatcher) attempt(ctx context.Context, sub store.Subscription, dl store.Delivery) store.DeliveryResult {
+	if err := ValidateTarget(sub.URL, d.cfg.AllowHosts); err != nil {
+		return store.DeliveryResult{Dead: true, Error: err.Error()}
+	}
+	body, err := CloudEvent(dl.Event, d.cfg.Source)
+	if err != nil {
+		return store.DeliveryResult{Dead: true, Error: err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sub.URL, bytes.NewReader(body))
+	if err != nil {
+		return store.DeliveryResult{Dead: true, Error: "building request: " + describe(err)}
+	}
+	start := time.Now()
+	req.Header.Set("Content-Type", ContentType)
+	req.Header.Set("User-Agent", "refit")
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(start.Unix(), 10))
+	req.Header.Set(HeaderDelivery, sub.ID+"/"+strconv.FormatInt(dl.Event.Seq, 10))
+	if sub.Secret != "" {
+		req.Header.Set(HeaderSignature, Sign(sub.Secret, body))
+	}
+	var msg string
+	var retryAfter time.Duration
+	resp, err := d.client.Do(req)
+	if err != nil {
+		msg = describe(err)
+		if ctx.Err() != nil {
+			msg = fmt.Sprintf("no response within %v", d.cfg.Timeout)
+		}
+	} else {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBodyRead))
+		resp.Body.Close()
+		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			return store.DeliveryResult{Delivered: true}
+		}
+		msg = "HTTP " + resp.Status
+		if x := excerpt(b); x != "" {
+			msg += ": " + x
+		}
+		retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	now := time.Now()
+	deadline := dl.Event.Time.Add(d.cfg.RetryFor)
+	if !now.Before(deadline) {
+		return store.DeliveryResult{Dead: true, Error: fmt.Sprintf("%s (gave up after %d attempts: event older than %v)",
+			msg, dl.Attempts+1, d.cfg.RetryFor)}
+	}
+	next := now.Add(d.backoff(dl.Attempts))
+	if ra := now.Add(retryAfter); ra.After(next) {
+		next = ra
+	}
+	if next.After(deadline) {
+		next = deadline // one last try when time is up
+	}
+	return store.DeliveryResult{Next: next, Error: msg}
+}
+
+// backoff returns the wait after the given number of earlier failed
+// attempts: MinBackoff·2^attempts capped at MaxBackoff, ±20%.
+func (d *Dispatcher) backoff(attempts int) time.Duration {
+	b := float64(d.cfg.MinBackoff) * math.Pow(2, float64(attempts))
+	b = min(b, float64(d.cfg.MaxBackoff))
+	return time.Duration(b * (0.8 + 0.4*rand.Float64()))
+}
+
+// parseRetryAfter reads a Retry-After header: delay seconds or an HTTP
+// date. It returns 0 when absent or malformed.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if s < 0 {
+			return 0
+		}
+		return time.Duration(min(s, int64(math.MaxInt64/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
+}
+
+// describe renders a client error without the URL, which may hold
+// tokens in its path or query.
+func describe(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return err.Error()
+}
+
+// excerpt is the start of a response body, on one line of printable
+// text.
+func excerpt(b []byte) string {
+	s := strings.ToValidUTF8(string(b), "?")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) {
+			return ' '
+		}
+		if !unicode.IsPrint(r) {
+			return -1
+		}
+		return r
+	}, s)
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > maxErrExcerpt {
+		cut := maxErrExcerpt
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+// hostOf returns a URL's host, for logs that must not carry its path.
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "?"
+	}
+	return u.Host
+}

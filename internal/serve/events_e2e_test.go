@@ -1,0 +1,162 @@
+package serve_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/refit-dev/refit/internal/events"
+	"github.com/refit-dev/refit/internal/serve"
+	"github.com/refit-dev/refit/internal/server"
+	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/task"
+)
+
+// receiver is a subscriber that checks signatures and keeps what came.
+type receiver struct {
+	mu     sync.Mutex
+	got    []map[string]any
+	badSig int
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if r.Header.Get("X-Refit-Signature-256") != events.Sign("s3cret", body) {
+		rc.badSig++
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var ce map[string]any
+	if err := json.Unmarshal(body, &ce); err != nil || r.Header.Get("Content-Type") != "application/cloudevents+json" {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	rc.got = append(rc.got, ce)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// types returns the types received for subject, in arrival order.
+func (rc *receiver) types(subject string) []string {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var out []string
+	for _, ce := range rc.got {
+		if ce["subject"] == subject {
+			out = append(out, strings.TrimPrefix(ce["type"].(string), store.EventPrefix))
+		}
+	}
+	return out
+}
+
+// TestBaseUpdateEventsDelivered: a base update → run → push scenario
+// reaches a subscriber as signed CloudEvents, each once, in order per
+// subject; the SSE stream carries the same events.
+func TestBaseUpdateEventsDelivered(t *testing.T) {
+	r := startRefitWith(t, serve.Config{Debounce: -1, PollInterval: time.Hour})
+	ctx := context.Background()
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+
+	var sub store.Subscription
+	err := r.c.CreateSubscription(ctx, server.SubscriptionRequest{URL: hook.URL, Secret: "s3cret", Task: "app*",
+		Types: []string{"base.updated", "run.queued", "run.started", "image.pushed", "run.succeeded"}}, &sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.c.CreateSubscription(ctx, server.SubscriptionRequest{URL: "ftp://example/x"}, &sub); err == nil {
+		t.Error("a subscription to an ftp URL was accepted")
+	}
+
+	baseRef := r.RegistryAddr + "/base/busybox:1"
+	_, first := pushBase(t, baseRef, "")
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM " + baseRef + "\nRUN echo app > /app\n"})
+	for _, name := range []string{"app", "other"} {
+		if _, err := r.c.CreateTask(ctx, task.Spec{Name: name, Source: task.Source{Dir: dir}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitChecked(t, r.c, baseRef, first)
+	_, patched := pushBase(t, baseRef, "p1")
+	runs := settle(t, r.c, 2)
+	for _, run := range runs {
+		if run.State != store.StateSucceeded {
+			t.Fatalf("run %s of %s: %s %s", store.FormatRunID(run.ID), run.Task, run.State, run.Error)
+		}
+	}
+
+	want := []string{"run.queued", "run.started", "image.pushed", "run.succeeded"}
+	deadline := time.Now().Add(30 * time.Second)
+	for !slices.Equal(rc.types("app"), want) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := rc.types("app"); !slices.Equal(got, want) {
+		t.Errorf("events for app = %v, want %v once each in order", got, want)
+	}
+	// base.updated (subject: the reference) reaches it because the update
+	// rebuilds a task matching app*.
+	if got := rc.types(baseRef); !slices.Equal(got, []string{"base.updated"}) {
+		t.Errorf("events for %s = %v, want one base.updated", baseRef, got)
+	}
+	if got := rc.types("other"); len(got) != 0 {
+		t.Errorf("events of task other reached a subscription for app*: %v", got)
+	}
+	if rc.badSig != 0 {
+		t.Errorf("%d deliveries had a bad signature", rc.badSig)
+	}
+	rc.mu.Lock()
+	for _, ce := range rc.got {
+		if ce["specversion"] != "1.0" || ce["id"] == "" || ce["time"] == nil || ce["dataschema"] == nil {
+			t.Errorf("not a complete CloudEvent: %v", ce)
+		}
+		if ce["type"] == store.EventImagePushed {
+			data, _ := ce["data"].(map[string]any)
+			if data == nil || !strings.HasPrefix(data["image"].(string), r.RegistryAddr+"/app@sha256:") {
+				t.Errorf("image.pushed data = %v", ce["data"])
+			}
+		}
+	}
+	rc.mu.Unlock()
+
+	// The outbox has the base update with both digests.
+	evs, err := r.c.ListEvents(ctx, 0, "base.updated", baseRef, 10)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("base.updated events: %v %v, want 1", evs, err)
+	}
+	var obs struct {
+		store.Observation
+		Tasks []string `json:"tasks"`
+	}
+	json.Unmarshal(evs[0].Data, &obs)
+	if obs.OldDigest != first || obs.Digest != patched || obs.Source != "push" || !slices.Equal(obs.Tasks, []string{"app", "other"}) {
+		t.Errorf("base.updated data = %+v, want %s → %s from a push rebuilding app and other", obs, first, patched)
+	}
+
+	// The SSE stream replays the same events from the start, in order.
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var streamed []string
+	err = r.c.Stream(sctx, 0, func(id, typ string, data []byte) error {
+		streamed = append(streamed, strings.TrimPrefix(typ, store.EventPrefix))
+		if typ == store.EventRunSucceed && strings.Contains(string(data), `"subject":"app"`) {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(streamed, "base.updated") || !slices.Contains(streamed, "task.changed") || !slices.Contains(streamed, "run.succeeded") {
+		t.Errorf("stream carried %v", streamed)
+	}
+}

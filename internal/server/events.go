@@ -1,0 +1,154 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/refit-dev/refit/internal/store"
+)
+
+// eventStore is what the event endpoints read and write.
+type eventStore interface {
+	ListEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error)
+	LastEventSeq(ctx context.Context) (int64, error)
+	CreateSubscription(ctx context.Context, sub store.Subscription) (store.Subscription, error)
+	ListSubscriptions(ctx context.Context) ([]store.Subscription, error)
+	DeleteSubscription(ctx context.Context, id string) error
+	ListDeliveries(ctx context.Context, f store.DeliveryFilter) ([]store.Delivery, error)
+	Redeliver(ctx context.Context, f store.RedeliverFilter) (int, error)
+}
+
+// eventTypes are the event types a subscription may ask for (read only).
+var eventTypes = []string{
+	store.EventBaseUpdated, store.EventRunQueued, store.EventRunStarted, store.EventRunSucceed,
+	store.EventRunFailed, store.EventRunCanceled, store.EventImagePushed, store.EventTaskChanged,
+}
+
+// SubscriptionRequest is the body of POST /api/v1/subscriptions.
+type SubscriptionRequest struct {
+	URL     string   `json:"url"`
+	Types   []string `json:"types,omitempty"`   // full or without the "dev.refit." prefix; empty = all
+	Task    string   `json:"task,omitempty"`    // glob on task names
+	BaseRef string   `json:"baseRef,omitempty"` // glob on base references
+	Secret  string   `json:"secret,omitempty"`  // HMAC key; stored, never returned
+}
+
+func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) error {
+	var req SubscriptionRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return &invalidError{fmt.Errorf("decoding subscription: %w", err)}
+	}
+	if err := s.cfg.ValidateTarget(req.URL); err != nil {
+		return &invalidError{fmt.Errorf("url: %w", err)}
+	}
+	sub := store.Subscription{URL: req.URL, TaskGlob: req.Task, RefGlob: req.BaseRef, Secret: req.Secret}
+	for _, t := range req.Types {
+		full := t
+		if !strings.HasPrefix(full, store.EventPrefix) {
+			full = store.EventPrefix + t
+		}
+		if !slices.Contains(eventTypes, full) {
+			return &invalidError{fmt.Errorf("types: unknown event type %q (known: %s)", t, strings.Join(eventTypes, ", "))}
+		}
+		sub.Types = append(sub.Types, full)
+	}
+	for field, g := range map[string]string{"task": req.Task, "baseRef": req.BaseRef} {
+		if _, err := path.Match(g, ""); err != nil {
+			return &invalidError{fmt.Errorf("%s: bad pattern %q: %w", field, g, err)}
+		}
+	}
+	sub, err := s.cfg.Events.CreateSubscription(r.Context(), sub)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, sub)
+}
+
+func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) error {
+	subs, err := s.cfg.Events.ListSubscriptions(r.Context())
+	if err != nil {
+		return err
+	}
+	if subs == nil {
+		subs = []store.Subscription{}
+	}
+	return writeJSON(w, http.StatusOK, subs) // Secret is not serialized
+}
+
+func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) error {
+	if err := s.cfg.Events.DeleteSubscription(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := store.EventFilter{Type: q.Get("type"), Subject: q.Get("subject")}
+	var err error
+	if a := q.Get("after"); a != "" {
+		if f.After, err = strconv.ParseInt(a, 10, 64); err != nil {
+			return &httpError{http.StatusBadRequest, fmt.Sprintf("after %q is not a number", a)}
+		}
+	}
+	if l := q.Get("limit"); l != "" {
+		if f.Limit, err = strconv.Atoi(l); err != nil || f.Limit < 1 || f.Limit > 1000 {
+			return &httpError{http.StatusBadRequest, fmt.Sprintf("limit %q must be a number from 1 to 1000", l)}
+		}
+	}
+	evs, err := s.cfg.Events.ListEvents(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	if evs == nil {
+		evs = []store.Event{}
+	}
+	return writeJSON(w, http.StatusOK, evs)
+}
+
+func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	ds, err := s.cfg.Events.ListDeliveries(r.Context(), store.DeliveryFilter{Subscription: q.Get("subscription"), State: q.Get("state")})
+	if err != nil {
+		return err
+	}
+	if ds == nil {
+		ds = []store.Delivery{}
+	}
+	return writeJSON(w, http.StatusOK, ds)
+}
+
+// RedeliverRequest is the body of POST /api/v1/events/redeliver.
+type RedeliverRequest struct {
+	ID           string    `json:"id,omitempty"`
+	Since        time.Time `json:"since,omitzero"`
+	Dead         bool      `json:"dead,omitempty"`
+	Subscription string    `json:"subscription,omitempty"`
+}
+
+func (s *Server) redeliver(w http.ResponseWriter, r *http.Request) error {
+	var req RedeliverRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return &invalidError{fmt.Errorf("decoding redelivery: %w", err)}
+	}
+	if req.ID == "" && req.Since.IsZero() && !req.Dead {
+		return &invalidError{fmt.Errorf("say what to redeliver: an event id, since, or dead")}
+	}
+	n, err := s.cfg.Events.Redeliver(r.Context(), store.RedeliverFilter{EventID: req.ID, Since: req.Since, Dead: req.Dead, Subscription: req.Subscription})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]int{"redelivered": n})
+}
