@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -119,55 +117,11 @@ func readToken(t *testing.T, data string) string {
 
 var apiLine = regexp.MustCompile(`API\s+http://`)
 
-// startProcess runs `refit serve` and waits for its banner. The process
-// is killed at the end of the test.
+// startProcess runs `refit serve` with one worker on the given data
+// directory and ports (see startServe).
 func startProcess(t *testing.T, bin, data, api, reg string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--data", data, "--listen", api, "--registry-listen", reg, "--workers", "1")
-	logPath := filepath.Join(t.TempDir(), "serve.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = logFile
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		logFile.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("refit serve's log:\n%s", b)
-		}
-	})
-	ready := make(chan error, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if apiLine.MatchString(sc.Text()) {
-				ready <- nil
-				break
-			}
-		}
-		for sc.Scan() {
-		}
-		ready <- fmt.Errorf("refit serve exited before printing its banner")
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("refit serve did not start within a minute")
-	}
-	return cmd
+	return startServe(t, bin, "serve", "--data", data, "--listen", api, "--registry-listen", reg, "--workers", "1")
 }
 
 func waitFor(t *testing.T, c *client.Client, id int64, want store.State) store.Run {

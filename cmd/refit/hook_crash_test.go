@@ -160,8 +160,9 @@ func waitIndexed(t *testing.T, c *client.Client, ref, digest string) {
 	}
 }
 
-// startServe runs the refit binary with args and waits for its banner, as
-// startProcess does; the process is stopped at the end of the test.
+// startServe runs the refit binary with args (starting with "serve") and
+// waits for its banner; the process is stopped at the end of the test and
+// its log shown if the test failed.
 func startServe(t *testing.T, bin string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
