@@ -591,21 +591,9 @@ type egEvent struct {
 	Data        json.RawMessage `json:"data"`
 }
 
-type acrData struct {
-	ID        string `json:"id"`
-	Timestamp string `json:"timestamp"`
-	Action    string `json:"action"`
-	Target    struct {
-		MediaType  string `json:"mediaType"`
-		Digest     string `json:"digest"`
-		Repository string `json:"repository"`
-		Tag        string `json:"tag"`
-		URL        string `json:"url"`
-	} `json:"target"`
-	Request struct {
-		Host string `json:"host"`
-	} `json:"request"`
-}
+// acrData is the data of an ImagePushed event: ACR sends the
+// distribution notification event as it is.
+type acrData = distEvent
 
 func parseACR(body []byte) ([]Push, string, error) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")

@@ -22,7 +22,6 @@ import (
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/store"
-	"github.com/refit-dev/refit/internal/task"
 )
 
 // runStore is what the runner needs of the store.
@@ -243,6 +242,3 @@ func (r *Runner) Enqueuer(delay time.Duration) store.Enqueuer {
 		return res.Job.ID, nil
 	}
 }
-
-// Repository returns where a task's images go.
-func (r *Runner) Repository(s task.Spec) string { return s.Repository(r.cfg.Registry) }
