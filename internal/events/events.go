@@ -540,7 +540,7 @@ func (d *Dispatcher) attempt(ctx context.Context, sub store.Subscription, dl sto
 		retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	now := time.Now()
-	deadline := dl.Event.Time.Add(d.cfg.RetryFor)
+	deadline := dl.RetryStart().Add(d.cfg.RetryFor)
 	if !now.Before(deadline) {
 		return store.DeliveryResult{Dead: true, Error: fmt.Sprintf("%s (gave up after %d attempts: event older than %v)",
 			msg, dl.Attempts+1, d.cfg.RetryFor)}

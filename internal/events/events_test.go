@@ -477,6 +477,25 @@ func TestDeadLetterAndRedeliver(t *testing.T) {
 		t.Fatal("a 500 counted as received")
 	}
 
+	// Redelivered while the receiver still fails, long after the event's
+	// own window ended: it gets a fresh window, so it is tried again
+	// with backoff before it is dead-lettered again.
+	time.Sleep(cfg.RetryFor)
+	if n, err := s.Redeliver(context.Background(), store.RedeliverFilter{Dead: true}); err != nil || n != 1 {
+		t.Fatalf("Redeliver = %d, %v", n, err)
+	}
+	d.Notify()
+	waitFor(t, 3*time.Second, "dead letter again", func() bool {
+		ds, _ := s.ListDeliveries(context.Background(), store.DeliveryFilter{Subscription: sub.ID, State: "dead"})
+		if len(ds) == 1 {
+			dead = ds[0]
+		}
+		return len(ds) == 1
+	})
+	if dead.Attempts < 2 {
+		t.Errorf("redelivery dead-lettered after %d attempt(s), want retries in a fresh window", dead.Attempts)
+	}
+
 	fixed.Store(true)
 	n, err := s.Redeliver(context.Background(), store.RedeliverFilter{Dead: true})
 	if err != nil || n != 1 {

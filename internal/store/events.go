@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -279,7 +280,7 @@ func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
 // it a no-op returning false.
 func (s *Store) FanOut(ctx context.Context, sub Subscription, matched []Event, cursor int64) (bool, error) {
 	moved := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.quietTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE subscriptions SET cursor = $1 WHERE id = $2 AND cursor = $3`, cursor, sub.ID, sub.Cursor)
 		if err != nil {
 			return err
@@ -290,8 +291,11 @@ func (s *Store) FanOut(ctx context.Context, sub Subscription, matched []Event, c
 		moved = true
 		now := formatTime(time.Now())
 		for _, e := range matched {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (subscription_id, event_seq, subject, state, next_attempt_at)
-				VALUES ($1, $2, $3, 'pending', $4) ON CONFLICT DO NOTHING`, sub.ID, e.Seq, e.Subject, now); err != nil {
+			// The first pending delivery of its line is the line's head.
+			if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (subscription_id, event_seq, subject, state, next_attempt_at, head)
+				SELECT $1, $2, $3, 'pending', $4, NOT EXISTS (SELECT 1 FROM deliveries p
+					WHERE p.subscription_id = $1 AND p.subject = $3 AND p.state = 'pending')
+				WHERE true ON CONFLICT DO NOTHING`, sub.ID, e.Seq, e.Subject, now); err != nil {
 				return err
 			}
 		}
@@ -312,20 +316,32 @@ type Delivery struct {
 	NextAttemptAt  time.Time `json:"nextAttemptAt,omitzero"`
 	LastError      string    `json:"lastError,omitempty"`
 	DeliveredAt    time.Time `json:"deliveredAt,omitzero"`
+	// RetrySince starts the retry window when the delivery was redelivered
+	// (zero: it starts at the event's time).
+	RetrySince time.Time `json:"retrySince,omitzero"`
+}
+
+// RetryStart is when the delivery's retry window began: the event's time,
+// or its last redelivery.
+func (d Delivery) RetryStart() time.Time {
+	if d.RetrySince.After(d.Event.Time) {
+		return d.RetrySince
+	}
+	return d.Event.Time
 }
 
 const deliveryColumns = `d.subscription_id, d.state, d.attempts, d.next_attempt_at, d.last_error, d.delivered_at,
-	e.seq, e.id, e.type, e.subject, e.time, e.data`
+	d.retry_since, e.seq, e.id, e.type, e.subject, e.time, e.data`
 
 func scanDelivery(row scanner) (Delivery, error) {
 	var d Delivery
-	var next, delivered, t, data string
-	err := row.Scan(&d.SubscriptionID, &d.State, &d.Attempts, &next, &d.LastError, &delivered,
+	var next, delivered, since, t, data string
+	err := row.Scan(&d.SubscriptionID, &d.State, &d.Attempts, &next, &d.LastError, &delivered, &since,
 		&d.Event.Seq, &d.Event.ID, &d.Event.Type, &d.Event.Subject, &t, &data)
 	if err != nil {
 		return Delivery{}, fmt.Errorf("reading delivery: %w", translate(err))
 	}
-	d.NextAttemptAt, d.DeliveredAt = parseTime(next), parseTime(delivered)
+	d.NextAttemptAt, d.DeliveredAt, d.RetrySince = parseTime(next), parseTime(delivered), parseTime(since)
 	d.Event.Time, d.Event.Data = parseTime(t), json.RawMessage(data)
 	return d, nil
 }
@@ -333,12 +349,10 @@ func scanDelivery(row scanner) (Delivery, error) {
 // DueDeliveries returns up to limit pending deliveries that are due and
 // first in line for their (subscription, subject): events of one subject
 // go out in order, and one subject waiting on a retry holds up no other.
+// It reads only line heads, so a long backlog does not slow it.
 func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]Delivery, error) {
 	return s.queryDeliveries(ctx, `SELECT `+deliveryColumns+` FROM deliveries d JOIN events e ON e.seq = d.event_seq
-		WHERE d.state = 'pending' AND d.next_attempt_at <= $1
-		AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.subscription_id = d.subscription_id AND p.subject = d.subject
-			AND p.state = 'pending' AND p.event_seq < d.event_seq)
-		ORDER BY d.event_seq LIMIT $2`, formatTime(now), limit)
+		WHERE d.head = 1 AND d.next_attempt_at <= $1 ORDER BY d.event_seq LIMIT $2`, formatTime(now), limit)
 }
 
 // DeliveryFilter selects deliveries for ListDeliveries.
@@ -384,7 +398,9 @@ type DeliveryResult struct {
 	Error     string
 }
 
-// RecordAttempt records the outcome of one delivery attempt.
+// RecordAttempt records the outcome of one delivery attempt. A delivery
+// that is done (delivered or dead) hands its line's head to the next
+// pending delivery of the line.
 func (s *Store) RecordAttempt(ctx context.Context, subID string, seq int64, r DeliveryResult) error {
 	state, delivered := "pending", ""
 	switch {
@@ -393,13 +409,33 @@ func (s *Store) RecordAttempt(ctx context.Context, subID string, seq int64, r De
 	case r.Dead:
 		state = "dead"
 	}
-	_, err := s.write.ExecContext(ctx, `UPDATE deliveries SET state = $1, attempts = attempts + 1, next_attempt_at = $2,
-		last_error = $3, delivered_at = $4 WHERE subscription_id = $5 AND event_seq = $6`,
-		state, formatTime(r.Next), r.Error, delivered, subID, seq)
+	err := s.quietTx(ctx, func(tx *sql.Tx) error {
+		var subject string
+		err := tx.QueryRowContext(ctx, `UPDATE deliveries SET state = $1, attempts = attempts + 1, next_attempt_at = $2,
+			last_error = $3, delivered_at = $4, head = CASE WHEN $1 = 'pending' THEN head ELSE 0 END
+			WHERE subscription_id = $5 AND event_seq = $6 RETURNING subject`,
+			state, formatTime(r.Next), r.Error, delivered, subID, seq).Scan(&subject)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // deleted with its subscription meanwhile
+		}
+		if err != nil || state == "pending" {
+			return err
+		}
+		return promoteHead(ctx, tx, subID, subject)
+	})
 	if err != nil {
 		return fmt.Errorf("recording delivery of event %d to %s: %w", seq, subID, translate(err))
 	}
 	return nil
+}
+
+// promoteHead makes the first pending delivery of a line its head, unless
+// the line has one.
+func promoteHead(ctx context.Context, tx *sql.Tx, subID, subject string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET head = 1 WHERE subscription_id = $1 AND subject = $2
+		AND event_seq = (SELECT MIN(event_seq) FROM deliveries WHERE subscription_id = $1 AND subject = $2 AND state = 'pending')
+		AND NOT EXISTS (SELECT 1 FROM deliveries WHERE subscription_id = $1 AND subject = $2 AND head = 1)`, subID, subject)
+	return err
 }
 
 // RedeliverFilter selects deliveries to send again.
@@ -410,8 +446,10 @@ type RedeliverFilter struct {
 	Subscription string    // "" = all subscriptions
 }
 
-// Redeliver makes matching deliveries pending and due now; it returns
-// how many. The event keeps its id, so receivers can deduplicate.
+// Redeliver makes matching deliveries pending and due now, with a fresh
+// retry window and backoff; it returns how many. The event keeps its id,
+// so receivers can deduplicate. A redelivered event goes out before later
+// pending events of its subject, keeping their order.
 func (s *Store) Redeliver(ctx context.Context, f RedeliverFilter) (int, error) {
 	state := ""
 	if f.Dead {
@@ -421,14 +459,31 @@ func (s *Store) Redeliver(ctx context.Context, f RedeliverFilter) (int, error) {
 	if !f.Since.IsZero() {
 		since = formatTime(f.Since)
 	}
-	res, err := s.write.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', next_attempt_at = $1, last_error = ''
-		WHERE ($2 = '' OR subscription_id = $2) AND ($3 = '' OR state = $3)
-		AND event_seq IN (SELECT seq FROM events WHERE ($4 = '' OR id = $4) AND ($5 = '' OR time >= $5))`,
-		formatTime(time.Now()), f.Subscription, state, f.EventID, since)
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		now := formatTime(time.Now())
+		res, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', next_attempt_at = $1, last_error = '',
+			attempts = 0, retry_since = $1
+			WHERE ($2 = '' OR subscription_id = $2) AND ($3 = '' OR state = $3)
+			AND event_seq IN (SELECT seq FROM events WHERE ($4 = '' OR id = $4) AND ($5 = '' OR time >= $5))`,
+			now, f.Subscription, state, f.EventID, since)
+		if err != nil {
+			return err
+		}
+		if n, _ = res.RowsAffected(); n == 0 {
+			return nil
+		}
+		// Lines may have a new first pending delivery: find heads again.
+		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET head = CASE WHEN state = 'pending' AND NOT EXISTS (
+				SELECT 1 FROM deliveries p WHERE p.subscription_id = deliveries.subscription_id
+				AND p.subject = deliveries.subject AND p.state = 'pending' AND p.event_seq < deliveries.event_seq)
+			THEN 1 ELSE 0 END
+			WHERE (head = 1 OR state = 'pending') AND ($1 = '' OR subscription_id = $1)`, f.Subscription)
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("redelivering: %w", translate(err))
 	}
-	n, _ := res.RowsAffected()
 	return int(n), nil
 }
 
@@ -445,7 +500,8 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int, error) 
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM events WHERE time < $1
 			AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)
-			AND seq <= COALESCE((SELECT MIN(cursor) FROM subscriptions), seq)`, b)
+			AND seq <= COALESCE((SELECT MIN(cursor) FROM subscriptions), seq)
+			AND seq <= COALESCE((SELECT MIN(cursor) FROM sinks), seq)`, b)
 		if err != nil {
 			return err
 		}
@@ -476,4 +532,44 @@ func (s *Store) OldestPending(ctx context.Context) (map[string]time.Time, error)
 		out[id] = parseTime(t)
 	}
 	return out, rows.Err()
+}
+
+// SinkCursor returns the last event Seq the named sink acknowledged. A
+// sink seen for the first time starts after the newest event: it gets
+// events from now on.
+func (s *Store) SinkCursor(ctx context.Context, name string) (int64, error) {
+	var cursor int64
+	err := s.quietTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sinks (name, cursor) SELECT $1, COALESCE(MAX(seq), 0) FROM events
+			WHERE true ON CONFLICT (name) DO NOTHING`, name); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `SELECT cursor FROM sinks WHERE name = $1`, name).Scan(&cursor)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading the cursor of sink %s: %w", name, translate(err))
+	}
+	return cursor, nil
+}
+
+// AdvanceSink records that the named sink acknowledged every event up to
+// cursor. It never moves a cursor back.
+func (s *Store) AdvanceSink(ctx context.Context, name string, cursor int64) error {
+	_, err := s.write.ExecContext(ctx, `UPDATE sinks SET cursor = $1 WHERE name = $2 AND cursor < $1`, cursor, name)
+	if err != nil {
+		return fmt.Errorf("advancing sink %s to event %d: %w", name, cursor, translate(err))
+	}
+	return nil
+}
+
+// KeepSinks forgets every sink but the named ones, so that a sink no
+// longer configured holds back no pruning. A sink configured again later
+// starts from then.
+func (s *Store) KeepSinks(ctx context.Context, names ...string) error {
+	keep, _ := json.Marshal(nonNilStrings(names))
+	_, err := s.write.ExecContext(ctx, `DELETE FROM sinks WHERE name NOT IN (SELECT value FROM json_each($1))`, string(keep))
+	if err != nil {
+		return fmt.Errorf("forgetting unconfigured sinks: %w", translate(err))
+	}
+	return nil
 }

@@ -161,8 +161,21 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// tx runs fn in a write transaction, committing when it returns nil.
+// tx runs fn in a write transaction, committing when it returns nil,
+// then calls the OnCommit hook.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if err := s.quietTx(ctx, fn); err != nil {
+		return err
+	}
+	if h := s.onCommit.Load(); h != nil {
+		(*h)()
+	}
+	return nil
+}
+
+// quietTx is tx without the OnCommit hook, for the dispatcher's own
+// bookkeeping, which must not wake the dispatcher again.
+func (s *Store) quietTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -171,13 +184,7 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		tx.Rollback()
 		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	if h := s.onCommit.Load(); h != nil {
-		(*h)()
-	}
-	return nil
+	return tx.Commit()
 }
 
 const timeFormat = "2006-01-02T15:04:05.000000000Z"

@@ -1,0 +1,142 @@
+package store_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/refit-dev/refit/internal/store"
+)
+
+// emitEvents writes one event per subject given, in order, and returns
+// them.
+func emitEvents(t *testing.T, s *store.Store, subjects ...string) []store.Event {
+	t.Helper()
+	before, err := s.LastEventSeq(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range subjects {
+		if err := s.InTx(t.Context(), func(tx *store.Tx) error {
+			return tx.Emit(store.EventTaskChanged, subj, map[string]string{"task": subj})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := s.ListEvents(t.Context(), store.EventFilter{After: before, Limit: 1000})
+	if err != nil || len(evs) != len(subjects) {
+		t.Fatalf("ListEvents = %d events, %v; want %d", len(evs), err, len(subjects))
+	}
+	return evs
+}
+
+// due returns the seqs DueDeliveries gives now.
+func due(t *testing.T, s *store.Store) []int64 {
+	t.Helper()
+	ds, err := s.DueDeliveries(t.Context(), time.Now(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []int64
+	for _, d := range ds {
+		seqs = append(seqs, d.Event.Seq)
+	}
+	return seqs
+}
+
+// TestDueDeliveriesFollowLines: only the first pending delivery of each
+// (subscription, subject) is due; finishing it, delivered or dead, makes
+// the next one due; a redelivered event goes before later ones of its
+// subject again, with a fresh retry window.
+func TestDueDeliveriesFollowLines(t *testing.T) {
+	s, _ := open(t)
+	ctx := t.Context()
+	sub, err := s.CreateSubscription(ctx, store.Subscription{URL: "http://127.0.0.1:1/hook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := emitEvents(t, s, "a", "b", "a", "a", "b")
+	a1, b1, a2, a3, b2 := evs[0].Seq, evs[1].Seq, evs[2].Seq, evs[3].Seq, evs[4].Seq
+	if moved, err := s.FanOut(ctx, sub, evs, b2); err != nil || !moved {
+		t.Fatalf("FanOut = %v, %v", moved, err)
+	}
+	check := func(step string, want ...int64) {
+		t.Helper()
+		if got := due(t, s); !cmpEqual(want, got) {
+			t.Fatalf("%s: due %v, want %v", step, got, want)
+		}
+	}
+	check("after fan-out", a1, b1)
+
+	if err := s.RecordAttempt(ctx, sub.ID, a1, store.DeliveryResult{Next: time.Now().Add(time.Hour), Error: "HTTP 500"}); err != nil {
+		t.Fatal(err)
+	}
+	check("a1 waiting on a retry holds up a, not b", b1)
+
+	if err := s.RecordAttempt(ctx, sub.ID, a1, store.DeliveryResult{Delivered: true}); err != nil {
+		t.Fatal(err)
+	}
+	check("a1 delivered", b1, a2)
+	if err := s.RecordAttempt(ctx, sub.ID, a2, store.DeliveryResult{Dead: true, Error: "gave up"}); err != nil {
+		t.Fatal(err)
+	}
+	check("a2 dead", b1, a3)
+
+	before := time.Now()
+	n, err := s.Redeliver(ctx, store.RedeliverFilter{Dead: true})
+	if err != nil || n != 1 {
+		t.Fatalf("Redeliver = %d, %v; want 1", n, err)
+	}
+	check("a2 redelivered goes before a3", b1, a2)
+	ds, err := s.ListDeliveries(ctx, store.DeliveryFilter{Subscription: sub.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if d.Event.Seq != a2 {
+			continue
+		}
+		if d.State != "pending" || d.Attempts != 0 || d.RetrySince.Before(before) || !d.RetryStart().Equal(d.RetrySince) {
+			t.Errorf("redelivered delivery %+v: want pending, 0 attempts, retry window from now", d)
+		}
+	}
+
+	for _, seq := range []int64{b1, a2, a3, b2} {
+		if err := s.RecordAttempt(ctx, sub.ID, seq, store.DeliveryResult{Delivered: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("all delivered")
+}
+
+// TestSinkCursor: a new sink starts after the newest event, advances only
+// forward, and holds back pruning until it has the events; a sink no
+// longer configured holds back nothing.
+func TestSinkCursor(t *testing.T) {
+	s, _ := open(t)
+	ctx := t.Context()
+	old := emitEvents(t, s, "a")
+	c, err := s.SinkCursor(ctx, "nats")
+	if err != nil || c != old[0].Seq {
+		t.Fatalf("SinkCursor of a new sink = %d, %v; want %d (the newest event)", c, err, old[0].Seq)
+	}
+	evs := emitEvents(t, s, "a", "b")
+	if err := s.AdvanceSink(ctx, "nats", evs[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AdvanceSink(ctx, "nats", old[0].Seq); err != nil { // backwards: ignored
+		t.Fatal(err)
+	}
+	if c, _ := s.SinkCursor(ctx, "nats"); c != evs[0].Seq {
+		t.Fatalf("cursor %d after advancing to %d and back", c, evs[0].Seq)
+	}
+	n, err := s.PruneEvents(ctx, time.Now().Add(time.Hour))
+	if err != nil || n != 2 {
+		t.Fatalf("PruneEvents = %d, %v; want the 2 events the sink has", n, err)
+	}
+	if err := s.KeepSinks(ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PruneEvents(ctx, time.Now().Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("PruneEvents after dropping the sink = %d, %v; want 1", n, err)
+	}
+}
