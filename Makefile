@@ -18,6 +18,7 @@ packages:
 	test -x /bin/busybox || missing="$$missing busybox-static"; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v nats-server >/dev/null || missing="$$missing nats-server"; \
 	test -x /usr/lib/git-core/git-http-backend || missing="$$missing git"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \

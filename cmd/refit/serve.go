@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/refit-dev/refit/internal/events"
 	"github.com/refit-dev/refit/internal/serve"
 )
 
@@ -45,6 +46,9 @@ builds are canceled and their runs marked canceled.`,
 					cfg.HookSecrets[f] = v
 				}
 			}
+			if v := os.Getenv("REFIT_NATS_URL"); v != "" && cfg.NATS.URL == "" {
+				cfg.NATS.URL = v
+			}
 			level := slog.LevelInfo
 			if verbose {
 				level = slog.LevelDebug
@@ -74,6 +78,10 @@ builds are canceled and their runs marked canceled.`,
 	f.DurationVar(&cfg.EventRetryFor, "event-retry-for", 24*time.Hour, "retry an event delivery this long before dead-lettering it")
 	f.DurationVar(&cfg.EventRetention, "event-retention", 30*24*time.Hour, "keep delivered events this long")
 	f.StringSliceVar(&cfg.SubscriptionHosts, "subscription-hosts", nil, "only these hosts may be event subscription targets (multi-tenant installs)")
+	f.StringVar(&cfg.NATS.URL, "nats-url", "", "also publish every event to NATS JetStream at this URL (nats://host:4222; or $REFIT_NATS_URL, which keeps credentials out of the process list)")
+	f.StringVar(&cfg.NATS.Stream, "nats-stream", events.DefaultNATSStream, "JetStream stream for events; created (subjects <prefix>.>) if missing")
+	f.StringVar(&cfg.NATS.Prefix, "nats-subject-prefix", events.DefaultNATSPrefix, "events are published on <prefix>.<type>, e.g. refit.base.updated")
+	f.StringVar(&cfg.NATS.CredsFile, "nats-creds", "", "NATS credentials file (JWT and seed)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }

@@ -1,6 +1,7 @@
 // Package events owns turning outbox rows into CloudEvents 1.0
 // (structured JSON) and delivering them, at least once and in order per
-// subject, to each matching subscription over signed HTTP; and the
+// subject, to each matching subscription over signed HTTP; publishing
+// the outbox, in order, to broker sinks (NATS JetStream); and the
 // Server-Sent Events stream of the outbox. It does not decide what
 // happens: the store's writers emit events in the transactions of the
 // changes they describe.
@@ -51,6 +52,8 @@ type deliveryStore interface {
 	RecordAttempt(ctx context.Context, subID string, seq int64, r store.DeliveryResult) error
 	PruneEvents(ctx context.Context, before time.Time) (int, error)
 	OldestPending(ctx context.Context) (map[string]time.Time, error)
+	SinkCursor(ctx context.Context, name string) (int64, error)
+	AdvanceSink(ctx context.Context, name string, cursor int64) error
 }
 
 var _ deliveryStore = (*store.Store)(nil)

@@ -17,6 +17,12 @@ type Metrics struct {
 	// Lag is, per subscription, the age of its oldest pending delivery's
 	// event in seconds (0 when nothing is pending).
 	Lag *prometheus.GaugeVec
+	// Published counts events published to a broker sink, by sink and
+	// result (delivered, failed).
+	Published *prometheus.CounterVec
+	// SinkLag is, per sink, the age of the oldest event it has not yet
+	// acknowledged, in seconds (0 when caught up).
+	SinkLag *prometheus.GaugeVec
 }
 
 // NewMetrics creates the dispatcher's metrics and registers them with reg.
@@ -28,7 +34,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "refit_event_delivery_lag_seconds", Help: "Age of the oldest pending event, by subscription.",
 		}, []string{"subscription"}),
+		Published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "refit_event_sink_publishes_total", Help: "Events published to broker sinks, by sink and result.",
+		}, []string{"sink", "result"}),
+		SinkLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "refit_event_sink_lag_seconds", Help: "Age of the oldest event a broker sink has not acknowledged.",
+		}, []string{"sink"}),
 	}
-	reg.MustRegister(m.Deliveries, m.Lag)
+	reg.MustRegister(m.Deliveries, m.Lag, m.Published, m.SinkLag)
 	return m
 }

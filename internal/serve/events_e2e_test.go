@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/refit-dev/refit/internal/events"
+	"github.com/refit-dev/refit/internal/natstest"
 	"github.com/refit-dev/refit/internal/serve"
 	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/store"
@@ -59,9 +62,11 @@ func (rc *receiver) types(subject string) []string {
 
 // TestBaseUpdateEventsDelivered: a base update → run → push scenario
 // reaches a subscriber as signed CloudEvents, each once, in order per
-// subject; the SSE stream carries the same events.
+// subject; the SSE stream and a NATS JetStream stream carry the same
+// events.
 func TestBaseUpdateEventsDelivered(t *testing.T) {
-	r := startRefitWith(t, serve.Config{Debounce: -1, PollInterval: time.Hour})
+	broker := natstest.Start(t)
+	r := startRefitWith(t, serve.Config{Debounce: -1, PollInterval: time.Hour, NATS: events.NATSConfig{URL: broker.URL()}})
 	ctx := context.Background()
 	rc := &receiver{}
 	hook := httptest.NewServer(rc)
@@ -140,6 +145,30 @@ func TestBaseUpdateEventsDelivered(t *testing.T) {
 	json.Unmarshal(evs[0].Data, &obs)
 	if obs.OldDigest != first || obs.Digest != patched || obs.Source != "push" || !slices.Equal(obs.Tasks, []string{"app", "other"}) {
 		t.Errorf("base.updated data = %+v, want %s → %s from a push rebuilding app and other", obs, first, patched)
+	}
+
+	// JetStream has every event of the outbox, in order, each once, on
+	// subject refit.<type>.
+	all, err := r.c.ListEvents(ctx, 0, "", "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []*jetstream.RawStreamMsg
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if msgs = broker.Messages(events.DefaultNATSStream); len(msgs) >= len(all) {
+			break
+		}
+	}
+	if len(msgs) != len(all) {
+		t.Fatalf("JetStream holds %d events, the outbox %d", len(msgs), len(all))
+	}
+	for i, m := range msgs {
+		var ce map[string]any
+		json.Unmarshal(m.Data, &ce)
+		want := "refit." + strings.TrimPrefix(all[i].Type, store.EventPrefix)
+		if ce["id"] != all[i].ID || m.Subject != want {
+			t.Errorf("JetStream message %d: %s on %s, want %s on %s", i+1, ce["id"], m.Subject, all[i].ID, want)
+		}
 	}
 
 	// The SSE stream replays the same events from the start, in order.

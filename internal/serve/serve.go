@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,6 +77,9 @@ type Config struct {
 	// SubscriptionHosts, when set, are the only hosts event subscriptions
 	// may target (multi-tenant installs).
 	SubscriptionHosts []string
+	// NATS, when its URL is set, also publishes every event to NATS
+	// JetStream (subjects "refit.<type>").
+	NATS events.NATSConfig
 	// Logger receives the server's log. nil = text to stderr.
 	Logger *slog.Logger
 	// Out receives the start-up banner. nil = stdout.
@@ -300,17 +304,33 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The NATS sink gets every event too. Forget sinks no longer
+	// configured, so they hold back no pruning.
+	var natsSink *events.NATSSink
+	var sinkNames []string
+	if cfg.NATS.URL != "" {
+		if natsSink, err = events.NewNATSSink(cfg.NATS); err != nil {
+			return nil, err
+		}
+		sinkNames = append(sinkNames, natsSink.Name())
+	}
+	if err := st.KeepSinks(ctx, sinkNames...); err != nil {
+		return nil, err
+	}
 	st.OnCommit(dispatcher.Notify)
 	eventsCtx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
-	eventsDone := make(chan struct{})
-	go func() {
-		defer close(eventsDone)
-		dispatcher.Run(eventsCtx)
-	}()
+	var eventsDone sync.WaitGroup
+	eventsDone.Go(func() { dispatcher.Run(eventsCtx) })
+	if natsSink != nil {
+		eventsDone.Go(func() {
+			defer natsSink.Close()
+			dispatcher.RunSink(eventsCtx, natsSink)
+		})
+	}
 	cleanups = append(cleanups, func(context.Context) error {
 		st.OnCommit(nil)
 		stopEvents()
-		<-eventsDone
+		eventsDone.Wait()
 		return nil
 	})
 

@@ -1,0 +1,235 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/refit-dev/refit/internal/natstest"
+	"github.com/refit-dev/refit/internal/store"
+)
+
+// runSink runs d.RunSink until the test ends; stop ends it early.
+func runSink(t testing.TB, d *Dispatcher, sink Sink) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.RunSink(ctx, sink) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("RunSink: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// checkStream asserts the stream holds exactly want, in order, each as
+// its CloudEvent on its type's subject with the event id as message id.
+func checkStream(t testing.TB, msgs []*jetstream.RawStreamMsg, want []store.Event) {
+	t.Helper()
+	if len(msgs) != len(want) {
+		t.Fatalf("stream holds %d messages, want %d", len(msgs), len(want))
+	}
+	for i, m := range msgs {
+		e := want[i]
+		var ce cloudEvent
+		if err := json.Unmarshal(m.Data, &ce); err != nil {
+			t.Fatalf("message %d is no CloudEvent: %v", m.Sequence, err)
+		}
+		wantSubject := "refit." + strings.TrimPrefix(e.Type, store.EventPrefix)
+		if ce.ID != e.ID || ce.Type != e.Type || ce.Subject != e.Subject || m.Subject != wantSubject ||
+			m.Header.Get("Nats-Msg-Id") != e.ID || m.Header.Get("Content-Type") != ContentType {
+			t.Errorf("message %d: subject %s, id %s (msg id %s), type %s, about %s, content type %q; want %s, id %s, type %s, about %s",
+				m.Sequence, m.Subject, ce.ID, m.Header.Get("Nats-Msg-Id"), ce.Type, ce.Subject, m.Header.Get("Content-Type"),
+				wantSubject, e.ID, e.Type, e.Subject)
+		}
+	}
+}
+
+// TestNATSSinkSurvivesBrokerOutage publishes a scenario's events to a
+// real JetStream, kills the server (SIGKILL) while events keep coming,
+// restarts it, and finds every event in the stream exactly once, in
+// outbox order. A sink restarted from an old cursor (a crash before its
+// progress was saved) republishes, and the stream drops the duplicates.
+func TestNATSSinkSurvivesBrokerOutage(t *testing.T) {
+	srv := natstest.Start(t)
+	s := openStore(t)
+	cfg := testConfig(s)
+	cfg.Metrics = NewMetrics(prometheus.NewRegistry())
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := NewNATSSink(NATSConfig{URL: srv.URL(), Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sink.Close)
+	before := emit(t, s, [2]string{store.EventTaskChanged, "old"}) // before the sink existed: not published
+	stop := runSink(t, d, sink)
+	waitFor(t, 5*time.Second, "the sink's cursor", func() bool {
+		var n int
+		s.DB().QueryRow(`SELECT COUNT(*) FROM sinks WHERE name = 'nats'`).Scan(&n)
+		return n == 1
+	})
+
+	scenario := func(n int) [][2]string {
+		return [][2]string{
+			{store.EventBaseUpdated, fmt.Sprintf("registry.local/base:%d", n)},
+			{store.EventRunQueued, "app"}, {store.EventRunStarted, "app"},
+			{store.EventImagePushed, "app"}, {store.EventRunSucceed, "app"},
+		}
+	}
+	var want []store.Event
+	want = append(want, emit(t, s, scenario(1)...)...)
+	d.Notify()
+	waitFor(t, 10*time.Second, "the first events in the stream", func() bool {
+		return len(srv.Messages(DefaultNATSStream)) == len(want)
+	})
+
+	srv.Kill()
+	for i := 2; i <= 4; i++ {
+		want = append(want, emit(t, s, scenario(i)...)...)
+		d.Notify()
+	}
+	time.Sleep(300 * time.Millisecond) // the sink fails and backs off meanwhile
+	srv.Restart()
+	waitFor(t, 20*time.Second, "every event after the outage", func() bool {
+		return len(srv.Messages(DefaultNATSStream)) >= len(want)
+	})
+	checkStream(t, srv.Messages(DefaultNATSStream), want)
+	if failed := testutil.ToFloat64(cfg.Metrics.Published.WithLabelValues("nats", ResultFailed)); failed == 0 {
+		t.Error("no failed publish counted while the server was down")
+	}
+	for _, m := range srv.Messages(DefaultNATSStream) {
+		if strings.Contains(string(m.Data), before[0].ID) {
+			t.Errorf("event %s from before the sink was configured was published", before[0].ID)
+		}
+	}
+
+	// A crash after publishing but before saving progress: the cursor is
+	// back where it was; everything is published again and deduplicated.
+	stop()
+	if _, err := s.DB().Exec(`UPDATE sinks SET cursor = $1 WHERE name = 'nats'`, before[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink2, _ := NewNATSSink(NATSConfig{URL: srv.URL(), Timeout: time.Second})
+	t.Cleanup(sink2.Close)
+	runSink(t, restarted, sink2)
+	want = append(want, emit(t, s, [2]string{store.EventTaskChanged, "after"})...)
+	restarted.Notify()
+	waitFor(t, 10*time.Second, "the event after the restart", func() bool {
+		return len(srv.Messages(DefaultNATSStream)) >= len(want)
+	})
+	var cursor int64
+	s.DB().QueryRow(`SELECT cursor FROM sinks WHERE name = 'nats'`).Scan(&cursor)
+	if cursor != want[len(want)-1].Seq {
+		t.Fatalf("sink cursor %d after the restart, want %d", cursor, want[len(want)-1].Seq)
+	}
+	checkStream(t, srv.Messages(DefaultNATSStream), want)
+}
+
+// TestNATSSinkUsesExistingStream: an operator's stream is used as it is;
+// with no stream for the subjects the publish fails with a clear error.
+func TestNATSSinkUsesExistingStream(t *testing.T) {
+	srv := natstest.Start(t)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OPS", Subjects: []string{"ops.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	ev := store.Event{Seq: 1, ID: "e-1", Type: store.EventRunFailed, Subject: "app", Time: time.Now(), Data: json.RawMessage(`{}`)}
+	body, err := CloudEvent(ev, "/refit")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	good, _ := NewNATSSink(NATSConfig{URL: srv.URL(), Stream: "OPS", Prefix: "ops"})
+	t.Cleanup(good.Close)
+	if err := good.Publish(ctx, ev, body); err != nil {
+		t.Fatalf("publishing to the operator's stream: %v", err)
+	}
+	if msgs := srv.Messages("OPS"); len(msgs) != 1 || msgs[0].Subject != "ops.run.failed" {
+		t.Fatalf("OPS stream holds %d messages (%v), want 1 on ops.run.failed", len(msgs), msgs)
+	}
+
+	wrong, _ := NewNATSSink(NATSConfig{URL: srv.URL(), Stream: "OPS", Prefix: "elsewhere"})
+	t.Cleanup(wrong.Close)
+	err = wrong.Publish(ctx, ev, body)
+	if err == nil || !strings.Contains(err.Error(), "OPS") {
+		t.Fatalf("publishing on a subject no stream holds = %v, want an error naming stream OPS", err)
+	}
+}
+
+func TestNewNATSSinkRejectsBadConfig(t *testing.T) {
+	for _, c := range []struct {
+		cfg  NATSConfig
+		want string
+	}{
+		{NATSConfig{}, "no server URL"},
+		{NATSConfig{URL: "http://127.0.0.1:4222"}, "scheme"},
+		{NATSConfig{URL: "nats://"}, "no host"},
+		{NATSConfig{URL: "nats://user:hunter2@:4222"}, "no host"},
+		{NATSConfig{URL: "nats://127.0.0.1", Stream: "a.b"}, "stream name"},
+		{NATSConfig{URL: "nats://127.0.0.1", Prefix: "refit.>"}, "prefix"},
+		{NATSConfig{URL: "nats://127.0.0.1", Prefix: "a..b"}, "prefix"},
+	} {
+		_, err := NewNATSSink(c.cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("NewNATSSink(%+v) = %v, want an error about %s", c.cfg, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("error shows the password: %v", err)
+		}
+	}
+}
+
+// TestNATSSinkDownAtStart: a broker that is not there yet delays events
+// and loses none.
+func TestNATSSinkDownAtStart(t *testing.T) {
+	srv := natstest.Start(t)
+	srv.Kill()
+	s := openStore(t)
+	d, err := New(testConfig(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, _ := NewNATSSink(NATSConfig{URL: srv.URL(), Timeout: 500 * time.Millisecond})
+	t.Cleanup(sink.Close)
+	runSink(t, d, sink)
+	waitFor(t, 5*time.Second, "the sink's cursor", func() bool {
+		var n int
+		s.DB().QueryRow(`SELECT COUNT(*) FROM sinks`).Scan(&n)
+		return n == 1
+	})
+	want := emit(t, s, [2]string{store.EventRunQueued, "a"}, [2]string{store.EventRunQueued, "b"})
+	d.Notify()
+	time.Sleep(300 * time.Millisecond)
+	srv.Restart()
+	waitFor(t, 20*time.Second, "events once the server is up", func() bool {
+		return len(srv.Messages(DefaultNATSStream)) >= len(want)
+	})
+	checkStream(t, srv.Messages(DefaultNATSStream), want)
+}
