@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,4 +234,133 @@ func TestNATSSinkDownAtStart(t *testing.T) {
 		return len(srv.Messages(DefaultNATSStream)) >= len(want)
 	})
 	checkStream(t, srv.Messages(DefaultNATSStream), want)
+}
+
+// BenchmarkNATSSink measures the sink against a real nats-server: burst
+// throughput (2,000 events committed 100 per transaction, until the last
+// is in the stream) and the lag from commit to a subscriber's receipt
+// with one event per commit every 2 ms.
+func BenchmarkNATSSink(b *testing.B) {
+	srv := natstest.Start(b)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	b.Run("burst", func(b *testing.B) {
+		const n = 2000
+		var total time.Duration
+		for i := range b.N {
+			s := openStore(b)
+			d, err := New(Config{Store: s})
+			if err != nil {
+				b.Fatal(err)
+			}
+			prefix := fmt.Sprintf("burst%d", i)
+			sink, _ := NewNATSSink(NATSConfig{URL: srv.URL(), Stream: strings.ToUpper(prefix), Prefix: prefix})
+			var got atomic.Int64
+			all := make(chan struct{})
+			sub, err := nc.Subscribe(prefix+".>", func(*nats.Msg) {
+				if got.Add(1) == n {
+					close(all)
+				}
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			stop := runSink(b, d, sink)
+			waitFor(b, 5*time.Second, "the sink's cursor", func() bool {
+				var c int
+				s.DB().QueryRow(`SELECT COUNT(*) FROM sinks`).Scan(&c)
+				return c == 1
+			})
+			began := time.Now()
+			for j := 0; j < n; j += 100 {
+				err := s.InTx(context.Background(), func(tx *store.Tx) error {
+					for k := j; k < j+100; k++ {
+						if err := tx.Emit(store.EventRunQueued, fmt.Sprintf("task%d", k%50), map[string]int{"n": k}); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				d.Notify()
+			}
+			select {
+			case <-all:
+			case <-time.After(time.Minute):
+				b.Fatalf("%d of %d events arrived", got.Load(), n)
+			}
+			total += time.Since(began)
+			stop()
+			sub.Unsubscribe()
+			sink.Close()
+		}
+		rate := float64(n*b.N) / total.Seconds()
+		b.ReportMetric(rate, "events/s")
+		b.Logf("%d events published to JetStream: %.0f events/s", n, rate)
+	})
+	b.Run("lag", func(b *testing.B) {
+		const n = 500
+		var lags []time.Duration
+		for i := range b.N {
+			s := openStore(b)
+			d, _ := New(Config{Store: s})
+			prefix := fmt.Sprintf("lag%d", i)
+			sink, _ := NewNATSSink(NATSConfig{URL: srv.URL(), Stream: strings.ToUpper(prefix), Prefix: prefix})
+			var mu sync.Mutex
+			committed := map[string]time.Time{}
+			all := make(chan struct{})
+			sub, err := nc.Subscribe(prefix+".>", func(m *nats.Msg) {
+				at := time.Now()
+				var ce cloudEvent
+				json.Unmarshal(m.Data, &ce)
+				mu.Lock()
+				defer mu.Unlock()
+				lags = append(lags, at.Sub(committed[ce.Subject]))
+				if len(lags)%n == 0 {
+					close(all)
+				}
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			stop := runSink(b, d, sink)
+			waitFor(b, 5*time.Second, "the sink's cursor", func() bool {
+				var c int
+				s.DB().QueryRow(`SELECT COUNT(*) FROM sinks`).Scan(&c)
+				return c == 1
+			})
+			for j := range n {
+				subject := fmt.Sprintf("task%d", j)
+				mu.Lock() // the receipt must not beat the commit time's recording
+				err := s.InTx(context.Background(), func(tx *store.Tx) error {
+					return tx.Emit(store.EventRunStarted, subject, map[string]int{"n": j})
+				})
+				committed[subject] = time.Now()
+				mu.Unlock()
+				if err != nil {
+					b.Fatal(err)
+				}
+				d.Notify()
+				time.Sleep(2 * time.Millisecond)
+			}
+			select {
+			case <-all:
+			case <-time.After(time.Minute):
+				b.Fatal("not all events arrived")
+			}
+			stop()
+			sub.Unsubscribe()
+			sink.Close()
+		}
+		slices.Sort(lags)
+		median, p99 := lags[len(lags)/2], lags[len(lags)*99/100]
+		b.ReportMetric(float64(median.Microseconds())/1000, "ms-median-lag")
+		b.ReportMetric(float64(p99.Microseconds())/1000, "ms-p99-lag")
+		b.Logf("%d events, one per commit every 2ms: commit to subscriber median %v, p99 %v", len(lags), median, p99)
+	})
 }
