@@ -1,3 +1,7 @@
+// Package index owns what refit knows about base image references: which
+// digest a tag points to now (Checker), and watching them for changes
+// (Watcher). It does not build or plan: the planner decides what an
+// observed change causes.
 package index
 
 import (
@@ -242,6 +246,53 @@ func (c *Checker) Check(ctx context.Context, ref string, known CheckResult) (Che
 		return CheckResult{Requests: res.Requests}, rerr
 	}
 	return res, nil
+}
+
+// Resolve returns the digest ref (a normalized "registry/repo:tag")
+// points to now: one HEAD on the registry's session (GET when the answer
+// has no digest), within the same per-registry limit and timeout as
+// Check. A reference pinned by digest is returned without a request.
+// Errors are *RegistryError.
+func (c *Checker) Resolve(ctx context.Context, ref string) (string, error) {
+	r, err := c.parse(ref)
+	if err != nil {
+		return "", &RegistryError{Ref: ref, Err: err}
+	}
+	if d, ok := r.(name.Digest); ok {
+		return d.DigestStr(), nil
+	}
+	st := &ckState{}
+	ctx = context.WithValue(ctx, ckStateKey{}, st)
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	host := r.Context().RegistryStr()
+	h := c.host(host)
+	select {
+	case h.sem <- struct{}{}:
+	case <-ctx.Done():
+		return "", &RegistryError{Ref: ref, Err: fmt.Errorf("waiting for a request slot for %s: %w", host, ctx.Err())}
+	}
+	defer func() { <-h.sem }()
+	p, err := c.puller(host, h)
+	if err != nil {
+		return "", &RegistryError{Ref: ref, Err: err}
+	}
+	opts := []remote.Option{remote.Reuse(p), remote.WithContext(ctx)}
+	desc, err := remote.Head(r, opts...)
+	if err == nil {
+		return desc.Digest.String(), nil
+	}
+	if st.headAnswered() {
+		var d *remote.Descriptor
+		if d, err = remote.Get(r, opts...); err == nil {
+			return d.Digest.String(), nil
+		}
+	}
+	rerr := c.registryError(ctx, ref, st, err)
+	if rerr.Status == http.StatusUnauthorized || rerr.Status == http.StatusForbidden {
+		c.dropPuller(h, p)
+	}
+	return "", rerr
 }
 
 // check does the requests of one Check.

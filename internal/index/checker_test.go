@@ -749,3 +749,36 @@ func TestCheckerRedact(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckerResolve: a run's base look-up is one HEAD on the session the
+// watcher's checks set up, nothing for a pinned digest, and a clear error
+// naming the reference for a missing tag.
+func TestCheckerResolve(t *testing.T) {
+	cnt, host := ckServe(t, nil)
+	ref := host + "/lib/app:1"
+	img := ckImage(t, "linux", "amd64")
+	ckPush(t, ref, img)
+	dig := ckDigest(t, img)
+	c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
+	ckCheck(t, c, ref, CheckResult{}) // the watcher's first check sets up the session
+
+	cnt.reset()
+	got, err := c.Resolve(context.Background(), ref)
+	if err != nil || got != dig {
+		t.Fatalf("Resolve(%s) = %s, %v; want %s", ref, got, err, dig)
+	}
+	ckWantCounts(t, cnt, map[string]int{"HEAD /v2/lib/app/manifests/1": 1})
+
+	cnt.reset()
+	pinned := host + "/lib/app@" + dig
+	if got, err := c.Resolve(context.Background(), pinned); err != nil || got != dig {
+		t.Errorf("Resolve(%s) = %s, %v; want the pinned digest", pinned, got, err)
+	}
+	ckWantCounts(t, cnt, map[string]int{})
+
+	_, err = c.Resolve(context.Background(), host+"/lib/app:missing")
+	var rerr *RegistryError
+	if !errors.As(err, &rerr) || rerr.Status != http.StatusNotFound || !strings.Contains(err.Error(), "lib/app:missing") {
+		t.Errorf("Resolve of a missing tag = %v, want a 404 naming the reference", err)
+	}
+}

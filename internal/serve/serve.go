@@ -66,6 +66,9 @@ type Config struct {
 	// (/hooks/registry/{distribution,harbor,dockerhub,acr}), one secret
 	// per format; a format without a secret is refused.
 	HookSecrets map[string]string
+	// CheckTimeout bounds one look-up of a base reference at its registry
+	// (waiting for a slot included). Default 20 s.
+	CheckTimeout time.Duration
 	// WatchAllow and WatchDeny restrict which registries the watcher
 	// checks (empty allow = all).
 	WatchAllow, WatchDeny []string
@@ -228,12 +231,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 
+	// One registry client for the watcher's checks and the runs' base
+	// lookups, so both share sessions and per-registry limits.
+	checker := index.NewChecker(index.CheckerConfig{Insecure: insecure, Timeout: cfg.CheckTimeout})
+
 	// Runs, and the planner that creates them from base updates.
 	var planner *plan.Planner
 	run, err := runner.New(ctx, runner.Config{
 		Store:        st,
 		Builder:      build.New(func() string { return bkAddr }),
-		Resolver:     &index.Resolver{Insecure: insecure},
+		Resolver:     checker,
 		Registry:     regAddr,
 		Insecure:     cfg.Insecure,
 		WorkDir:      filepath.Join(data, "work"),
@@ -267,7 +274,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	metrics := prometheus.NewRegistry()
 	watcher, err := index.NewWatcher(index.WatcherConfig{
 		Store:    st,
-		Checker:  index.NewChecker(index.CheckerConfig{Insecure: insecure}),
+		Checker:  checker,
 		Observer: observer{planner},
 		Interval: cfg.PollInterval,
 		Allow:    cfg.WatchAllow,
