@@ -88,6 +88,7 @@ then, in another shell, define a task and run it:
 		newExplainCmd(g),
 		newSubscriptionsCmd(g),
 		newEventsCmd(g),
+		newRegistryCmd(g),
 	)
 	return root
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/docker/cli/cli/config"
+	"github.com/docker/cli/cli/config/types"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/session"
@@ -60,13 +61,22 @@ type Result struct {
 
 // Builder builds with the BuildKit daemon at an address.
 type Builder struct {
-	addr func() string
+	addr  func() string
+	creds Credentials
+}
+
+// Credentials looks up a registry login that refit stores (see package
+// regauth); ok is false when it has none for host.
+type Credentials interface {
+	Lookup(ctx context.Context, host string) (username, password string, ok bool, err error)
 }
 
 // New returns a Builder that connects to the address addr returns at each
 // build (unix://, tcp://, docker-container://), so a restarted daemon on a
-// new socket is picked up.
-func New(addr func() string) *Builder { return &Builder{addr: addr} }
+// new socket is picked up. BuildKit asks it for registry credentials
+// (pulls and pushes): creds first, when not nil, then the Docker config
+// and its credential helpers.
+func New(addr func() string, creds Credentials) *Builder { return &Builder{addr: addr, creds: creds} }
 
 // Build solves the request with the dockerfile frontend and pushes the
 // result. Progress updates are sent on status, which Build closes when it
@@ -142,14 +152,13 @@ func (b *Builder) Build(ctx context.Context, req Request, status chan *client.So
 		}
 	}
 
-	cfg := config.LoadDefaultConfigFile(os.Stderr)
 	opt := client.SolveOpt{
 		Frontend:      "dockerfile.v0",
 		FrontendAttrs: attrs,
 		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
 		Exports:       []client.ExportEntry{{Type: client.ExporterImage, Attrs: export}},
 		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
-			AuthConfigProvider: authprovider.LoadAuthConfig(cfg),
+			AuthConfigProvider: b.authConfig(),
 		})},
 	}
 	resp, err := c.Solve(ctx, nil, opt, status)
@@ -161,4 +170,22 @@ func (b *Builder) Build(ctx context.Context, req Request, status chan *client.So
 		return Result{}, fmt.Errorf("building %s: buildkit reported no image digest", req.Names[0])
 	}
 	return Result{Digest: dgst}, nil
+}
+
+// authConfig answers BuildKit's credential requests: refit's stored login
+// for the host, else the Docker config's.
+func (b *Builder) authConfig() authprovider.AuthConfigProvider {
+	docker := authprovider.LoadAuthConfig(config.LoadDefaultConfigFile(os.Stderr))
+	return func(ctx context.Context, host string, scope []string, check authprovider.ExpireCachedAuthCheck) (types.AuthConfig, error) {
+		if b.creds != nil {
+			user, pass, ok, err := b.creds.Lookup(ctx, host)
+			if err != nil {
+				return types.AuthConfig{}, err
+			}
+			if ok {
+				return types.AuthConfig{Username: user, Password: pass, ServerAddress: host}, nil
+			}
+		}
+		return docker(ctx, host, scope, check)
+	}
 }

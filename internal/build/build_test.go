@@ -48,7 +48,7 @@ func TestPinBeatsTag(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+baseRef+"\nRUN test ! -e /etc/patch-level\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := build.New(d.Address)
+	b := build.New(d.Address, nil)
 	res, err := b.Build(ctx, build.Request{
 		ContextDir: dir,
 		Pins:       map[string]string{baseRef: baseRef + "@" + oldDigest.String()},

@@ -309,3 +309,24 @@ func (c *Client) Stream(ctx context.Context, after int64, fn func(id, typ string
 	}
 	return sc.Err()
 }
+
+// ListRegistryCredentials lists the registry logins refit stores (without
+// passwords).
+func (c *Client) ListRegistryCredentials(ctx context.Context) ([]store.RegistryCredential, error) {
+	var out []store.RegistryCredential
+	err := c.do(ctx, http.MethodGet, "/api/v1/registries", nil, &out)
+	return out, err
+}
+
+// PutRegistryCredential stores a login for a registry host.
+func (c *Client) PutRegistryCredential(ctx context.Context, host, username, password string) (store.RegistryCredential, error) {
+	var out store.RegistryCredential
+	err := c.do(ctx, http.MethodPut, "/api/v1/registries/"+url.PathEscape(host),
+		map[string]string{"username": username, "password": password}, &out)
+	return out, err
+}
+
+// DeleteRegistryCredential removes the login stored for a registry host.
+func (c *Client) DeleteRegistryCredential(ctx context.Context, host string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/registries/"+url.PathEscape(host), nil, nil)
+}

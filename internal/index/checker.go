@@ -538,6 +538,16 @@ func (c *Checker) puller(host string, h *ckHost) (*remote.Puller, error) {
 	return p, nil
 }
 
+// ForgetSessions drops every registry session, so that the next request
+// to each registry resolves its credentials anew (after a login changed).
+func (c *Checker) ForgetSessions() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range c.hosts {
+		h.puller = nil
+	}
+}
+
 // dropPuller forgets p, if it is still the host's session.
 func (c *Checker) dropPuller(h *ckHost, p *remote.Puller) {
 	c.mu.Lock()

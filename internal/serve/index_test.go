@@ -38,7 +38,9 @@ func startRefitWith(t *testing.T, cfg serve.Config) *refit {
 		cfg.DataDir = t.TempDir()
 	}
 	cfg.Listen, cfg.RegistryListen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	cfg.Out = io.Discard
 	s, err := serve.Start(ctx, cfg)
 	if err != nil {

@@ -6,6 +6,7 @@
 package serve
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ import (
 	"github.com/refit-dev/refit/internal/hook"
 	"github.com/refit-dev/refit/internal/index"
 	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/regauth"
 	"github.com/refit-dev/refit/internal/registry"
 	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/server"
@@ -66,6 +68,9 @@ type Config struct {
 	// (/hooks/registry/{distribution,harbor,dockerhub,acr}), one secret
 	// per format; a format without a secret is refused.
 	HookSecrets map[string]string
+	// SecretKeyFile holds the key that seals stored registry passwords
+	// (created when missing). Default <DataDir>/secret.key.
+	SecretKeyFile string
 	// CheckTimeout bounds one look-up of a base reference at its registry
 	// (waiting for a slot included). Default 20 s.
 	CheckTimeout time.Duration
@@ -165,6 +170,23 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cleanups = append(cleanups, func(context.Context) error { return st.Close() })
 
+	// Registry logins stored in refit, sealed with the secret key; the
+	// checker drops its sessions when one changes.
+	keyFile := cmp.Or(cfg.SecretKeyFile, filepath.Join(data, "secret.key"))
+	key, err := regauth.LoadKey(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	var checker *index.Checker
+	creds, err := regauth.New(regauth.Config{Store: st, Key: key, Changed: func(string) {
+		if checker != nil {
+			checker.ForgetSessions()
+		}
+	}})
+	if err != nil {
+		return nil, err
+	}
+
 	tokenFile := filepath.Join(data, "admin-token")
 	newToken, err := ensureAdminToken(ctx, st, tokenFile)
 	if err != nil {
@@ -233,13 +255,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	// One registry client for the watcher's checks and the runs' base
 	// lookups, so both share sessions and per-registry limits.
-	checker := index.NewChecker(index.CheckerConfig{Insecure: insecure, Timeout: cfg.CheckTimeout})
+	checker = index.NewChecker(index.CheckerConfig{Keychain: creds, Insecure: insecure, Timeout: cfg.CheckTimeout})
 
 	// Runs, and the planner that creates them from base updates.
 	var planner *plan.Planner
 	run, err := runner.New(ctx, runner.Config{
 		Store:        st,
-		Builder:      build.New(func() string { return bkAddr }),
+		Builder:      build.New(func() string { return bkAddr }, creds),
 		Resolver:     checker,
 		Registry:     regAddr,
 		Insecure:     cfg.Insecure,
@@ -386,9 +408,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		ValidateTarget: func(u string) error {
 			return events.ValidateTarget(u, cfg.SubscriptionHosts)
 		},
-		Ready:   ready,
-		Logger:  log.With("component", "api"),
-		Metrics: metrics,
+		Credentials: creds,
+		Ready:       ready,
+		Logger:      log.With("component", "api"),
+		Metrics:     metrics,
 	})
 	apiSrv := &http.Server{
 		Handler:           api,

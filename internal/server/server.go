@@ -67,6 +67,9 @@ type Config struct {
 	// ValidateTarget vets a subscription URL (scheme, host allow-list);
 	// nil = any absolute http(s) URL.
 	ValidateTarget func(url string) error
+	// Credentials stores registry logins for /api/v1/registries; nil =
+	// not served.
+	Credentials registryCredentials
 	// Ready reports whether refit can build now (for /readyz); nil = always.
 	Ready func(ctx context.Context) error
 	// Logger gets one line per request error. nil = discard.
@@ -156,6 +159,11 @@ func New(cfg Config) *Server {
 			cfg.Stream.ServeHTTP(w, r)
 			return nil
 		}))
+	}
+	if cfg.Credentials != nil {
+		api("GET /api/v1/registries", s.listCredentials)
+		api("PUT /api/v1/registries/{host}", s.putCredential)
+		api("DELETE /api/v1/registries/{host}", s.deleteCredential)
 	}
 	api("GET /api/v1/whoami", func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, map[string]string{"user": user(r)})
