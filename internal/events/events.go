@@ -292,6 +292,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 					drained = true
 				}
 			}
+			// A pending wake-up (a redelivery, a subscription deleted) may
+			// have changed which deliveries head their lines: query
+			// afresh rather than start the kept heads.
+			select {
+			case <-d.wake:
+				full = true
+			default:
+			}
 		case <-timer.C:
 		}
 	}
