@@ -304,3 +304,99 @@ func TestMoveBeforeFirstCheck(t *testing.T) {
 		t.Errorf("after a second seed the index says %s, want sha256:moved", b.Digest)
 	}
 }
+
+// TestGraphFollowsTaskChanges: the planner's cached task graph is rebuilt
+// when tasks are created, changed or deleted — a change after each sees
+// the tasks as they are now.
+func TestGraphFollowsTaskChanges(t *testing.T) {
+	f := newFixture(t)
+	ref := "docker.io/library/debian:12"
+	f.addTask(t, task.Spec{Name: "a"}, "FROM debian:12\n")
+	f.observe(t, ref, "sha256:0", "linux/amd64", "sha256:00")
+	tasksOf := func(res plan.Result) []string {
+		var out []string
+		for _, r := range res.Runs {
+			out = append(out, r.Task)
+		}
+		slices.Sort(out)
+		return out
+	}
+	ctx := context.Background()
+	release := func() { // end the waiting runs so the next change makes new ones
+		t.Helper()
+		for _, r := range f.runs(t) {
+			if r.State == store.StateQueued {
+				if _, err := f.st.DB().Exec(`UPDATE runs SET state = 'succeeded' WHERE id = $1`, r.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+
+	if got := tasksOf(f.observe(t, ref, "sha256:1", "linux/amd64", "sha256:11")); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("first change ran %v, want [a]", got)
+	}
+	release()
+	f.addTask(t, task.Spec{Name: "b"}, "FROM debian:12\n")
+	if got := tasksOf(f.observe(t, ref, "sha256:2", "linux/amd64", "sha256:22")); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("after creating b: %v, want [a b]", got)
+	}
+	release()
+	res, err := dockerfile.Parse(strings.NewReader("FROM alpine:3\n"), dockerfile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.SetTaskBases(ctx, "b", res.Bases); err != nil { // b now builds on alpine
+		t.Fatal(err)
+	}
+	if got := tasksOf(f.observe(t, ref, "sha256:3", "linux/amd64", "sha256:33")); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("after b moved to alpine: %v, want [a]", got)
+	}
+	release()
+	if err := f.st.DeleteTask(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := tasksOf(f.observe(t, ref, "sha256:4", "linux/amd64", "sha256:44")); len(got) != 0 {
+		t.Fatalf("after deleting a: %v, want none", got)
+	}
+}
+
+// BenchmarkObserveAtScale: a change of one of 2,000 references with
+// 10,000 tasks, planned with the task graph built (cold: the task set
+// just changed) and cached (warm).
+func BenchmarkObserveAtScale(b *testing.B) {
+	f := newFixture(b)
+	const tasks, refs = 10000, 2000
+	for k := range tasks {
+		f.addTask(b, task.Spec{Name: fmt.Sprintf("t%05d", k)}, fmt.Sprintf("FROM registry.example/base%04d:1\nRUN true\n", k%refs))
+	}
+	ref := func(i int) string { return fmt.Sprintf("registry.example/base%04d:1", i) }
+	for i := range refs {
+		f.observe(b, ref(i), "sha256:0", "linux/amd64", "sha256:00")
+	}
+	var cold, warm []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		// A task changed: the next change rebuilds the graph.
+		if _, err := f.st.DB().Exec(`UPDATE tasks SET bases = bases || ' ' WHERE name = 't00000'`); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if res := f.observe(b, ref(2*i%refs), fmt.Sprintf("sha256:c%d", i), "linux/amd64", fmt.Sprintf("sha256:c%d", i)); len(res.Runs) != tasks/refs {
+			b.Fatalf("cold: %d runs, want %d", len(res.Runs), tasks/refs)
+		}
+		cold = append(cold, time.Since(start))
+		start = time.Now()
+		if res := f.observe(b, ref((2*i+1)%refs), fmt.Sprintf("sha256:w%d", i), "linux/amd64", fmt.Sprintf("sha256:w%d", i)); len(res.Runs) != tasks/refs {
+			b.Fatalf("warm: %d runs, want %d", len(res.Runs), tasks/refs)
+		}
+		warm = append(warm, time.Since(start))
+	}
+	slices.Sort(cold)
+	slices.Sort(warm)
+	c, w := cold[len(cold)/2], warm[len(warm)/2]
+	b.ReportMetric(float64(c.Microseconds())/1000, "ms-cold")
+	b.ReportMetric(float64(w.Microseconds())/1000, "ms-warm")
+	b.Logf("%d tasks, %d references: one change planned in %v with the graph rebuilt, %v with it cached (ratio %.1f)",
+		tasks, refs, c, w, float64(c)/float64(w))
+}

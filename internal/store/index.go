@@ -303,6 +303,17 @@ func (t *Tx) AddObservation(o Observation) (int64, error) {
 	return id, nil
 }
 
+// TasksVersion returns a number that changes whenever a task is created,
+// deleted, or its spec or bases change: what was derived from Tasks at one
+// version holds while the version is the same.
+func (t *Tx) TasksVersion() (int64, error) {
+	var v int64
+	if err := t.tx.QueryRowContext(t.ctx, `SELECT version FROM tasks_version WHERE id = 1`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("reading the tasks version: %w", translate(err))
+	}
+	return v, nil
+}
+
 // Tasks returns every task.
 func (t *Tx) Tasks() ([]Task, error) {
 	rows, err := t.tx.QueryContext(t.ctx, `SELECT spec, bases, created_at, updated_at FROM tasks ORDER BY name`)
