@@ -245,6 +245,40 @@ deliveries to subscriptions, and send them again.`,
 	redeliver.Flags().BoolVar(&rr.Dead, "dead", false, "only dead-lettered deliveries")
 	redeliver.Flags().StringVar(&rr.Subscription, "subscription", "", "only this subscription")
 
-	cmd.AddCommand(list, tail, deliveries, redeliver)
+	var discardSub string
+	var discardDead bool
+	discard := &cobra.Command{
+		Use:   "discard --dead [EVENT-ID] [--subscription ID]",
+		Short: "Delete dead-lettered deliveries you will not redeliver",
+		Long: `Dead-lettered deliveries (and their events) are kept until redelivered or
+discarded. Discard deletes them; pending deliveries are never deleted. The
+events go at the next pruning once no delivery holds them.`,
+		Example: `  refit events discard --dead --subscription s-1a2b3c4d
+  refit events discard --dead 7f0c…`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if !discardDead {
+				return fmt.Errorf("only dead-lettered deliveries can be discarded: say --dead")
+			}
+			id := ""
+			if len(a) == 1 {
+				id = a[0]
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			n, err := c.DiscardDead(cmd.Context(), discardSub, id)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "%d dead-lettered deliveries discarded\n", n)
+			return nil
+		},
+	}
+	discard.Flags().BoolVar(&discardDead, "dead", false, "dead-lettered deliveries (required)")
+	discard.Flags().StringVar(&discardSub, "subscription", "", "only this subscription")
+
+	cmd.AddCommand(list, tail, deliveries, redeliver, discard)
 	return cmd
 }

@@ -274,6 +274,22 @@ func (c *Client) Redeliver(ctx context.Context, req any) (int, error) {
 	return v.Redelivered, c.do(ctx, http.MethodPost, "/api/v1/events/redeliver", req, &v)
 }
 
+// DiscardDead deletes dead-lettered deliveries (of one subscription or
+// event when given) and returns how many.
+func (c *Client) DiscardDead(ctx context.Context, subscription, eventID string) (int, error) {
+	q := url.Values{"state": {"dead"}}
+	if subscription != "" {
+		q.Set("subscription", subscription)
+	}
+	if eventID != "" {
+		q.Set("event", eventID)
+	}
+	var v struct {
+		Discarded int `json:"discarded"`
+	}
+	return v.Discarded, c.do(ctx, http.MethodDelete, "/api/v1/deliveries?"+q.Encode(), nil, &v)
+}
+
 // Stream follows the Server-Sent Events stream after seq, calling fn with
 // each event's id (its seq), type and data, until ctx ends or fn errs.
 func (c *Client) Stream(ctx context.Context, after int64, fn func(id, typ string, data []byte) error) error {

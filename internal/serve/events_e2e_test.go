@@ -171,6 +171,11 @@ func TestBaseUpdateEventsDelivered(t *testing.T) {
 		}
 	}
 
+	// Nothing was dead-lettered: discarding dead deliveries finds none.
+	if n, err := r.c.DiscardDead(ctx, sub.ID, ""); err != nil || n != 0 {
+		t.Errorf("DiscardDead = %d, %v; want 0 (nothing dead)", n, err)
+	}
+
 	// The SSE stream replays the same events from the start, in order.
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -23,6 +23,7 @@ type eventStore interface {
 	DeleteSubscription(ctx context.Context, id string) error
 	ListDeliveries(ctx context.Context, f store.DeliveryFilter) ([]store.Delivery, error)
 	Redeliver(ctx context.Context, f store.RedeliverFilter) (int, error)
+	DiscardDead(ctx context.Context, f store.DiscardFilter) (int, error)
 }
 
 // eventTypes are the event types a subscription may ask for (read only).
@@ -151,4 +152,19 @@ func (s *Server) redeliver(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]int{"redelivered": n})
+}
+
+// discardDead deletes dead-lettered deliveries:
+// DELETE /api/v1/deliveries?state=dead[&subscription=ID][&event=ID].
+// Only dead ones may be deleted; state=dead must be said.
+func (s *Server) discardDead(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if q.Get("state") != "dead" {
+		return &invalidError{fmt.Errorf("only dead-lettered deliveries can be deleted: add state=dead")}
+	}
+	n, err := s.cfg.Events.DiscardDead(r.Context(), store.DiscardFilter{Subscription: q.Get("subscription"), EventID: q.Get("event")})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]int{"discarded": n})
 }

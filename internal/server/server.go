@@ -144,6 +144,7 @@ func New(cfg Config) *Server {
 	api("GET /api/v1/events", s.listEvents)
 	api("POST /api/v1/events/redeliver", s.redeliver)
 	api("GET /api/v1/deliveries", s.listDeliveries)
+	api("DELETE /api/v1/deliveries", s.discardDead)
 	if cfg.Stream != nil {
 		s.mux.Handle("GET /api/v1/events/stream", s.auth(func(w http.ResponseWriter, r *http.Request) error {
 			// after=-1 means "from now on".

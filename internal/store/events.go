@@ -487,6 +487,26 @@ func (s *Store) Redeliver(ctx context.Context, f RedeliverFilter) (int, error) {
 	return int(n), nil
 }
 
+// DiscardFilter selects dead-lettered deliveries to delete.
+type DiscardFilter struct {
+	EventID      string // "" = any event
+	Subscription string // "" = all subscriptions
+}
+
+// DiscardDead deletes dead-lettered deliveries (only those: a pending one
+// is never dropped) and returns how many; their events are then pruned
+// like delivered ones.
+func (s *Store) DiscardDead(ctx context.Context, f DiscardFilter) (int, error) {
+	res, err := s.write.ExecContext(ctx, `DELETE FROM deliveries WHERE state = 'dead'
+		AND ($1 = '' OR subscription_id = $1)
+		AND ($2 = '' OR event_seq IN (SELECT seq FROM events WHERE id = $2))`, f.Subscription, f.EventID)
+	if err != nil {
+		return 0, fmt.Errorf("discarding dead-lettered deliveries: %w", translate(err))
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
 // PruneEvents deletes events older than before whose deliveries all
 // succeeded (dead-lettered and pending ones are kept), with those
 // deliveries; it returns how many events went.

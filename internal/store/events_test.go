@@ -140,3 +140,42 @@ func TestSinkCursor(t *testing.T) {
 		t.Fatalf("PruneEvents after dropping the sink = %d, %v; want 1", n, err)
 	}
 }
+
+// TestDiscardDead: discarding drops dead-lettered deliveries only, and
+// their events are pruned after; a pending delivery keeps its event.
+func TestDiscardDead(t *testing.T) {
+	s, _ := open(t)
+	ctx := t.Context()
+	sub, err := s.CreateSubscription(ctx, store.Subscription{URL: "http://127.0.0.1:1/hook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := emitEvents(t, s, "dead", "pending")
+	if _, err := s.FanOut(ctx, sub, evs, evs[1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordAttempt(ctx, sub.ID, evs[0].Seq, store.DeliveryResult{Dead: true, Error: "gave up"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PruneEvents(ctx, time.Now().Add(time.Hour)); err != nil || n != 0 {
+		t.Fatalf("PruneEvents with a dead and a pending delivery = %d, %v; want 0", n, err)
+	}
+	if n, err := s.DiscardDead(ctx, store.DiscardFilter{Subscription: "s-other"}); err != nil || n != 0 {
+		t.Fatalf("DiscardDead of another subscription = %d, %v; want 0", n, err)
+	}
+	n, err := s.DiscardDead(ctx, store.DiscardFilter{Subscription: sub.ID})
+	if err != nil || n != 1 {
+		t.Fatalf("DiscardDead = %d, %v; want 1", n, err)
+	}
+	ds, err := s.ListDeliveries(ctx, store.DeliveryFilter{Subscription: sub.ID})
+	if err != nil || len(ds) != 1 || ds[0].State != "pending" {
+		t.Fatalf("deliveries left: %+v, %v; want the pending one", ds, err)
+	}
+	if n, err := s.PruneEvents(ctx, time.Now().Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("PruneEvents after discarding = %d, %v; want the discarded event", n, err)
+	}
+	left, _ := s.ListEvents(ctx, store.EventFilter{})
+	if len(left) != 1 || left[0].ID != evs[1].ID {
+		t.Errorf("events left %+v, want only the pending one", left)
+	}
+}
