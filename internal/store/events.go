@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -293,8 +294,9 @@ func (s *Store) FanOut(ctx context.Context, sub Subscription, matched []Event, c
 		for _, e := range matched {
 			// The first pending delivery of its line is the line's head.
 			if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (subscription_id, event_seq, subject, state, next_attempt_at, head)
-				SELECT $1, $2, $3, 'pending', $4, NOT EXISTS (SELECT 1 FROM deliveries p
-					WHERE p.subscription_id = $1 AND p.subject = $3 AND p.state = 'pending')
+				SELECT CAST($1 AS TEXT), CAST($2 AS BIGINT), CAST($3 AS TEXT), 'pending', CAST($4 AS TEXT),
+					CASE WHEN EXISTS (SELECT 1 FROM deliveries p
+						WHERE p.subscription_id = $1 AND p.subject = $3 AND p.state = 'pending') THEN 0 ELSE 1 END
 				WHERE true ON CONFLICT DO NOTHING`, sub.ID, e.Seq, e.Subject, now); err != nil {
 				return err
 			}
@@ -560,7 +562,7 @@ func (s *Store) OldestPending(ctx context.Context) (map[string]time.Time, error)
 func (s *Store) SinkCursor(ctx context.Context, name string) (int64, error) {
 	var cursor int64
 	err := s.quietTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO sinks (name, cursor) SELECT $1, COALESCE(MAX(seq), 0) FROM events
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sinks (name, cursor) SELECT CAST($1 AS TEXT), COALESCE(MAX(seq), 0) FROM events
 			WHERE true ON CONFLICT (name) DO NOTHING`, name); err != nil {
 			return err
 		}
@@ -586,8 +588,33 @@ func (s *Store) AdvanceSink(ctx context.Context, name string, cursor int64) erro
 // longer configured holds back no pruning. A sink configured again later
 // starts from then.
 func (s *Store) KeepSinks(ctx context.Context, names ...string) error {
-	keep, _ := json.Marshal(nonNilStrings(names))
-	_, err := s.write.ExecContext(ctx, `DELETE FROM sinks WHERE name NOT IN (SELECT value FROM json_each($1))`, string(keep))
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT name FROM sinks`)
+		if err != nil {
+			return err
+		}
+		var drop []string
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return err
+			}
+			if !slices.Contains(names, n) {
+				drop = append(drop, n)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, n := range drop {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM sinks WHERE name = $1`, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("forgetting unconfigured sinks: %w", translate(err))
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/store"
 )
 
@@ -177,5 +178,58 @@ func TestDiscardDead(t *testing.T) {
 	left, _ := s.ListEvents(ctx, store.EventFilter{})
 	if len(left) != 1 || left[0].ID != evs[1].ID {
 		t.Errorf("events left %+v, want only the pending one", left)
+	}
+}
+
+// TestEventsInCommitOrderOnPostgres: with two writers (two processes on
+// one database), an event emitted by a later transaction can neither take
+// a lower seq nor become visible before the earlier one commits — so a
+// subscriber's cursor never passes over an event still in flight.
+func TestEventsInCommitOrderOnPostgres(t *testing.T) {
+	if !pgtest.Wanted() {
+		t.Skip("PostgreSQL only (" + pgtest.EnvRequire + "=1)")
+	}
+	url := pgtest.URL(t)
+	a, b := openAt(t, url), openAt(t, url)
+	ctx := t.Context()
+
+	emitted := make(chan struct{})
+	release := make(chan struct{})
+	aDone := make(chan error, 1)
+	go func() {
+		aDone <- a.InTx(ctx, func(tx *store.Tx) error {
+			if err := tx.Emit(store.EventTaskChanged, "first", map[string]string{"by": "a"}); err != nil {
+				return err
+			}
+			close(emitted)
+			<-release // hold the transaction open
+			return nil
+		})
+	}()
+	<-emitted
+	bDone := make(chan error, 1)
+	go func() {
+		bDone <- b.InTx(ctx, func(tx *store.Tx) error {
+			return tx.Emit(store.EventTaskChanged, "second", map[string]string{"by": "b"})
+		})
+	}()
+	select {
+	case err := <-bDone:
+		t.Fatalf("the second writer committed its event (%v) while the first one's was uncommitted", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if evs, _ := b.ListEvents(ctx, store.EventFilter{}); len(evs) != 0 {
+		t.Fatalf("events visible while the first is uncommitted: %+v", evs)
+	}
+	close(release)
+	if err := <-aDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-bDone; err != nil {
+		t.Fatal(err)
+	}
+	evs, err := b.ListEvents(ctx, store.EventFilter{})
+	if err != nil || len(evs) != 2 || evs[0].Subject != "first" || evs[1].Subject != "second" || evs[0].Seq >= evs[1].Seq {
+		t.Fatalf("events %+v, %v; want first then second, in seq order", evs, err)
 	}
 }

@@ -1,9 +1,10 @@
 // Package store owns refit's persistent state: tasks, runs, run logs and API
 // tokens, and the schema migrations that hold them. It is the only package
 // that writes SQL. The embedded dialect is SQLite (WAL, one writer
-// connection shared with the job queue, a separate pool for reads); the
-// SQL is written with $N placeholders and portable types so PostgreSQL can
-// share it.
+// connection shared with the job queue, a separate pool for reads);
+// PostgreSQL (Config.URL) runs the same SQL — $N placeholders, portable
+// types — with its own migrations, the same one-writer-connection model,
+// and events numbered in commit order (see its migration 0003).
 //
 // Driver errors are translated at this boundary: callers see ErrNotFound
 // and ErrExists, never sql.ErrNoRows.
@@ -24,6 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -41,6 +44,7 @@ var migrations embed.FS
 type Store struct {
 	write *sql.DB // one connection: SQLite has one writer; shared with River
 	read  *sql.DB // readers, for API queries
+	pg    bool    // PostgreSQL rather than SQLite
 
 	onCommit atomic.Pointer[func()]
 }
@@ -58,8 +62,12 @@ func (s *Store) OnCommit(fn func()) {
 
 // Config configures Open.
 type Config struct {
-	// Path is the SQLite database file (required). Its directory must exist.
+	// Path is the SQLite database file. Its directory must exist.
 	Path string
+	// URL, instead of Path, is a PostgreSQL database:
+	// postgres://user:password@host:5432/refit?sslmode=... (the database
+	// must exist; refit creates its tables).
+	URL string
 	// ReadConns bounds the read pool. Default 4.
 	ReadConns int
 }
@@ -67,11 +75,16 @@ type Config struct {
 // Open opens (creating if needed) the database and applies pending
 // migrations.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	if cfg.Path == "" {
-		return nil, errors.New("opening store: no database path")
-	}
 	if cfg.ReadConns <= 0 {
 		cfg.ReadConns = 4
+	}
+	switch {
+	case cfg.Path != "" && cfg.URL != "":
+		return nil, errors.New("opening store: give a SQLite path or a PostgreSQL URL, not both")
+	case cfg.URL != "":
+		return openPostgres(ctx, cfg)
+	case cfg.Path == "":
+		return nil, errors.New("opening store: no database path")
 	}
 	abs, err := filepath.Abs(cfg.Path)
 	if err != nil {
@@ -89,26 +102,62 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", abs, err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetConnMaxIdleTime(0)
-	if err := w.PingContext(ctx); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("opening store %s: %w", abs, err)
-	}
-	s := &Store{write: w}
-	if err := s.migrate(ctx); err != nil {
-		w.Close()
-		return nil, err
-	}
 	r, err := sql.Open("sqlite", dsn("query_only(1)"))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("opening store %s for reading: %w", abs, err)
 	}
-	r.SetMaxOpenConns(cfg.ReadConns)
-	s.read = r
+	return finishOpen(ctx, &Store{write: w, read: r}, cfg, abs)
+}
+
+// openPostgres opens a PostgreSQL database: one writer connection (as
+// with SQLite, the job queue shares it and writes are serialized) and a
+// read pool.
+func openPostgres(ctx context.Context, cfg Config) (*Store, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return nil, fmt.Errorf("opening store: database URL %s: want postgres://user@host:port/database", redactURL(cfg.URL))
+	}
+	name := redactURL(cfg.URL)
+	w, err := sql.Open("pgx", cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", name, err)
+	}
+	r, err := sql.Open("pgx", cfg.URL)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("opening store %s for reading: %w", name, err)
+	}
+	return finishOpen(ctx, &Store{write: w, read: r, pg: true}, cfg, name)
+}
+
+// finishOpen sizes the pools, checks the writer answers and migrates.
+func finishOpen(ctx context.Context, s *Store, cfg Config, name string) (*Store, error) {
+	s.write.SetMaxOpenConns(1)
+	s.write.SetConnMaxIdleTime(0)
+	s.read.SetMaxOpenConns(cfg.ReadConns)
+	if err := s.write.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("opening store %s: %w", name, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
+
+// redactURL drops the password from a database URL, for messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// Postgres reports whether the store is on PostgreSQL (else SQLite).
+func (s *Store) Postgres() bool { return s.pg }
 
 // DB returns the single writer connection pool, for the job queue's driver,
 // which must share it (SQLite allows one writer).
@@ -123,7 +172,11 @@ func (s *Store) migrate(ctx context.Context) error {
 	if _, err := s.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS refit_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
 		return fmt.Errorf("creating migrations table: %w", err)
 	}
-	files, err := fs.Glob(migrations, "migrations/sqlite/*.up.sql")
+	dialect := "sqlite"
+	if s.pg {
+		dialect = "postgres"
+	}
+	files, err := fs.Glob(migrations, "migrations/"+dialect+"/*.up.sql")
 	if err != nil {
 		return fmt.Errorf("listing migrations: %w", err)
 	}
@@ -141,6 +194,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		// Check and apply in one transaction: two processes opening a new
 		// database at once apply each migration once.
 		err = s.tx(ctx, func(tx *sql.Tx) error {
+			if s.pg { // SQLite's immediate transactions already exclude each other
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7306118)`); err != nil {
+					return err
+				}
+			}
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM refit_migrations WHERE version = $1`, v).Scan(&n); err != nil {
 				return err
@@ -211,6 +269,10 @@ func parseTime(s string) time.Time {
 func translate(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
+		return fmt.Errorf("%w: %v", ErrExists, err)
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
