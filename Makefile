@@ -19,6 +19,7 @@ packages:
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v nats-server >/dev/null || missing="$$missing nats-server"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	test -x /usr/lib/git-core/git-http-backend || missing="$$missing git"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
@@ -45,10 +46,15 @@ build:
 run: deps build
 	./scripts/quickstart.sh
 
-# The whole test suite, with a real BuildKit, registry and git server.
+# The whole test suite, with a real BuildKit, registry, git server and
+# nats-server; then again on a real PostgreSQL for everything that keeps
+# state (the tests start their own cluster on a loopback port).
+PG_PACKAGES := ./internal/store/ ./internal/events/ ./internal/plan/ ./internal/serve/ ./cmd/refit/
+
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+	REFIT_TEST_POSTGRES=1 $(GO) test -count=1 -timeout 30m $(PG_PACKAGES)
 
 test-short:
 	$(GO) test -short ./...

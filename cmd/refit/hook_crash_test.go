@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
+	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
@@ -160,11 +163,25 @@ func waitIndexed(t *testing.T, c *client.Client, ref, digest string) {
 	}
 }
 
+// databases maps a test's data directory to its PostgreSQL database.
+var databases sync.Map
+
 // startServe runs the refit binary with args (starting with "serve") and
 // waits for its banner; the process is stopped at the end of the test and
-// its log shown if the test failed.
+// its log shown if the test failed. When tests run on PostgreSQL
+// (pgtest.Wanted), each data directory gets its own database, the same
+// one across restarts.
 func startServe(t *testing.T, bin string, args ...string) *exec.Cmd {
 	t.Helper()
+	if pgtest.Wanted() {
+		if i := slices.Index(args, "--data"); i >= 0 && i+1 < len(args) {
+			u, ok := databases.Load(args[i+1])
+			if !ok {
+				u, _ = databases.LoadOrStore(args[i+1], pgtest.URL(t))
+			}
+			args = append(slices.Clone(args), "--database", u.(string))
+		}
+	}
 	cmd := exec.Command(bin, args...)
 	logPath := filepath.Join(t.TempDir(), "serve.log")
 	logFile, err := os.Create(logPath)

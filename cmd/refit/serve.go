@@ -46,6 +46,9 @@ builds are canceled and their runs marked canceled.`,
 					cfg.HookSecrets[f] = v
 				}
 			}
+			if v := os.Getenv("REFIT_DATABASE_URL"); v != "" && cfg.DatabaseURL == "" {
+				cfg.DatabaseURL = v
+			}
 			if v := os.Getenv("REFIT_NATS_URL"); v != "" && cfg.NATS.URL == "" {
 				cfg.NATS.URL = v
 			}
@@ -73,6 +76,7 @@ builds are canceled and their runs marked canceled.`,
 	f.DurationVar(&cfg.PollInterval, "poll-interval", 5*time.Minute, "how often each base image reference is checked (one HEAD request)")
 	f.DurationVar(&cfg.Debounce, "debounce", 30*time.Second, "wait this long after a base update before building, so a burst of updates builds once (0 = default, negative = none)")
 	f.StringToStringVar(&cfg.HookSecrets, "hook-secret", nil, "enable a registry webhook: FORMAT=SECRET, FORMAT one of distribution, harbor, dockerhub, acr (repeatable; or $REFIT_HOOK_SECRET_<FORMAT>, which keeps it out of the process list)")
+	f.StringVar(&cfg.DatabaseURL, "database", "", "keep state in PostgreSQL at this URL (postgres://user@host:5432/refit) instead of SQLite in --data; or $REFIT_DATABASE_URL, which keeps the password out of the process list")
 	f.StringVar(&cfg.SecretKeyFile, "secret-key-file", "", "key that encrypts stored registry logins, created if missing (default <data>/secret.key; keep it out of backups of the database)")
 	f.DurationVar(&cfg.CheckTimeout, "check-timeout", 20*time.Second, "give up on one base image look-up at a registry after this long")
 	f.StringSliceVar(&cfg.WatchAllow, "watch-allow", nil, "only check base images on these registry hosts")

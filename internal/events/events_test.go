@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/store"
 )
 
@@ -32,7 +33,11 @@ import (
 
 func openStore(t testing.TB) *store.Store {
 	t.Helper()
-	s, err := store.Open(context.Background(), store.Config{Path: filepath.Join(t.TempDir(), "refit.db")})
+	cfg := store.Config{Path: filepath.Join(t.TempDir(), "refit.db")}
+	if pgtest.Wanted() {
+		cfg = store.Config{URL: pgtest.URL(t)}
+	}
+	s, err := store.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

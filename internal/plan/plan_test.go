@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
@@ -29,7 +30,11 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(t.TempDir(), "refit.db")})
+	cfg := store.Config{Path: filepath.Join(t.TempDir(), "refit.db")}
+	if pgtest.Wanted() {
+		cfg = store.Config{URL: pgtest.URL(t)}
+	}
+	st, err := store.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/moby/buildkit/client"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
 
@@ -27,6 +29,7 @@ import (
 // runStore is what the runner needs of the store.
 type runStore interface {
 	DB() *sql.DB
+	Postgres() bool
 	GetTask(ctx context.Context, name string) (store.Task, error)
 	CreateRun(ctx context.Context, r store.Run, enqueue store.Enqueuer) (store.Run, error)
 	StartRun(ctx context.Context, id, jobID int64) (store.Run, error)
@@ -154,7 +157,12 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Insecure = append([]string{cfg.Registry}, cfg.Insecure...)
-	driver := riversqlite.New(cfg.Store.DB())
+	// The queue shares the store's writer connection, so a run row and its
+	// job commit together.
+	var driver riverdriver.Driver[*sql.Tx] = riversqlite.New(cfg.Store.DB())
+	if cfg.Store.Postgres() {
+		driver = riverdatabasesql.New(cfg.Store.DB())
+	}
 	m, err := rivermigrate.New(driver, nil)
 	if err != nil {
 		return nil, fmt.Errorf("preparing queue migrations: %w", err)

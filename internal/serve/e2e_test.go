@@ -22,6 +22,7 @@ import (
 	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/runner"
+	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/serve"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
@@ -526,7 +527,11 @@ func TestBuildkitdKilledMidBuild(t *testing.T) {
 // run canceled, and nothing is left half-written.
 func TestShutdownCancelsRunningBuild(t *testing.T) {
 	data := t.TempDir()
-	r := startRefit(t, data)
+	dbCfg := store.Config{Path: filepath.Join(data, "refit.db")}
+	if pgtest.Wanted() {
+		dbCfg = store.Config{URL: pgtest.URL(t)}
+	}
+	r := startRefitWith(t, serve.Config{DataDir: data, DatabaseURL: dbCfg.URL})
 	ctx := context.Background()
 	baseRef := r.RegistryAddr + "/base/busybox:1"
 	pushBase(t, baseRef, "")
@@ -542,7 +547,7 @@ func TestShutdownCancelsRunningBuild(t *testing.T) {
 	waitState(t, r.c, q.ID, store.StateRunning)
 	r.shutdown(t)
 
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(data, "refit.db")})
+	st, err := store.Open(ctx, dbCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/runner"
+	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/serve"
 	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/store"
@@ -38,6 +39,9 @@ func startRefitWith(t *testing.T, cfg serve.Config) *refit {
 		cfg.DataDir = t.TempDir()
 	}
 	cfg.Listen, cfg.RegistryListen = "127.0.0.1:0", "127.0.0.1:0"
+	if cfg.DatabaseURL == "" && pgtest.Wanted() {
+		cfg.DatabaseURL = pgtest.URL(t)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,6 +69,10 @@ type Config struct {
 	// (/hooks/registry/{distribution,harbor,dockerhub,acr}), one secret
 	// per format; a format without a secret is refused.
 	HookSecrets map[string]string
+	// DatabaseURL, when set, keeps refit's state in PostgreSQL
+	// (postgres://user:password@host:5432/refit) instead of SQLite in
+	// DataDir.
+	DatabaseURL string
 	// SecretKeyFile holds the key that seals stored registry passwords
 	// (created when missing). Default <DataDir>/secret.key.
 	SecretKeyFile string
@@ -164,7 +169,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}()
 
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(data, "refit.db")})
+	dbCfg := store.Config{Path: filepath.Join(data, "refit.db")}
+	if cfg.DatabaseURL != "" {
+		dbCfg = store.Config{URL: cfg.DatabaseURL}
+	}
+	st, err := store.Open(ctx, dbCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -433,7 +442,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		done:         make(chan struct{}),
 	}
 	started = true
-	s.banner(cfg.Out, data, newToken)
+	s.banner(cfg.Out, data, dbName(cfg.DatabaseURL), newToken)
 	go func() {
 		<-ctx.Done()
 		log.Info("shutting down: canceling running builds")
@@ -443,7 +452,20 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) banner(out io.Writer, data, newToken string) {
+// dbName names the database for the banner: PostgreSQL's URL without its
+// password, or SQLite.
+func dbName(url string) string {
+	if url == "" {
+		return "SQLite (refit.db in data)"
+	}
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return "PostgreSQL"
+	}
+	return "PostgreSQL " + u.Redacted()
+}
+
+func (s *Server) banner(out io.Writer, data, db, newToken string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "refit is running\n")
 	fmt.Fprintf(&b, "  API        %s   (health %s/healthz, metrics %s/metrics)\n", s.APIURL, s.APIURL, s.APIURL)
@@ -453,6 +475,7 @@ func (s *Server) banner(out io.Writer, data, newToken string) {
 		fmt.Fprintf(&b, "   (managed, pid %d)", s.Daemon.PID())
 	}
 	fmt.Fprintf(&b, "\n  data       %s\n", data)
+	fmt.Fprintf(&b, "  database   %s\n", db)
 	fmt.Fprintf(&b, "  token      %s (0600)\n", s.TokenFile)
 	if newToken != "" {
 		fmt.Fprintf(&b, "\nA new admin token was created; it is shown this once:\n  export REFIT_SERVER=%s REFIT_TOKEN=%s\n", s.APIURL, newToken)
