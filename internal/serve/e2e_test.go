@@ -21,8 +21,8 @@ import (
 
 	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
-	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/pgtest"
+	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/serve"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"

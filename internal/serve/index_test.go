@@ -19,8 +19,8 @@ import (
 
 	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
-	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/pgtest"
+	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/serve"
 	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/store"
