@@ -30,6 +30,7 @@ import (
 	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/serve"
 	"github.com/refit-dev/refit/internal/store"
@@ -101,7 +102,12 @@ func BenchmarkOverhead(b *testing.B) {
 	if p := filepath.Join(root, "bin", "buildkitd"); fileExists(p) {
 		binary = p
 	}
+	var database string // REFIT_TEST_POSTGRES=1: refit keeps its state in PostgreSQL
+	if pgtest.Wanted() {
+		database = pgtest.URL(b)
+	}
 	s, err := serve.Start(ctx, serve.Config{
+		DatabaseURL:    database,
 		DataDir:        b.TempDir(),
 		Listen:         "127.0.0.1:0",
 		RegistryListen: "127.0.0.1:0",
