@@ -18,7 +18,7 @@ type Metrics struct {
 	// event in seconds (0 when nothing is pending).
 	Lag *prometheus.GaugeVec
 	// Published counts events published to a broker sink, by sink and
-	// result (delivered, failed).
+	// result (delivered, failed, dead: given up after RetryFor).
 	Published *prometheus.CounterVec
 	// SinkLag is, per sink, the age of the oldest event it has not yet
 	// acknowledged, in seconds (0 when caught up).

@@ -364,3 +364,68 @@ func BenchmarkNATSSink(b *testing.B) {
 		b.Logf("%d events, one per commit every 2ms: commit to subscriber median %v, p99 %v", len(lags), median, p99)
 	})
 }
+
+// refusingSink accepts every event but those of one subject, and records
+// what it accepted, in order.
+type refusingSink struct {
+	refuse string
+	mu     sync.Mutex
+	got    []string
+}
+
+func (r *refusingSink) Name() string { return "refusing" }
+
+func (r *refusingSink) Publish(_ context.Context, e store.Event, _ []byte) error {
+	if e.Subject == r.refuse {
+		return fmt.Errorf("maximum payload exceeded")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, e.Subject)
+	return nil
+}
+
+func (r *refusingSink) accepted() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}
+
+// TestSinkGivesUpOnARefusedEvent: an event the broker keeps refusing is
+// retried for RetryFor, then given up (counted dead), and the events after
+// it are published in order; it does not stop the sink for good.
+func TestSinkGivesUpOnARefusedEvent(t *testing.T) {
+	s := openStore(t)
+	cfg := testConfig(s)
+	cfg.RetryFor = 400 * time.Millisecond
+	cfg.MinBackoff, cfg.MaxBackoff = 20*time.Millisecond, 50*time.Millisecond
+	cfg.Metrics = NewMetrics(prometheus.NewRegistry())
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &refusingSink{refuse: "poison"}
+	runSink(t, d, sink)
+	waitFor(t, 5*time.Second, "the sink's cursor", func() bool {
+		var n int
+		s.DB().QueryRow(`SELECT COUNT(*) FROM sinks`).Scan(&n)
+		return n == 1
+	})
+	began := time.Now()
+	emit(t, s, [2]string{store.EventRunQueued, "a"}, [2]string{store.EventRunQueued, "poison"},
+		[2]string{store.EventRunQueued, "b"}, [2]string{store.EventRunQueued, "c"})
+	d.Notify()
+	waitFor(t, 5*time.Second, "the events after the refused one", func() bool { return len(sink.accepted()) == 3 })
+	if got := sink.accepted(); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Errorf("published %v, want a b c in order", got)
+	}
+	if waited := time.Since(began); waited < cfg.RetryFor {
+		t.Errorf("gave up after %v, before RetryFor %v", waited, cfg.RetryFor)
+	}
+	if dead := testutil.ToFloat64(cfg.Metrics.Published.WithLabelValues("refusing", ResultDead)); dead != 1 {
+		t.Errorf("publishes{dead} = %v, want 1", dead)
+	}
+	if failed := testutil.ToFloat64(cfg.Metrics.Published.WithLabelValues("refusing", ResultFailed)); failed < 2 {
+		t.Errorf("publishes{failed} = %v, want the refused event retried", failed)
+	}
+}

@@ -26,9 +26,12 @@ const sinkBatch = 256
 // RunSink publishes every event to sink, in order, from where the sink
 // last left off (a sink seen for the first time starts with the events
 // after now), until ctx ends; then it returns nil. A failed publish is
-// retried, with the dispatcher's backoff, until it succeeds: a broker
-// that is down delays events but loses none, since events are not pruned
-// before every sink has them. Run it beside Run, one goroutine per sink.
+// retried, with the dispatcher's backoff: a broker that is down delays
+// events but loses none, since events are not pruned before every sink
+// has them. An event the sink keeps refusing for Config.RetryFor (too
+// large for the broker, say) is given up — logged and counted as dead —
+// so that it does not stop every later event. Run it beside Run, one
+// goroutine per sink.
 func (d *Dispatcher) RunSink(ctx context.Context, sink Sink) error {
 	name := sink.Name()
 	var cursor int64
@@ -47,6 +50,7 @@ func (d *Dispatcher) RunSink(ctx context.Context, sink Sink) error {
 		}
 	}
 	failures := 0
+	var failingSince time.Time // when the event at the cursor first failed
 	for {
 		changed := d.changes() // before reading, so no Notify is missed
 		evs, err := d.cfg.Store.ListEvents(ctx, store.EventFilter{After: cursor, Limit: sinkBatch})
@@ -78,13 +82,29 @@ func (d *Dispatcher) RunSink(ctx context.Context, sink Sink) error {
 			}
 		}
 		if err == nil {
-			failures = 0
+			failures, failingSince = 0, time.Time{}
 			continue
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		wait := d.backoff(failures)
+		if published > 0 || failingSince.IsZero() {
+			failures, failingSince = 0, time.Now() // a new event is failing
+		}
+		if bad := evs[published]; time.Since(failingSince) >= d.cfg.RetryFor {
+			d.log.Error("event sink gave up on an event", "sink", name, "seq", bad.Seq, "event", bad.ID,
+				"type", bad.Type, "attempts", failures+1, "retried_for", d.cfg.RetryFor, "err", err)
+			if d.cfg.Metrics != nil {
+				d.cfg.Metrics.Published.WithLabelValues(name, ResultDead).Inc()
+			}
+			cursor = bad.Seq
+			if err := d.cfg.Store.AdvanceSink(context.WithoutCancel(ctx), name, cursor); err != nil {
+				d.log.Error("event sink", "sink", name, "err", err)
+			}
+			failures, failingSince = 0, time.Time{}
+			continue
+		}
+		wait := min(d.backoff(failures), time.Until(failingSince.Add(d.cfg.RetryFor)))
 		failures++
 		d.log.Warn("event sink publish failed", "sink", name, "seq", evs[published].Seq, "event", evs[published].ID,
 			"type", evs[published].Type, "attempt", failures, "next", wait.Round(time.Millisecond), "err", err)
