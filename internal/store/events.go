@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -402,7 +401,7 @@ type DeliveryResult struct {
 
 // RecordAttempt records the outcome of one delivery attempt. A delivery
 // that is done (delivered or dead) hands its line's head to the next
-// pending delivery of the line.
+// pending delivery of the line, in the same statement.
 func (s *Store) RecordAttempt(ctx context.Context, subID string, seq int64, r DeliveryResult) error {
 	state, delivered := "pending", ""
 	switch {
@@ -411,33 +410,30 @@ func (s *Store) RecordAttempt(ctx context.Context, subID string, seq int64, r De
 	case r.Dead:
 		state = "dead"
 	}
-	err := s.quietTx(ctx, func(tx *sql.Tx) error {
-		var subject string
-		err := tx.QueryRowContext(ctx, `UPDATE deliveries SET state = $1, attempts = attempts + 1, next_attempt_at = $2,
-			last_error = $3, delivered_at = $4, head = CASE WHEN $1 = 'pending' THEN head ELSE 0 END
-			WHERE subscription_id = $5 AND event_seq = $6 RETURNING subject`,
-			state, formatTime(r.Next), r.Error, delivered, subID, seq).Scan(&subject)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil // deleted with its subscription meanwhile
-		}
-		if err != nil || state == "pending" {
-			return err
-		}
-		return promoteHead(ctx, tx, subID, subject)
-	})
+	var err error
+	if state == "pending" {
+		_, err = s.write.ExecContext(ctx, `UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = $1,
+			last_error = $2 WHERE subscription_id = $3 AND event_seq = $4`, formatTime(r.Next), r.Error, subID, seq)
+	} else {
+		// One statement updates the finished delivery and makes the first
+		// other pending delivery of its line the head (the subquery sees
+		// the rows as they were before the statement).
+		_, err = s.write.ExecContext(ctx, `UPDATE deliveries SET
+			state = CASE WHEN event_seq = $5 THEN $1 ELSE state END,
+			attempts = CASE WHEN event_seq = $5 THEN attempts + 1 ELSE attempts END,
+			last_error = CASE WHEN event_seq = $5 THEN $2 ELSE last_error END,
+			delivered_at = CASE WHEN event_seq = $5 THEN $3 ELSE delivered_at END,
+			head = CASE WHEN event_seq = $5 THEN 0 ELSE 1 END
+			WHERE subscription_id = $4 AND (event_seq = $5 OR event_seq = (
+				SELECT MIN(p.event_seq) FROM deliveries p WHERE p.subscription_id = $4 AND p.state = 'pending'
+				AND p.event_seq <> $5
+				AND p.subject = (SELECT f.subject FROM deliveries f WHERE f.subscription_id = $4 AND f.event_seq = $5)))`,
+			state, r.Error, delivered, subID, seq)
+	}
 	if err != nil {
 		return fmt.Errorf("recording delivery of event %d to %s: %w", seq, subID, translate(err))
 	}
 	return nil
-}
-
-// promoteHead makes the first pending delivery of a line its head, unless
-// the line has one.
-func promoteHead(ctx context.Context, tx *sql.Tx, subID, subject string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET head = 1 WHERE subscription_id = $1 AND subject = $2
-		AND event_seq = (SELECT MIN(event_seq) FROM deliveries WHERE subscription_id = $1 AND subject = $2 AND state = 'pending')
-		AND NOT EXISTS (SELECT 1 FROM deliveries WHERE subscription_id = $1 AND subject = $2 AND head = 1)`, subID, subject)
-	return err
 }
 
 // RedeliverFilter selects deliveries to send again.
