@@ -169,6 +169,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}()
 
+	// Configuration errors first, before anything starts.
+	var natsSink *events.NATSSink // connects in RunSink
+	if cfg.NATS.URL != "" {
+		if natsSink, err = events.NewNATSSink(cfg.NATS); err != nil {
+			return nil, err
+		}
+	}
+
 	dbCfg := store.Config{Path: filepath.Join(data, "refit.db")}
 	if cfg.DatabaseURL != "" {
 		dbCfg = store.Config{URL: cfg.DatabaseURL}
@@ -344,12 +352,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	// The NATS sink gets every event too. Forget sinks no longer
 	// configured, so they hold back no pruning.
-	var natsSink *events.NATSSink
 	var sinkNames []string
-	if cfg.NATS.URL != "" {
-		if natsSink, err = events.NewNATSSink(cfg.NATS); err != nil {
-			return nil, err
-		}
+	if natsSink != nil {
 		sinkNames = append(sinkNames, natsSink.Name())
 	}
 	if err := st.KeepSinks(ctx, sinkNames...); err != nil {
