@@ -28,10 +28,7 @@ func TestSIGKILLLosesNoRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the refit binary and runs real builds")
 	}
-	bin := filepath.Join(t.TempDir(), "refit")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building refit: %v\n%s", err, out)
-	}
+	bin := refitBinary(t)
 	data := t.TempDir()
 	api, reg := freePort(t), freePort(t)
 

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -43,10 +42,7 @@ func TestSIGKILLLosesNoDelivery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the refit binary and runs refit serve")
 	}
-	bin := filepath.Join(t.TempDir(), "refit")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building refit: %v\n%s", err, out)
-	}
+	bin := refitBinary(t)
 	const secret = "events-secret-0123456789"
 	rc := newSlowReceiver(secret, 300*time.Millisecond)
 	hook := httptest.NewServer(rc)

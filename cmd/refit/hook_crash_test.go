@@ -38,10 +38,7 @@ func TestSIGKILLAfterWebhookAck(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the refit binary and runs real builds")
 	}
-	bin := filepath.Join(t.TempDir(), "refit")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building refit: %v\n%s", err, out)
-	}
+	bin := refitBinary(t)
 	// A registry refit gets no push events from: only the webhook (or a
 	// poll, an hour away) tells it about a push.
 	second := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))

@@ -1,7 +1,7 @@
 // Command refit keeps container images patched: it builds tasks with
-// BuildKit, pushes them, and (as later work lands) rebuilds them when their
-// base images move. One binary: `refit serve` is the server, every other
-// subcommand is a client of its API.
+// BuildKit, pushes them, rebuilds them when their base images move, and
+// announces every change as a CloudEvent. One binary: `refit serve` is the
+// server, every other subcommand is a client of its API.
 package main
 
 import (

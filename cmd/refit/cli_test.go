@@ -1,0 +1,87 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/refit-dev/refit/internal/store"
+)
+
+// cli runs the refit binary as a client of the server at api, with stdin,
+// and returns its stdout, stderr and exit error.
+func cli(t *testing.T, bin, api, token, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "REFIT_SERVER=http://"+api, "REFIT_TOKEN="+token)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// TestRegistryLoginCLI: `refit registry login` stores a login read from
+// stdin, `list` shows it without the password, `logout` removes it; bad
+// input fails with a message naming what is wrong.
+func TestRegistryLoginCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the refit binary and runs refit serve")
+	}
+	bin := refitBinary(t)
+	data := t.TempDir()
+	api, reg := freePort(t), freePort(t)
+	startProcess(t, bin, data, api, reg)
+	token := readToken(t, data)
+	const password = "cli-pa55-word"
+
+	out, stderr, err := cli(t, bin, api, token, password+"\n", "registry", "login", "Registry.Example:5000", "-u", "robot", "--password-stdin")
+	if err != nil || !strings.Contains(out, "login for registry.example:5000 stored (user robot)") {
+		t.Fatalf("registry login: %v\nstdout: %s\nstderr: %s", err, out, stderr)
+	}
+	out, stderr, err = cli(t, bin, api, token, "", "registry", "list", "-o", "json")
+	if err != nil {
+		t.Fatalf("registry list: %v\n%s", err, stderr)
+	}
+	var creds []store.RegistryCredential
+	if err := json.Unmarshal([]byte(out), &creds); err != nil || len(creds) != 1 ||
+		creds[0].Host != "registry.example:5000" || creds[0].Username != "robot" {
+		t.Fatalf("registry list -o json = %s (%v); want robot at registry.example:5000", out, err)
+	}
+	if strings.Contains(out, password) {
+		t.Error("registry list shows the password")
+	}
+	table, _, _ := cli(t, bin, api, token, "", "registry", "list")
+	if !strings.Contains(table, "HOST") || !strings.Contains(table, "robot") || strings.Contains(table, password) {
+		t.Errorf("registry list table:\n%s", table)
+	}
+
+	for _, c := range []struct {
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"", []string{"registry", "login", "r.example", "-u", "robot"}, "--password-stdin"}, // stdin is no terminal
+		{"pw\n", []string{"registry", "login", "r.example", "--password-stdin"}, "--username"},
+		{"\n", []string{"registry", "login", "r.example", "-u", "robot", "--password-stdin"}, "no password"},
+		{"pw\n", []string{"registry", "login", "https://r.example/v2", "-u", "robot", "--password-stdin"}, `registry host "https://r.example/v2"`},
+		{"", []string{"registry", "logout", "nowhere.example"}, "not found"},
+	} {
+		_, stderr, err := cli(t, bin, api, token, c.stdin, c.args...)
+		if err == nil || !strings.Contains(stderr, c.want) {
+			t.Errorf("refit %s: %v, stderr %q; want a failure saying %q", strings.Join(c.args, " "), err, stderr, c.want)
+		}
+	}
+
+	if out, stderr, err := cli(t, bin, api, token, "", "registry", "logout", "registry.example:5000"); err != nil || !strings.Contains(out, "removed") {
+		t.Fatalf("registry logout: %v\n%s%s", err, out, stderr)
+	}
+	if out, _, _ := cli(t, bin, api, token, "", "registry", "list", "-o", "json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("after logout, registry list = %s, want []", out)
+	}
+	if db, err := os.ReadFile(data + "/refit.db"); err == nil && strings.Contains(string(db), password) {
+		t.Error("the password is in the database file in the clear")
+	}
+}
