@@ -70,6 +70,10 @@ type Config struct {
 	URL string
 	// ReadConns bounds the read pool. Default 4.
 	ReadConns int
+
+	// migrateUpTo, in this package's tests, stops migrating after this
+	// version (0 = apply all), to test upgrades.
+	migrateUpTo int
 }
 
 // Open opens (creating if needed) the database and applies pending
@@ -140,7 +144,7 @@ func finishOpen(ctx context.Context, s *Store, cfg Config, name string) (*Store,
 		s.Close()
 		return nil, fmt.Errorf("opening store %s: %w", name, err)
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, cfg.migrateUpTo); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -168,7 +172,9 @@ func (s *Store) Close() error {
 	return errors.Join(s.read.Close(), s.write.Close())
 }
 
-func (s *Store) migrate(ctx context.Context) error {
+// migrate applies the pending migrations, up to version upTo when it is
+// not 0.
+func (s *Store) migrate(ctx context.Context, upTo int) error {
 	if _, err := s.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS refit_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
 		return fmt.Errorf("creating migrations table: %w", err)
 	}
@@ -186,6 +192,9 @@ func (s *Store) migrate(ctx context.Context) error {
 		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
 		if err != nil {
 			return fmt.Errorf("migration %s: name must start with a number: %w", base, err)
+		}
+		if upTo > 0 && v > upTo {
+			break
 		}
 		body, err := migrations.ReadFile(f)
 		if err != nil {
