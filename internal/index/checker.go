@@ -212,39 +212,19 @@ func NewChecker(cfg CheckerConfig) *Checker {
 // by the Timeout. Errors are *RegistryError; the CheckResult returned with
 // an error carries only Requests.
 func (c *Checker) Check(ctx context.Context, ref string, known CheckResult) (CheckResult, error) {
-	st := &ckState{}
-	ctx = context.WithValue(ctx, ckStateKey{}, st)
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-
 	r, err := c.parse(ref)
 	if err != nil {
 		return CheckResult{}, &RegistryError{Ref: ref, Err: err}
 	}
-	host := r.Context().RegistryStr()
-	h := c.host(host)
-	select {
-	case h.sem <- struct{}{}:
-	case <-ctx.Done():
-		return CheckResult{}, &RegistryError{Ref: ref, Err: fmt.Errorf("waiting for a request slot for %s: %w", host, ctx.Err())}
-	}
-	defer func() { <-h.sem }()
-
-	p, err := c.puller(host, h)
+	var res CheckResult
+	st, err := c.session(ctx, ref, r, func(ctx context.Context, p *remote.Puller, st *ckState) error {
+		res, err = c.check(ctx, p, r, known, st)
+		return err
+	})
 	if err != nil {
-		return CheckResult{}, &RegistryError{Ref: ref, Err: err}
+		return CheckResult{Requests: int(st.requests.Load())}, err
 	}
-	res, err := c.check(ctx, p, r, known, st)
 	res.Requests = int(st.requests.Load())
-	if err != nil {
-		rerr := c.registryError(ctx, ref, st, err)
-		if rerr.Status == http.StatusUnauthorized || rerr.Status == http.StatusForbidden {
-			// Credentials may have changed (docker login): resolve them
-			// anew next time.
-			c.dropPuller(h, p)
-		}
-		return CheckResult{Requests: res.Requests}, rerr
-	}
 	return res, nil
 }
 
@@ -261,6 +241,33 @@ func (c *Checker) Resolve(ctx context.Context, ref string) (string, error) {
 	if d, ok := r.(name.Digest); ok {
 		return d.DigestStr(), nil
 	}
+	var digest string
+	_, err = c.session(ctx, ref, r, func(ctx context.Context, p *remote.Puller, st *ckState) error {
+		opts := []remote.Option{remote.Reuse(p), remote.WithContext(ctx)}
+		desc, err := remote.Head(r, opts...)
+		if err == nil {
+			digest = desc.Digest.String()
+			return nil
+		}
+		if !st.headAnswered() {
+			return err
+		}
+		d, err := remote.Get(r, opts...)
+		if err == nil {
+			digest = d.Digest.String()
+		}
+		return err
+	})
+	return digest, err
+}
+
+// session runs fn with the registry's session for r, within a slot of
+// the registry's PerRegistry limit and the Timeout; fn's requests are
+// counted in the returned state. An error is a *RegistryError; after a
+// 401 or 403 the session is dropped, so that credentials are resolved
+// anew next time (they may have changed: a login).
+func (c *Checker) session(ctx context.Context, ref string, r name.Reference,
+	fn func(ctx context.Context, p *remote.Puller, st *ckState) error) (*ckState, error) {
 	st := &ckState{}
 	ctx = context.WithValue(ctx, ckStateKey{}, st)
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -270,29 +277,21 @@ func (c *Checker) Resolve(ctx context.Context, ref string) (string, error) {
 	select {
 	case h.sem <- struct{}{}:
 	case <-ctx.Done():
-		return "", &RegistryError{Ref: ref, Err: fmt.Errorf("waiting for a request slot for %s: %w", host, ctx.Err())}
+		return st, &RegistryError{Ref: ref, Err: fmt.Errorf("waiting for a request slot for %s: %w", host, ctx.Err())}
 	}
 	defer func() { <-h.sem }()
 	p, err := c.puller(host, h)
 	if err != nil {
-		return "", &RegistryError{Ref: ref, Err: err}
+		return st, &RegistryError{Ref: ref, Err: err}
 	}
-	opts := []remote.Option{remote.Reuse(p), remote.WithContext(ctx)}
-	desc, err := remote.Head(r, opts...)
-	if err == nil {
-		return desc.Digest.String(), nil
-	}
-	if st.headAnswered() {
-		var d *remote.Descriptor
-		if d, err = remote.Get(r, opts...); err == nil {
-			return d.Digest.String(), nil
+	if err := fn(ctx, p, st); err != nil {
+		rerr := c.registryError(ctx, ref, st, err)
+		if rerr.Status == http.StatusUnauthorized || rerr.Status == http.StatusForbidden {
+			c.dropPuller(h, p)
 		}
+		return st, rerr
 	}
-	rerr := c.registryError(ctx, ref, st, err)
-	if rerr.Status == http.StatusUnauthorized || rerr.Status == http.StatusForbidden {
-		c.dropPuller(h, p)
-	}
-	return "", rerr
+	return st, nil
 }
 
 // check does the requests of one Check.
