@@ -133,22 +133,10 @@ func BenchmarkOverhead(b *testing.B) {
 
 	// The base, in the embedded registry.
 	baseRef := s.RegistryAddr + "/base/busybox:1"
-	img, err := baseimage.Busybox()
+	_, baseDigest, err := baseimage.Push(baseRef, "")
 	if err != nil {
 		b.Fatal(err)
 	}
-	ref, err := name.ParseReference(baseRef)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		b.Fatalf("pushing base %s: %v", baseRef, err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		b.Fatal(err)
-	}
-	baseDigest := d.String()
 
 	// One context directory for both sides.
 	dir := b.TempDir()

@@ -12,10 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
@@ -37,14 +33,7 @@ func TestSIGKILLLosesNoRun(t *testing.T) {
 	c := client.New("http://"+api, readToken(t, data))
 
 	baseRef := reg + "/base/busybox:1"
-	img, err := baseimage.Busybox()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, _ := name.ParseReference(baseRef)
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
+	pushImage(t, baseRef, "")
 	dir := t.TempDir()
 	for n, df := range map[string]string{
 		"slow":  "FROM " + baseRef + "\nRUN echo started && sleep 3\n",

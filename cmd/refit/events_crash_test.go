@@ -22,10 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/store"
@@ -69,14 +65,7 @@ func TestSIGKILLLosesNoDelivery(t *testing.T) {
 	// twice and (every third) deleted, one after the other, so that each
 	// subject has several events back to back, waiting behind one another.
 	baseRef := reg + "/base/busybox:1"
-	img, err := baseimage.Busybox()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, _ := name.ParseReference(baseRef)
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
+	pushImage(t, baseRef, "")
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+baseRef+"\nRUN echo burst > /burst\n"), 0o644)
 	const tasks = 16

@@ -18,9 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
@@ -121,24 +119,11 @@ func TestSIGKILLAfterWebhookAck(t *testing.T) {
 // returns its digest.
 func pushImage(t *testing.T, ref, level string) string {
 	t.Helper()
-	img, err := baseimage.Busybox()
+	_, d, err := baseimage.Push(ref, level)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if level != "" {
-		if img, err = baseimage.Patch(img, level); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatalf("pushing %s: %v", ref, err)
-	}
-	d, _ := img.Digest()
-	return d.String()
+	return d
 }
 
 // waitIndexed waits until refit's index has seen ref at digest.

@@ -9,9 +9,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/refit-dev/refit/internal/baseimage"
 )
 
@@ -26,26 +23,10 @@ func main() {
 }
 
 func run(to, patch string) error {
-	ref, err := name.ParseReference(to)
-	if err != nil {
-		return fmt.Errorf("parsing %q: %w", to, err)
-	}
-	img, err := baseimage.Busybox()
+	_, d, err := baseimage.Push(to, patch)
 	if err != nil {
 		return err
 	}
-	if patch != "" {
-		if img, err = baseimage.Patch(img, patch); err != nil {
-			return err
-		}
-	}
-	if err := remote.Write(ref, img); err != nil {
-		return fmt.Errorf("pushing %s: %w", ref, err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		return err
-	}
-	fmt.Printf("pushed %s@%s\n", ref, d)
+	fmt.Printf("pushed %s@%s\n", to, d)
 	return nil
 }

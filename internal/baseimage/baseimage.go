@@ -13,9 +13,11 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -108,4 +110,31 @@ func Patch(img v1.Image, level string) (v1.Image, error) {
 		return nil, fmt.Errorf("making patch layer: %w", err)
 	}
 	return mutate.AppendLayers(img, layer)
+}
+
+// Push pushes the busybox base (Busybox, then Patch with level when level
+// is not "") to ref, with opts for the registry client (credentials, say),
+// and returns the image and its digest.
+func Push(ref, level string, opts ...remote.Option) (v1.Image, string, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, "", fmt.Errorf("parsing %q: %w", ref, err)
+	}
+	img, err := Busybox()
+	if err != nil {
+		return nil, "", err
+	}
+	if level != "" {
+		if img, err = Patch(img, level); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := remote.Write(r, img, opts...); err != nil {
+		return nil, "", fmt.Errorf("pushing %s: %w", ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return nil, "", err
+	}
+	return img, d.String(), nil
 }

@@ -98,17 +98,8 @@ func TestPinBeatsTag(t *testing.T) {
 
 func push(t *testing.T, ref, level string) v1.Image {
 	t.Helper()
-	img, err := baseimage.Busybox()
+	img, _, err := baseimage.Push(ref, level)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if level != "" {
-		if img, err = baseimage.Patch(img, level); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r, _ := name.ParseReference(ref)
-	if err := remote.Write(r, img); err != nil {
 		t.Fatal(err)
 	}
 	return img

@@ -73,13 +73,8 @@ func TestStoredRegistryLogin(t *testing.T) {
 	ctx := context.Background()
 
 	baseRef := host + "/base/busybox:1"
-	img, err := baseimage.Busybox()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, _ := name.ParseReference(baseRef)
 	basic := remote.WithAuth(&authn.Basic{Username: user, Password: password})
-	if err := remote.Write(ref, img, basic); err != nil {
+	if _, _, err := baseimage.Push(baseRef, "", basic); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()

@@ -58,24 +58,11 @@ func (w testWriter) Write(p []byte) (int, error) {
 // the image and its digest.
 func pushBase(t *testing.T, ref, level string) (v1.Image, string) {
 	t.Helper()
-	img, err := baseimage.Busybox()
+	img, d, err := baseimage.Push(ref, level)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if level != "" {
-		if img, err = baseimage.Patch(img, level); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatalf("pushing base %s: %v", ref, err)
-	}
-	d, _ := img.Digest()
-	return img, d.String()
+	return img, d
 }
 
 func writeFiles(t *testing.T, dir string, files map[string]string) {
