@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -462,11 +461,7 @@ func dbName(url string) string {
 	if url == "" {
 		return "SQLite (refit.db in data)"
 	}
-	u, err := neturl.Parse(url)
-	if err != nil {
-		return "PostgreSQL"
-	}
-	return "PostgreSQL " + u.Redacted()
+	return "PostgreSQL " + store.RedactURL(url)
 }
 
 func (s *Server) banner(out io.Writer, data, db, newToken string) {

@@ -120,9 +120,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 func openPostgres(ctx context.Context, cfg Config) (*Store, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
-		return nil, fmt.Errorf("opening store: database URL %s: want postgres://user@host:port/database", redactURL(cfg.URL))
+		return nil, fmt.Errorf("opening store: database URL %s: want postgres://user@host:port/database", RedactURL(cfg.URL))
 	}
-	name := redactURL(cfg.URL)
+	name := RedactURL(cfg.URL)
 	w, err := sql.Open("pgx", cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", name, err)
@@ -151,8 +151,9 @@ func finishOpen(ctx context.Context, s *Store, cfg Config, name string) (*Store,
 	return s, nil
 }
 
-// redactURL drops the password from a database URL, for messages.
-func redactURL(raw string) string {
+// RedactURL drops the password from a database URL, for messages and
+// banners.
+func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparsable URL)"
