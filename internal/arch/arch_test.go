@@ -1,0 +1,133 @@
+package arch
+
+import (
+	"bytes"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// The dependency rules of the house. A change that needs to break one
+// changes the rule here, in the same commit, with the reason; README's
+// layout section repeats them for readers.
+//
+//  1. store holds rows and transactions only: it depends on no other
+//     internal package except the pure types task and dockerfile, so it
+//     can never call back into the planner, the runner or the server.
+//  2. build, dockerfile, task, source and hook are leaves: they import
+//     nothing internal, so each can be read, tested and fuzzed alone.
+//  3. cmd/refit is the CLI: it speaks to the server through client and the
+//     wire types, and never imports store, plan or runner.
+//  4. client imports nothing internal but the wire contract.
+//  5. serve constructs and connects the parts; only cmd/refit (and the
+//     end-to-end tests and benchmarks, which start a whole server) import it.
+//
+// Rules 1, 2 and 4 hold for every package a package depends on, directly
+// or not; rules 3 and 5 are about direct imports (cmd/refit reaches every
+// package through serve by design).
+
+const module = "github.com/refit-dev/refit/"
+
+// known lists the imports that break a rule today and are being removed;
+// the test fails if one of them disappears (so the list cannot go stale)
+// as well as when a new one appears.
+var known = map[string]string{
+	"cmd/refit -> internal/store":            "rule 3: the CLI decodes runs as store.Run until the wire types move to internal/api",
+	"cmd/refit -> internal/plan":             "rule 3: the CLI prints plan.Explanation until the wire types move to internal/api",
+	"internal/client -> internal/store":      "rule 4: the client returns store.Run until the wire types move to internal/api",
+	"internal/client -> internal/task":       "rule 4: the client sends task.Spec until the wire types move to internal/api",
+	"internal/client -> internal/dockerfile": "rule 4: reached through internal/store",
+}
+
+type pkg struct {
+	path    string   // relative to the module, e.g. "internal/store"
+	imports []string // direct internal imports, relative
+	deps    []string // every internal dependency, relative
+}
+
+func TestDependencyRules(t *testing.T) {
+	pkgs := list(t)
+	var broken []string
+	check := func(from, to string) {
+		broken = append(broken, from+" -> "+to)
+	}
+	leaves := []string{"internal/build", "internal/dockerfile", "internal/task", "internal/source", "internal/hook"}
+	for _, p := range pkgs {
+		switch {
+		case p.path == "internal/store":
+			for _, d := range p.deps {
+				if d != "internal/task" && d != "internal/dockerfile" {
+					check(p.path, d)
+				}
+			}
+		case slices.Contains(leaves, p.path):
+			for _, d := range p.deps {
+				check(p.path, d)
+			}
+		case p.path == "cmd/refit":
+			for _, d := range p.imports {
+				if d == "internal/store" || d == "internal/plan" || d == "internal/runner" {
+					check(p.path, d)
+				}
+			}
+		case p.path == "internal/client":
+			for _, d := range p.deps {
+				if d != "internal/api" {
+					check(p.path, d)
+				}
+			}
+		}
+		if p.path != "cmd/refit" && slices.Contains(p.imports, "internal/serve") {
+			check(p.path, "internal/serve")
+		}
+	}
+
+	for _, b := range broken {
+		if _, ok := known[b]; !ok {
+			t.Errorf("%s breaks the dependency rules (see the comment at the top of %s)", b, "internal/arch/arch_test.go")
+		}
+	}
+	for k, why := range known {
+		if !slices.Contains(broken, k) {
+			t.Errorf("%s no longer breaks a rule (%s): remove it from known", k, why)
+		}
+	}
+}
+
+// list returns the module's packages (without their tests) with their
+// direct and transitive internal dependencies.
+func list(t *testing.T) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}}|{{join .Imports \" \"}}|{{join .Deps \" \"}}", module+"...")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
+	}
+	var pkgs []pkg
+	for line := range strings.Lines(string(out)) {
+		f := strings.Split(strings.TrimSpace(line), "|")
+		if len(f) != 3 {
+			t.Fatalf("unexpected go list line %q", line)
+		}
+		pkgs = append(pkgs, pkg{path: strings.TrimPrefix(f[0], module), imports: internal(f[1]), deps: internal(f[2])})
+	}
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found only %d packages", len(pkgs))
+	}
+	return pkgs
+}
+
+// internal keeps the module's own packages from a space-separated list,
+// relative to the module.
+func internal(list string) []string {
+	var out []string
+	for _, p := range strings.Fields(list) {
+		if rel, ok := strings.CutPrefix(p, module); ok {
+			out = append(out, rel)
+		}
+	}
+	return out
+}
