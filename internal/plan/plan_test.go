@@ -3,6 +3,7 @@ package plan_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -404,4 +405,56 @@ func BenchmarkObserveAtScale(b *testing.B) {
 	b.ReportMetric(float64(w.Microseconds())/1000, "ms-warm")
 	b.Logf("%d tasks, %d references: one change planned in %v with the graph rebuilt, %v with it cached (ratio %.1f)",
 		tasks, refs, c, w, float64(c)/float64(w))
+}
+
+// TestBaseUpdatedBeforeItsRuns: a consumer reading the outbox in order
+// sees each base.updated before the run.queued events of the runs it
+// caused (matched by the run's cause.observation), cascades included.
+func TestBaseUpdatedBeforeItsRuns(t *testing.T) {
+	f := newFixture(t)
+	debian := "docker.io/library/debian:12"
+	f.addTask(t, task.Spec{Name: "base", Image: "acme/base"}, "FROM debian:12\n")
+	f.addTask(t, task.Spec{Name: "app"}, "FROM "+reg+"/acme/base:latest\n")
+	f.addTask(t, task.Spec{Name: "tool"}, "FROM debian:12\n")
+	f.observe(t, debian, "sha256:a", "linux/amd64", "sha256:a1")
+	res := f.observe(t, debian, "sha256:b", "linux/amd64", "sha256:b1")
+	if len(res.Runs) != 3 || len(res.Changed) != 1 {
+		t.Fatalf("update queued %d runs with %d changes, want 3 runs, 1 change", len(res.Runs), len(res.Changed))
+	}
+	evs, err := f.st.ListEvents(context.Background(), store.EventFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	updatedAt := map[int64]int64{} // observation → seq of its base.updated
+	queued := 0
+	for _, e := range evs {
+		switch e.Type {
+		case store.EventBaseUpdated:
+			var d plan.BaseUpdated
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			updatedAt[d.ID] = e.Seq
+			if want := []string{"base", "tool", "app"}; !slices.Equal(d.Tasks, want) {
+				t.Errorf("base.updated names tasks %v, want %v", d.Tasks, want)
+			}
+		case store.EventRunQueued:
+			queued++
+			var d store.RunEvent
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			obs := d.Cause.Observation
+			if d.Cause.Upstream != nil {
+				obs = d.Cause.Upstream.Observation
+			}
+			if _, ok := updatedAt[obs]; !ok || obs == 0 {
+				t.Errorf("run.queued of %s (%s, seq %d) comes before the base.updated of observation %d that caused it",
+					d.ID, d.Task, e.Seq, obs)
+			}
+		}
+	}
+	if queued != 3 || len(updatedAt) != 1 {
+		t.Errorf("outbox holds %d run.queued and %d base.updated, want 3 and 1", queued, len(updatedAt))
+	}
 }
