@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -11,9 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
@@ -456,5 +462,81 @@ func TestBaseUpdatedBeforeItsRuns(t *testing.T) {
 	}
 	if queued != 3 || len(updatedAt) != 1 {
 		t.Errorf("outbox holds %d run.queued and %d base.updated, want 3 and 1", queued, len(updatedAt))
+	}
+}
+
+// TestRunsQueuedMetric: refit_runs_queued_total counts every committed
+// run by cause kind — manual, a base update's wave, a cascade — and
+// none of a transaction that rolled back.
+func TestRunsQueuedMetric(t *testing.T) {
+	f := newFixture(t)
+	metrics := prometheus.NewRegistry()
+	f.st.OnRunQueued(runner.NewMetrics(metrics).RunQueued)
+	ctx := context.Background()
+	debian := "docker.io/library/debian:12"
+	f.addTask(t, task.Spec{Name: "base", Image: "acme/base"}, "FROM debian:12\n")
+	f.addTask(t, task.Spec{Name: "app"}, "FROM "+reg+"/acme/base:latest\n")
+	f.addTask(t, task.Spec{Name: "tool"}, "FROM debian:12\n")
+
+	tk, err := f.st.GetTask(ctx, "base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	manual, err := f.st.CreateRun(ctx, store.Run{Task: "base", Spec: tk.Spec, Cause: store.Cause{Kind: "manual", User: "alice"}}, f.enqueuer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.observe(t, debian, "sha256:a", "linux/amd64", "sha256:a1")
+	f.observe(t, debian, "sha256:b", "linux/amd64", "sha256:b1")
+
+	// A run created in a transaction that rolls back is not counted.
+	boom := errors.New("boom")
+	err = f.st.InTx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.CreateRun(store.Run{Task: "tool", Spec: tk.Spec, Cause: store.Cause{Kind: "manual", User: "bob"}}, nil); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("rolled-back transaction: %v", err)
+	}
+
+	// The manual run of base succeeds: app, built on it, cascades.
+	manual.State, manual.Digest = store.StateSucceeded, "sha256:base2"
+	if err := f.st.FinishRun(ctx, manual, f.enqueuer(), func(tx *store.Tx, released []int64) error {
+		return f.p.Cascade(tx, manual, released)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	want := map[string]int{}
+	for _, r := range f.runs(t) {
+		want[r.Cause.Kind]++
+	}
+	out, err := testutil.GatherAndCount(metrics, "refit_runs_queued_total")
+	if err != nil || out != len(want) {
+		t.Fatalf("refit_runs_queued_total has %d series (%v), want %d (%v)", out, err, len(want), want)
+	}
+	for _, kind := range []string{"manual", "base", "cascade"} {
+		if want[kind] == 0 {
+			t.Errorf("the test queued no %s run (runs by kind: %v)", kind, want)
+		}
+	}
+	mfs, err := metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "kind" {
+					got[l.GetValue()] = int(m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("refit_runs_queued_total by kind (-stored runs +counted):\n%s", diff)
 	}
 }
