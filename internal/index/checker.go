@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"regexp"
 	"slices"
@@ -27,6 +26,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/refit-dev/refit/internal/backoff"
 )
 
 const (
@@ -452,13 +453,7 @@ func ckPlatformString(os, arch, variant string) string {
 // exceeds the cap). A *RegistryError's RetryAfter (found with errors.As),
 // when larger, wins.
 func Backoff(n int, err error) time.Duration {
-	d := ckBackoffBase
-	for i := 1; i < n && d < ckBackoffCap; i++ {
-		d *= 2
-	}
-	d = min(d, ckBackoffCap)
-	jitter := (rand.Float64()*2 - 1) * ckBackoffJitter
-	d = min(d+time.Duration(float64(d)*jitter), ckBackoffCap)
+	d := backoff.Policy{Min: ckBackoffBase, Max: ckBackoffCap, Jitter: ckBackoffJitter}.Delay(n)
 	var re *RegistryError
 	if errors.As(err, &re) && re.RetryAfter > d {
 		d = re.RetryAfter
