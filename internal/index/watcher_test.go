@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/task"
 )
 
 var errDiskFull = errors.New("database or disk is full (13)")
@@ -144,5 +146,68 @@ func TestWatcherFullDiskIsNoStorm(t *testing.T) {
 	all := logs.lines()
 	if len(all) != len(failing)+1 || !strings.Contains(all[len(all)-1], "recovered") {
 		t.Errorf("log after recovery:\n%s\nwant the failing lines and one \"recovered\"", strings.Join(all[:min(len(all), 8)], "\n"))
+	}
+}
+
+// countingObserver counts the checks it is asked to commit.
+type countingObserver struct{ n atomic.Int32 }
+
+func (o *countingObserver) Observe(context.Context, string, CheckResult, string, time.Time) (int, error) {
+	o.n.Add(1)
+	return 0, nil
+}
+
+// TestWatcherRecordsGarbageManifestAsError: a registry that answers the
+// HEAD without Docker-Content-Digest and the GET with no manifest gets a
+// check error on the reference, naming it; nothing is observed, so no
+// run is planned.
+func TestWatcherRecordsGarbageManifestAsError(t *testing.T) {
+	ref := ckOddRegistry(t, "application/vnd.oci.image.index.v1+json", "{}", "") + "/lib/odd:1"
+	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(t.TempDir(), "refit.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	// A task builds on it, so the watcher's sync keeps it tracked.
+	spec := task.Spec{Name: "app", Source: task.Source{Dir: "/src"}}.Defaults()
+	if _, err := st.CreateTask(context.Background(), store.Task{Spec: spec,
+		Bases: []dockerfile.Base{{Stage: "0", Role: dockerfile.RoleRuntime, Kind: dockerfile.KindFrom, Ref: ref}}}); err != nil {
+		t.Fatal(err)
+	}
+	obs := &countingObserver{}
+	w, err := NewWatcher(WatcherConfig{Store: &fullDiskStore{Store: st}, Checker: NewChecker(CheckerConfig{Keychain: ckAnonymous}),
+		Observer: obs, Interval: time.Hour, Tick: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	var b store.BaseRef
+	for {
+		if b, err = st.GetBaseRef(context.Background(), ref); err != nil {
+			t.Fatal(err)
+		}
+		if b.Failures > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if b.Failures == 0 || !strings.Contains(b.LastError, ref) || !strings.Contains(b.LastError, "Docker-Content-Digest") {
+		t.Errorf("reference after the check: failures %d, last error %q; want an error naming %s and the missing header", b.Failures, b.LastError, ref)
+	}
+	if b.Digest != "" || obs.n.Load() != 0 {
+		t.Errorf("digest %q stored, %d observations committed; want none", b.Digest, obs.n.Load())
+	}
+	if h, err := st.Observations(context.Background(), ref, 10); err != nil || len(h) != 0 {
+		t.Errorf("history of %s = %v, %v; want empty", ref, h, err)
 	}
 }
