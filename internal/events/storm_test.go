@@ -130,8 +130,8 @@ func TestFullDiskIsNoStorm(t *testing.T) {
 		t.Errorf("%d attempts to record a delivery in 2s, want a handful", n)
 	}
 	failing := logs.lines()
-	if len(failing) == 0 || len(failing) > 3 {
-		t.Errorf("logged %d lines while the disk was full, want 1..3 (once per episode):\n%s", len(failing), head(failing))
+	if len(failing) == 0 || len(failing) > 5 {
+		t.Errorf("logged %d lines while the disk was full, want 1..5 (once per episode):\n%s", len(failing), head(failing))
 	} else if !slices.ContainsFunc(failing, func(l string) bool {
 		return strings.Contains(l, "disk is full") && strings.Contains(l, "recording delivery of event")
 	}) {
