@@ -29,7 +29,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -39,6 +38,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/refit-dev/refit/internal/backoff"
 	"github.com/refit-dev/refit/internal/store"
 )
 
@@ -213,7 +213,7 @@ func (d *Dispatcher) changes() <-chan struct{} {
 func (d *Dispatcher) Prune(ctx context.Context) (int, error) {
 	n, err := d.cfg.Store.PruneEvents(ctx, time.Now().Add(-d.cfg.Retention))
 	if err != nil {
-		return 0, fmt.Errorf("events: %w", err)
+		return 0, fmt.Errorf("events: pruning delivered events: %w", err)
 	}
 	return n, nil
 }
@@ -224,8 +224,9 @@ type line struct{ sub, subject string }
 
 // outcome is a finished delivery, reported to Run's loop.
 type outcome struct {
-	line line
-	next time.Time // when to retry; zero when delivered or dead
+	line      line
+	next      time.Time // when to retry; zero when delivered or dead
+	recordErr error     // the attempt could not be recorded
 }
 
 // loop is Run's state; only Run's goroutine touches it.
@@ -242,14 +243,32 @@ type loop struct {
 	lagged   map[string]bool
 	prune    time.Time
 	lag      time.Time
+
+	// The store failing: reading or fanning out (storeErr), or
+	// recording attempts (recordErr). Either backs the loop off instead
+	// of retrying at once: an attempt that could not be recorded is
+	// still due, and resending it as fast as the receiver answers is a
+	// storm (a full disk once made 11,788 requests in 10 s).
+	storeErr  *backoff.Tracker
+	recordErr *backoff.Tracker
 }
 
 // Run delivers events until ctx ends, then waits for the deliveries in
-// flight (each bounded by Timeout) and returns nil. Store errors are
-// logged and retried on the next poll.
+// flight (each bounded by Timeout) and returns nil.
+//
+// Store errors back off, exponentially from 100 ms to 30 s, and are
+// logged once per episode (when it starts, then at most once a minute,
+// and when it ends). While the store cannot be read, nothing is done
+// until the backoff passes; while attempts cannot be recorded, no
+// delivery starts before the backoff passes and then only one at a
+// time, so that an unrecorded delivery is resent a few times, not
+// thousands. Every event is still delivered, in order, once the store
+// recovers.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	l := &loop{d: d, inflight: map[line]bool{}, perSub: map[string]int{},
-		done: make(chan outcome, d.cfg.Workers), lagged: map[string]bool{}, prune: time.Now()}
+		done: make(chan outcome, d.cfg.Workers), lagged: map[string]bool{}, prune: time.Now(),
+		storeErr:  &backoff.Tracker{Logger: d.log, What: "event dispatcher: store"},
+		recordErr: &backoff.Tracker{Logger: d.log, What: "event dispatcher: recording deliveries"}}
 	defer func() {
 		l.wg.Wait()
 		if d.ownClient {
@@ -260,7 +279,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer timer.Stop()
 	full := true
 	for {
-		if full {
+		if l.storeErr.Wait() > 0 {
+			// Backing off: woken early (a Notify, a finished delivery),
+			// do nothing yet.
+		} else if full {
 			l.step(ctx)
 		} else if err := l.dispatch(ctx, false); err != nil {
 			l.storeError(ctx, err)
@@ -273,6 +295,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				wait = until
 			}
 		}
+		if w := l.recordErr.Wait(); w > 0 {
+			wait = min(wait, w) // then start the probe
+		}
+		if w := l.storeErr.Wait(); w > 0 {
+			wait = w
+		}
 		timer.Reset(wait)
 		full = true
 		select {
@@ -283,11 +311,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			// A finished delivery frees a worker: fill it, without the
 			// fan-out that only new events (Notify, Poll) call for.
 			full = false
-			l.finish(o)
+			l.finish(ctx, o)
 			for drained := false; !drained; {
 				select {
 				case o := <-l.done:
-					l.finish(o)
+					l.finish(ctx, o)
 				default:
 					drained = true
 				}
@@ -305,7 +333,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
-func (l *loop) finish(o outcome) {
+func (l *loop) finish(ctx context.Context, o outcome) {
+	if o.recordErr != nil {
+		if ctx.Err() == nil {
+			l.recordErr.Fail(o.recordErr)
+		}
+	} else {
+		l.recordErr.Succeed()
+	}
 	delete(l.inflight, o.line)
 	l.perSub[o.line.sub]--
 	if l.perSub[o.line.sub] <= 0 {
@@ -318,11 +353,22 @@ func (l *loop) finish(o outcome) {
 }
 
 // step does one round: fan out, send what is due, and the periodic work.
+// A round without a store error ends a store backoff.
 func (l *loop) step(ctx context.Context) {
 	d := l.d
+	failed := false
+	fail := func(err error) {
+		failed = true
+		l.storeError(ctx, err)
+	}
+	defer func() {
+		if !failed && ctx.Err() == nil {
+			l.storeErr.Succeed()
+		}
+	}()
 	subs, err := d.cfg.Store.ListSubscriptions(ctx)
 	if err != nil {
-		l.storeError(ctx, err)
+		fail(err)
 		return
 	}
 	l.subs = make(map[string]store.Subscription, len(subs))
@@ -330,16 +376,16 @@ func (l *loop) step(ctx context.Context) {
 		l.subs[s.ID] = s
 	}
 	if err := l.fanOut(ctx, subs); err != nil {
-		l.storeError(ctx, err)
+		fail(err)
 	}
 	if err := l.dispatch(ctx, true); err != nil {
-		l.storeError(ctx, err)
+		fail(err)
 	}
 	now := time.Now()
 	if !now.Before(l.prune) {
 		l.prune = now.Add(pruneEvery)
 		if n, err := d.Prune(ctx); err != nil {
-			l.storeError(ctx, err)
+			fail(err)
 		} else if n > 0 {
 			d.log.Info("pruned delivered events", "count", n, "retention", d.cfg.Retention)
 		}
@@ -347,14 +393,15 @@ func (l *loop) step(ctx context.Context) {
 	if d.cfg.Metrics != nil && !now.Before(l.lag) {
 		l.lag = now.Add(lagEvery)
 		if err := l.measureLag(ctx, subs); err != nil {
-			l.storeError(ctx, err)
+			fail(err)
 		}
 	}
 }
 
+// storeError backs the loop off after a store error.
 func (l *loop) storeError(ctx context.Context, err error) {
 	if ctx.Err() == nil {
-		l.d.log.Error("event dispatcher", "err", err)
+		l.storeErr.Fail(err)
 	}
 }
 
@@ -438,7 +485,7 @@ func (l *loop) start(ctx context.Context, due []store.Delivery) []store.Delivery
 		if !ok || l.inflight[ln] { // deleted, or created since we listed; or already going
 			continue
 		}
-		if l.busy >= d.cfg.Workers || l.perSub[ln.sub] >= d.cfg.PerSubscription {
+		if l.busy >= d.cfg.Workers || l.perSub[ln.sub] >= d.cfg.PerSubscription || !l.mayStart() {
 			rest = append(rest, dl)
 			continue
 		}
@@ -446,11 +493,21 @@ func (l *loop) start(ctx context.Context, due []store.Delivery) []store.Delivery
 		l.perSub[ln.sub]++
 		l.busy++
 		l.wg.Go(func() {
-			res := d.deliver(ctx, sub, dl)
-			l.done <- outcome{line: ln, next: res.Next}
+			res, err := d.deliver(ctx, sub, dl)
+			l.done <- outcome{line: ln, next: res.Next, recordErr: err}
 		})
 	}
 	return rest
+}
+
+// mayStart reports whether a delivery may start now: always, unless
+// attempts could not be recorded lately; then one at a time (a probe of
+// the store) once the backoff has passed.
+func (l *loop) mayStart() bool {
+	if !l.recordErr.Failing() {
+		return true
+	}
+	return l.busy == 0 && l.recordErr.Wait() == 0
 }
 
 func (l *loop) measureLag(ctx context.Context, subs []store.Subscription) error {
@@ -476,14 +533,17 @@ func (l *loop) measureLag(ctx context.Context, subs []store.Subscription) error 
 	return nil
 }
 
-// deliver makes one attempt and records it. The request outlives ctx (up
-// to Timeout) so that a shutdown does not cut off a receiver mid-ack.
-func (d *Dispatcher) deliver(ctx context.Context, sub store.Subscription, dl store.Delivery) store.DeliveryResult {
+// deliver makes one attempt and records it; it returns the attempt's
+// result and the error recording it, if any (the caller backs off). The
+// request outlives ctx (up to Timeout) so that a shutdown does not cut
+// off a receiver mid-ack.
+func (d *Dispatcher) deliver(ctx context.Context, sub store.Subscription, dl store.Delivery) (store.DeliveryResult, error) {
 	res := d.attempt(context.WithoutCancel(ctx), sub, dl)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
+	var recordErr error
 	if err := d.cfg.Store.RecordAttempt(rctx, sub.ID, dl.Event.Seq, res); err != nil {
-		d.log.Error("recording delivery", "subscription", sub.ID, "seq", dl.Event.Seq, "err", err)
+		recordErr = fmt.Errorf("recording delivery of event %d to subscription %s: %w", dl.Event.Seq, sub.ID, err)
 	}
 	result := ResultFailed
 	switch {
@@ -504,7 +564,7 @@ func (d *Dispatcher) deliver(ctx context.Context, sub store.Subscription, dl sto
 			"seq", dl.Event.Seq, "event", dl.Event.ID, "type", dl.Event.Type, "attempt", dl.Attempts+1,
 			"next", res.Next, "err", res.Error)
 	}
-	return res
+	return res, recordErr
 }
 
 // attempt sends dl to sub once and decides what comes next.
@@ -567,11 +627,10 @@ func (d *Dispatcher) attempt(ctx context.Context, sub store.Subscription, dl sto
 }
 
 // backoff returns the wait after the given number of earlier failed
-// attempts: MinBackoff·2^attempts capped at MaxBackoff, ±20%.
+// attempts: MinBackoff·2^attempts capped at MaxBackoff, ±20% (never
+// above MaxBackoff).
 func (d *Dispatcher) backoff(attempts int) time.Duration {
-	b := float64(d.cfg.MinBackoff) * math.Pow(2, float64(attempts))
-	b = min(b, float64(d.cfg.MaxBackoff))
-	return time.Duration(b * (0.8 + 0.4*rand.Float64()))
+	return backoff.Policy{Min: d.cfg.MinBackoff, Max: d.cfg.MaxBackoff, Jitter: 0.2}.Delay(attempts + 1)
 }
 
 // parseRetryAfter reads a Retry-After header: delay seconds or an HTTP

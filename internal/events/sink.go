@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/refit-dev/refit/internal/backoff"
 	"github.com/refit-dev/refit/internal/store"
 )
 
@@ -32,20 +33,29 @@ const sinkBatch = 256
 // large for the broker, say) is given up — logged and counted as dead —
 // so that it does not stop every later event. Run it beside Run, one
 // goroutine per sink.
+//
+// Store errors (reading events, saving the cursor) back off, from 100 ms
+// to 30 s, and are logged once per episode, not once per attempt.
 func (d *Dispatcher) RunSink(ctx context.Context, sink Sink) error {
 	name := sink.Name()
+	storeErr := &backoff.Tracker{Logger: d.log.With("sink", name), What: "event sink " + name + ": store"}
+	// storeFailed backs off after a store error; it reports whether to
+	// go on (ctx has not ended).
+	storeFailed := func(err error) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		return sleep(ctx, storeErr.Fail(err))
+	}
 	var cursor int64
-	for attempt := 0; ; attempt++ {
+	for {
 		c, err := d.cfg.Store.SinkCursor(ctx, name)
 		if err == nil {
 			cursor = c
+			storeErr.Succeed()
 			break
 		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		d.log.Error("event sink", "sink", name, "err", err)
-		if !sleep(ctx, d.backoff(attempt)) {
+		if !storeFailed(fmt.Errorf("reading the cursor of sink %s: %w", name, err)) {
 			return nil
 		}
 	}
@@ -58,8 +68,7 @@ func (d *Dispatcher) RunSink(ctx context.Context, sink Sink) error {
 			return nil
 		}
 		if err != nil {
-			d.log.Error("event sink", "sink", name, "err", err)
-			if !sleep(ctx, d.cfg.Poll) {
+			if !storeFailed(fmt.Errorf("reading events for sink %s: %w", name, err)) {
 				return nil
 			}
 			continue
@@ -78,7 +87,13 @@ func (d *Dispatcher) RunSink(ctx context.Context, sink Sink) error {
 		if published > 0 {
 			cursor = evs[published-1].Seq
 			if err := d.cfg.Store.AdvanceSink(context.WithoutCancel(ctx), name, cursor); err != nil {
-				d.log.Error("event sink", "sink", name, "err", err)
+				// The broker has them (a restart republishes them, with
+				// the same ids, for the broker to drop); back off.
+				if !storeFailed(fmt.Errorf("saving the cursor of sink %s: %w", name, err)) {
+					return nil
+				}
+			} else {
+				storeErr.Succeed()
 			}
 		}
 		if err == nil {
@@ -99,7 +114,11 @@ func (d *Dispatcher) RunSink(ctx context.Context, sink Sink) error {
 			}
 			cursor = bad.Seq
 			if err := d.cfg.Store.AdvanceSink(context.WithoutCancel(ctx), name, cursor); err != nil {
-				d.log.Error("event sink", "sink", name, "err", err)
+				if !storeFailed(fmt.Errorf("saving the cursor of sink %s: %w", name, err)) {
+					return nil
+				}
+			} else {
+				storeErr.Succeed()
 			}
 			failures, failingSince = 0, time.Time{}
 			continue

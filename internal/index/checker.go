@@ -8,10 +8,12 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"mime"
 	"net/http"
 	"regexp"
 	"slices"
@@ -27,6 +29,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/refit-dev/refit/internal/backoff"
 )
 
 const (
@@ -43,6 +47,10 @@ const (
 	// before it is built afresh.
 	ckPullerTTL = time.Hour
 	ckUserAgent = "refit"
+
+	// ckMaxManifest bounds a manifest fetched without a digest to check
+	// it against (distribution refuses manifests over 4 MiB too).
+	ckMaxManifest = 4 << 20
 
 	ckAttestationAnnotation = "vnd.docker.reference.type"
 	ckAttestationManifest   = "attestation-manifest"
@@ -204,7 +212,9 @@ func NewChecker(cfg CheckerConfig) *Checker {
 // by digest (one more request) to fill Platforms; for a single manifest
 // it GETs the manifest and the config blob to learn the platform. It
 // falls back to GET when the registry's HEAD answer lacks the
-// Docker-Content-Digest header. The first check of a repository also
+// Docker-Content-Digest header, and then takes the digest only from a
+// body that is a manifest (see ckGetUnverified): an empty or garbage
+// answer is an error, never an observation. The first check of a repository also
 // pings the registry (and fetches a token where it uses them); a bearer
 // token expiring (Docker Hub's last 5 min) costs a 401 and a token request
 // on the next check. Nothing is retried. Check waits for a
@@ -230,7 +240,8 @@ func (c *Checker) Check(ctx context.Context, ref string, known CheckResult) (Che
 
 // Resolve returns the digest ref (a normalized "registry/repo:tag")
 // points to now: one HEAD on the registry's session (GET when the answer
-// has no digest), within the same per-registry limit and timeout as
+// has no digest, verified as Check does), within the same per-registry
+// limit and timeout as
 // Check. A reference pinned by digest is returned without a request.
 // Errors are *RegistryError.
 func (c *Checker) Resolve(ctx context.Context, ref string) (string, error) {
@@ -252,7 +263,7 @@ func (c *Checker) Resolve(ctx context.Context, ref string) (string, error) {
 		if !st.headAnswered() {
 			return err
 		}
-		d, err := remote.Get(r, opts...)
+		d, err := ckGetUnverified(r, st, opts)
 		if err == nil {
 			digest = d.Digest.String()
 		}
@@ -304,7 +315,7 @@ func (c *Checker) check(ctx context.Context, p *remote.Puller, r name.Reference,
 		}
 		// The registry answered the HEAD but without a usable digest
 		// (or Content-Type/Length): GET the manifest by tag instead.
-		d, gerr := remote.Get(r, opts...)
+		d, gerr := ckGetUnverified(r, st, opts)
 		if gerr != nil {
 			return CheckResult{}, gerr
 		}
@@ -323,6 +334,72 @@ func (c *Checker) check(ctx context.Context, p *remote.Puller, r name.Reference,
 		return CheckResult{}, err
 	}
 	return ckDescribe(d)
+}
+
+// ckGetUnverified GETs the manifest r (a tag) points to when the
+// registry's HEAD gave no digest, and makes sure what came back is a
+// manifest before its digest is trusted: at most ckMaxManifest bytes of
+// JSON with schemaVersion 2, of a known manifest or index media type
+// (the body's mediaType, or else the Content-Type; the two must agree
+// when both are given), whose digest is computed from the body and
+// must equal the GET's Docker-Content-Digest when there is one. An
+// empty or garbage answer is an error, never a digest.
+func ckGetUnverified(r name.Reference, st *ckState, opts []remote.Option) (*remote.Descriptor, error) {
+	d, err := remote.Get(r, opts...)
+	if err != nil {
+		return nil, err
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("the registry answered the manifest HEAD without Docker-Content-Digest, and its GET is no manifest: "+format, args...)
+	}
+	if len(d.Manifest) > ckMaxManifest {
+		return nil, bad("%d bytes, over the %d-byte limit", len(d.Manifest), ckMaxManifest)
+	}
+	var probe struct {
+		SchemaVersion int             `json:"schemaVersion"`
+		MediaType     types.MediaType `json:"mediaType"`
+	}
+	if len(bytes.TrimSpace(d.Manifest)) == 0 {
+		return nil, bad("empty body")
+	}
+	if err := json.Unmarshal(d.Manifest, &probe); err != nil {
+		return nil, bad("body is not a JSON object: %v", err)
+	}
+	if probe.SchemaVersion != 2 {
+		return nil, bad("schemaVersion %d, want 2", probe.SchemaVersion)
+	}
+	ct := types.MediaType("")
+	if v := strings.TrimSpace(string(d.MediaType)); v != "" {
+		if parsed, _, err := mime.ParseMediaType(v); err == nil {
+			ct = types.MediaType(parsed)
+		} else {
+			ct = types.MediaType(v)
+		}
+	}
+	mt := cmp.Or(probe.MediaType, ct)
+	if !ckKnownManifest(mt) {
+		return nil, bad("media type %q is not an image manifest or index", mt)
+	}
+	if probe.MediaType != "" && ckKnownManifest(ct) && ct != probe.MediaType {
+		return nil, bad("Content-Type %q but the body says mediaType %q", ct, probe.MediaType)
+	}
+	sum := sha256.Sum256(d.Manifest)
+	digest := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+	if h := st.getDigestValue(); h != "" && h != digest.String() {
+		return nil, bad("its Docker-Content-Digest %s does not match the body's digest %s", h, digest)
+	}
+	d.Digest, d.MediaType, d.Size = digest, mt, int64(len(d.Manifest))
+	return d, nil
+}
+
+// ckKnownManifest reports whether mt is an image manifest or index
+// media type (OCI or Docker schema 2).
+func ckKnownManifest(mt types.MediaType) bool {
+	switch mt {
+	case types.OCIImageIndex, types.OCIManifestSchema1, types.DockerManifestList, types.DockerManifestSchema2:
+		return true
+	}
+	return false
 }
 
 // ckUnchanged is known, seen again.
@@ -452,13 +529,7 @@ func ckPlatformString(os, arch, variant string) string {
 // exceeds the cap). A *RegistryError's RetryAfter (found with errors.As),
 // when larger, wins.
 func Backoff(n int, err error) time.Duration {
-	d := ckBackoffBase
-	for i := 1; i < n && d < ckBackoffCap; i++ {
-		d *= 2
-	}
-	d = min(d, ckBackoffCap)
-	jitter := (rand.Float64()*2 - 1) * ckBackoffJitter
-	d = min(d+time.Duration(float64(d)*jitter), ckBackoffCap)
+	d := backoff.Policy{Min: ckBackoffBase, Max: ckBackoffCap, Jitter: ckBackoffJitter}.Delay(n)
 	var re *RegistryError
 	if errors.As(err, &re) && re.RetryAfter > d {
 		d = re.RetryAfter
@@ -582,6 +653,13 @@ type ckState struct {
 	mu         sync.Mutex
 	retryAfter time.Duration
 	headOK     bool
+	getDigest  string // Docker-Content-Digest of the last manifest GET
+}
+
+func (s *ckState) getDigestValue() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.getDigest
 }
 
 func (s *ckState) headAnswered() bool {
@@ -627,6 +705,8 @@ func (t *ckTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			st.retryAfter = ckParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		case req.Method == http.MethodHead && resp.StatusCode == http.StatusOK && strings.Contains(req.URL.Path, "/manifests/"):
 			st.headOK = true
+		case req.Method == http.MethodGet && resp.StatusCode == http.StatusOK && strings.Contains(req.URL.Path, "/manifests/"):
+			st.getDigest = strings.TrimSpace(resp.Header.Get("Docker-Content-Digest"))
 		}
 		st.mu.Unlock()
 	}

@@ -782,3 +782,87 @@ func TestCheckerResolve(t *testing.T) {
 		t.Errorf("Resolve of a missing tag = %v, want a 404 naming the reference", err)
 	}
 }
+
+// ckOddRegistry answers every manifest HEAD with 200, a Content-Type
+// and a Content-Length but no Docker-Content-Digest, and every manifest
+// GET with body (Content-Type ct, and Docker-Content-Digest digest when
+// not empty): a registry, or something posing as one, whose answers
+// must not be taken for a manifest unchecked.
+func ckOddRegistry(t *testing.T, ct, body, digest string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/":
+			w.WriteHeader(http.StatusOK)
+		case strings.Contains(r.URL.Path, "/manifests/"):
+			if ct != "" {
+				w.Header().Set("Content-Type", ct)
+			}
+			if r.Method == http.MethodGet && digest != "" {
+				w.Header().Set("Docker-Content-Digest", digest)
+			}
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			if r.Method == http.MethodGet {
+				io.WriteString(w, body)
+			}
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// TestCheckerHeadWithoutDigestVerifiesManifest: when the HEAD has no
+// Docker-Content-Digest, the digest comes from a GET whose body is
+// checked to be a manifest; an empty or garbage body, or one whose
+// digest is not the one the registry claims, is an error naming the
+// reference — for the watcher's Check and for a run's Resolve alike.
+func TestCheckerHeadWithoutDigestVerifiesManifest(t *testing.T) {
+	// A real registry that only omits the header: the right digest.
+	_, host := ckServe(t, ckNoHeadDigest)
+	ref := host + "/lib/ok:1"
+	img := ckImage(t, "linux", "amd64")
+	ckPush(t, ref, img)
+	c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
+	if res := ckCheck(t, c, ref, CheckResult{}); res.Digest != ckDigest(t, img) {
+		t.Errorf("Check(%s) digest = %s, want %s", ref, res.Digest, ckDigest(t, img))
+	}
+	if got, err := c.Resolve(t.Context(), ref); err != nil || got != ckDigest(t, img) {
+		t.Errorf("Resolve(%s) = %s, %v; want %s", ref, got, err, ckDigest(t, img))
+	}
+
+	const index = `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`
+	for _, tc := range []struct {
+		name, ct, body, digest, want string
+	}{
+		{"empty body", "application/vnd.oci.image.manifest.v1+json", "", "", "empty body"},
+		{"empty object as an index", "application/vnd.oci.image.index.v1+json", "{}", "", "schemaVersion 0"},
+		{"html", "text/html", "<html>not here</html>", "", "not a JSON object"},
+		{"schema 1", "application/vnd.docker.distribution.manifest.v1+prettyjws", `{"schemaVersion":1,"name":"x"}`, "", "schemaVersion 1"},
+		{"unknown media type", "application/json", `{"schemaVersion":2,"config":{}}`, "", `media type "application/json"`},
+		{"types disagree", "application/vnd.docker.distribution.manifest.v2+json", index, "", "Content-Type"},
+		{"digest mismatch", "application/vnd.oci.image.index.v1+json", index,
+			"sha256:0000000000000000000000000000000000000000000000000000000000000000", "does not match"},
+		{"too large", "application/vnd.oci.image.index.v1+json",
+			`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","annotations":{"x":"` + strings.Repeat("a", 4<<20) + `"}}`, "", "over the"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := ckOddRegistry(t, tc.ct, tc.body, tc.digest) + "/lib/odd:1"
+			c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
+			res, err := c.Check(t.Context(), ref, CheckResult{})
+			var rerr *RegistryError
+			if !errors.As(err, &rerr) || !strings.Contains(err.Error(), ref) || !strings.Contains(err.Error(), tc.want) ||
+				!strings.Contains(err.Error(), "Docker-Content-Digest") {
+				t.Errorf("Check(%s) = %+v, %v; want a RegistryError naming the reference, the missing header and %q", ref, res, err, tc.want)
+			}
+			if res.Digest != "" {
+				t.Errorf("Check(%s) returned digest %s from a body that is no manifest", ref, res.Digest)
+			}
+			got, err := c.Resolve(t.Context(), ref)
+			if err == nil || got != "" || !strings.Contains(err.Error(), ref) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Resolve(%s) = %q, %v; want an error naming the reference and %q", ref, got, err, tc.want)
+			}
+		})
+	}
+}

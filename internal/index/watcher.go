@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/refit-dev/refit/internal/backoff"
 	"github.com/refit-dev/refit/internal/store"
 )
 
@@ -54,7 +55,8 @@ type WatcherConfig struct {
 	Allow, Deny []string
 	// Tick is how often due references are looked for. Default 1 s.
 	Tick time.Duration
-	// Logger gets one line per failed check. nil = discard.
+	// Logger gets one line per failed check, and one per episode of store
+	// errors (not one per attempt). nil = discard.
 	Logger *slog.Logger
 	// Metrics, when set, count checks, requests and changes.
 	Metrics *Metrics
@@ -62,8 +64,16 @@ type WatcherConfig struct {
 
 // Watcher polls due references and checks at once those a push or a
 // webhook hinted at. Run it in one goroutine.
+//
+// A store that cannot record a check (a full disk) leaves the reference
+// due: checking it again at every tick would hammer the registry. So
+// store errors back off the whole watcher, exponentially from 100 ms to
+// 30 s, and while they last it makes one check at a time, after the
+// backoff, until the store records one again; the episode is logged
+// once, not per attempt.
 type Watcher struct {
 	cfg      WatcherConfig
+	storeErr *backoff.Tracker
 	wake     chan struct{}
 	mu       sync.Mutex
 	inFlight map[string]bool
@@ -87,7 +97,8 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{cfg: cfg, wake: make(chan struct{}, 1), inFlight: map[string]bool{}, finished: map[string]time.Time{}}, nil
+	return &Watcher{cfg: cfg, wake: make(chan struct{}, 1), inFlight: map[string]bool{}, finished: map[string]time.Time{},
+		storeErr: &backoff.Tracker{Logger: cfg.Logger, What: "index watcher: store"}}, nil
 }
 
 // Wake makes the watcher look for due references now (after a hint).
@@ -110,17 +121,38 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer tick.Stop()
 	var lastSync time.Time
 	for {
+		if wait := w.storeErr.Wait(); wait > 0 {
+			// Backing off store errors: ticks and wake-ups wait too.
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
 		if time.Since(lastSync) >= w.cfg.Interval {
-			if err := w.sync(ctx); err != nil && ctx.Err() == nil {
-				w.cfg.Logger.Warn("syncing the base index with tasks", "err", err)
+			if err := w.sync(ctx); err != nil {
+				w.storeFailed(ctx, fmt.Errorf("syncing the base index with tasks: %w", err))
+			} else {
+				w.storeErr.Succeed()
 			}
 			lastSync = time.Now()
 		}
 		limit := 4 * w.cfg.Concurrency
+		// While the store fails, one check at a time probes it.
+		probe := w.storeErr.Failing()
+		if probe {
+			limit = 1
+		}
 		listed := time.Now()
-		due, err := w.cfg.Store.DueRefs(ctx, listed, limit)
-		if err != nil && ctx.Err() == nil {
-			w.cfg.Logger.Warn("listing due base references", "err", err)
+		var due []store.BaseRef
+		var err error
+		if !probe || w.idle() {
+			due, err = w.cfg.Store.DueRefs(ctx, listed, limit)
+			if err != nil {
+				w.storeFailed(ctx, err)
+			}
 		}
 		dispatched := 0
 		for _, b := range due {
@@ -159,7 +191,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 		}
 		w.mu.Unlock()
-		if dispatched > 0 && len(due) == limit {
+		if dispatched > 0 && len(due) == limit && !probe {
 			continue // more may be due: refill as slots free, not once a tick
 		}
 		select {
@@ -168,6 +200,20 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-tick.C:
 		case <-w.wake:
 		}
+	}
+}
+
+// idle reports whether no check is in flight.
+func (w *Watcher) idle() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.inFlight) == 0
+}
+
+// storeFailed backs the watcher off after a store error.
+func (w *Watcher) storeFailed(ctx context.Context, err error) {
+	if ctx.Err() == nil {
+		w.storeErr.Fail(err)
 	}
 }
 
@@ -206,12 +252,20 @@ func (w *Watcher) check(ctx context.Context, b store.BaseRef) {
 	}
 	changed, err := w.cfg.Observer.Observe(ctx, b.Ref, res, source, w.next(b.Ref))
 	if err != nil {
-		if ctx.Err() == nil {
-			w.cfg.Logger.Error("recording check", "ref", b.Ref, "err", err)
-			w.recordError(ctx, b.Ref, err.Error(), time.Now().Add(Backoff(b.Failures+1, err)))
+		if ctx.Err() != nil {
+			return
 		}
+		// Back the reference off; if even that cannot be recorded, the
+		// store is failing, not this reference.
+		if rerr := w.cfg.Store.RecordCheckError(ctx, b.Ref, err.Error(), time.Now().Add(Backoff(b.Failures+1, err))); rerr != nil {
+			w.storeFailed(ctx, fmt.Errorf("recording the check of %s: %w", b.Ref, err))
+			return
+		}
+		w.storeErr.Succeed()
+		w.cfg.Logger.Error("recording check", "ref", b.Ref, "err", err)
 		return
 	}
+	w.storeErr.Succeed()
 	if m := w.cfg.Metrics; m != nil {
 		m.Changes.Add(float64(changed))
 		if b.HintSource != "" {
@@ -221,10 +275,14 @@ func (w *Watcher) check(ctx context.Context, b store.BaseRef) {
 	}
 }
 
+// recordError records a failed check of ref; a store error backs the
+// watcher off.
 func (w *Watcher) recordError(ctx context.Context, ref, msg string, next time.Time) {
-	if err := w.cfg.Store.RecordCheckError(ctx, ref, msg, next); err != nil && ctx.Err() == nil {
-		w.cfg.Logger.Error("recording check error", "ref", ref, "err", err)
+	if err := w.cfg.Store.RecordCheckError(ctx, ref, msg, next); err != nil {
+		w.storeFailed(ctx, err)
+		return
 	}
+	w.storeErr.Succeed()
 }
 
 // next spreads checks over the interval: each reference keeps a stable

@@ -194,40 +194,40 @@ func (p *Planner) observe(tx *store.Tx, c Change) (res Result, err error) {
 	if len(res.Changed) == 0 {
 		return res, nil
 	}
-	// One base.updated event per changed platform, naming the tasks the
-	// update rebuilds, written after the wave is planned.
-	defer func() {
-		if err != nil {
-			return
+	if res.Own, err = tx.PushedBySucceededRun(c.Digest); err != nil {
+		return res, err
+	}
+	var g *Graph
+	var direct []Trigger
+	if !res.Own {
+		if g, err = p.taskGraph(tx); err != nil {
+			return res, err
 		}
-		var names []string
-		for _, r := range res.Runs {
-			names = append(names, r.Task)
-		}
-		for _, o := range res.Changed {
-			if err = tx.Emit(store.EventBaseUpdated, c.Ref, BaseUpdated{Observation: o, Tasks: names}); err != nil {
-				return
+		for _, name := range g.watchers[c.Ref] {
+			t := g.byName[name]
+			if obs, ok := g.triggeredBy(t, c.Ref, res.Changed); ok {
+				direct = append(direct, Trigger{Task: t.Spec.Name, Cause: store.Cause{
+					Kind: "base", Base: c.Ref, Platform: obs.Platform, OldDigest: obs.OldDigest, NewDigest: obs.Digest,
+					Observation: obs.ID, Source: c.Source,
+				}})
 			}
 		}
-	}()
-	if res.Own, err = tx.PushedBySucceededRun(c.Digest); err != nil || res.Own {
-		return res, err
 	}
-	g, err := p.taskGraph(tx)
-	if err != nil {
-		return res, err
+	// The cause before its effects: one base.updated event per changed
+	// platform, naming the tasks of the wave, is written before the
+	// wave's run.queued events, so that a consumer reading the outbox in
+	// order sees the update before the runs it caused.
+	var order []string
+	var upstream map[string][]string
+	if g != nil {
+		order, upstream = g.Wave(direct)
 	}
-	var direct []Trigger
-	for _, name := range g.watchers[c.Ref] {
-		t := g.byName[name]
-		if obs, ok := g.triggeredBy(t, c.Ref, res.Changed); ok {
-			direct = append(direct, Trigger{Task: t.Spec.Name, Cause: store.Cause{
-				Kind: "base", Base: c.Ref, Platform: obs.Platform, OldDigest: obs.OldDigest, NewDigest: obs.Digest,
-				Observation: obs.ID, Source: c.Source,
-			}})
+	for _, o := range res.Changed {
+		if err := tx.Emit(store.EventBaseUpdated, c.Ref, BaseUpdated{Observation: o, Tasks: order}); err != nil {
+			return res, err
 		}
 	}
-	res.Runs, res.Coalesced, err = p.wave(tx, g, direct)
+	res.Runs, res.Coalesced, err = p.queueWave(tx, g, direct, order, upstream)
 	return res, err
 }
 
@@ -268,6 +268,12 @@ type Trigger struct {
 // outputs, each blocked by the runs of the tasks it builds on.
 func (p *Planner) wave(tx *store.Tx, g *Graph, direct []Trigger) ([]store.Run, int, error) {
 	order, upstream := g.Wave(direct)
+	return p.queueWave(tx, g, direct, order, upstream)
+}
+
+// queueWave creates (or coalesces) the runs of a wave Graph.Wave
+// ordered.
+func (p *Planner) queueWave(tx *store.Tx, g *Graph, direct []Trigger, order []string, upstream map[string][]string) ([]store.Run, int, error) {
 	if len(order) == 0 {
 		return nil, 0, nil
 	}

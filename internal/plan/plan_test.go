@@ -3,6 +3,8 @@ package plan_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -10,9 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
@@ -404,4 +411,132 @@ func BenchmarkObserveAtScale(b *testing.B) {
 	b.ReportMetric(float64(w.Microseconds())/1000, "ms-warm")
 	b.Logf("%d tasks, %d references: one change planned in %v with the graph rebuilt, %v with it cached (ratio %.1f)",
 		tasks, refs, c, w, float64(c)/float64(w))
+}
+
+// TestBaseUpdatedBeforeItsRuns: a consumer reading the outbox in order
+// sees each base.updated before the run.queued events of the runs it
+// caused (matched by the run's cause.observation), cascades included.
+func TestBaseUpdatedBeforeItsRuns(t *testing.T) {
+	f := newFixture(t)
+	debian := "docker.io/library/debian:12"
+	f.addTask(t, task.Spec{Name: "base", Image: "acme/base"}, "FROM debian:12\n")
+	f.addTask(t, task.Spec{Name: "app"}, "FROM "+reg+"/acme/base:latest\n")
+	f.addTask(t, task.Spec{Name: "tool"}, "FROM debian:12\n")
+	f.observe(t, debian, "sha256:a", "linux/amd64", "sha256:a1")
+	res := f.observe(t, debian, "sha256:b", "linux/amd64", "sha256:b1")
+	if len(res.Runs) != 3 || len(res.Changed) != 1 {
+		t.Fatalf("update queued %d runs with %d changes, want 3 runs, 1 change", len(res.Runs), len(res.Changed))
+	}
+	evs, err := f.st.ListEvents(context.Background(), store.EventFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	updatedAt := map[int64]int64{} // observation → seq of its base.updated
+	queued := 0
+	for _, e := range evs {
+		switch e.Type {
+		case store.EventBaseUpdated:
+			var d plan.BaseUpdated
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			updatedAt[d.ID] = e.Seq
+			if want := []string{"base", "tool", "app"}; !slices.Equal(d.Tasks, want) {
+				t.Errorf("base.updated names tasks %v, want %v", d.Tasks, want)
+			}
+		case store.EventRunQueued:
+			queued++
+			var d store.RunEvent
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			obs := d.Cause.Observation
+			if d.Cause.Upstream != nil {
+				obs = d.Cause.Upstream.Observation
+			}
+			if _, ok := updatedAt[obs]; !ok || obs == 0 {
+				t.Errorf("run.queued of %s (%s, seq %d) comes before the base.updated of observation %d that caused it",
+					d.ID, d.Task, e.Seq, obs)
+			}
+		}
+	}
+	if queued != 3 || len(updatedAt) != 1 {
+		t.Errorf("outbox holds %d run.queued and %d base.updated, want 3 and 1", queued, len(updatedAt))
+	}
+}
+
+// TestRunsQueuedMetric: refit_runs_queued_total counts every committed
+// run by cause kind — manual, a base update's wave, a cascade — and
+// none of a transaction that rolled back.
+func TestRunsQueuedMetric(t *testing.T) {
+	f := newFixture(t)
+	metrics := prometheus.NewRegistry()
+	f.st.OnRunQueued(runner.NewMetrics(metrics).RunQueued)
+	ctx := context.Background()
+	debian := "docker.io/library/debian:12"
+	f.addTask(t, task.Spec{Name: "base", Image: "acme/base"}, "FROM debian:12\n")
+	f.addTask(t, task.Spec{Name: "app"}, "FROM "+reg+"/acme/base:latest\n")
+	f.addTask(t, task.Spec{Name: "tool"}, "FROM debian:12\n")
+
+	tk, err := f.st.GetTask(ctx, "base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	manual, err := f.st.CreateRun(ctx, store.Run{Task: "base", Spec: tk.Spec, Cause: store.Cause{Kind: "manual", User: "alice"}}, f.enqueuer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.observe(t, debian, "sha256:a", "linux/amd64", "sha256:a1")
+	f.observe(t, debian, "sha256:b", "linux/amd64", "sha256:b1")
+
+	// A run created in a transaction that rolls back is not counted.
+	boom := errors.New("boom")
+	err = f.st.InTx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.CreateRun(store.Run{Task: "tool", Spec: tk.Spec, Cause: store.Cause{Kind: "manual", User: "bob"}}, nil); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("rolled-back transaction: %v", err)
+	}
+
+	// The manual run of base succeeds: app, built on it, cascades.
+	manual.State, manual.Digest = store.StateSucceeded, "sha256:base2"
+	if err := f.st.FinishRun(ctx, manual, f.enqueuer(), func(tx *store.Tx, released []int64) error {
+		return f.p.Cascade(tx, manual, released)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	want := map[string]int{}
+	for _, r := range f.runs(t) {
+		want[r.Cause.Kind]++
+	}
+	out, err := testutil.GatherAndCount(metrics, "refit_runs_queued_total")
+	if err != nil || out != len(want) {
+		t.Fatalf("refit_runs_queued_total has %d series (%v), want %d (%v)", out, err, len(want), want)
+	}
+	for _, kind := range []string{"manual", "base", "cascade"} {
+		if want[kind] == 0 {
+			t.Errorf("the test queued no %s run (runs by kind: %v)", kind, want)
+		}
+	}
+	mfs, err := metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "kind" {
+					got[l.GetValue()] = int(m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("refit_runs_queued_total by kind (-stored runs +counted):\n%s", diff)
+	}
 }

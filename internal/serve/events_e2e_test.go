@@ -153,6 +153,22 @@ func TestBaseUpdateEventsDelivered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Read in order, the outbox has the cause before its effects: the
+	// base.updated before the run.queued of each run it caused.
+	if i, j := slices.IndexFunc(all, func(e store.Event) bool { return e.Type == store.EventBaseUpdated }),
+		slices.IndexFunc(all, func(e store.Event) bool { return e.Type == store.EventRunQueued }); i < 0 || j < 0 || i > j {
+		t.Errorf("outbox order: base.updated at %d, first run.queued at %d; want the update first", i, j)
+	}
+	// /metrics counts both runs the update queued.
+	resp, err := http.Get(r.APIURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `refit_runs_queued_total{kind="base"} 2`) {
+		t.Errorf("/metrics lacks refit_runs_queued_total{kind=\"base\"} 2:\n%s", grepLines(string(body), "refit_runs_queued"))
+	}
 	var msgs []*jetstream.RawStreamMsg
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if msgs = broker.Messages(events.DefaultNATSStream); len(msgs) >= len(all) {
@@ -193,4 +209,15 @@ func TestBaseUpdateEventsDelivered(t *testing.T) {
 	if !slices.Contains(streamed, "base.updated") || !slices.Contains(streamed, "task.changed") || !slices.Contains(streamed, "run.succeeded") {
 		t.Errorf("stream carried %v", streamed)
 	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -273,7 +273,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// lookups, so both share sessions and per-registry limits.
 	checker = index.NewChecker(index.CheckerConfig{Keychain: creds, Insecure: insecure, Timeout: cfg.CheckTimeout})
 
-	// Runs, and the planner that creates them from base updates.
+	// Runs, and the planner that creates them from base updates. Every
+	// committed run is counted, whoever queued it.
+	metrics := prometheus.NewRegistry()
+	st.OnRunQueued(runner.NewMetrics(metrics).RunQueued)
 	var planner *plan.Planner
 	run, err := runner.New(ctx, runner.Config{
 		Store:        st,
@@ -309,7 +312,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	cleanups = append(cleanups, run.Stop)
 
 	// The base image watcher.
-	metrics := prometheus.NewRegistry()
 	watcher, err := index.NewWatcher(index.WatcherConfig{
 		Store:    st,
 		Checker:  checker,

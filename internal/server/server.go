@@ -87,7 +87,6 @@ type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
 	metrics *prometheus.Registry
-	queued  *prometheus.CounterVec
 }
 
 // New returns the API handler.
@@ -110,10 +109,7 @@ func New(cfg Config) *Server {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), metrics: cfg.Metrics}
-	s.queued = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "refit_runs_queued_total", Help: "Runs queued, by cause kind.",
-	}, []string{"cause"})
-	s.metrics.MustRegister(s.queued, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
@@ -369,7 +365,6 @@ func (s *Server) queueRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.queued.WithLabelValues("manual").Inc()
 	return writeJSON(w, http.StatusCreated, run)
 }
 

@@ -233,13 +233,44 @@ func (s *Store) Observations(ctx context.Context, ref string, limit int) ([]Obse
 // Tx is a write transaction for work that must commit as one: an
 // observation, the runs it causes and their jobs.
 type Tx struct {
-	ctx context.Context
-	tx  *sql.Tx
+	ctx     context.Context
+	tx      *sql.Tx
+	created []Run // runs CreateRun stored, for OnRunQueued after commit
 }
 
 // InTx runs fn in one write transaction, committing when it returns nil.
 func (s *Store) InTx(ctx context.Context, fn func(*Tx) error) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return fn(&Tx{ctx: ctx, tx: tx}) })
+	t := &Tx{ctx: ctx}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		t.tx, t.created = tx, nil
+		return fn(t)
+	})
+	if err != nil {
+		return err
+	}
+	s.committed(t)
+	return nil
+}
+
+// OnRunQueued sets a function called once for every run created, after
+// the transaction that created it commits (never for one rolled back):
+// the runs-queued metric counts this way, whoever queued the run. It
+// must not block. nil removes it.
+func (s *Store) OnRunQueued(fn func(Run)) {
+	if fn == nil {
+		s.onQueued.Store(nil)
+		return
+	}
+	s.onQueued.Store(&fn)
+}
+
+// committed reports the runs a committed transaction created.
+func (s *Store) committed(t *Tx) {
+	if h := s.onQueued.Load(); h != nil {
+		for _, r := range t.created {
+			(*h)(r)
+		}
+	}
 }
 
 // SQL returns the underlying transaction, for the job queue's inserts.
@@ -380,6 +411,7 @@ func (t *Tx) CreateRun(r Run, enqueue Enqueuer) (Run, error) {
 	if err := emit(t.ctx, t.tx, EventRunQueued, r.Task, runEvent(r)); err != nil {
 		return Run{}, err
 	}
+	t.created = append(t.created, r)
 	return r, nil
 }
 
@@ -416,7 +448,9 @@ func (s *Store) FinishRun(ctx context.Context, r Run, enqueue Enqueuer, after fu
 	if !r.State.Done() {
 		return fmt.Errorf("finishing run %s: state %s is not an end", FormatRunID(r.ID), r.State)
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	t := &Tx{ctx: ctx}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		t.tx, t.created = tx, nil
 		if err := saveRun(ctx, tx, r); err != nil {
 			return err
 		}
@@ -424,8 +458,13 @@ func (s *Store) FinishRun(ctx context.Context, r Run, enqueue Enqueuer, after fu
 		if err != nil || after == nil {
 			return err
 		}
-		return after(&Tx{ctx: ctx, tx: tx}, released)
+		return after(t, released)
 	})
+	if err != nil {
+		return err
+	}
+	s.committed(t)
+	return nil
 }
 
 // PushedBySucceededRun reports whether a succeeded run pushed digest:

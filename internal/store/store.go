@@ -47,6 +47,7 @@ type Store struct {
 	pg    bool    // PostgreSQL rather than SQLite
 
 	onCommit atomic.Pointer[func()]
+	onQueued atomic.Pointer[func(Run)]
 }
 
 // OnCommit sets a function called after every committed write

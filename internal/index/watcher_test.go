@@ -1,0 +1,213 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/pgtest"
+	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/task"
+)
+
+var errDiskFull = errors.New("database or disk is full (13)")
+
+// fullDiskStore is a real store whose writes fail while full is set, as
+// they do when the data disk fills up; reads still work.
+type fullDiskStore struct {
+	*store.Store
+	full atomic.Bool
+}
+
+func (f *fullDiskStore) RecordCheckError(ctx context.Context, ref, msg string, next time.Time) error {
+	if f.full.Load() {
+		return errDiskFull
+	}
+	return f.Store.RecordCheckError(ctx, ref, msg, next)
+}
+
+func (f *fullDiskStore) TrackRefs(ctx context.Context, refs []string) error {
+	if f.full.Load() {
+		return errDiskFull
+	}
+	return f.Store.TrackRefs(ctx, refs)
+}
+
+// Observe commits a check the way the planner does (one transaction),
+// and fails like it while the disk is full.
+func (f *fullDiskStore) Observe(ctx context.Context, ref string, res CheckResult, source string, next time.Time) (int, error) {
+	if f.full.Load() {
+		return 0, errDiskFull
+	}
+	b := store.BaseRef{Ref: ref, Digest: res.Digest, MediaType: res.MediaType}
+	for _, p := range res.Platforms {
+		b.Platforms = append(b.Platforms, store.PlatformDigest{Platform: p.Platform, Digest: p.Digest})
+	}
+	return 0, f.Store.InTx(ctx, func(tx *store.Tx) error { return tx.SaveCheck(b, false, next) })
+}
+
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s := strings.TrimSpace(b.buf.String()); s != "" {
+		return strings.Split(s, "\n")
+	}
+	return nil
+}
+
+// TestWatcherFullDiskIsNoStorm: a check whose result cannot be recorded
+// leaves its reference due; the watcher used to check it again at every
+// tick, a HEAD to the registry each time, logging each. Now it backs
+// off, logs the episode once, and records the check once the store can.
+func TestWatcherFullDiskIsNoStorm(t *testing.T) {
+	cnt, host := ckServe(t, nil)
+	ref := host + "/lib/full:1"
+	img := ckImage(t, "linux", "amd64")
+	ckPush(t, ref, img)
+	cfg := store.Config{Path: filepath.Join(t.TempDir(), "refit.db")}
+	if pgtest.Wanted() {
+		cfg = store.Config{URL: pgtest.URL(t)}
+	}
+	st, err := store.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s := &fullDiskStore{Store: st}
+	if err := st.TrackRefs(context.Background(), []string{ref}); err != nil {
+		t.Fatal(err)
+	}
+	s.full.Store(true)
+	var logs logBuffer
+	w, err := NewWatcher(WatcherConfig{Store: s, Checker: NewChecker(CheckerConfig{Keychain: ckAnonymous}), Observer: s,
+		Interval: time.Hour, Tick: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its first sync with the tasks fails too (the disk is full) and the
+	// next is an Interval away, so the untracked-by-tasks reference stays.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	heads := func() int { return cnt.snapshot()["HEAD /v2/lib/full/manifests/1"] }
+	time.Sleep(2 * time.Second)
+	for range 50 { // hints wake the watcher: still no storm
+		w.Wake()
+		time.Sleep(time.Millisecond)
+	}
+	if n := heads(); n == 0 || n >= 20 {
+		t.Errorf("with the disk full for 2s the registry got %d HEADs for one reference, want a handful (1..19)", n)
+	}
+	failing := logs.lines()
+	if len(failing) == 0 || len(failing) > 3 || !strings.Contains(failing[0], "disk is full") {
+		t.Errorf("logged %d lines while the disk was full, want 1..3 saying the disk is full:\n%s",
+			len(failing), strings.Join(failing[:min(len(failing), 8)], "\n"))
+	}
+
+	s.full.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := st.GetBaseRef(context.Background(), ref)
+		if err == nil && b.Digest == ckDigest(t, img) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("check not recorded 10s after the store recovered: %+v %v", b, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	all := logs.lines()
+	if len(all) != len(failing)+1 || !strings.Contains(all[len(all)-1], "recovered") {
+		t.Errorf("log after recovery:\n%s\nwant the failing lines and one \"recovered\"", strings.Join(all[:min(len(all), 8)], "\n"))
+	}
+}
+
+// countingObserver counts the checks it is asked to commit.
+type countingObserver struct{ n atomic.Int32 }
+
+func (o *countingObserver) Observe(context.Context, string, CheckResult, string, time.Time) (int, error) {
+	o.n.Add(1)
+	return 0, nil
+}
+
+// TestWatcherRecordsGarbageManifestAsError: a registry that answers the
+// HEAD without Docker-Content-Digest and the GET with no manifest gets a
+// check error on the reference, naming it; nothing is observed, so no
+// run is planned.
+func TestWatcherRecordsGarbageManifestAsError(t *testing.T) {
+	ref := ckOddRegistry(t, "application/vnd.oci.image.index.v1+json", "{}", "") + "/lib/odd:1"
+	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(t.TempDir(), "refit.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	// A task builds on it, so the watcher's sync keeps it tracked.
+	spec := task.Spec{Name: "app", Source: task.Source{Dir: "/src"}}.Defaults()
+	if _, err := st.CreateTask(context.Background(), store.Task{Spec: spec,
+		Bases: []dockerfile.Base{{Stage: "0", Role: dockerfile.RoleRuntime, Kind: dockerfile.KindFrom, Ref: ref}}}); err != nil {
+		t.Fatal(err)
+	}
+	obs := &countingObserver{}
+	w, err := NewWatcher(WatcherConfig{Store: &fullDiskStore{Store: st}, Checker: NewChecker(CheckerConfig{Keychain: ckAnonymous}),
+		Observer: obs, Interval: time.Hour, Tick: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	var b store.BaseRef
+	for {
+		if b, err = st.GetBaseRef(context.Background(), ref); err != nil {
+			t.Fatal(err)
+		}
+		if b.Failures > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if b.Failures == 0 || !strings.Contains(b.LastError, ref) || !strings.Contains(b.LastError, "Docker-Content-Digest") {
+		t.Errorf("reference after the check: failures %d, last error %q; want an error naming %s and the missing header", b.Failures, b.LastError, ref)
+	}
+	if b.Digest != "" || obs.n.Load() != 0 {
+		t.Errorf("digest %q stored, %d observations committed; want none", b.Digest, obs.n.Load())
+	}
+	if h, err := st.Observations(context.Background(), ref, 10); err != nil || len(h) != 0 {
+		t.Errorf("history of %s = %v, %v; want empty", ref, h, err)
+	}
+}
