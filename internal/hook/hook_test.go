@@ -259,7 +259,7 @@ func TestParseErrors(t *testing.T) {
 			want: "events[1].target.repository: missing"},
 		{name: "distribution bad digest", format: FormatDistribution,
 			body: `{"events":[{"id":"x","action":"push","target":{"repository":"a/b","tag":"v1","digest":"sha256:abc"}}]}`,
-			want: "events[0].target.digest: not a valid digest"},
+			want: `events[0].target.digest: invalid digest "sha256:abc"`},
 		{name: "distribution bad timestamp", format: FormatDistribution,
 			body: `{"events":[{"id":"x","timestamp":"yesterday","action":"push","target":{"repository":"a/b","tag":"v1"}}]}`,
 			want: "events[0].timestamp: not an RFC 3339 time"},
@@ -285,7 +285,7 @@ func TestParseErrors(t *testing.T) {
 			want: "events[0].data.target.repository: missing"},
 		{name: "acr single event", format: FormatACR,
 			body: `{"specversion":"1.0","id":"1","type":"Microsoft.ContainerRegistry.ImagePushed","data":{"target":{"repository":"a","tag":"bad tag"}}}`,
-			want: "event.data.target.tag: not a valid tag"},
+			want: `event.data.target.tag: invalid tag "bad tag"`},
 		{name: "acr validation without code", format: FormatACR,
 			body: `[{"id":"1","eventType":"Microsoft.EventGrid.SubscriptionValidationEvent","data":{}}]`,
 			want: "events[0].data.validationCode: missing"},
@@ -831,6 +831,7 @@ func FuzzParse(f *testing.F) {
 			if strings.ContainsAny(p.Ref(), " \t\r\n") {
 				t.Fatalf("Ref %q contains whitespace", p.Ref())
 			}
+			checkReference(t, p)
 		}
 	})
 }
