@@ -64,6 +64,7 @@ bench: deps
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./internal/dockerfile/
+	$(GO) test -run '^$$' -fuzz '^FuzzHostileNames$$' -fuzztime 60s ./internal/hook/
 
 clean:
 	rm -rf $(BIN)

@@ -20,11 +20,13 @@ func newSubscriptionsCmd(g *globals) *cobra.Command {
 		Aliases: []string{"subs"},
 		Short:   "Send events to your tooling as signed CloudEvents over HTTP",
 		Long: `A subscription delivers every matching event to a URL as a CloudEvents 1.0
-JSON document (POST, Content-Type application/cloudevents+json), signed with
-X-Refit-Signature-256: sha256=<HMAC-SHA256 of the body> when it has a
-secret. Deliveries are retried with backoff until the receiver answers 2xx
-(Retry-After is honoured), in order per subject, and dead-lettered after
-24 h; 'refit events redeliver' sends them again.`,
+JSON document (POST, Content-Type application/cloudevents+json). With a
+secret it is signed twice: webhook-signature (Standard Webhooks: HMAC-SHA256
+of "webhook-id.webhook-timestamp.body", so replays can be refused) and
+X-Refit-Signature-256: sha256=<HMAC-SHA256 of the body>. Deliveries are
+retried with backoff until the receiver answers 2xx (Retry-After is
+honoured), in order per subject, and dead-lettered after 24 h; 'refit
+events redeliver' sends them again.`,
 	}
 	var req server.SubscriptionRequest
 	var types, secretFile string

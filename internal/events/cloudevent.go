@@ -3,12 +3,14 @@ package events
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -36,6 +38,20 @@ const (
 	// HeaderDelivery holds "<subscription id>/<event seq>"; it is the same
 	// for every attempt of one delivery.
 	HeaderDelivery = "X-Refit-Delivery"
+
+	// HeaderWebhookID, HeaderWebhookTimestamp and HeaderWebhookSignature
+	// are the Standard Webhooks headers (https://www.standardwebhooks.com),
+	// sent beside the ones above. webhook-id is the event's id (the
+	// CloudEvents id: the same for every attempt, redelivery and
+	// subscription); webhook-timestamp is the attempt's time in Unix
+	// seconds, as in HeaderTimestamp; webhook-signature holds
+	// SignStandard(secret, id, timestamp, body), only when the
+	// subscription has a secret. Unlike HeaderSignature, it covers the id
+	// and timestamp, so a receiver that rejects stale timestamps rejects
+	// replays.
+	HeaderWebhookID        = "webhook-id"
+	HeaderWebhookTimestamp = "webhook-timestamp"
+	HeaderWebhookSignature = "webhook-signature"
 )
 
 // DataSchema returns the dataschema attribute for an event type.
@@ -82,6 +98,20 @@ func Sign(secret string, body []byte) string {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write(body)
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// SignStandard returns the webhook-signature value of the Standard
+// Webhooks scheme: "v1," + base64(HMAC-SHA256(key, id + "." + timestamp +
+// "." + body)), with timestamp in decimal Unix seconds and standard
+// base64 with padding. The key is the subscription secret's bytes as
+// given: unlike a Standard Webhooks "whsec_<base64>" secret, it is not
+// base64-decoded (a Standard Webhooks library verifies it when given
+// "whsec_" + base64(secret)).
+func SignStandard(secret, id string, timestamp int64, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(id + "." + strconv.FormatInt(timestamp, 10) + "."))
+	m.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
 }
 
 // Match reports whether sub wants e.

@@ -587,8 +587,11 @@ func (d *Dispatcher) attempt(ctx context.Context, sub store.Subscription, dl sto
 	req.Header.Set("User-Agent", "refit")
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(start.Unix(), 10))
 	req.Header.Set(HeaderDelivery, sub.ID+"/"+strconv.FormatInt(dl.Event.Seq, 10))
+	req.Header.Set(HeaderWebhookID, dl.Event.ID)
+	req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(start.Unix(), 10))
 	if sub.Secret != "" {
 		req.Header.Set(HeaderSignature, Sign(sub.Secret, body))
+		req.Header.Set(HeaderWebhookSignature, SignStandard(sub.Secret, dl.Event.ID, start.Unix(), body))
 	}
 	var msg string
 	var retryAfter time.Duration

@@ -64,13 +64,16 @@ type handler struct {
 // is one of the [Format] constants; mount it at [Route] (it also works behind
 // http.StripPrefix, or on a pattern with a {format} wildcard).
 //
-// Per request it: answers 404 for an unknown format; 405 for methods other
-// than POST (and OPTIONS for the Event Grid handshake on "acr"); 403 when the
-// format has no secret; 401 with WWW-Authenticate when the secret is not
-// presented; 415 for a content type that cannot carry the format; 413 when
-// the body exceeds MaxBody; 400 for a malformed body, naming the field and
-// event index; 500 when Accept fails. Otherwise it answers 202 with
-// {"accepted":N} when N>0 pushes were accepted, or 200 with {"accepted":0}.
+// Per request, in this order, it: answers 404 for an unknown format; 405
+// for methods other than POST (and OPTIONS for the Event Grid handshake on
+// "acr"); 403 when the format has no secret; 401 with WWW-Authenticate
+// when neither the secret nor a signature is presented; 413 when the body
+// exceeds MaxBody; 401 when a signature (X-Refit-Signature-256 or
+// X-Hub-Signature-256) does not match the body; only then 415 for a
+// content type that cannot carry the format; 400 for a malformed body or
+// a name that is no image reference, naming the field and event index;
+// 500 when Accept fails. Otherwise it answers 202 with {"accepted":N}
+// when N>0 pushes were accepted, or 200 with {"accepted":0}.
 // An Event Grid subscription validation event is answered, after
 // authentication, with 200 {"validationResponse": code}. Error bodies are
 // {"error": "..."} and never contain the secret.
@@ -155,11 +158,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if err := checkContentType(f, r.Header.Get("Content-Type")); err != nil {
-		log.Info("webhook with unsupported content type")
-		writeError(w, http.StatusUnsupportedMediaType, err.Error())
-		return
-	}
+	// A signature can only be checked on the body, so the body is read
+	// (bounded) first; nothing about the request is judged before it is
+	// authenticated.
 	body, status, err := h.readBody(w, r)
 	if err != nil {
 		log.Info("webhook body rejected", "status", status, "error", err)
@@ -168,6 +169,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !authed && !signatureMatches(sig, secret, body) {
 		h.unauthorized(w, log)
+		return
+	}
+	if err := checkContentType(f, r.Header.Get("Content-Type")); err != nil {
+		log.Info("webhook with unsupported content type")
+		writeError(w, http.StatusUnsupportedMediaType, err.Error())
 		return
 	}
 

@@ -259,7 +259,7 @@ func TestParseErrors(t *testing.T) {
 			want: "events[1].target.repository: missing"},
 		{name: "distribution bad digest", format: FormatDistribution,
 			body: `{"events":[{"id":"x","action":"push","target":{"repository":"a/b","tag":"v1","digest":"sha256:abc"}}]}`,
-			want: "events[0].target.digest: not a valid digest"},
+			want: `events[0].target.digest: invalid digest "sha256:abc"`},
 		{name: "distribution bad timestamp", format: FormatDistribution,
 			body: `{"events":[{"id":"x","timestamp":"yesterday","action":"push","target":{"repository":"a/b","tag":"v1"}}]}`,
 			want: "events[0].timestamp: not an RFC 3339 time"},
@@ -285,7 +285,7 @@ func TestParseErrors(t *testing.T) {
 			want: "events[0].data.target.repository: missing"},
 		{name: "acr single event", format: FormatACR,
 			body: `{"specversion":"1.0","id":"1","type":"Microsoft.ContainerRegistry.ImagePushed","data":{"target":{"repository":"a","tag":"bad tag"}}}`,
-			want: "event.data.target.tag: not a valid tag"},
+			want: `event.data.target.tag: invalid tag "bad tag"`},
 		{name: "acr validation without code", format: FormatACR,
 			body: `[{"id":"1","eventType":"Microsoft.EventGrid.SubscriptionValidationEvent","data":{}}]`,
 			want: "events[0].data.validationCode: missing"},
@@ -580,6 +580,40 @@ func TestUnsupportedMediaType(t *testing.T) {
 	}
 }
 
+// TestAuthenticateBeforeContentType: a request that is not authenticated
+// learns nothing about what the endpoint accepts: a wrong signature, a
+// wrong token or none at all on a form body gets 401, not 415; only an
+// authenticated request hears that its content type is wrong.
+func TestAuthenticateBeforeContentType(t *testing.T) {
+	srv, rec := newServer(t, Config{})
+	form := "a=1&b=2"
+	tests := []struct {
+		name   string
+		header http.Header
+		want   int
+	}{
+		{"wrong signature", http.Header{"X-Refit-Signature-256": {sign("wrong", form)}}, http.StatusUnauthorized},
+		{"wrong hub signature", http.Header{"X-Hub-Signature-256": {sign(testSecret, form+"x")}}, http.StatusUnauthorized},
+		{"wrong bearer", http.Header{"Authorization": {"Bearer wrong"}}, http.StatusUnauthorized},
+		{"nothing", http.Header{}, http.StatusUnauthorized},
+		{"good signature", http.Header{"X-Refit-Signature-256": {sign(testSecret, form)}}, http.StatusUnsupportedMediaType},
+		{"good bearer", http.Header{"Authorization": {"bearer " + testSecret}}, http.StatusUnsupportedMediaType},
+	}
+	for _, tt := range tests {
+		tt.header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp := do(t, http.MethodPost, srv.URL+Route+"harbor", tt.header, strings.NewReader(form))
+		if resp.status != tt.want {
+			t.Errorf("%s: status = %d, want %d; %s", tt.name, resp.status, tt.want, resp.body)
+		}
+		if tt.want == http.StatusUnauthorized && resp.header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: 401 without WWW-Authenticate", tt.name)
+		}
+	}
+	if len(rec.all()) != 0 {
+		t.Error("Accept called")
+	}
+}
+
 func TestMalformed(t *testing.T) {
 	srv, rec := newServer(t, Config{})
 	tests := []struct {
@@ -831,6 +865,7 @@ func FuzzParse(f *testing.F) {
 			if strings.ContainsAny(p.Ref(), " \t\r\n") {
 				t.Fatalf("Ref %q contains whitespace", p.Ref())
 			}
+			checkReference(t, p)
 		}
 	})
 }

@@ -12,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
 )
 
 // Media types the parsers accept besides application/json.
@@ -43,8 +46,10 @@ const maxUnixSeconds = 253402300799
 // Errors wrap [ErrUnknownFormat] for an unsupported f and
 // [ErrUnsupportedMediaType] for a content type that cannot carry f; any other
 // error means the body is malformed, and its message names the offending
-// field and event index. Error messages never quote body content beyond
-// field names and positions. The result is deterministic for a given input.
+// field and event index. Error messages quote no body content but field
+// names, positions and the offending value, escaped and cut to 100 bytes;
+// every push returned has a Ref that parses as an image reference the way
+// Docker reads one (github.com/distribution/reference). The result is deterministic for a given input.
 // Parse is safe for concurrent use.
 func Parse(f Format, contentType string, body []byte) ([]Push, error) {
 	pushes, _, err := parse(f, contentType, body)
@@ -236,88 +241,78 @@ func hostOf(raw string) string {
 	return u.Host
 }
 
-// checkPush validates the fields every push must have. Fields are named by
-// the JSON paths they came from.
+// checkPush validates the fields every push must have, with the reference
+// grammar Docker and refit read image references with
+// (github.com/distribution/reference): a repository of lowercase path
+// components, a registry host[:port], a tag of at most 128 word
+// characters, dots and dashes, a digest go-digest accepts; and the whole
+// of [Push.Ref] must parse as a reference. Fields are named by the JSON
+// paths they came from; the offending value is quoted, escaped and cut to
+// maxQuoted bytes.
 func checkPush(p Push, repoPath, tagPath, digestPath, registryPath string) error {
 	if p.Repository == "" {
 		return missing(repoPath)
 	}
-	if !validName(p.Repository, "/") || strings.HasPrefix(p.Repository, "/") ||
-		strings.HasSuffix(p.Repository, "/") || strings.Contains(p.Repository, "//") {
-		return &fieldError{path: repoPath, problem: "not a valid repository name"}
-	}
 	if p.Tag == "" && p.Digest == "" {
 		return &fieldError{path: tagPath, problem: "missing, and there is no digest either"}
 	}
-	if p.Tag != "" && (len(p.Tag) > 128 || !validName(p.Tag, "")) {
-		return &fieldError{path: tagPath, problem: "not a valid tag"}
+	host := p.Registry
+	if host != "" {
+		named, err := reference.WithName(host + "/x")
+		if err != nil || reference.Domain(named) != host {
+			return &fieldError{path: registryPath, problem: "invalid registry host " + quote(host) +
+				" (want host[:port])", err: err}
+		}
+	} else {
+		host = "docker.io" // only to check the path; Ref leaves it out
 	}
-	if p.Digest != "" && !validDigest(p.Digest) {
-		return &fieldError{path: digestPath, problem: "not a valid digest"}
+	named, err := reference.WithName(host + "/" + p.Repository)
+	if err != nil || reference.Path(named) != p.Repository {
+		return &fieldError{path: repoPath, problem: "invalid repository name " + quote(p.Repository) +
+			" (" + repositoryProblem(p.Repository) + ")", err: err}
 	}
-	if p.Registry != "" && !validName(p.Registry, ":[]") {
-		return &fieldError{path: registryPath, problem: "not a valid registry host"}
+	if p.Tag != "" {
+		if _, err := reference.WithTag(named, p.Tag); err != nil {
+			return &fieldError{path: tagPath, problem: "invalid tag " + quote(p.Tag) +
+				" (want 1 to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-')", err: err}
+		}
+	}
+	if p.Digest != "" {
+		if _, err := digest.Parse(p.Digest); err != nil {
+			return &fieldError{path: digestPath, problem: "invalid digest " + quote(p.Digest) + ": " + err.Error(), err: err}
+		}
+	}
+	// The reference as Docker reads it, which is how refit's index reads
+	// it: e.g. "docker.io/" + a one-component name gains "library/" and
+	// may then be too long.
+	if _, err := reference.ParseNormalizedNamed(p.Ref()); err != nil {
+		return &fieldError{path: repoPath, problem: "invalid repository name " + quote(p.Repository) +
+			" (" + repositoryProblem(p.Repository) + ")", err: err}
 	}
 	return nil
 }
 
-// validName reports whether s consists of ASCII letters, digits, '.', '_',
-// '-' and the extra characters given.
-func validName(s, extra string) bool {
-	if s == "" || len(s) > 4096 {
-		return false
+// repositoryProblem says what is wrong with an invalid repository name.
+func repositoryProblem(repo string) string {
+	max := reference.RepositoryNameTotalLengthMax
+	switch named, err := reference.WithName("docker.io/" + repo); {
+	case strings.ToLower(repo) != repo:
+		return "must be lowercase"
+	case len(repo) > max:
+		return fmt.Sprintf("longer than %d characters", max)
+	case err != nil || reference.Path(named) != repo:
+		return "want path components of a-z and 0-9 separated by '.', '_', '__' or dashes, joined by '/'"
+	default: // Docker reads it as a longer path, e.g. with "library/"
+		return fmt.Sprintf("longer than %d characters as Docker reads it", max)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
-			c == '.', c == '_', c == '-':
-		case strings.IndexByte(extra, c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
-// validDigest checks the OCI digest grammar algorithm ":" encoded, and for
-// sha256 and sha512 the exact lowercase hex length.
-func validDigest(d string) bool {
-	alg, enc, ok := strings.Cut(d, ":")
-	if !ok || alg == "" || enc == "" || len(d) > 1024 {
-		return false
-	}
-	for i := 0; i < len(alg); i++ {
-		c := alg[i]
-		sep := c == '+' || c == '.' || c == '_' || c == '-'
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || sep) {
-			return false
-		}
-		if sep && (i == 0 || i == len(alg)-1) {
-			return false
-		}
-	}
-	want := 0
-	switch alg {
-	case "sha256":
-		want = 64
-	case "sha512":
-		want = 128
-	}
-	if want != 0 {
-		if len(enc) != want {
-			return false
-		}
-		for i := 0; i < len(enc); i++ {
-			c := enc[i]
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-				return false
-			}
-		}
-		return true
-	}
-	return validName(enc, "=")
-}
+// maxQuoted bounds the bytes of a payload value an error quotes.
+const maxQuoted = 100
+
+// quote returns s, cut to maxQuoted bytes, as a Go string literal: control
+// characters and invalid UTF-8 come out escaped.
+func quote(s string) string { return strconv.Quote(truncate(s, maxQuoted)) }
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

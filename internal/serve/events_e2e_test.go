@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,13 +34,15 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	if r.Header.Get("X-Refit-Signature-256") != events.Sign("s3cret", body) {
+	ts, _ := strconv.ParseInt(r.Header.Get("webhook-timestamp"), 10, 64)
+	if r.Header.Get("X-Refit-Signature-256") != events.Sign("s3cret", body) || time.Since(time.Unix(ts, 0)).Abs() > 5*time.Minute ||
+		r.Header.Get("webhook-signature") != events.SignStandard("s3cret", r.Header.Get("webhook-id"), ts, body) {
 		rc.badSig++
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
 	var ce map[string]any
-	if err := json.Unmarshal(body, &ce); err != nil || r.Header.Get("Content-Type") != "application/cloudevents+json" {
+	if err := json.Unmarshal(body, &ce); err != nil || r.Header.Get("Content-Type") != "application/cloudevents+json" || ce["id"] != r.Header.Get("webhook-id") {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}

@@ -201,11 +201,15 @@ type httpError struct {
 func (e *httpError) Error() string { return e.msg }
 
 // auth checks the bearer token, then calls h and turns its error into a
-// JSON error answer.
+// JSON error answer. The scheme is matched without regard to case (RFC
+// 7235: "bearer" is "Bearer"); every 401 carries WWW-Authenticate with
+// the Bearer scheme, and error="invalid_token" when a token was presented
+// but is not known (RFC 6750).
 func (s *Server) auth(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || secret == "" {
+		scheme, secret, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		secret = strings.TrimLeft(secret, " ")
+		if !strings.EqualFold(scheme, "Bearer") || secret == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="refit"`)
 			s.fail(w, r, &httpError{http.StatusUnauthorized, "missing bearer token (set REFIT_TOKEN)"})
 			return
@@ -213,6 +217,7 @@ func (s *Server) auth(h func(w http.ResponseWriter, r *http.Request) error) http
 		name, err := s.cfg.Store.TokenName(r.Context(), secret)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="refit", error="invalid_token"`)
 				err = &httpError{http.StatusUnauthorized, "invalid token"}
 			}
 			s.fail(w, r, err)
