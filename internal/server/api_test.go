@@ -307,6 +307,8 @@ func TestApplyAllOrNothing(t *testing.T) {
 		spec("missing", dir, map[string]any{"dockerfile": "nope/Dockerfile"}),
 		spec("good", dir, map[string]any{"image": "other"}),
 		spec("BAD", dir, nil),
+		spec("", dir, nil),
+		spec("", dir, nil),
 	}})
 	var ae applyErrors
 	if err := json.Unmarshal([]byte(body), &ae); code != http.StatusBadRequest || err != nil {
@@ -322,6 +324,8 @@ func TestApplyAllOrNothing(t *testing.T) {
 		{4, "missing", "nope/Dockerfile not found"},
 		{5, "good", "tasks[0]"},
 		{6, "BAD", "name"},
+		{7, "", "not a valid task name"},
+		{8, "", "not a valid task name"},
 	}
 	if len(ae.Errors) != len(want) {
 		t.Errorf("apply refused %d tasks, want %d: %s", len(ae.Errors), len(want), body)
@@ -334,7 +338,7 @@ func TestApplyAllOrNothing(t *testing.T) {
 			t.Errorf("error %d = %+v; want tasks[%d] (%s) saying %q", i, e, w.index, w.task, w.text)
 		}
 	}
-	if !strings.Contains(ae.Error, "6 of 7") || !strings.Contains(ae.Error, "nothing applied") {
+	if !strings.Contains(ae.Error, "8 of 9") || !strings.Contains(ae.Error, "nothing applied") {
 		t.Errorf("summary %q does not say how many were refused and that nothing was applied", ae.Error)
 	}
 	a.noTasks(t)

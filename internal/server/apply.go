@@ -78,7 +78,7 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 			refused = append(refused, TaskError{Index: i, Task: named.Name, Error: err.Error()})
 			continue
 		}
-		if j, dup := index[spec.Name]; dup {
+		if j, dup := index[spec.Name]; dup && spec.Name != "" {
 			refused = append(refused, TaskError{Index: i, Task: spec.Name, Error: fmt.Sprintf("name: task %s is also tasks[%d]", spec.Name, j)})
 			continue
 		}
