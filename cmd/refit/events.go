@@ -210,9 +210,8 @@ deliveries to subscriptions, and send them again.`,
 	deliveries.Flags().StringVar(&state, "state", "", "only pending, delivered or dead")
 
 	var rr server.RedeliverRequest
-	var since string
 	redeliver := &cobra.Command{
-		Use:   "redeliver [EVENT-ID] [--since DURATION|TIME] [--dead] [--subscription ID]",
+		Use:   "redeliver [EVENT-ID] [--since DURATION|RFC3339] [--dead] [--subscription ID]",
 		Short: "Send events again (same event id, so receivers can deduplicate)",
 		Example: `  refit events redeliver 7f0c…                # one event, to every subscription that got it
   refit events redeliver --dead                 # everything dead-lettered
@@ -221,15 +220,6 @@ deliveries to subscriptions, and send them again.`,
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if len(a) == 1 {
 				rr.ID = a[0]
-			}
-			if since != "" {
-				if d, err := time.ParseDuration(since); err == nil {
-					rr.Since = time.Now().Add(-d)
-				} else if t, err := time.Parse(time.RFC3339, since); err == nil {
-					rr.Since = t
-				} else {
-					return fmt.Errorf("--since %q: want a duration (2h) or an RFC 3339 time", since)
-				}
 			}
 			c, err := g.client()
 			if err != nil {
@@ -243,7 +233,7 @@ deliveries to subscriptions, and send them again.`,
 			return nil
 		},
 	}
-	redeliver.Flags().StringVar(&since, "since", "", "events at or after this time (RFC 3339) or this long ago (2h)")
+	redeliver.Flags().StringVar(&rr.Since, "since", "", "events at or after this time: a duration ago (90m, 2h, 1h30m) or an RFC 3339 time (2026-05-03T10:00:00Z)")
 	redeliver.Flags().BoolVar(&rr.Dead, "dead", false, "only dead-lettered deliveries")
 	redeliver.Flags().StringVar(&rr.Subscription, "subscription", "", "only this subscription")
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
@@ -232,7 +234,12 @@ func newApplyCmd(g *globals) *cobra.Command {
 		Long: `Create or update every task in a YAML file: documents separated by '---',
 or one document with a 'tasks:' list. Fields are those of the API (see
 README); unknown fields are errors. Applying the same file twice changes
-nothing. Relative source.dir paths are taken relative to the file.`,
+nothing. Relative source.dir paths are taken relative to the file.
+
+All or nothing: the server checks every task first, as 'task create' does
+(fields, source, Dockerfile, dependency cycles), then stores them in one
+transaction. If any task is refused, none is stored, and every refusal is
+listed.`,
 		Example: `  refit apply -f tasks.yaml
 
   # tasks.yaml
@@ -259,31 +266,18 @@ nothing. Relative source.dir paths are taken relative to the file.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", file, err)
 			}
+			for i, s := range specs {
+				if s.Source.Dir != "" && !filepath.IsAbs(s.Source.Dir) {
+					specs[i].Source.Dir = filepath.Join(filepath.Dir(mustAbs(file)), s.Source.Dir)
+				}
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			type result struct {
-				Name   string `json:"name"`
-				Action string `json:"action"`
-			}
-			var results []result
-			for _, s := range specs {
-				if s.Source.Dir != "" && !filepath.IsAbs(s.Source.Dir) {
-					s.Source.Dir = filepath.Join(filepath.Dir(mustAbs(file)), s.Source.Dir)
-				}
-				r, err := c.PutTask(cmd.Context(), s)
-				if err != nil {
-					return fmt.Errorf("%s: task %s: %w", file, s.Name, err)
-				}
-				action := "unchanged"
-				switch {
-				case r.Created:
-					action = "created"
-				case r.Changed:
-					action = "updated"
-				}
-				results = append(results, result{s.Name, action})
+			results, err := c.ApplyTasks(cmd.Context(), specs)
+			if err != nil {
+				return applyError(file, len(specs), err)
 			}
 			return g.print(results, func(w *tabwriter.Writer) {
 				for _, r := range results {
@@ -294,6 +288,24 @@ nothing. Relative source.dir paths are taken relative to the file.`,
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "YAML file of tasks")
 	return cmd
+}
+
+// applyError says which tasks of file the server refused, every one.
+func applyError(file string, n int, err error) error {
+	var ae *client.APIError
+	if !errors.As(err, &ae) || len(ae.Errors) == 0 {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d of %d tasks refused, nothing applied:", file, len(ae.Errors), n)
+	for _, e := range ae.Errors {
+		name := e.Task
+		if name == "" {
+			name = fmt.Sprintf("#%d", e.Index+1)
+		}
+		fmt.Fprintf(&b, "\n  task %s: %s", name, e.Error)
+	}
+	return errors.New(b.String())
 }
 
 func mustAbs(p string) string {

@@ -35,6 +35,15 @@ func New(base, token string) *Client {
 type APIError struct {
 	Status  int
 	Message string
+	// Errors lists every task an apply refused (see ApplyTasks).
+	Errors []TaskError
+}
+
+// TaskError is why the server refused one task of an apply.
+type TaskError struct {
+	Index int    `json:"index"`          // position in the applied list
+	Task  string `json:"task,omitempty"` // the task's name, when it has one
+	Error string `json:"error"`
 }
 
 func (e *APIError) Error() string {
@@ -88,13 +97,14 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
 		var e struct {
-			Error string `json:"error"`
+			Error  string      `json:"error"`
+			Errors []TaskError `json:"errors"`
 		}
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(b))
 		}
-		return nil, &APIError{Status: resp.StatusCode, Message: e.Error}
+		return nil, &APIError{Status: resp.StatusCode, Message: e.Error, Errors: e.Errors}
 	}
 	return resp, nil
 }
@@ -116,6 +126,24 @@ type PutResult struct {
 func (c *Client) PutTask(ctx context.Context, s task.Spec) (PutResult, error) {
 	var r PutResult
 	return r, c.do(ctx, http.MethodPut, "/api/v1/tasks/"+url.PathEscape(s.Name), s, &r)
+}
+
+// AppliedTask says what ApplyTasks did to one task: Action is "created",
+// "updated" or "unchanged".
+type AppliedTask struct {
+	Name   string `json:"name"`
+	Action string `json:"action"`
+}
+
+// ApplyTasks creates or updates every task in one transaction, or none:
+// when the server refuses any, the error is an *APIError whose Errors
+// name every refused task.
+func (c *Client) ApplyTasks(ctx context.Context, specs []task.Spec) ([]AppliedTask, error) {
+	var out struct {
+		Tasks []AppliedTask `json:"tasks"`
+	}
+	err := c.do(ctx, http.MethodPost, "/api/v1/tasks:apply", map[string][]task.Spec{"tasks": specs}, &out)
+	return out.Tasks, err
 }
 
 // GetTask returns a task.

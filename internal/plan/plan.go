@@ -589,10 +589,39 @@ func (g *Graph) Cycle() []string {
 // that t (new, or replacing the task of the same name) would close: a
 // cycle would rebuild its tasks forever.
 func CheckCycle(tasks []store.Task, t store.Task, registry string) error {
-	all := slices.DeleteFunc(slices.Clone(tasks), func(x store.Task) bool { return x.Spec.Name == t.Spec.Name })
-	g := NewGraph(append(all, t), registry)
-	if c := g.Cycle(); c != nil {
-		return fmt.Errorf("task %s would close a dependency cycle: %s (each builds on the image the previous one pushes)", t.Spec.Name, strings.Join(c, " → "))
+	return CheckCycles(tasks, []store.Task{t}, registry)
+}
+
+// CheckCycles is CheckCycle for tasks stored together: each of changed is
+// new or replaces the task of its name in tasks. It returns a *CycleError
+// when they would close a cycle.
+func CheckCycles(tasks, changed []store.Task, registry string) error {
+	names := make(map[string]bool, len(changed))
+	for _, t := range changed {
+		names[t.Spec.Name] = true
 	}
-	return nil
+	all := slices.DeleteFunc(slices.Clone(tasks), func(x store.Task) bool { return names[x.Spec.Name] })
+	g := NewGraph(append(all, changed...), registry)
+	c := g.Cycle()
+	if c == nil {
+		return nil
+	}
+	e := &CycleError{Task: c[0], Cycle: c}
+	for _, n := range c {
+		if names[n] {
+			e.Task = n
+			break
+		}
+	}
+	return e
+}
+
+// CycleError says that storing Task would close a dependency cycle.
+type CycleError struct {
+	Task  string   // the changed task on the cycle
+	Cycle []string // the cycle's tasks, the first repeated at the end
+}
+
+func (e *CycleError) Error() string {
+	return fmt.Sprintf("task %s would close a dependency cycle: %s (each builds on the image the previous one pushes)", e.Task, strings.Join(e.Cycle, " → "))
 }

@@ -410,12 +410,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Index:    st,
 		Registry: regAddr,
 		Hooks:    hooks,
-		CheckTask: func(ctx context.Context, t store.Task) error {
+		CheckTasks: func(ctx context.Context, ts []store.Task) error {
 			tasks, err := st.ListTasks(ctx)
 			if err != nil {
 				return err
 			}
-			return plan.CheckCycle(tasks, t, regAddr)
+			return plan.CheckCycles(tasks, ts, regAddr)
 		},
 		Events: st,
 		Stream: dispatcher.Stream(),

@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +19,7 @@ import (
 // eventStore is what the event endpoints read and write.
 type eventStore interface {
 	ListEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error)
+	GetEvent(ctx context.Context, id string) (store.Event, error)
 	LastEventSeq(ctx context.Context) (int64, error)
 	CreateSubscription(ctx context.Context, sub store.Subscription) (store.Subscription, error)
 	ListSubscriptions(ctx context.Context) ([]store.Subscription, error)
@@ -43,10 +46,11 @@ type SubscriptionRequest struct {
 
 func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) error {
 	var req SubscriptionRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return &invalidError{fmt.Errorf("decoding subscription: %w", err)}
+	if err := decodeJSON(w, r, 64<<10, "subscription", &req); err != nil {
+		return err
+	}
+	if err := checkURL(req.URL); err != nil {
+		return &invalidError{fmt.Errorf("url: %w", err)}
 	}
 	if err := s.cfg.ValidateTarget(req.URL); err != nil {
 		return &invalidError{fmt.Errorf("url: %w", err)}
@@ -129,25 +133,96 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, ds)
 }
 
+// checkURL checks what every subscription URL must be, whatever the
+// server's allow-list: absolute http or https, with a host, and a port,
+// if any, from 1 to 65535. Its errors do not repeat the URL (it may hold
+// credentials).
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the URL
+		}
+		return fmt.Errorf("not a URL: %w", err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("scheme %q is not http or https", u.Scheme)
+	case u.Hostname() == "":
+		return errors.New("no host")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %s is not from 1 to 65535", p)
+		}
+	}
+	return nil
+}
+
 // RedeliverRequest is the body of POST /api/v1/events/redeliver.
 type RedeliverRequest struct {
-	ID           string    `json:"id,omitempty"`
-	Since        time.Time `json:"since,omitzero"`
-	Dead         bool      `json:"dead,omitempty"`
-	Subscription string    `json:"subscription,omitempty"`
+	ID string `json:"id,omitempty"` // an event's id (a UUID)
+	// Since selects events at or after a time: RFC 3339
+	// ("2026-05-03T10:00:00Z") or a duration ago ("2h", "90m").
+	Since        string `json:"since,omitempty"`
+	Dead         bool   `json:"dead,omitempty"`
+	Subscription string `json:"subscription,omitempty"`
+}
+
+// eventIDRE is the shape of an event id (a UUID).
+var eventIDRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// parseSince reads a point in time given as RFC 3339 or as a duration
+// before now ("2h").
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("since: %q is neither a duration ago (90m, 2h, 1h30m) nor an RFC 3339 time (2026-05-03T10:00:00Z)", v)
 }
 
 func (s *Server) redeliver(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
 	var req RedeliverRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return &invalidError{fmt.Errorf("decoding redelivery: %w", err)}
+	if err := decodeJSON(w, r, 64<<10, "redelivery", &req); err != nil {
+		return err
 	}
-	if req.ID == "" && req.Since.IsZero() && !req.Dead {
+	if req.ID == "" && req.Since == "" && !req.Dead {
 		return &invalidError{fmt.Errorf("say what to redeliver: an event id, since, or dead")}
 	}
-	n, err := s.cfg.Events.Redeliver(r.Context(), store.RedeliverFilter{EventID: req.ID, Since: req.Since, Dead: req.Dead, Subscription: req.Subscription})
+	f := store.RedeliverFilter{Dead: req.Dead, Subscription: req.Subscription}
+	if req.ID != "" {
+		if !eventIDRE.MatchString(req.ID) {
+			return &invalidError{fmt.Errorf("id: %q is not an event id (a UUID, as refit events list shows)", req.ID)}
+		}
+		f.EventID = strings.ToLower(req.ID)
+		if _, err := s.cfg.Events.GetEvent(ctx, f.EventID); errors.Is(err, store.ErrNotFound) {
+			return &httpError{http.StatusNotFound, fmt.Sprintf("id: no event %s (never written, or pruned)", f.EventID)}
+		} else if err != nil {
+			return err
+		}
+	}
+	if req.Since != "" {
+		t, err := parseSince(req.Since, time.Now())
+		if err != nil {
+			return &invalidError{err}
+		}
+		f.Since = t
+	}
+	if req.Subscription != "" {
+		subs, err := s.cfg.Events.ListSubscriptions(ctx)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(subs, func(sub store.Subscription) bool { return sub.ID == req.Subscription }) {
+			return &httpError{http.StatusNotFound, fmt.Sprintf("subscription: no subscription %s", req.Subscription)}
+		}
+	}
+	n, err := s.cfg.Events.Redeliver(ctx, f)
 	if err != nil {
 		return err
 	}

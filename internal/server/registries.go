@@ -2,9 +2,7 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/refit-dev/refit/internal/regauth"
@@ -37,10 +35,8 @@ func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) putCredential(w http.ResponseWriter, r *http.Request) error {
 	var req CredentialRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 2*regauth.MaxPasswordBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return &invalidError{fmt.Errorf("decoding credentials: %w", err)}
+	if err := decodeJSON(w, r, 2*regauth.MaxPasswordBytes, "credentials", &req); err != nil {
+		return err
 	}
 	cred, err := s.cfg.Credentials.Put(r.Context(), r.PathValue("host"), req.Username, req.Password)
 	if errors.Is(err, regauth.ErrInvalid) {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
@@ -28,6 +30,7 @@ import (
 type apiStore interface {
 	CreateTask(ctx context.Context, t store.Task) (store.Task, error)
 	PutTask(ctx context.Context, t store.Task) (store.Task, bool, bool, error)
+	PutTasks(ctx context.Context, ts []store.Task) ([]store.PutResult, error)
 	GetTask(ctx context.Context, name string) (store.Task, error)
 	ListTasks(ctx context.Context) ([]store.Task, error)
 	DeleteTask(ctx context.Context, name string) error
@@ -56,9 +59,10 @@ type Config struct {
 	// Hooks serves /hooks/registry/ (registry webhooks, authenticated by
 	// their own secrets); nil = not served.
 	Hooks http.Handler
-	// CheckTask, when set, vets a task against the others before it is
-	// stored (the planner rejects dependency cycles).
-	CheckTask func(ctx context.Context, t store.Task) error
+	// CheckTasks, when set, vets tasks about to be stored together (each
+	// new, or replacing the stored task of its name) against the others:
+	// the planner rejects dependency cycles with a *plan.CycleError.
+	CheckTasks func(ctx context.Context, ts []store.Task) error
 	// Events serves the outbox, subscriptions and deliveries (required).
 	Events eventStore
 	// Stream serves GET /api/v1/events/stream (Server-Sent Events); nil =
@@ -120,6 +124,7 @@ func New(cfg Config) *Server {
 	}
 	api("GET /api/v1/tasks", s.listTasks)
 	api("POST /api/v1/tasks", s.createTask)
+	api("POST /api/v1/tasks:apply", s.applyTasks)
 	api("GET /api/v1/tasks/{name}", s.getTask)
 	api("PUT /api/v1/tasks/{name}", s.putTask)
 	api("DELETE /api/v1/tasks/{name}", s.deleteTask)
@@ -282,13 +287,13 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 // readSpec decodes, defaults and validates a spec from the body, then
 // inspects its source for the Dockerfile and its bases.
 func (s *Server) readSpec(w http.ResponseWriter, r *http.Request) (store.Task, error) {
-	spec, err := task.DecodeJSON(http.MaxBytesReader(w, r.Body, task.MaxSpecBytes))
+	var spec task.Spec
+	err := decodeBody(w, r, task.MaxSpecBytes, "task", func(rd io.Reader) (err error) {
+		spec, err = task.DecodeJSON(rd)
+		return err
+	})
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return store.Task{}, err
-		}
-		return store.Task{}, &invalidError{err}
+		return store.Task{}, err
 	}
 	if name := r.PathValue("name"); name != "" {
 		if spec.Name == "" {
@@ -297,21 +302,43 @@ func (s *Server) readSpec(w http.ResponseWriter, r *http.Request) (store.Task, e
 			return store.Task{}, &invalidError{fmt.Errorf("name %q in body does not match %q in path", spec.Name, name)}
 		}
 	}
+	t, err := s.checkSpec(r.Context(), spec)
+	if err != nil {
+		return store.Task{}, err
+	}
+	if s.cfg.CheckTasks != nil {
+		if err := s.cfg.CheckTasks(r.Context(), []store.Task{t}); err != nil {
+			return store.Task{}, checkError(err)
+		}
+	}
+	return t, nil
+}
+
+// checkSpec defaults and validates a spec, then inspects its source for
+// the Dockerfile and its bases. Its errors are the client's (400).
+func (s *Server) checkSpec(ctx context.Context, spec task.Spec) (store.Task, error) {
 	spec = spec.Defaults()
 	if err := spec.Validate(); err != nil {
 		return store.Task{}, err
 	}
-	bases, err := s.cfg.Runner.Inspect(r.Context(), spec)
+	bases, err := s.cfg.Runner.Inspect(ctx, spec)
 	if err != nil {
+		if ctx.Err() != nil {
+			return store.Task{}, err
+		}
 		return store.Task{}, &invalidError{err}
 	}
-	t := store.Task{Spec: spec, Bases: bases}
-	if s.cfg.CheckTask != nil {
-		if err := s.cfg.CheckTask(r.Context(), t); err != nil {
-			return store.Task{}, &invalidError{err}
-		}
+	return store.Task{Spec: spec, Bases: bases}, nil
+}
+
+// checkError marks a CheckTasks refusal as the client's; a failure to
+// check (the store) stays a 500.
+func checkError(err error) error {
+	var ce *plan.CycleError
+	if errors.As(err, &ce) {
+		return &invalidError{err}
 	}
-	return t, nil
+	return err
 }
 
 func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {

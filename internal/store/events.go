@@ -169,6 +169,16 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]Event, error) 
 	return out, rows.Err()
 }
 
+// GetEvent returns the event with the CloudEvents id, or ErrNotFound (it
+// never existed, or was pruned).
+func (s *Store) GetEvent(ctx context.Context, id string) (Event, error) {
+	e, err := scanEvent(s.read.QueryRowContext(ctx, `SELECT seq, id, type, subject, time, data FROM events WHERE id = $1`, id))
+	if err != nil {
+		return Event{}, fmt.Errorf("event %s: %w", id, err)
+	}
+	return e, nil
+}
+
 // LastEventSeq returns the newest event's Seq (0 when there is none).
 func (s *Store) LastEventSeq(ctx context.Context) (int64, error) {
 	var seq int64

@@ -56,56 +56,94 @@ func (s *Store) CreateTask(ctx context.Context, t Task) (Task, error) {
 // whether the task was created and whether anything changed; an unchanged
 // put writes nothing.
 func (s *Store) PutTask(ctx context.Context, t Task) (stored Task, created, changed bool, err error) {
+	var r PutResult
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		old, err := scanTask(tx.QueryRowContext(ctx, `SELECT spec, bases, created_at, updated_at FROM tasks WHERE name = $1`, t.Spec.Name))
-		switch {
-		case err == ErrNotFound:
-			created, changed = true, true
-			now := time.Now().UTC()
-			t.CreatedAt, t.UpdatedAt = now, now
-			spec, bases, err := marshalTask(t)
-			if err != nil {
-				return err
-			}
-			_, err = tx.ExecContext(ctx, `INSERT INTO tasks (name, spec, bases, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)`,
-				t.Spec.Name, spec, bases, formatTime(now), formatTime(now))
-			if err != nil {
-				return translate(err)
-			}
-			if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "created", Image: t.Spec.Image}); err != nil {
-				return err
-			}
-			return trackBases(ctx, tx, t.Bases)
-		case err != nil:
-			return err
-		}
-		if sameJSON(old.Spec, t.Spec) && reflect.DeepEqual(normBases(old.Bases), normBases(t.Bases)) {
-			stored = old
-			return nil
-		}
-		changed = true
-		t.CreatedAt, t.UpdatedAt = old.CreatedAt, time.Now().UTC()
-		spec, bases, err := marshalTask(t)
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE tasks SET spec = $1, bases = $2, updated_at = $3 WHERE name = $4`,
-			spec, bases, formatTime(t.UpdatedAt), t.Spec.Name)
-		if err != nil {
-			return translate(err)
-		}
-		if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "updated", Image: t.Spec.Image}); err != nil {
-			return err
-		}
-		return trackBases(ctx, tx, t.Bases)
+		r, err = putTask(ctx, tx, t)
+		return err
 	})
 	if err != nil {
-		return Task{}, false, false, fmt.Errorf("storing task %s: %w", t.Spec.Name, err)
+		return Task{}, false, false, err
 	}
-	if !changed {
-		return stored, false, false, nil
+	return r.Task, r.Created, r.Changed, nil
+}
+
+// PutResult says what putting one task did.
+type PutResult struct {
+	Task    Task
+	Created bool // there was no task of its name
+	Changed bool // created, or its spec or bases differ from the stored
+}
+
+// PutTasks puts every task (see PutTask) in one transaction: all are
+// stored, with their task.changed events, or none is. Results are in the
+// order of ts.
+func (s *Store) PutTasks(ctx context.Context, ts []Task) ([]PutResult, error) {
+	var out []PutResult
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		out = make([]PutResult, 0, len(ts))
+		for _, t := range ts {
+			r, err := putTask(ctx, tx, t)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return t, created, true, nil
+	return out, nil
+}
+
+// putTask is PutTask in the caller's transaction.
+func putTask(ctx context.Context, tx *sql.Tx, t Task) (PutResult, error) {
+	r, err := putTaskTx(ctx, tx, t)
+	if err != nil {
+		return PutResult{}, fmt.Errorf("storing task %s: %w", t.Spec.Name, err)
+	}
+	return r, nil
+}
+
+func putTaskTx(ctx context.Context, tx *sql.Tx, t Task) (PutResult, error) {
+	old, err := scanTask(tx.QueryRowContext(ctx, `SELECT spec, bases, created_at, updated_at FROM tasks WHERE name = $1`, t.Spec.Name))
+	switch {
+	case err == ErrNotFound:
+		now := time.Now().UTC()
+		t.CreatedAt, t.UpdatedAt = now, now
+		spec, bases, err := marshalTask(t)
+		if err != nil {
+			return PutResult{}, err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO tasks (name, spec, bases, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)`,
+			t.Spec.Name, spec, bases, formatTime(now), formatTime(now))
+		if err != nil {
+			return PutResult{}, translate(err)
+		}
+		if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "created", Image: t.Spec.Image}); err != nil {
+			return PutResult{}, err
+		}
+		return PutResult{Task: t, Created: true, Changed: true}, trackBases(ctx, tx, t.Bases)
+	case err != nil:
+		return PutResult{}, err
+	}
+	if sameJSON(old.Spec, t.Spec) && reflect.DeepEqual(normBases(old.Bases), normBases(t.Bases)) {
+		return PutResult{Task: old}, nil
+	}
+	t.CreatedAt, t.UpdatedAt = old.CreatedAt, time.Now().UTC()
+	spec, bases, err := marshalTask(t)
+	if err != nil {
+		return PutResult{}, err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE tasks SET spec = $1, bases = $2, updated_at = $3 WHERE name = $4`,
+		spec, bases, formatTime(t.UpdatedAt), t.Spec.Name)
+	if err != nil {
+		return PutResult{}, translate(err)
+	}
+	if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "updated", Image: t.Spec.Image}); err != nil {
+		return PutResult{}, err
+	}
+	return PutResult{Task: t, Changed: true}, trackBases(ctx, tx, t.Bases)
 }
 
 // sameJSON reports whether a and b encode alike: a spec read back from

@@ -10,11 +10,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"path"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"text/template"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/distribution/reference"
 	"sigs.k8s.io/yaml"
@@ -154,9 +159,12 @@ func (s Spec) Validate() error {
 			return &FieldError{f.field, fmt.Sprintf("%q must be a relative path inside the source", f.v)}
 		}
 	}
-	for k := range s.BuildArgs {
+	for _, k := range slices.Sorted(maps.Keys(s.BuildArgs)) {
 		if !argRE.MatchString(k) {
 			return &FieldError{"buildArgs", fmt.Sprintf("%q is not a valid build argument name", k)}
+		}
+		if err := checkArgValue(s.BuildArgs[k]); err != nil {
+			return &FieldError{"buildArgs." + k, err.Error()}
 		}
 	}
 	for _, p := range s.Platforms {
@@ -172,13 +180,25 @@ func (s Spec) Validate() error {
 			return &FieldError{"image", fmt.Sprintf("%q must be a repository without tag or digest (use tags)", s.Image)}
 		}
 	}
+	sample := s.sampleTagData()
 	for i, t := range s.Tags {
 		field := fmt.Sprintf("tags[%d]", i)
-		if _, err := template.New(field).Option("missingkey=error").Parse(t); err != nil {
-			return &FieldError{field, fmt.Sprintf("%q: %v", t, err)}
+		if !strings.Contains(t, "{{") {
+			if !tagRE.MatchString(t) {
+				return &FieldError{field, fmt.Sprintf("%q is not a valid image tag", t)}
+			}
+			continue
 		}
-		if !strings.Contains(t, "{{") && !tagRE.MatchString(t) {
-			return &FieldError{field, fmt.Sprintf("%q is not a valid image tag", t)}
+		if _, err := renderTag(field, t, sample); err != nil {
+			msg := err.Error()
+			var ee template.ExecError
+			switch {
+			case errors.As(err, &ee):
+				msg += " (templates see .Run.ID, .Commit.SHA, .Commit.Short and .Task.Name)"
+			case s.Source.Dir != "" && strings.Contains(t, ".Commit"):
+				msg += " (a source.dir has no commit)"
+			}
+			return &FieldError{field, msg}
 		}
 	}
 	if tr := s.Triggers; tr != nil {
@@ -203,11 +223,57 @@ func hasTag(repo string) bool {
 	return strings.Contains(last, ":")
 }
 
+// checkArgValue refuses a build argument value that is not UTF-8 or holds
+// a control character other than tab: a newline or NUL in a value would
+// reach the build's environment and logs as something else than written.
+func checkArgValue(v string) error {
+	if !utf8.ValidString(v) {
+		return errors.New("value is not valid UTF-8")
+	}
+	for _, r := range v {
+		if r != '\t' && unicode.IsControl(r) {
+			return fmt.Errorf("value contains a control character (%U)", r)
+		}
+	}
+	return nil
+}
+
 // TagData is what tag templates see.
 type TagData struct {
 	Run    struct{ ID string }
 	Commit struct{ SHA, Short string }
 	Task   struct{ Name string }
+}
+
+// sampleTagData is what a run of s could give its tag templates, at its
+// longest: the largest run ID, and a commit only for a git source.
+func (s Spec) sampleTagData() TagData {
+	var d TagData
+	d.Run.ID = fmt.Sprintf("r-%d", math.MaxInt64)
+	if s.Source.Git != "" {
+		d.Commit.SHA = strings.Repeat("f", 40)
+		d.Commit.Short = d.Commit.SHA[:7]
+	}
+	d.Task.Name = s.Name
+	return d
+}
+
+// renderTag evaluates one tag template (named name in errors) against d
+// and checks the result is a valid tag. Fields TagData lacks are errors.
+func renderTag(name, t string, d TagData) (string, error) {
+	tpl, err := template.New(name).Option("missingkey=error").Parse(t)
+	if err != nil {
+		return "", fmt.Errorf("parsing tag template %q: %w", t, err)
+	}
+	var b bytes.Buffer
+	if err := tpl.Execute(&b, d); err != nil {
+		return "", fmt.Errorf("rendering tag template %q: %w", t, err)
+	}
+	tag := b.String()
+	if !tagRE.MatchString(tag) {
+		return "", fmt.Errorf("tag template %q gave %q, which is not a valid tag", t, tag)
+	}
+	return tag, nil
 }
 
 // RenderTags evaluates the tag templates and checks each result is a valid
@@ -216,17 +282,9 @@ func RenderTags(templates []string, d TagData) ([]string, error) {
 	var tags []string
 	seen := map[string]bool{}
 	for i, t := range templates {
-		tpl, err := template.New(fmt.Sprintf("tags[%d]", i)).Option("missingkey=error").Parse(t)
+		tag, err := renderTag(fmt.Sprintf("tags[%d]", i), t, d)
 		if err != nil {
-			return nil, fmt.Errorf("parsing tag template %q: %w", t, err)
-		}
-		var b bytes.Buffer
-		if err := tpl.Execute(&b, d); err != nil {
-			return nil, fmt.Errorf("rendering tag template %q: %w", t, err)
-		}
-		tag := b.String()
-		if !tagRE.MatchString(tag) {
-			return nil, fmt.Errorf("tag template %q gave %q, which is not a valid tag", t, tag)
+			return nil, err
 		}
 		if !seen[tag] {
 			seen[tag] = true
@@ -254,28 +312,44 @@ func (s Spec) Repository(embeddedRegistry string) string {
 // MaxSpecBytes bounds a decoded task document.
 const MaxSpecBytes = 1 << 20
 
-// DecodeJSON decodes one spec strictly: unknown fields are errors.
+// DecodeJSON decodes one spec strictly: unknown fields are errors, and so
+// is anything after the spec or a document over MaxSpecBytes. The reader's
+// own errors (an *http.MaxBytesError) are wrapped, not replaced.
 func DecodeJSON(r io.Reader) (Spec, error) {
 	var s Spec
-	dec := json.NewDecoder(io.LimitReader(r, MaxSpecBytes))
+	lr := &io.LimitedReader{R: r, N: MaxSpecBytes + 1}
+	dec := json.NewDecoder(lr)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
-		return Spec{}, fmt.Errorf("decoding task: %w", err)
+	err := dec.Decode(&s)
+	if err == nil {
+		_, err = dec.Token()
+		var se *json.SyntaxError
+		switch {
+		case err == io.EOF:
+			err = nil
+		case err == nil || errors.As(err, &se):
+			err = errors.New("unexpected data after the task")
+		}
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Spec{}, errors.New("decoding task: unexpected data after the task")
+	if lr.N <= 0 {
+		return Spec{}, fmt.Errorf("decoding task: more than the %d bytes allowed", MaxSpecBytes)
+	}
+	if err != nil {
+		return Spec{}, fmt.Errorf("decoding task: %w", err)
 	}
 	return s, nil
 }
 
 // DecodeYAML decodes a YAML stream of one or more task documents separated
 // by "---", or a document with a top-level "tasks:" list. Unknown fields
-// are errors that name the document.
+// are errors that name the document; every bad document is reported (the
+// errors joined), not only the first.
 func DecodeYAML(data []byte) ([]Spec, error) {
 	if len(data) > MaxSpecBytes {
 		return nil, fmt.Errorf("task file is %d bytes, more than the %d allowed", len(data), MaxSpecBytes)
 	}
 	var specs []Spec
+	var errs []error
 	i := 0 // index of the document among the non-empty ones
 	for _, doc := range splitYAML(data) {
 		if strings.TrimSpace(stripComments(doc)) == "" {
@@ -287,16 +361,20 @@ func DecodeYAML(data []byte) ([]Spec, error) {
 		}
 		if strings.HasPrefix(strings.TrimSpace(stripComments(doc)), "tasks:") {
 			if err := yaml.UnmarshalStrict([]byte(doc), &list); err != nil {
-				return nil, fmt.Errorf("document %d: %w", i, err)
+				errs = append(errs, fmt.Errorf("document %d: %w", i, err))
 			}
 			specs = append(specs, list.Tasks...)
 			continue
 		}
 		var s Spec
 		if err := yaml.UnmarshalStrict([]byte(doc), &s); err != nil {
-			return nil, fmt.Errorf("document %d: %w", i, err)
+			errs = append(errs, fmt.Errorf("document %d: %w", i, err))
+			continue
 		}
 		specs = append(specs, s)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	if len(specs) == 0 {
 		return nil, errors.New("no tasks in file")

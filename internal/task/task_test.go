@@ -45,6 +45,11 @@ func TestValidateGood(t *testing.T) {
 			s.Triggers = &task.Triggers{Commit: true, Schedule: "@daily", BaseScope: "all", Patch: "rebase"}
 		}},
 		{"empty triggers", func(s *task.Spec) { s.Triggers = &task.Triggers{} }},
+		{"build arg value with tab and unicode", func(s *task.Spec) { s.BuildArgs = map[string]string{"A": "x\ty é ✓"} }},
+		{"run template on a dir source", func(s *task.Spec) {
+			s.Source = task.Source{Dir: "/src/api"}
+			s.Tags = []string{"{{.Run.ID}}", "{{.Task.Name}}-{{printf \"%s\" .Run.ID}}"}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,6 +101,22 @@ func TestValidateBad(t *testing.T) {
 		{"tag too long", func(s *task.Spec) { s.Tags = []string{strings.Repeat("t", 129)} }, "tags[0]"},
 		{"empty tag", func(s *task.Spec) { s.Tags = []string{""} }, "tags[0]"},
 		{"bad template", func(s *task.Spec) { s.Tags = []string{"ok", "{{.Run.ID"} }, "tags[1]"},
+		{"build arg value with newline", func(s *task.Spec) { s.BuildArgs = map[string]string{"A": "1", "FOO": "x\ny"} }, "buildArgs.FOO"},
+		{"build arg value with NUL", func(s *task.Spec) { s.BuildArgs = map[string]string{"FOO": "x\x00"} }, "buildArgs.FOO"},
+		{"build arg value with CR", func(s *task.Spec) { s.BuildArgs = map[string]string{"FOO": "x\r"} }, "buildArgs.FOO"},
+		{"build arg value with DEL", func(s *task.Spec) { s.BuildArgs = map[string]string{"FOO": "\x7f"} }, "buildArgs.FOO"},
+		{"build arg value with C1 control", func(s *task.Spec) { s.BuildArgs = map[string]string{"FOO": "\u0085"} }, "buildArgs.FOO"},
+		{"build arg value not UTF-8", func(s *task.Spec) { s.BuildArgs = map[string]string{"FOO": "\xff"} }, "buildArgs.FOO"},
+		{"build arg name with newline", func(s *task.Spec) { s.BuildArgs = map[string]string{"A\nB": "1"} }, "buildArgs"},
+		{"build arg name with NUL", func(s *task.Spec) { s.BuildArgs = map[string]string{"A\x00": "1"} }, "buildArgs"},
+		{"template of an unknown field", func(s *task.Spec) { s.Tags = []string{"latest", "{{.Env.HOME}}"} }, "tags[1]"},
+		{"template of an unknown subfield", func(s *task.Spec) { s.Tags = []string{"{{.Run.Number}}"} }, "tags[0]"},
+		{"template giving a bad tag", func(s *task.Spec) { s.Tags = []string{"{{.Run.ID}}:x"} }, "tags[0]"},
+		{"template too long for a run ID", func(s *task.Spec) { s.Tags = []string{strings.Repeat("x", 110) + "{{.Run.ID}}"} }, "tags[0]"},
+		{"commit template on a dir source", func(s *task.Spec) {
+			s.Source = task.Source{Dir: "/src/api"}
+			s.Tags = []string{"{{.Commit.Short}}"}
+		}, "tags[0]"},
 		{"bad baseScope", func(s *task.Spec) { s.Triggers = &task.Triggers{BaseScope: "final"} }, "triggers.baseScope"},
 		{"bad patch", func(s *task.Spec) { s.Triggers = &task.Triggers{Patch: "squash"} }, "triggers.patch"},
 	}
@@ -113,6 +134,38 @@ func TestValidateBad(t *testing.T) {
 			}
 			if !strings.HasPrefix(err.Error(), tt.field+": ") || fe.Msg == "" {
 				t.Errorf("error %q: want %q followed by a message", err, tt.field+": ")
+			}
+		})
+	}
+}
+
+// TestValidateMessages: the errors a user reads say what is wrong in their
+// terms.
+func TestValidateMessages(t *testing.T) {
+	tests := []struct {
+		name string
+		spec func(*task.Spec)
+		want string
+	}{
+		{"newline in a build arg", func(s *task.Spec) { s.BuildArgs = map[string]string{"FOO": "a\nb"} },
+			"buildArgs.FOO: value contains a control character (U+000A)"},
+		{"NUL in a build arg", func(s *task.Spec) { s.BuildArgs = map[string]string{"FOO": "a\x00"} },
+			"buildArgs.FOO: value contains a control character (U+0000)"},
+		{"unknown template field", func(s *task.Spec) { s.Tags = []string{"{{.Env.HOME}}"} },
+			"can't evaluate field Env"},
+		{"unknown template field lists the known ones", func(s *task.Spec) { s.Tags = []string{"{{.Env.HOME}}"} },
+			".Run.ID, .Commit.SHA, .Commit.Short and .Task.Name"},
+		{"commit on a dir source", func(s *task.Spec) {
+			s.Source = task.Source{Dir: "/src"}
+			s.Tags = []string{"{{.Commit.SHA}}"}
+		}, "a source.dir has no commit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := good()
+			tt.spec(&s)
+			if err := s.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Validate() = %v, want an error containing %q", err, tt.want)
 			}
 		})
 	}
@@ -294,6 +347,8 @@ func TestDecodeJSONErrors(t *testing.T) {
 		{"not an object", `[]`, "cannot unmarshal"},
 		{"second object", `{"name":"a"} {"name":"b"}`, "after the task"},
 		{"trailing garbage", `{"name":"a"} x`, "after the task"},
+		{"over the limit", `{"name":"` + strings.Repeat("a", task.MaxSpecBytes) + `"}`, fmt.Sprintf("more than the %d bytes allowed", task.MaxSpecBytes)},
+		{"spaces past the limit", `{"name":"a"}` + strings.Repeat(" ", task.MaxSpecBytes), fmt.Sprintf("more than the %d bytes allowed", task.MaxSpecBytes)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -438,6 +493,11 @@ func TestDecodeYAMLErrors(t *testing.T) {
 			name: "syntax error",
 			in:   "name: [a\n",
 			want: []string{"document 1"},
+		},
+		{
+			name: "every bad document is reported",
+			in:   "name: a\ncolour: red\n---\nname: b\nsource: {dir: /b}\n---\nname: c\nsorce: {dir: /c}\n",
+			want: []string{"document 1", `"colour"`, "document 3", `"sorce"`},
 		},
 		{name: "empty", in: "", want: []string{"no tasks"}},
 		{name: "only whitespace and separators", in: "\n---\n  \n---\n", want: []string{"no tasks"}},

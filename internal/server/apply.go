@@ -1,0 +1,167 @@
+package server
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+
+	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/task"
+)
+
+// MaxApplyBytes bounds the body of POST /api/v1/tasks:apply.
+const MaxApplyBytes = 32 << 20
+
+// inspectParallel is how many task sources an apply inspects at once.
+const inspectParallel = 4
+
+// ApplyRequest is the body of POST /api/v1/tasks:apply: tasks to create
+// or update together, each a task spec as for POST /api/v1/tasks.
+type ApplyRequest struct {
+	Tasks []json.RawMessage `json:"tasks"`
+}
+
+// ApplyResult answers an apply that stored every task (200).
+type ApplyResult struct {
+	Tasks []AppliedTask `json:"tasks"` // in the request's order
+}
+
+// AppliedTask says what an apply did to one task.
+type AppliedTask struct {
+	Name   string `json:"name"`
+	Action string `json:"action"` // "created", "updated" or "unchanged"
+}
+
+// ApplyErrors answers an apply that stored nothing because some tasks
+// were refused (400).
+type ApplyErrors struct {
+	Error  string      `json:"error"`  // a summary
+	Errors []TaskError `json:"errors"` // every refusal, by index
+}
+
+// TaskError is why an apply refused one task.
+type TaskError struct {
+	Index int    `json:"index"`          // position in the request's tasks
+	Task  string `json:"task,omitempty"` // its name, when it has one
+	Error string `json:"error"`
+}
+
+// applyTasks validates every task of the request, inspecting each source
+// as a create does, and stores them all in one transaction, or none of
+// them: any refusal answers 400 with every task's error.
+func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	var req ApplyRequest
+	if err := decodeJSON(w, r, MaxApplyBytes, "tasks", &req); err != nil {
+		return err
+	}
+	if len(req.Tasks) == 0 {
+		return &invalidError{errors.New("tasks: no tasks to apply")}
+	}
+	n := len(req.Tasks)
+	var refused []TaskError
+	specs := make([]task.Spec, n)
+	ok := make([]bool, n)
+	index := map[string]int{}
+	for i, raw := range req.Tasks {
+		spec, err := task.DecodeJSON(bytes.NewReader(raw))
+		if err != nil {
+			var named struct{ Name string }
+			json.Unmarshal(raw, &named)
+			refused = append(refused, TaskError{Index: i, Task: named.Name, Error: err.Error()})
+			continue
+		}
+		if j, dup := index[spec.Name]; dup && spec.Name != "" {
+			refused = append(refused, TaskError{Index: i, Task: spec.Name, Error: fmt.Sprintf("name: task %s is also tasks[%d]", spec.Name, j)})
+			continue
+		}
+		index[spec.Name] = i
+		specs[i], ok[i] = spec, true
+	}
+
+	// Validate and inspect the rest, a few sources at a time.
+	tasks := make([]store.Task, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, inspectParallel)
+	var wg sync.WaitGroup
+	for i := range specs {
+		if !ok[i] {
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			tasks[i], errs[i] = s.checkSpec(ctx, specs[i])
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var valid []store.Task
+	for i, err := range errs {
+		switch {
+		case !ok[i]:
+		case err == nil:
+			valid = append(valid, tasks[i])
+		case clientError(err):
+			refused = append(refused, TaskError{Index: i, Task: specs[i].Name, Error: err.Error()})
+		default:
+			return fmt.Errorf("checking task %s: %w", specs[i].Name, err)
+		}
+	}
+	if len(refused) == 0 && s.cfg.CheckTasks != nil {
+		if err := s.cfg.CheckTasks(ctx, valid); err != nil {
+			var ce *plan.CycleError
+			if !errors.As(err, &ce) {
+				return err
+			}
+			refused = append(refused, TaskError{Index: index[ce.Task], Task: ce.Task, Error: err.Error()})
+		}
+	}
+	if len(refused) > 0 {
+		slices.SortFunc(refused, func(a, b TaskError) int { return cmp.Compare(a.Index, b.Index) })
+		return writeJSON(w, http.StatusBadRequest, ApplyErrors{
+			Error:  fmt.Sprintf("%d of %d tasks refused, nothing applied; first: tasks[%d]: %s", len(refused), n, refused[0].Index, refused[0].Error),
+			Errors: refused,
+		})
+	}
+
+	results, err := s.cfg.Store.PutTasks(ctx, valid)
+	if err != nil {
+		return err
+	}
+	out := ApplyResult{Tasks: make([]AppliedTask, len(results))}
+	for i, res := range results {
+		action := "unchanged"
+		switch {
+		case res.Created:
+			action = "created"
+		case res.Changed:
+			action = "updated"
+		}
+		out.Tasks[i] = AppliedTask{Name: res.Task.Spec.Name, Action: action}
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// clientError reports whether err is the client's fault (a 400).
+func clientError(err error) bool {
+	var fe *task.FieldError
+	var de *dockerfile.Error
+	var ie *invalidError
+	return errors.As(err, &fe) || errors.As(err, &de) || errors.As(err, &ie)
+}
