@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
@@ -146,7 +148,7 @@ func (e *Error) Unwrap() error { return e.err }
 // of args is an error marked with %w it becomes the unwrapped error.
 func newError(line int, format string, args ...any) *Error {
 	err := fmt.Errorf(format, args...)
-	return &Error{Line: line, Msg: err.Error(), err: errors.Unwrap(err)}
+	return &Error{Line: line, Msg: bound(err.Error()), err: errors.Unwrap(err)}
 }
 
 // isAutomaticArg reports whether BuildKit sets key from the build and target
@@ -217,7 +219,7 @@ func (e *argEnv) set(key, val string) {
 // value's length and nothing bounds it.
 func (e *argEnv) expand(lex *shell.Lex, word string) (shell.ProcessWordResult, error) {
 	if hasPatternSubst(word) {
-		return shell.ProcessWordResult{}, fmt.Errorf("pattern substitution ${VAR/...} is not supported here: %q", word)
+		return shell.ProcessWordResult{}, fmt.Errorf("pattern substitution ${VAR/...} is not supported here: %s", quote(word))
 	}
 	res, err := lex.ProcessWordWithMatches(word, e)
 	if err != nil {
@@ -333,7 +335,7 @@ func Parse(r io.Reader, opts Options) (*Result, error) {
 	if opts.Target != "" {
 		i, ok := all[strings.ToLower(opts.Target)]
 		if !ok {
-			return nil, &Error{Msg: fmt.Sprintf("target stage %q could not be found", opts.Target)}
+			return nil, &Error{Msg: fmt.Sprintf("target stage %s could not be found", quote(opts.Target))}
 		}
 		res.Target = i
 	}
@@ -411,7 +413,7 @@ func globalArgs(lex *shell.Lex, metaArgs []instructions.ArgCommand, opts Options
 			}
 			v, err := env.expand(lex, *kv.Value)
 			if err != nil {
-				return nil, newError(firstLine(cmd.Location()), "expand ARG %s: %w", kv.Key, err)
+				return nil, newError(firstLine(cmd.Location()), "expand ARG %s: %w", clip(kv.Key, maxQuote), err)
 			}
 			env.set(kv.Key, v.Result)
 		}
@@ -433,7 +435,7 @@ func evalStage(lex *shell.Lex, env *argEnv, i int, st instructions.Stage, byName
 		return s, nil, err
 	}
 	if name == "" {
-		return s, nil, newError(line, "base name (%s) should not be blank", st.BaseName)
+		return s, nil, newError(line, "base name (%s) should not be blank", clip(st.BaseName, maxQuote))
 	}
 
 	platform := ""
@@ -444,11 +446,11 @@ func evalStage(lex *shell.Lex, env *argEnv, i int, st instructions.Stage, byName
 		}
 		platform = p.Result
 		if platform == "" {
-			return s, nil, newError(line, "empty platform value from expression %s", st.Platform)
+			return s, nil, newError(line, "empty platform value from expression %s", clip(st.Platform, maxQuote))
 		}
 		if !strings.Contains(platform, "$") {
 			if _, err := platforms.Parse(platform); err != nil {
-				return s, nil, newError(line, "invalid FROM --platform %q: %w", platform, err)
+				return s, nil, newError(line, "invalid FROM --platform %s: %w", quote(platform), err)
 			}
 		}
 	}
@@ -468,9 +470,9 @@ func evalStage(lex *shell.Lex, env *argEnv, i int, st instructions.Stage, byName
 	ref, err := normalize(name)
 	if err != nil {
 		if _, ok := byName[strings.ToLower(name)]; ok {
-			return s, nil, newError(line, "FROM %q: %w (FROM matches stage names exactly; write %q)", name, err, strings.ToLower(name))
+			return s, nil, newError(line, "FROM %s: %w (FROM matches stage names exactly; write %s)", quote(name), err, quote(strings.ToLower(name)))
 		}
-		return s, nil, newError(line, "FROM %q: %w", name, err)
+		return s, nil, newError(line, "FROM %s: %w", quote(name), err)
 	}
 	s.Base = ref
 	return s, &Base{
@@ -498,11 +500,11 @@ func expandFrom(lex *shell.Lex, env *argEnv, word string, line int) (string, err
 	slices.SortStableFunc(names, func(a, b string) int { return len(b) - len(a) })
 	for _, k := range names {
 		if env.vals[k] == placeholder(k) && strings.Contains(res.Result, placeholder(k)) {
-			return "", newError(line, "unexpanded variable $%s in FROM %q: BuildKit sets it at build time; pass it in BuildArgs", k, word)
+			return "", newError(line, "unexpanded variable $%s in FROM %s: BuildKit sets it at build time; pass it in BuildArgs", k, quote(word))
 		}
 	}
 	if strings.Contains(res.Result, "$") {
-		return "", newError(line, "unexpanded variable in FROM %q", res.Result)
+		return "", newError(line, "unexpanded variable in FROM %s", quote(res.Result))
 	}
 	return res.Result, nil
 }
@@ -536,7 +538,7 @@ func commandBases(lex *shell.Lex, cur int, stageName string, cmd instructions.Co
 		// BuildKit refuses variables in --from (dockerfile2llb toCommand).
 		res, err := (&argEnv{}).expand(lex, c.From)
 		if err != nil || res.Result != c.From {
-			return nil, newError(line, "variable expansion is not supported for COPY --from=%s", c.From)
+			return nil, newError(line, "variable expansion is not supported for COPY --from=%s", clip(c.From, maxQuote))
 		}
 		idx, err := strconv.Atoi(c.From)
 		if err == nil {
@@ -544,7 +546,7 @@ func commandBases(lex *shell.Lex, cur int, stageName string, cmd instructions.Co
 				return nil, newError(line, "invalid stage index %d in COPY --from", idx)
 			}
 			if idx >= cur {
-				return nil, newError(line, "cannot copy from stage %q, it needs to be defined before current stage %q", c.From, stageName)
+				return nil, newError(line, "cannot copy from stage %s, it needs to be defined before current stage %s", quote(c.From), quote(stageName))
 			}
 			return nil, nil
 		}
@@ -578,7 +580,7 @@ func commandBases(lex *shell.Lex, cur int, stageName string, cmd instructions.Co
 func fromRef(from string, kind Kind, cur int, stageName string, line int, byName map[string]int) (*Base, error) {
 	if i, ok := byName[strings.ToLower(from)]; ok {
 		if i >= cur {
-			return nil, newError(line, "%s=%s refers to stage %q, which is not defined before current stage %q", instr(kind), from, strings.ToLower(from), stageName)
+			return nil, newError(line, "%s=%s refers to stage %s, which is not defined before current stage %s", instr(kind), clip(from, maxQuote), quote(strings.ToLower(from)), quote(stageName))
 		}
 		return nil, nil
 	}
@@ -587,7 +589,7 @@ func fromRef(from string, kind Kind, cur int, stageName string, line int, byName
 	}
 	ref, err := normalize(from)
 	if err != nil {
-		return nil, newError(line, "unknown stage or image in %s=%s: %w", instr(kind), from, err)
+		return nil, newError(line, "unknown stage or image in %s=%s: %w", instr(kind), clip(from, maxQuote), err)
 	}
 	return &Base{
 		Stage: stageName,
@@ -617,7 +619,9 @@ func firstLine(loc []parser.Range) int {
 
 // buildkitError converts an error from BuildKit's parser into an *Error,
 // keeping its line and dropping the "dockerfile parse error on line N"
-// prefix that the line already conveys.
+// prefix that the line already conveys. BuildKit quotes the Dockerfile
+// freely (an unknown instruction is the first word of its line, whatever
+// it is); the message is bounded like every other.
 func buildkitError(err error) *Error {
 	line := 0
 	msg := err.Error()
@@ -630,5 +634,72 @@ func buildkitError(err error) *Error {
 			msg = inner.Error()
 		}
 	}
-	return &Error{Line: line, Msg: msg, err: err}
+	var ui *instructions.UnknownInstructionError
+	if errors.As(err, &ui) {
+		// Keep BuildKit's "(did you mean from?)", drawn from its own list.
+		hint := ""
+		if _, after, ok := strings.Cut(msg, ui.Error()); ok && strings.HasPrefix(after, " (did you mean ") && len(after) < 40 {
+			hint = after
+		}
+		msg = "unknown instruction: " + clip(ui.Instruction, maxQuote) + hint
+	}
+	return &Error{Line: line, Msg: bound(msg), err: err}
+}
+
+// Bounds on how much Dockerfile text an error message repeats. Whatever
+// the file holds, a message quotes at most maxQuote bytes of one token
+// and is at most maxMessage bytes long: the file may be untrusted, and
+// errors travel to run records, events and logs.
+const (
+	maxQuote   = 64
+	maxToken   = maxQuote + 8 // room for quote(): quotes and an ellipsis
+	maxMessage = 256
+)
+
+// clip returns s with control characters replaced by '?', invalid UTF-8
+// by U+FFFD, and cut to at most n bytes (on a character boundary) with
+// "…" added when cut.
+func clip(s string, n int) string {
+	var b strings.Builder
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		if unicode.IsControl(r) {
+			r = '?'
+		}
+		if b.Len()+utf8.RuneLen(r) > n {
+			b.WriteString("…")
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// quote returns s clipped to maxQuote bytes, in double quotes.
+func quote(s string) string { return `"` + clip(s, maxQuote) + `"` }
+
+// bound clips every whitespace-separated token of msg longer than
+// maxToken to maxQuote bytes, and the whole message to maxMessage.
+func bound(msg string) string {
+	var b strings.Builder
+	for i := 0; i < len(msg); {
+		j := i
+		for j < len(msg) && !isSpace(msg[j]) {
+			j++
+		}
+		tok := msg[i:j]
+		if len(tok) > maxToken {
+			tok = clip(tok, maxQuote)
+		}
+		b.WriteString(tok)
+		for j < len(msg) && isSpace(msg[j]) {
+			b.WriteByte(' ')
+			j++
+		}
+		i = j
+	}
+	return clip(b.String(), maxMessage)
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
