@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,13 +25,24 @@ import (
 	"github.com/tonistiigi/fsutil"
 )
 
-// Request is one build: everything BuildKit needs, already resolved.
+// Request is one build: everything BuildKit needs, already resolved and
+// read. BuildKit is handed no path to open: the context is a directory
+// opened as a root, the Dockerfile is bytes.
 type Request struct {
-	// ContextDir is the build context directory (required).
-	ContextDir string
-	// Dockerfile is the Dockerfile's path relative to ContextDir. Default
-	// "Dockerfile".
-	Dockerfile string
+	// Context is the build context directory, opened as a root (required).
+	// BuildKit reads the context through it, so nothing outside it can be
+	// reached: a symlink in the context is sent as a symlink, and one
+	// that leads out is refused. Build does not close it.
+	Context *os.Root
+	// Dockerfile is the Dockerfile's content (required).
+	Dockerfile []byte
+	// DockerfileName is the Dockerfile's file name as BuildKit shows it in
+	// messages and provenance, without directories. Default "Dockerfile".
+	DockerfileName string
+	// DockerIgnore is the content of the Dockerfile's own ignore file
+	// (<Dockerfile>.dockerignore), which replaces the context's
+	// .dockerignore; nil when there is none.
+	DockerIgnore []byte
 	// BuildArgs override ARG defaults.
 	BuildArgs map[string]string
 	// Target is the stage to build; "" = last.
@@ -94,6 +106,10 @@ func (b *Builder) Build(ctx context.Context, req Request, status chan *client.So
 		close(status)
 		return Result{}, errors.New("build: no image names to push")
 	}
+	if req.Context == nil || len(req.Dockerfile) == 0 {
+		close(status)
+		return Result{}, errors.New("build: no context or no Dockerfile")
+	}
 	addr := b.addr()
 	c, err := client.New(ctx, addr)
 	if err != nil {
@@ -102,23 +118,36 @@ func (b *Builder) Build(ctx context.Context, req Request, status chan *client.So
 	}
 	defer c.Close()
 
-	dockerfile := req.Dockerfile
-	if dockerfile == "" {
-		dockerfile = "Dockerfile"
+	// The Dockerfile BuildKit reads is the one refit read: a private copy,
+	// not a path into the source that could change or lead elsewhere.
+	name := path.Base(req.DockerfileName)
+	if req.DockerfileName == "" || name == "." || name == "/" || name == ".." {
+		name = "Dockerfile"
 	}
-	dfPath := filepath.Join(req.ContextDir, dockerfile)
-	ctxFS, err := fsutil.NewFS(req.ContextDir)
+	dfDir, err := os.MkdirTemp("", "refit-dockerfile-")
 	if err != nil {
 		close(status)
-		return Result{}, fmt.Errorf("opening build context %s: %w", req.ContextDir, err)
+		return Result{}, fmt.Errorf("writing the Dockerfile for buildkit: %w", err)
 	}
-	dfFS, err := fsutil.NewFS(filepath.Dir(dfPath))
+	defer os.RemoveAll(dfDir)
+	files := map[string][]byte{name: req.Dockerfile}
+	if req.DockerIgnore != nil {
+		files[name+".dockerignore"] = req.DockerIgnore
+	}
+	for n, b := range files {
+		if err := os.WriteFile(filepath.Join(dfDir, n), b, 0o600); err != nil {
+			close(status)
+			return Result{}, fmt.Errorf("writing the Dockerfile for buildkit: %w", err)
+		}
+	}
+	dfFS, err := fsutil.NewFS(dfDir)
 	if err != nil {
 		close(status)
-		return Result{}, fmt.Errorf("opening Dockerfile directory %s: %w", filepath.Dir(dfPath), err)
+		return Result{}, fmt.Errorf("writing the Dockerfile for buildkit: %w", err)
 	}
+	ctxFS := fsutil.NewRootFS(fsutil.NewRoot(req.Context))
 
-	attrs := map[string]string{"filename": filepath.Base(dfPath)}
+	attrs := map[string]string{"filename": name}
 	if req.Target != "" {
 		attrs["target"] = req.Target
 	}

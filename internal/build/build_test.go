@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -44,13 +43,16 @@ func TestPinBeatsTag(t *testing.T) {
 	oldDigest, _ := old.Digest()
 	moved := push(t, baseRef, "moved") // the tag now points elsewhere
 
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+baseRef+"\nRUN test ! -e /etc/patch-level\n"), 0o644); err != nil {
+	dir, err := os.OpenRoot(t.TempDir())
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer dir.Close()
+	dockerfile := []byte("FROM " + baseRef + "\nRUN test ! -e /etc/patch-level\n")
 	b := build.New(d.Address, nil)
 	res, err := b.Build(ctx, build.Request{
-		ContextDir: dir,
+		Context:    dir,
+		Dockerfile: dockerfile,
 		Pins:       map[string]string{baseRef: baseRef + "@" + oldDigest.String()},
 		Names:      []string{host + "/app:pinned"},
 		Insecure:   true,
@@ -90,7 +92,7 @@ func TestPinBeatsTag(t *testing.T) {
 	}
 
 	// Without the pin the same Dockerfile sees the moved tag: the RUN fails.
-	_, err = b.Build(ctx, build.Request{ContextDir: dir, Names: []string{host + "/app:unpinned"}, Insecure: true}, nil)
+	_, err = b.Build(ctx, build.Request{Context: dir, Dockerfile: dockerfile, Names: []string{host + "/app:unpinned"}, Insecure: true}, nil)
 	if err == nil || !strings.Contains(err.Error(), "exit code: 1") {
 		t.Errorf("unpinned build: got %v, want the RUN to fail on the moved base", err)
 	}

@@ -1,9 +1,13 @@
 package runner
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"time"
 
@@ -17,48 +21,110 @@ import (
 // its ref into a temporary directory (bounded to one minute).
 func (r *Runner) Inspect(ctx context.Context, spec task.Spec) ([]dockerfile.Base, error) {
 	spec = spec.Defaults()
-	root := spec.Source.Dir
-	if spec.Source.Git != "" {
-		ctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		sha, err := source.Resolve(ctx, spec.Source.Git, spec.Source.Ref)
-		if err != nil {
-			return nil, fmt.Errorf("source.git: %w", err)
-		}
-		dir, err := os.MkdirTemp(r.cfg.WorkDir, "inspect-")
-		if err != nil {
-			return nil, fmt.Errorf("inspecting source: %w", err)
-		}
-		defer os.RemoveAll(dir)
-		root = filepath.Join(dir, "src")
-		if _, err := source.Checkout(ctx, spec.Source.Git, sha, root); err != nil {
-			return nil, fmt.Errorf("source.git: %w", err)
-		}
-	} else if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("source.dir: %s is not a readable directory", root)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp(r.cfg.WorkDir, "inspect-")
+	if err != nil {
+		return nil, fmt.Errorf("inspecting source: %w", err)
 	}
-	parsed, err := parseDockerfile(root, spec)
+	defer os.RemoveAll(dir)
+	root, _, err := fetchSource(ctx, spec, "", filepath.Join(dir, "src"))
 	if err != nil {
 		return nil, err
 	}
-	return parsed.Bases, nil
+	src, err := readSource(root, spec)
+	if err != nil {
+		return nil, err
+	}
+	src.Close()
+	return src.parsed.Bases, nil
 }
 
-// parseDockerfile reads and parses the task's Dockerfile under root. Its
-// errors name the file, relative to the source root.
-func parseDockerfile(root string, spec task.Spec) (*dockerfile.Result, error) {
-	rel := filepath.Join(spec.Context, spec.Dockerfile)
-	f, err := os.Open(filepath.Join(root, rel))
-	if err != nil {
-		if os.IsNotExist(err) {
-			return nil, fmt.Errorf("dockerfile: %s not found in the source", rel)
+// fetchSource returns the root directory of the task's source: for a git
+// source, commit sha (resolved from the ref when "") checked out into
+// dir; for a dir source, the directory itself. Errors name the field.
+func fetchSource(ctx context.Context, spec task.Spec, sha, dir string) (string, source.Commit, error) {
+	if spec.Source.Git == "" {
+		if fi, err := os.Stat(spec.Source.Dir); err != nil || !fi.IsDir() {
+			return "", source.Commit{}, fmt.Errorf("source.dir: %s is not a readable directory", spec.Source.Dir)
 		}
-		return nil, fmt.Errorf("dockerfile: %w", err)
+		return spec.Source.Dir, source.Commit{}, nil
 	}
-	defer f.Close()
-	parsed, err := dockerfile.Parse(f, dockerfile.Options{BuildArgs: spec.BuildArgs, Target: spec.Target})
+	if sha == "" {
+		var err error
+		if sha, err = source.Resolve(ctx, spec.Source.Git, spec.Source.Ref); err != nil {
+			return "", source.Commit{}, fmt.Errorf("source.git: %w", err)
+		}
+	}
+	c, err := source.Checkout(ctx, spec.Source.Git, sha, dir)
+	if err != nil {
+		return "", source.Commit{}, fmt.Errorf("source.git: %w", err)
+	}
+	return dir, c, nil
+}
+
+// sourceFiles is what a build uses from its source, every piece read
+// inside the source's root (see source.Within): the context directory,
+// opened as a root of its own, and the Dockerfile and ignore file as read.
+type sourceFiles struct {
+	// context is the build context; Close closes it.
+	context *os.Root
+	// dockerfile is the Dockerfile as read, and parsed what it says.
+	dockerfile []byte
+	parsed     *dockerfile.Result
+	// ignore is the context's ignore patterns: the Dockerfile's own
+	// <Dockerfile>.dockerignore if it has one, else the context's
+	// .dockerignore; nil when neither exists.
+	ignore []byte
+}
+
+// Close releases the context directory.
+func (s *sourceFiles) Close() error { return s.context.Close() }
+
+// readSource opens the task's context and reads its Dockerfile inside the
+// source tree at root. A path that leaves the tree (by "..", or a symlink
+// to an absolute path or above the root) is refused; symlinks that stay
+// inside are followed. Errors name the field and the path as written in
+// the source, never a link's target or a file's content; a Dockerfile
+// that does not parse gives a *dockerfile.Error.
+func readSource(root string, spec task.Spec) (*sourceFiles, error) {
+	tree, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("opening the source: %w", err)
+	}
+	defer tree.Close()
+
+	ctxDir, err := source.OpenDir(tree, spec.Context)
+	if err != nil {
+		return nil, fmt.Errorf("context %w", err)
+	}
+	src := &sourceFiles{context: ctxDir}
+	ok := false
+	defer func() {
+		if !ok {
+			src.Close()
+		}
+	}()
+
+	rel := path.Join(spec.Context, spec.Dockerfile)
+	if src.dockerfile, err = source.ReadFile(tree, rel, dockerfile.MaxSize); err != nil {
+		return nil, fmt.Errorf("dockerfile %w", err)
+	}
+	for _, ignore := range []string{rel + ".dockerignore", path.Join(spec.Context, ".dockerignore")} {
+		b, err := source.ReadFile(tree, ignore, dockerfile.MaxSize)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dockerignore %w", err)
+		}
+		src.ignore = b
+		break
+	}
+	src.parsed, err = dockerfile.Parse(bytes.NewReader(src.dockerfile), dockerfile.Options{BuildArgs: spec.BuildArgs, Target: spec.Target})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", rel, err)
 	}
-	return parsed, nil
+	ok = true
+	return src, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -115,43 +116,41 @@ func (w *worker) execute(ctx context.Context, run *store.Run, logs *logWriter) e
 	}
 
 	// 1. Source at an exact commit.
-	root := spec.Source.Dir
-	var commit source.Commit
+	var step *logStep
 	if spec.Source.Git != "" {
-		step := logs.Step("fetch source " + source.Redact(spec.Source.Git) + "#" + spec.Source.Ref)
-		sha := run.Cause.SHA
-		if sha == "" {
-			var err error
-			if sha, err = source.Resolve(ctx, spec.Source.Git, spec.Source.Ref); err != nil {
-				step.Done(err)
-				return fail("source", err)
-			}
-		}
-		dir := filepath.Join(cfg.WorkDir, store.FormatRunID(run.ID))
-		os.RemoveAll(dir)
-		defer os.RemoveAll(dir)
-		c, err := source.Checkout(ctx, spec.Source.Git, sha, dir)
-		if err != nil {
-			step.Done(err)
-			return fail("source", err)
-		}
-		commit, root, run.Commit = c, dir, c.SHA
-		step.Logf("commit %s %s (%s)\n", c.Short, c.Subject, c.Author)
-		step.Done(nil)
-	} else if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
-		return fail("source", fmt.Errorf("source directory %s is not readable: %v", root, err))
+		step = logs.Step("fetch source " + source.Redact(spec.Source.Git) + "#" + spec.Source.Ref)
 	}
+	dir := filepath.Join(cfg.WorkDir, store.FormatRunID(run.ID))
+	os.RemoveAll(dir)
+	defer os.RemoveAll(dir)
+	root, commit, err := fetchSource(ctx, spec, run.Cause.SHA, dir)
+	if step != nil {
+		if err == nil {
+			step.Logf("commit %s %s (%s)\n", commit.Short, commit.Subject, commit.Author)
+		}
+		step.Done(err)
+	}
+	if err != nil {
+		return fail("source", err)
+	}
+	run.Commit = commit.SHA
 	mark("source", begin)
 
-	// 2. Discover and pin the bases.
+	// 2. Read the context and Dockerfile inside the source; discover and
+	// pin the bases.
 	t0 := time.Now()
-	contextDir := filepath.Join(root, spec.Context)
-	step := logs.Step("resolve base images of " + spec.Dockerfile)
-	parsed, err := parseDockerfile(root, spec)
+	step = logs.Step("resolve base images of " + spec.Dockerfile)
+	src, err := readSource(root, spec)
 	if err != nil {
 		step.Done(err)
-		return fail("dockerfile", err)
+		var de *dockerfile.Error
+		if errors.As(err, &de) {
+			return fail("dockerfile", err)
+		}
+		return fail("source", err)
 	}
+	defer src.Close()
+	parsed := src.parsed
 	if err := cfg.Store.SetTaskBases(ctx, run.Task, parsed.Bases); err != nil {
 		return err
 	}
@@ -220,17 +219,19 @@ func (w *worker) execute(ctx context.Context, run *store.Run, logs *logWriter) e
 		}
 	}()
 	res, err := cfg.Builder.Build(ctx, build.Request{
-		ContextDir:  contextDir,
-		Dockerfile:  spec.Dockerfile,
-		BuildArgs:   spec.BuildArgs,
-		Target:      spec.Target,
-		Platforms:   spec.Platforms,
-		Pins:        pins,
-		Names:       names,
-		Insecure:    w.insecure(repo),
-		Annotations: ann,
-		Labels:      ann,
-		Provenance:  true,
+		Context:        src.context,
+		Dockerfile:     src.dockerfile,
+		DockerfileName: path.Base(spec.Dockerfile),
+		DockerIgnore:   src.ignore,
+		BuildArgs:      spec.BuildArgs,
+		Target:         spec.Target,
+		Platforms:      spec.Platforms,
+		Pins:           pins,
+		Names:          names,
+		Insecure:       w.insecure(repo),
+		Annotations:    ann,
+		Labels:         ann,
+		Provenance:     true,
 	}, status)
 	<-done
 	mark("build", t0)

@@ -402,7 +402,7 @@ func TestTaskValidation(t *testing.T) {
 		{"bad name", task.Spec{Name: "Bad Name", Source: task.Source{Dir: dir}}, "name"},
 		{"no source", task.Spec{Name: "x"}, "source"},
 		{"bad image", task.Spec{Name: "x", Source: task.Source{Dir: dir}, Image: "app/UPPER"}, "image"},
-		{"missing Dockerfile", task.Spec{Name: "x", Source: task.Source{Dir: dir}, Dockerfile: "nope/Dockerfile"}, "nope/Dockerfile not found"},
+		{"missing Dockerfile", task.Spec{Name: "x", Source: task.Source{Dir: dir}, Dockerfile: "nope/Dockerfile"}, `"nope/Dockerfile" not found`},
 		{"syntax error", task.Spec{Name: "x", Source: task.Source{Dir: dir}, Context: "bad"}, "line 2"},
 		{"bad tag", task.Spec{Name: "x", Source: task.Source{Dir: dir}, Tags: []string{"has space"}}, "tags[0]"},
 		{"bad platform", task.Spec{Name: "x", Source: task.Source{Dir: dir}, Platforms: []string{"amd64"}}, "platforms"},
