@@ -1,7 +1,9 @@
 // Package source owns turning a task's source — a git URL and a ref — into a
 // directory holding the tree of one exact commit. It drives the git binary,
 // which must be on PATH, and never lets credentials embedded in a URL reach
-// an error message.
+// an error message. It also owns reading paths inside a source's tree
+// without leaving it (Within, ReadFile, OpenDir): a tree's contents are
+// untrusted, and its symlinks must not lead refit to server files.
 package source
 
 import (
