@@ -360,3 +360,64 @@ func imageBlobs(t *testing.T, ref string) []string {
 	}
 	return out
 }
+
+// TestSourceLinksInsideWork: symlinks that stay inside the source are
+// followed — a Dockerfile, a context directory and a .dockerignore linked
+// from elsewhere in the repository — and ignore files apply as in Docker
+// (the Dockerfile's own <Dockerfile>.dockerignore first, else the
+// context's .dockerignore).
+func TestSourceLinksInsideWork(t *testing.T) {
+	r := startRefit(t, t.TempDir())
+	ctx := context.Background()
+	baseRef := r.RegistryAddr + "/base/busybox:1"
+	pushBase(t, baseRef, "")
+
+	repo := filepath.Join(t.TempDir(), "repo")
+	writeFiles(t, repo, map[string]string{
+		"shared/Dockerfile": "FROM " + baseRef + "\nCOPY . /app/\n" +
+			"RUN test -e /app/keep.txt && test ! -e /app/ignored.txt && test -L /app/lnk && grep -q keep /app/lnk\n",
+		"shared/ignore":                   "ignored.txt\n",
+		"app/keep.txt":                    "keep\n",
+		"app/ignored.txt":                 "ignored\n",
+		"app/alt.Dockerfile":              "FROM " + baseRef + "\nCOPY . /app/\nRUN test ! -e /app/keep.txt && test -e /app/ignored.txt\n",
+		"app/alt.Dockerfile.dockerignore": "keep.txt\n",
+	})
+	for p, target := range map[string]string{
+		"app/Dockerfile":    "../shared/Dockerfile",
+		"app/.dockerignore": "../shared/ignore",
+		"app/lnk":           "keep.txt",
+		"ctxlink":           "app",
+	} {
+		if err := os.Symlink(target, filepath.Join(repo, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git(t, repo, "init", "-q", "-b", "main")
+	git(t, repo, "add", ".")
+	git(t, repo, "commit", "-q", "-m", "links inside")
+	gitURL := serveGit(t, filepath.Dir(repo)) + "/" + filepath.Base(repo)
+
+	for _, src := range []struct {
+		kind   string
+		source task.Source
+	}{{"dir", task.Source{Dir: repo}}, {"git", task.Source{Git: gitURL, Ref: "main"}}} {
+		for _, tc := range []struct{ name, context, dockerfile string }{
+			{"linked", "app", ""},
+			{"ctxlink", "ctxlink", ""},
+			{"alt", "app", "alt.Dockerfile"},
+		} {
+			spec := task.Spec{Name: src.kind + "-" + tc.name, Source: src.source, Context: tc.context, Dockerfile: tc.dockerfile}
+			if _, err := r.c.CreateTask(ctx, spec); err != nil {
+				t.Errorf("%s: create: %v", spec.Name, err)
+				continue
+			}
+			q, err := r.c.Run(ctx, spec.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if run := waitRun(t, r.c, q.ID); run.State != store.StateSucceeded {
+				t.Errorf("%s: run %s at %s: %s", spec.Name, run.State, run.Step, run.Error)
+			}
+		}
+	}
+}
