@@ -641,7 +641,7 @@ func buildkitError(err error) *Error {
 		if _, after, ok := strings.Cut(msg, ui.Error()); ok && strings.HasPrefix(after, " (did you mean ") && len(after) < 40 {
 			hint = after
 		}
-		msg = "unknown instruction: " + clip(ui.Instruction, maxQuote) + hint
+		msg = "unknown instruction: " + clip(ui.Instruction, maxInstruction) + hint
 	}
 	return &Error{Line: line, Msg: bound(msg), err: err}
 }
@@ -650,10 +650,13 @@ func buildkitError(err error) *Error {
 // the file holds, a message quotes at most maxQuote bytes of one token
 // and is at most maxMessage bytes long: the file may be untrusted, and
 // errors travel to run records, events and logs.
+// An unknown instruction is the first word of a line, whatever the file
+// is, so it is clipped harder: no instruction is longer than 11 bytes.
 const (
-	maxQuote   = 64
-	maxToken   = maxQuote + 8 // room for quote(): quotes and an ellipsis
-	maxMessage = 256
+	maxQuote       = 64
+	maxToken       = maxQuote + 8 // room for quote(): quotes and an ellipsis
+	maxMessage     = 256
+	maxInstruction = 20
 )
 
 // clip returns s with control characters replaced by '?', invalid UTF-8

@@ -49,8 +49,14 @@ func TestErrorsQuoteLittle(t *testing.T) {
 			t.Errorf("%s: error %q does not name the line", name, msg)
 		}
 	}
+	// An unknown instruction — the first word of whatever file it is —
+	// is clipped harder.
+	_, err := dockerfile.Parse(strings.NewReader(secret+"\n"), dockerfile.Options{})
+	if want := "line 1: unknown instruction: " + secret[:20] + "…"; err == nil || err.Error() != want {
+		t.Errorf("unknown long instruction: got %v, want %s", err, want)
+	}
 	// Short tokens are quoted whole, as before.
-	_, err := dockerfile.Parse(strings.NewReader("FORM busybox\n"), dockerfile.Options{})
+	_, err = dockerfile.Parse(strings.NewReader("FORM busybox\n"), dockerfile.Options{})
 	if err == nil || err.Error() != "line 1: unknown instruction: FORM (did you mean FROM?)" {
 		t.Errorf("unknown instruction: got %v", err)
 	}

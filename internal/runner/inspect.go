@@ -23,12 +23,16 @@ func (r *Runner) Inspect(ctx context.Context, spec task.Spec) ([]dockerfile.Base
 	spec = spec.Defaults()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp(r.cfg.WorkDir, "inspect-")
-	if err != nil {
-		return nil, fmt.Errorf("inspecting source: %w", err)
+	var dir string
+	if spec.Source.Git != "" {
+		tmp, err := os.MkdirTemp(r.cfg.WorkDir, "inspect-")
+		if err != nil {
+			return nil, fmt.Errorf("inspecting source: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		dir = filepath.Join(tmp, "src")
 	}
-	defer os.RemoveAll(dir)
-	root, _, err := fetchSource(ctx, spec, "", filepath.Join(dir, "src"))
+	root, _, err := fetchSource(ctx, spec, "", dir)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +46,8 @@ func (r *Runner) Inspect(ctx context.Context, spec task.Spec) ([]dockerfile.Base
 
 // fetchSource returns the root directory of the task's source: for a git
 // source, commit sha (resolved from the ref when "") checked out into
-// dir; for a dir source, the directory itself. Errors name the field.
+// dir; for a dir source, the directory itself (dir is unused). Errors
+// name the field.
 func fetchSource(ctx context.Context, spec task.Spec, sha, dir string) (string, source.Commit, error) {
 	if spec.Source.Git == "" {
 		if fi, err := os.Stat(spec.Source.Dir); err != nil || !fi.IsDir() {

@@ -117,12 +117,13 @@ func (w *worker) execute(ctx context.Context, run *store.Run, logs *logWriter) e
 
 	// 1. Source at an exact commit.
 	var step *logStep
+	var dir string
 	if spec.Source.Git != "" {
 		step = logs.Step("fetch source " + source.Redact(spec.Source.Git) + "#" + spec.Source.Ref)
+		dir = filepath.Join(cfg.WorkDir, store.FormatRunID(run.ID))
+		os.RemoveAll(dir)
+		defer os.RemoveAll(dir)
 	}
-	dir := filepath.Join(cfg.WorkDir, store.FormatRunID(run.ID))
-	os.RemoveAll(dir)
-	defer os.RemoveAll(dir)
 	root, commit, err := fetchSource(ctx, spec, run.Cause.SHA, dir)
 	if step != nil {
 		if err == nil {
