@@ -321,7 +321,7 @@ func TestApplyAllOrNothing(t *testing.T) {
 		{1, "syntax", "line 2"},
 		{2, "tmpl", "tags[0]"},
 		{3, "unknown", `"colour"`},
-		{4, "missing", "nope/Dockerfile not found"},
+		{4, "missing", `"nope/Dockerfile" not found`},
 		{5, "good", "tasks[0]"},
 		{6, "BAD", "name"},
 		{7, "", "not a valid task name"},
