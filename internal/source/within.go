@@ -41,10 +41,16 @@ func Within(root *os.Root, rel string) (string, error) {
 	if path.IsAbs(rel) || filepath.IsAbs(rel) {
 		return "", fmt.Errorf("%q %w (absolute path)", rel, ErrEscapes)
 	}
+	// split keeps "." (and a trailing "/", which means the same): the
+	// path before it must be a directory, as in POSIX.
 	split := func(p, via string) []part {
 		var out []part
-		for _, n := range strings.Split(p, "/") {
-			if n != "" && n != "." {
+		names := strings.Split(p, "/")
+		for i, n := range names {
+			if n == "" && i == len(names)-1 && i > 0 {
+				n = "."
+			}
+			if n != "" {
 				out = append(out, part{n, via})
 			}
 		}
@@ -56,6 +62,17 @@ func Within(root *os.Root, rel string) (string, error) {
 	for len(todo) > 0 {
 		p := todo[0]
 		todo = todo[1:]
+		if p.name == "." || p.name == ".." {
+			// What comes before must be a directory ("file/.." is not).
+			if len(done) > 0 {
+				if fi, err := root.Lstat(path.Join(done...)); err != nil || !fi.IsDir() {
+					return "", notFoundError(rel)
+				}
+			}
+		}
+		if p.name == "." {
+			continue
+		}
 		if p.name == ".." {
 			if len(done) == 0 {
 				if p.via != "" {

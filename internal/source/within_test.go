@@ -97,6 +97,9 @@ func TestWithin(t *testing.T) {
 		{rel: "chain", want: "Dockerfile"},
 		{rel: "self/self/Dockerfile", want: "Dockerfile"},
 		{rel: "in/sub/../../Dockerfile", want: "Dockerfile"},
+		{rel: "dir/.", want: "dir"},
+		{rel: "in/", want: "dir"},
+		{rel: "./", want: "."},
 
 		{rel: "..", err: source.ErrEscapes, msg: `".." leaves the source`},
 		{rel: "dir/../../outside/secret", err: source.ErrEscapes},
@@ -117,6 +120,11 @@ func TestWithin(t *testing.T) {
 		{rel: "missing", err: fs.ErrNotExist, msg: `"missing" not found in the source`},
 		{rel: "dangling", err: fs.ErrNotExist},
 		{rel: "Dockerfile/x", err: fs.ErrNotExist},
+		{rel: "Dockerfile/", err: fs.ErrNotExist},
+		{rel: "Dockerfile/.", err: fs.ErrNotExist},
+		{rel: "dir/sub/up/.", err: fs.ErrNotExist},
+		{rel: "dir/sub/up/..", err: fs.ErrNotExist},
+		{rel: "Dockerfile/../dir", err: fs.ErrNotExist},
 		{rel: "loop1", msg: "too many levels of symlinks"},
 	}
 	for _, tc := range cases {
@@ -244,9 +252,7 @@ func FuzzWithin(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// (os.Root wants a directory before a trailing slash; Within
-		// does not care.)
-		osRel := strings.TrimRight(rel, "/")
+		osRel := rel
 		if osRel == "" {
 			osRel = "."
 		}
