@@ -65,6 +65,7 @@ bench: deps
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./internal/dockerfile/
 	$(GO) test -run '^$$' -fuzz '^FuzzHostileNames$$' -fuzztime 60s ./internal/hook/
+	$(GO) test -run '^$$' -fuzz '^FuzzWithin$$' -fuzztime 60s ./internal/source/
 
 clean:
 	rm -rf $(BIN)
