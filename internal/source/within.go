@@ -12,7 +12,7 @@ import (
 	"syscall"
 )
 
-// ErrEscapes is wrapped by the errors of Within and ReadFile when a path
+// ErrEscapes is wrapped by the errors of Within, ReadFile and OpenDir when a path
 // leaves the source's root, lexically ("..") or through a symlink.
 var ErrEscapes = errors.New("leaves the source")
 
