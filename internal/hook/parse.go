@@ -263,6 +263,13 @@ func checkPush(p Push, repoPath, tagPath, digestPath, registryPath string) error
 			return &fieldError{path: registryPath, problem: "invalid registry host " + quote(host) +
 				" (want host[:port])", err: err}
 		}
+		// Docker reads a first component without '.' or ':' (other than
+		// localhost) as part of the repository, so such a host would name
+		// another registry's image.
+		if !strings.ContainsAny(host, ".:") && host != "localhost" {
+			return &fieldError{path: registryPath, problem: "invalid registry host " + quote(host) +
+				" (want a name with a dot or a port, or localhost: Docker reads " + quote(host) + " as part of a repository)"}
+		}
 	} else {
 		host = "docker.io" // only to check the path; Ref leaves it out
 	}
@@ -310,9 +317,18 @@ func repositoryProblem(repo string) string {
 // maxQuoted bounds the bytes of a payload value an error quotes.
 const maxQuoted = 100
 
-// quote returns s, cut to maxQuoted bytes, as a Go string literal: control
-// characters and invalid UTF-8 come out escaped.
-func quote(s string) string { return strconv.Quote(truncate(s, maxQuoted)) }
+// quote returns s as a Go string literal of at most about maxQuoted bytes:
+// control characters and invalid UTF-8 come out escaped, and the bound is
+// on the escaped text, so a value of control characters (four bytes each
+// once escaped) is cut shorter.
+func quote(s string) string {
+	for n := min(len(s), maxQuoted); ; n-- {
+		q := strconv.Quote(truncate(s, n))
+		if len(q) <= maxQuoted+len(`"..."`) || n == 0 {
+			return q
+		}
+	}
+}
 
 func truncate(s string, n int) string {
 	if len(s) <= n {
