@@ -84,6 +84,7 @@ builds are canceled and their runs marked canceled.`,
 	f.DurationVar(&cfg.EventRetryFor, "event-retry-for", 24*time.Hour, "retry an event delivery this long before dead-lettering it")
 	f.DurationVar(&cfg.EventRetention, "event-retention", 30*24*time.Hour, "keep delivered events this long")
 	f.StringSliceVar(&cfg.SubscriptionHosts, "subscription-hosts", nil, "only these hosts may be event subscription targets (multi-tenant installs)")
+	f.StringSliceVar(&cfg.SourceDirs, "source-dir", nil, "only directories under these may be a task's dir source (repeatable; default any, except the data directory and key file, which are always refused)")
 	f.StringVar(&cfg.NATS.URL, "nats-url", "", "also publish every event to NATS JetStream at this URL (nats://host:4222; or $REFIT_NATS_URL, which keeps credentials out of the process list)")
 	f.StringVar(&cfg.NATS.Stream, "nats-stream", events.DefaultNATSStream, "JetStream stream for events; created (subjects <prefix>.>) if missing")
 	f.StringVar(&cfg.NATS.Prefix, "nats-subject-prefix", events.DefaultNATSPrefix, "events are published on <prefix>.<type>, e.g. refit.base.updated")

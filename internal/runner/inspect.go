@@ -32,7 +32,7 @@ func (r *Runner) Inspect(ctx context.Context, spec task.Spec) ([]dockerfile.Base
 		defer os.RemoveAll(tmp)
 		dir = filepath.Join(tmp, "src")
 	}
-	root, _, err := fetchSource(ctx, spec, "", dir)
+	root, _, err := r.fetchSource(ctx, spec, "", dir)
 	if err != nil {
 		return nil, err
 	}
@@ -46,14 +46,15 @@ func (r *Runner) Inspect(ctx context.Context, spec task.Spec) ([]dockerfile.Base
 
 // fetchSource returns the root directory of the task's source: for a git
 // source, commit sha (resolved from the ref when "") checked out into
-// dir; for a dir source, the directory itself (dir is unused). Errors
-// name the field.
-func fetchSource(ctx context.Context, spec task.Spec, sha, dir string) (string, source.Commit, error) {
+// dir; for a dir source, the directory's real path, if the server's
+// SourceDirs policy allows it (dir is unused). Errors name the field.
+func (r *Runner) fetchSource(ctx context.Context, spec task.Spec, sha, dir string) (string, source.Commit, error) {
 	if spec.Source.Git == "" {
-		if fi, err := os.Stat(spec.Source.Dir); err != nil || !fi.IsDir() {
-			return "", source.Commit{}, fmt.Errorf("source.dir: %s is not a readable directory", spec.Source.Dir)
+		real, err := r.cfg.SourceDirs.Check(spec.Source.Dir)
+		if err != nil {
+			return "", source.Commit{}, fmt.Errorf("source.dir: %w", err)
 		}
-		return spec.Source.Dir, source.Commit{}, nil
+		return real, source.Commit{}, nil
 	}
 	if sha == "" {
 		var err error

@@ -23,6 +23,7 @@ import (
 
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/source"
 	"github.com/refit-dev/refit/internal/store"
 )
 
@@ -71,6 +72,10 @@ type Config struct {
 	Insecure []string
 	// WorkDir holds source checkouts while a run builds (required).
 	WorkDir string
+	// SourceDirs bounds the server directories a task's dir source may
+	// name (checked when a task is inspected and when a run starts). The
+	// zero value allows any directory.
+	SourceDirs source.DirPolicy
 	// BuilderReady, when set, is called before each build and waits until
 	// the build daemon answers (a managed daemon may be restarting).
 	BuilderReady func(ctx context.Context) error

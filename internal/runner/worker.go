@@ -124,7 +124,7 @@ func (w *worker) execute(ctx context.Context, run *store.Run, logs *logWriter) e
 		os.RemoveAll(dir)
 		defer os.RemoveAll(dir)
 	}
-	root, commit, err := fetchSource(ctx, spec, run.Cause.SHA, dir)
+	root, commit, err := w.r.fetchSource(ctx, spec, run.Cause.SHA, dir)
 	if step != nil {
 		if err == nil {
 			step.Logf("commit %s %s (%s)\n", commit.Short, commit.Subject, commit.Author)

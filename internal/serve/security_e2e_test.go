@@ -421,3 +421,51 @@ func TestSourceLinksInsideWork(t *testing.T) {
 		}
 	}
 }
+
+// TestDirSourceStaysOutOfServerState: a dir source is read with the
+// server's rights, so it may never be refit's data directory (admin token,
+// key, database) or hold it, and --source-dir confines it further.
+func TestDirSourceStaysOutOfServerState(t *testing.T) {
+	data := t.TempDir()
+	allowed := t.TempDir()
+	outside := t.TempDir()
+	r := startRefitWith(t, serve.Config{DataDir: data, SourceDirs: []string{allowed}})
+	ctx := context.Background()
+	token, err := os.ReadFile(r.TokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{allowed, outside} {
+		writeFiles(t, d, map[string]string{"Dockerfile": "FROM busybox\n", "app/Dockerfile": "FROM busybox\n"})
+	}
+	// The data directory lies outside the allowed root here; make it
+	// reachable through a link inside it, as an attacker would.
+	if err := os.Symlink(data, filepath.Join(allowed, "state")); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		spec task.Spec
+		want string
+	}{
+		{"the data directory", task.Spec{Name: "x", Source: task.Source{Dir: data}, Dockerfile: "admin-token"}, "refit's own state"},
+		{"a link to it inside the allowed root", task.Spec{Name: "x", Source: task.Source{Dir: filepath.Join(allowed, "state")}, Dockerfile: "admin-token"}, "refit's own state"},
+		{"outside the allowed root", task.Spec{Name: "x", Source: task.Source{Dir: outside}}, "--source-dir"},
+	}
+	for _, tc := range cases {
+		_, err := r.c.CreateTask(ctx, tc.spec)
+		var ae *client.APIError
+		if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, tc.want) || !strings.Contains(ae.Message, "source.dir") {
+			t.Errorf("%s: got %v, want 400 on source.dir saying %q", tc.name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), strings.TrimSpace(string(token))[:12]) {
+			t.Errorf("%s: the error shows the admin token", tc.name)
+		}
+	}
+	if _, err := r.c.CreateTask(ctx, task.Spec{Name: "ok", Source: task.Source{Dir: filepath.Join(allowed, "app")}}); err != nil {
+		t.Errorf("a directory inside the allowed root: %v", err)
+	}
+	if ts, err := r.c.ListTasks(ctx); err != nil || len(ts) != 1 {
+		t.Errorf("tasks after the refusals: %d (%v), want only the allowed one", len(ts), err)
+	}
+}

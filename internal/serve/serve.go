@@ -35,6 +35,7 @@ import (
 	"github.com/refit-dev/refit/internal/registry"
 	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/server"
+	"github.com/refit-dev/refit/internal/source"
 	"github.com/refit-dev/refit/internal/store"
 )
 
@@ -89,6 +90,10 @@ type Config struct {
 	// SubscriptionHosts, when set, are the only hosts event subscriptions
 	// may target (multi-tenant installs).
 	SubscriptionHosts []string
+	// SourceDirs, when set, are the only server directories (and their
+	// subdirectories) that a task's dir source may name. Empty = any
+	// directory. The data directory and the key file are always refused.
+	SourceDirs []string
 	// NATS, when its URL is set, also publishes every event to NATS
 	// JetStream (subjects "refit.<type>").
 	NATS events.NATSConfig
@@ -285,6 +290,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Registry:     regAddr,
 		Insecure:     cfg.Insecure,
 		WorkDir:      filepath.Join(data, "work"),
+		SourceDirs:   source.DirPolicy{Allow: cfg.SourceDirs, Deny: []string{data, keyFile}},
 		BuilderReady: ready,
 		Workers:      cfg.Workers,
 		Logger:       log.With("component", "runner"),
