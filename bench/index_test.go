@@ -43,16 +43,14 @@ import (
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	bkclient "github.com/moby/buildkit/client"
 	_ "modernc.org/sqlite" // the read-only connections below; the store registers it too
 
 	"github.com/refit-dev/refit/internal/baseimage"
-	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/index"
+	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/plan"
-	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/serve"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
@@ -61,30 +59,20 @@ import (
 // ---------------------------------------------------------------------------
 // Shared helpers.
 
-// stack is a real store, a real runner (River on the same SQLite file,
-// never started: jobs are inserted, not worked) and a real planner
-// enqueuing through it, wired as internal/serve wires them.
+// stack is a real store and the real lifecycle (River on the same
+// SQLite file, never started: jobs are inserted, not worked), wired as
+// internal/serve wires them.
 type stack struct {
-	st      *store.Store
-	run     *runner.Runner
-	planner *plan.Planner
-	dbPath  string
-
-	enqueues   atomic.Int64 // River inserts made
-	enqueueDur atomic.Int64 // ns spent inside them
+	st     *store.Store
+	runs   *lifecycle.Runs
+	dbPath string
 }
 
-// noBuilder and noResolver satisfy the runner; no job is ever worked.
-type noBuilder struct{}
+// noExecutor satisfies the lifecycle; no job is ever worked.
+type noExecutor struct{}
 
-func (noBuilder) Build(context.Context, build.Request, chan *bkclient.SolveStatus) (build.Result, error) {
-	return build.Result{}, errors.New("bench: no builds here")
-}
-
-type noResolver struct{}
-
-func (noResolver) Resolve(context.Context, string) (string, error) {
-	return "", errors.New("bench: no resolution here")
+func (noExecutor) Execute(context.Context, store.Run, lifecycle.Logs) (lifecycle.Outcome, error) {
+	return lifecycle.Outcome{}, errors.New("bench: no builds here")
 }
 
 func newStack(b *testing.B, registry string, debounce time.Duration) *stack {
@@ -97,29 +85,9 @@ func newStack(b *testing.B, registry string, debounce time.Duration) *stack {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.st.Close() })
-	s.run, err = runner.New(ctx, runner.Config{
+	s.runs, err = lifecycle.New(ctx, lifecycle.Config{
 		Store:    s.st,
-		Builder:  noBuilder{},
-		Resolver: noResolver{},
-		Registry: registry,
-		WorkDir:  filepath.Join(dir, "work"),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	s.planner, err = plan.New(plan.Config{
-		Store: s.st,
-		// The real River insert, timed.
-		Enqueue: func(delay time.Duration) store.Enqueuer {
-			e := s.run.Enqueuer(delay)
-			return func(ctx context.Context, tx *sql.Tx, runID int64) (int64, error) {
-				t0 := time.Now()
-				id, err := e(ctx, tx, runID)
-				s.enqueueDur.Add(int64(time.Since(t0)))
-				s.enqueues.Add(1)
-				return id, err
-			}
-		},
+		Executor: noExecutor{},
 		Registry: registry,
 		Debounce: debounce,
 	})
@@ -147,19 +115,7 @@ func (s *stack) addTask(b *testing.B, taskName string, bs []dockerfile.Base) {
 	}
 }
 
-// observer adapts the planner to the watcher, as internal/serve does.
-type observer struct{ p *plan.Planner }
-
-func (o observer) Observe(ctx context.Context, ref string, res index.CheckResult, source string, next time.Time) (int, error) {
-	c := plan.Change{Ref: ref, Digest: res.Digest, MediaType: res.MediaType, Source: source, Next: next}
-	for _, p := range res.Platforms {
-		c.Platforms = append(c.Platforms, store.PlatformDigest{Platform: p.Platform, Digest: p.Digest})
-	}
-	r, err := o.p.Observe(ctx, c)
-	return len(r.Changed), err
-}
-
-// timedObserver times the observer's commits (the planner's write
+// timedObserver times the observer's commits (the lifecycle's write
 // transaction, serialized on the store's one writer connection).
 type timedObserver struct {
 	next  index.Observer
@@ -167,9 +123,9 @@ type timedObserver struct {
 	total atomic.Int64 // ns
 }
 
-func (o *timedObserver) Observe(ctx context.Context, ref string, res index.CheckResult, source string, next time.Time) (int, error) {
+func (o *timedObserver) Observe(ctx context.Context, obs index.Observation) (int, error) {
 	t0 := time.Now()
-	n, err := o.next.Observe(ctx, ref, res, source, next)
+	n, err := o.next.Observe(ctx, obs)
 	o.total.Add(int64(time.Since(t0)))
 	o.n.Add(1)
 	return n, err
@@ -397,7 +353,7 @@ func waitUntil(b *testing.B, what string, timeout, step time.Duration, cond func
 // ---------------------------------------------------------------------------
 // 1. Fan-out with the real queue.
 
-// BenchmarkFanoutRiver times one planner.Observe of a changed digest of a
+// BenchmarkFanoutRiver times one lifecycle Commit of a changed digest of a
 // base shared by N tasks (N = 100 and 1,000): the observation, N run rows
 // and N River jobs inserted in the same SQLite transaction, committed.
 // Each size is measured REFIT_BENCH_FANOUT_REPS times (default 3), each in
@@ -410,8 +366,8 @@ func BenchmarkFanoutRiver(b *testing.B) {
 	const ref = "docker.io/library/debian:12"
 	bs := bases(b, "FROM debian:12\n")
 	type result struct {
-		waves, enqueue, graph, order []time.Duration
-		setup                        time.Duration
+		waves, graph, order []time.Duration
+		setup               time.Duration
 	}
 	res := map[int]*result{}
 	var w strings.Builder
@@ -425,16 +381,16 @@ func BenchmarkFanoutRiver(b *testing.B) {
 				s.addTask(b, fmt.Sprintf("t%04d", k), bs)
 			}
 			ctx := context.Background()
-			base := plan.Change{Ref: ref, Digest: "sha256:0", Source: "poll",
+			base := index.Observation{Ref: ref, Digest: "sha256:0", Source: "poll",
 				Platforms: []store.PlatformDigest{{Platform: "linux/amd64", Digest: "sha256:00"}}}
-			if out, err := s.planner.Observe(ctx, base); err != nil || len(out.Runs) != 0 {
+			if out, err := s.runs.Commit(ctx, base); err != nil || len(out.Runs) != 0 {
 				b.Fatalf("baseline: %d runs, %v", len(out.Runs), err)
 			}
 			r.setup += time.Since(t0)
-			change := plan.Change{Ref: ref, Digest: "sha256:1", Source: "poll",
+			change := index.Observation{Ref: ref, Digest: "sha256:1", Source: "poll",
 				Platforms: []store.PlatformDigest{{Platform: "linux/amd64", Digest: "sha256:11"}}}
 			start := time.Now()
-			out, err := s.planner.Observe(ctx, change)
+			out, err := s.runs.Commit(ctx, change)
 			wave := time.Since(start)
 			if err != nil {
 				b.Fatal(err)
@@ -444,9 +400,9 @@ func BenchmarkFanoutRiver(b *testing.B) {
 			withJob := queryInt(b, db, `SELECT COUNT(*) FROM runs WHERE job_id IS NOT NULL AND job_id <> 0`)
 			jobs := queryInt(b, db, `SELECT COUNT(*) FROM river_job`)
 			scheduled := queryInt(b, db, `SELECT COUNT(*) FROM river_job WHERE state = 'scheduled'`)
-			if len(out.Runs) != n || runs != n || withJob != n || jobs != n || s.enqueues.Load() != int64(n) {
-				b.Fatalf("N=%d: planned %d runs, %d run rows (%d with a job), %d river_job rows, %d inserts; want %d of each",
-					n, len(out.Runs), runs, withJob, jobs, s.enqueues.Load(), n)
+			if len(out.Runs) != n || runs != n || withJob != n || jobs != n {
+				b.Fatalf("N=%d: planned %d runs, %d run rows (%d with a job), %d river_job rows; want %d of each",
+					n, len(out.Runs), runs, withJob, jobs, n)
 			}
 			// The planner's in-memory part, alone: the graph of the N
 			// tasks and the wave's order.
@@ -468,17 +424,14 @@ func BenchmarkFanoutRiver(b *testing.B) {
 			r.graph = append(r.graph, graph)
 			r.order = append(r.order, time.Since(g0))
 			r.waves = append(r.waves, wave)
-			r.enqueue = append(r.enqueue, time.Duration(s.enqueueDur.Load()))
-			fmt.Fprintf(&w, "N=%-5d rep %d: wave %8s (River inserts %8s = %4.1f%%), %d runs, %d river_job rows (%d scheduled)\n",
-				n, rep+1, ms(wave), ms(time.Duration(s.enqueueDur.Load())),
-				100*float64(s.enqueueDur.Load())/float64(wave), runs, jobs, scheduled)
+			fmt.Fprintf(&w, "N=%-5d rep %d: wave %8s, %d runs, %d river_job rows (%d scheduled)\n",
+				n, rep+1, ms(wave), runs, jobs, scheduled)
 		}
 	}
 	m100, m1000 := median(res[100].waves), median(res[1000].waves)
 	ratio := float64(m1000) / float64(m100)
 	fmt.Fprintf(&w, "median wave: N=100 %s, N=1000 %s; ratio 1000/100 = %.2f (linear = 10)\n", ms(m100), ms(m1000), ratio)
-	fmt.Fprintf(&w, "median River insert share at N=1000: %s of %s; per run %.2f ms (wave), %.2f ms (insert)\n",
-		ms(median(res[1000].enqueue)), ms(m1000), float64(m1000)/1e6/1000, float64(median(res[1000].enqueue))/1e6/1000)
+	fmt.Fprintf(&w, "per run at N=1000: %.2f ms (wave)\n", float64(m1000)/1e6/1000)
 	for _, n := range []int{100, 1000} {
 		fmt.Fprintf(&w, "planner in memory at N=%d (median): NewGraph %s, Graph.Wave %s\n", n,
 			median(res[n].graph).Round(10*time.Microsecond), median(res[n].order).Round(10*time.Microsecond))
@@ -532,7 +485,7 @@ func BenchmarkRequestsPerUnchangedRef(b *testing.B) {
 	w, err := index.NewWatcher(index.WatcherConfig{
 		Store:    s.st,
 		Checker:  ck,
-		Observer: observer{s.planner},
+		Observer: s.runs,
 		Interval: interval,
 		Tick:     50 * time.Millisecond,
 	})
@@ -698,7 +651,7 @@ func BenchmarkScale(b *testing.B) {
 
 	// The watcher, as serve wires it.
 	ck := &timedChecker{next: index.NewChecker(index.CheckerConfig{Keychain: anonymous, Insecure: []string{host}})}
-	obs := &timedObserver{next: observer{s.planner}}
+	obs := &timedObserver{next: s.runs}
 	startWatcher := func(tick time.Duration) (*index.Watcher, func()) {
 		w, err := index.NewWatcher(index.WatcherConfig{
 			Store: s.st, Checker: ck, Observer: obs, Tick: tick, // Interval: serve's 5 min default
@@ -763,10 +716,13 @@ func BenchmarkScale(b *testing.B) {
 	// planner's transaction: read the reference, save the check): every
 	// commit goes through the store's one writer connection, so a cycle
 	// cannot be shorter than refs × this.
-	o := observer{s.planner}
 	t0 = time.Now()
 	for _, r := range sample {
-		if _, err := o.Observe(ctx, r, known[r], "poll", time.Now().Add(5*time.Minute)); err != nil {
+		o := index.Observation{Ref: r, Digest: known[r].Digest, MediaType: known[r].MediaType, Source: "poll", Next: time.Now().Add(5 * time.Minute)}
+		for _, p := range known[r].Platforms {
+			o.Platforms = append(o.Platforms, store.PlatformDigest{Platform: p.Platform, Digest: p.Digest})
+		}
+		if _, err := s.runs.Observe(ctx, o); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -807,7 +763,7 @@ func BenchmarkScale(b *testing.B) {
 		nDeps++
 	}
 	t0 = time.Now()
-	res, err := s.planner.Observe(ctx, plan.Change{Ref: refs[0], Digest: "sha256:changed", Source: "poll",
+	res, err := s.runs.Commit(ctx, index.Observation{Ref: refs[0], Digest: "sha256:changed", Source: "poll",
 		Platforms: []store.PlatformDigest{{Platform: task.HostPlatform(), Digest: "sha256:changed"}}})
 	change := time.Since(t0)
 	if err != nil || len(res.Runs) != nDeps {
@@ -818,7 +774,7 @@ func BenchmarkScale(b *testing.B) {
 		warmDeps++
 	}
 	t0 = time.Now()
-	res2, err := s.planner.Observe(ctx, plan.Change{Ref: refs[1], Digest: "sha256:changed2", Source: "poll",
+	res2, err := s.runs.Commit(ctx, index.Observation{Ref: refs[1], Digest: "sha256:changed2", Source: "poll",
 		Platforms: []store.PlatformDigest{{Platform: task.HostPlatform(), Digest: "sha256:changed2"}}})
 	warm := time.Since(t0)
 	if err != nil || len(res2.Runs) != warmDeps {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/refit-dev/refit/internal/backoff"
+	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/store"
 )
 
@@ -22,6 +23,7 @@ type watchStore interface {
 	ListTasks(ctx context.Context) ([]store.Task, error)
 	TrackRefs(ctx context.Context, refs []string) error
 	RetireRefs(ctx context.Context, keep map[string]bool) (int, error)
+	HintRefs(ctx context.Context, refs []string, source, eventID string) (tracked int, fresh bool, err error)
 }
 
 // checker looks up what a reference points to.
@@ -29,11 +31,25 @@ type checker interface {
 	Check(ctx context.Context, ref string, known CheckResult) (CheckResult, error)
 }
 
-// Observer commits a successful check: the planner records it and plans
-// the runs a change causes. next is when to check again. It returns how
+// Observation is what one successful check of a reference saw. The
+// observer commits it; the store's history keeps one store.Observation
+// per platform whose digest it changed.
+type Observation struct {
+	Ref       string
+	Digest    string                 // top-level digest (index or manifest)
+	MediaType string                 // of the top-level manifest
+	Platforms []store.PlatformDigest // per-platform manifests ("" platform when unknown)
+	Source    string                 // how it was seen: poll, webhook, push
+	// Next is when to check the reference again; zero = the observer's
+	// default interval from now.
+	Next time.Time
+}
+
+// Observer commits an observation: it records the reference's new state
+// and plans the runs a change causes, in one transaction. It returns how
 // many platforms changed.
 type Observer interface {
-	Observe(ctx context.Context, ref string, res CheckResult, source string, next time.Time) (changed int, err error)
+	Observe(ctx context.Context, o Observation) (changed int, err error)
 }
 
 // WatcherConfig configures a Watcher.
@@ -99,6 +115,32 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 	}
 	return &Watcher{cfg: cfg, wake: make(chan struct{}, 1), inFlight: map[string]bool{}, finished: map[string]time.Time{},
 		storeErr: &backoff.Tracker{Logger: cfg.Logger, What: "index watcher: store"}}, nil
+}
+
+// Hint commits that refs (as a push or webhook named them) should be
+// checked now: it marks the tracked ones among them due, noting source
+// ("push", "webhook"), and takes eventID (when not "") so that a replayed
+// webhook hints nothing — all in one transaction, which outlives ctx's
+// cancelation (an acknowledged hint is never lost). Then it wakes the
+// watcher. A reference that does not parse is an error naming it.
+func (w *Watcher) Hint(ctx context.Context, refs []string, source, eventID string) error {
+	norm := make([]string, len(refs))
+	for i, r := range refs {
+		n, err := dockerfile.Normalize(r)
+		if err != nil {
+			return fmt.Errorf("%s names %q: %w", source, r, err)
+		}
+		norm[i] = n
+	}
+	n, _, err := w.cfg.Store.HintRefs(context.WithoutCancel(ctx), norm, source, eventID)
+	if err != nil {
+		w.cfg.Logger.Error("recording a "+source, "refs", norm, "err", err)
+		return err
+	}
+	if n > 0 {
+		w.Wake()
+	}
+	return nil
 }
 
 // Wake makes the watcher look for due references now (after a hint).
@@ -250,7 +292,11 @@ func (w *Watcher) check(ctx context.Context, b store.BaseRef) {
 	if source == "" {
 		source = "poll"
 	}
-	changed, err := w.cfg.Observer.Observe(ctx, b.Ref, res, source, w.next(b.Ref))
+	o := Observation{Ref: b.Ref, Digest: res.Digest, MediaType: res.MediaType, Source: source, Next: w.next(b.Ref)}
+	for _, p := range res.Platforms {
+		o.Platforms = append(o.Platforms, store.PlatformDigest{Platform: p.Platform, Digest: p.Digest})
+	}
+	changed, err := w.cfg.Observer.Observe(ctx, o)
 	if err != nil {
 		if ctx.Err() != nil {
 			return

@@ -43,15 +43,12 @@ func (f *fullDiskStore) TrackRefs(ctx context.Context, refs []string) error {
 
 // Observe commits a check the way the planner does (one transaction),
 // and fails like it while the disk is full.
-func (f *fullDiskStore) Observe(ctx context.Context, ref string, res CheckResult, source string, next time.Time) (int, error) {
+func (f *fullDiskStore) Observe(ctx context.Context, o Observation) (int, error) {
 	if f.full.Load() {
 		return 0, errDiskFull
 	}
-	b := store.BaseRef{Ref: ref, Digest: res.Digest, MediaType: res.MediaType}
-	for _, p := range res.Platforms {
-		b.Platforms = append(b.Platforms, store.PlatformDigest{Platform: p.Platform, Digest: p.Digest})
-	}
-	return 0, f.Store.InTx(ctx, func(tx *store.Tx) error { return tx.SaveCheck(b, false, next) })
+	b := store.BaseRef{Ref: o.Ref, Digest: o.Digest, MediaType: o.MediaType, Platforms: o.Platforms}
+	return 0, f.Store.InTx(ctx, func(tx *store.Tx) error { return tx.SaveCheck(b, false, o.Next) })
 }
 
 type logBuffer struct {
@@ -152,7 +149,7 @@ func TestWatcherFullDiskIsNoStorm(t *testing.T) {
 // countingObserver counts the checks it is asked to commit.
 type countingObserver struct{ n atomic.Int32 }
 
-func (o *countingObserver) Observe(context.Context, string, CheckResult, string, time.Time) (int, error) {
+func (o *countingObserver) Observe(context.Context, Observation) (int, error) {
 	o.n.Add(1)
 	return 0, nil
 }

@@ -1,19 +1,17 @@
-// Package plan owns deciding what to build when something changes: the
-// dependency graph of tasks (which task builds on which base reference,
-// and whose output is another task's base), turning an observed base
-// update into one wave of runs ordered top-down, and coalescing bursts of
-// updates into the runs already waiting. It commits an observation and the
-// runs it causes in one transaction. It does not poll registries or build.
+// Package plan owns the pure decisions about what to build when
+// something changes: the dependency graph of tasks (which task builds on
+// which base reference, and whose output is another task's base), which
+// tasks a base update or a finished run triggers, the wave of runs ordered
+// top-down, how a new trigger coalesces into a run already waiting,
+// explaining why a task would rebuild, and rejecting dependency cycles.
+// It reads no store and writes nothing: internal/lifecycle commits what
+// it decides. It does not poll registries or build.
 package plan
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/refit-dev/refit/internal/dockerfile"
@@ -21,337 +19,42 @@ import (
 	"github.com/refit-dev/refit/internal/task"
 )
 
-// txStore runs planner transactions.
-type txStore interface {
-	InTx(ctx context.Context, fn func(*store.Tx) error) error
-}
-
-// Config configures a Planner.
-type Config struct {
-	// Store commits observations and runs (required).
-	Store txStore
-	// Enqueue returns the job inserter for a run that may start after
-	// delay (required; the runner provides it).
-	Enqueue func(delay time.Duration) store.Enqueuer
-	// Registry is the embedded registry's host:port: tasks whose image
-	// names no registry push there, which is how their outputs are
-	// matched to other tasks' bases (required).
-	Registry string
-	// Debounce delays the start of runs caused by a base update, so a
-	// burst of updates (a flapping tag) yields one run built on the newest
-	// digest. Default 30 s; negative means none.
-	Debounce time.Duration
-	// Interval is when a reference is next checked after a check. Default
-	// 5 min.
-	Interval time.Duration
-	// Logger gets one line per observed change. nil = discard.
-	Logger *slog.Logger
-}
-
-// Planner turns observations into runs. It is safe for concurrent use (the
-// store serializes its transactions).
-type Planner struct {
-	cfg Config
-
-	mu      sync.Mutex
-	graph   *Graph // the task graph at graphAt, read-only once built
-	graphAt int64  // store.Tx.TasksVersion the graph was built at
-}
-
-// New returns a Planner.
-func New(cfg Config) (*Planner, error) {
-	if cfg.Store == nil || cfg.Enqueue == nil || cfg.Registry == "" {
-		return nil, errors.New("plan: Store, Enqueue and Registry are required")
-	}
-	if cfg.Debounce == 0 {
-		cfg.Debounce = 30 * time.Second
-	}
-	if cfg.Debounce < 0 {
-		cfg.Debounce = 0
-	}
-	if cfg.Interval <= 0 {
-		cfg.Interval = 5 * time.Minute
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	return &Planner{cfg: cfg}, nil
-}
-
-// Change is what one check or notification saw a reference point to.
-type Change struct {
-	Ref       string
-	Digest    string                 // top-level digest
-	MediaType string                 // of the top-level manifest
-	Platforms []store.PlatformDigest // per-platform manifests ("" platform when unknown)
-	Source    string                 // poll, webhook, push
-	EventID   string                 // webhook event ID for idempotency; "" = none
-	// Next is when to check the reference again; zero = now + Interval.
-	Next time.Time
-}
-
-// Result says what an observation did.
-type Result struct {
-	// Replay is true when the event ID had been taken before: nothing done.
-	Replay bool
-	// Untracked is true when no task builds on the reference.
-	Untracked bool
-	// Changed lists the observations of platforms whose digest changed.
-	Changed []store.Observation
-	// Own is true when the new digest was pushed by one of refit's runs
-	// (its dependents are handled by that run's wave).
-	Own bool
-	// Runs are the runs of the wave, created or coalesced, in build order.
-	Runs []store.Run
-	// Coalesced counts runs that already waited and absorbed this update.
-	Coalesced int
-}
-
-// Observe commits what was seen of c.Ref: the reference's new state, an
-// observation per changed platform, and the wave of runs the change
-// causes — all in one transaction, so a change is never recorded without
-// its runs. An identical digest records only the check; the first check
-// of a reference records its baseline and triggers nothing.
-func (p *Planner) Observe(ctx context.Context, c Change) (Result, error) {
-	var res Result
-	err := p.cfg.Store.InTx(ctx, func(tx *store.Tx) error {
-		var err error
-		res, err = p.observe(tx, c)
-		return err
-	})
-	if err != nil {
-		return Result{}, fmt.Errorf("observing %s: %w", c.Ref, err)
-	}
-	if len(res.Changed) > 0 {
-		p.cfg.Logger.Info("base updated", "ref", c.Ref, "digest", c.Digest, "source", c.Source,
-			"platforms", len(res.Changed), "runs", len(res.Runs), "coalesced", res.Coalesced, "own", res.Own)
-	}
-	return res, nil
-}
-
-// BaseUpdated is the data of a base.updated event: the observation and
-// the tasks of the wave it caused (in build order).
-type BaseUpdated struct {
-	store.Observation
-	Tasks []string `json:"tasks"`
-}
-
-func (p *Planner) observe(tx *store.Tx, c Change) (res Result, err error) {
-	if c.EventID != "" {
-		fresh, err := tx.TakeEvent(c.EventID)
-		if err != nil {
-			return res, err
-		}
-		if !fresh {
-			res.Replay = true
-			return res, nil
-		}
-	}
-	old, err := tx.BaseRef(c.Ref)
-	if errors.Is(err, store.ErrNotFound) {
-		res.Untracked = true
-		return res, nil
-	}
-	if err != nil {
-		return res, err
-	}
-	next := c.Next
-	if next.IsZero() {
-		next = time.Now().Add(p.cfg.Interval)
-	}
-	cur := store.BaseRef{Ref: c.Ref, Digest: c.Digest, MediaType: c.MediaType, Platforms: c.Platforms}
-	// The first check records a baseline (even when a run's resolution
-	// seeded the same digest); after that, only changes are recorded.
-	baseline := old.Digest == "" || old.CheckedAt.IsZero() && old.Digest == c.Digest
-	if old.Digest == c.Digest && !baseline {
-		return res, tx.SaveCheck(cur, false, next)
-	}
-	before := map[string]string{}
-	for _, pd := range old.Platforms {
-		before[pd.Platform] = pd.Digest
-	}
-	for _, pd := range c.Platforms {
-		if !baseline && before[pd.Platform] == pd.Digest {
-			continue
-		}
-		prev := before[pd.Platform]
-		if prev == "" && len(old.Platforms) == 0 {
-			// Seeded by a run's resolution: only the top digest is known.
-			prev = old.Digest
-		}
-		o := store.Observation{Ref: c.Ref, Platform: pd.Platform, Digest: pd.Digest, OldDigest: prev,
-			TopDigest: c.Digest, Source: c.Source, SeenAt: time.Now().UTC()}
-		if o.ID, err = tx.AddObservation(o); err != nil {
-			return res, err
-		}
-		if !baseline {
-			res.Changed = append(res.Changed, o)
-		}
-	}
-	if err := tx.SaveCheck(cur, len(res.Changed) > 0, next); err != nil {
-		return res, err
-	}
-	if len(res.Changed) == 0 {
-		return res, nil
-	}
-	if res.Own, err = tx.PushedBySucceededRun(c.Digest); err != nil {
-		return res, err
-	}
-	var g *Graph
-	var direct []Trigger
-	if !res.Own {
-		if g, err = p.taskGraph(tx); err != nil {
-			return res, err
-		}
-		for _, name := range g.watchers[c.Ref] {
-			t := g.byName[name]
-			if obs, ok := g.triggeredBy(t, c.Ref, res.Changed); ok {
-				direct = append(direct, Trigger{Task: t.Spec.Name, Cause: store.Cause{
-					Kind: "base", Base: c.Ref, Platform: obs.Platform, OldDigest: obs.OldDigest, NewDigest: obs.Digest,
-					Observation: obs.ID, Source: c.Source,
-				}})
-			}
-		}
-	}
-	// The cause before its effects: one base.updated event per changed
-	// platform, naming the tasks of the wave, is written before the
-	// wave's run.queued events, so that a consumer reading the outbox in
-	// order sees the update before the runs it caused.
-	var order []string
-	var upstream map[string][]string
-	if g != nil {
-		order, upstream = g.Wave(direct)
-	}
-	for _, o := range res.Changed {
-		if err := tx.Emit(store.EventBaseUpdated, c.Ref, BaseUpdated{Observation: o, Tasks: order}); err != nil {
-			return res, err
-		}
-	}
-	res.Runs, res.Coalesced, err = p.queueWave(tx, g, direct, order, upstream)
-	return res, err
-}
-
-// taskGraph returns the graph of the tasks as tx sees them, built anew
-// only when the task set changed since the last one: reading and decoding
-// every task in each write transaction would cost ~150 ms at 10,000
-// tasks.
-func (p *Planner) taskGraph(tx *store.Tx) (*Graph, error) {
-	v, err := tx.TasksVersion()
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	g, at := p.graph, p.graphAt
-	p.mu.Unlock()
-	if g != nil && at == v {
-		return g, nil
-	}
-	tasks, err := tx.Tasks()
-	if err != nil {
-		return nil, err
-	}
-	g = NewGraph(tasks, p.cfg.Registry)
-	p.mu.Lock()
-	p.graph, p.graphAt = g, v
-	p.mu.Unlock()
-	return g, nil
-}
-
 // Trigger is a task to run and why.
 type Trigger struct {
 	Task  string
 	Cause store.Cause
 }
 
-// wave creates (or coalesces into waiting runs) one run per task of the
-// wave: the triggered tasks and, transitively, every task built on their
-// outputs, each blocked by the runs of the tasks it builds on.
-func (p *Planner) wave(tx *store.Tx, g *Graph, direct []Trigger) ([]store.Run, int, error) {
-	order, upstream := g.Wave(direct)
-	return p.queueWave(tx, g, direct, order, upstream)
-}
-
-// queueWave creates (or coalesces) the runs of a wave Graph.Wave
-// ordered.
-func (p *Planner) queueWave(tx *store.Tx, g *Graph, direct []Trigger, order []string, upstream map[string][]string) ([]store.Run, int, error) {
-	if len(order) == 0 {
-		return nil, 0, nil
-	}
-	pending, err := tx.PendingRuns()
-	if err != nil {
-		return nil, 0, err
-	}
-	causes := map[string]store.Cause{}
-	for _, d := range direct {
-		causes[d.Task] = d.Cause
-	}
-	runOf := map[string]store.Run{}
-	var out []store.Run
-	coalesced := 0
-	for _, name := range order {
-		var blockers []int64
-		for _, u := range upstream[name] {
-			blockers = append(blockers, runOf[u].ID)
-		}
-		cause, isDirect := causes[name]
-		if !isDirect {
-			up := runOf[upstream[name][0]]
-			c := up.Cause
-			if c.Kind == "cascade" && c.Upstream != nil {
-				c = *c.Upstream
-			}
-			cause = store.Cause{Kind: "cascade", UpstreamRun: up.ID, Upstream: &c}
-		}
-		if waiting := pending[name]; len(waiting) > 0 {
-			r := waiting[len(waiting)-1]
-			// A waiting run of the same base update takes the newest digest.
-			if isDirect && r.Cause.Kind == "base" && r.Cause.Base == cause.Base && r.Cause.Platform == cause.Platform {
-				r.Cause.NewDigest, r.Cause.Observation, r.Cause.Source = cause.NewDigest, cause.Observation, cause.Source
-			}
-			for _, b := range blockers {
-				if !slices.Contains(r.BlockedBy, b) && b != r.ID {
-					r.BlockedBy = append(r.BlockedBy, b)
-				}
-			}
-			if err := tx.UpdatePending(r); err != nil {
-				return nil, 0, err
-			}
-			runOf[name] = r
-			out = append(out, r)
-			coalesced++
-			continue
-		}
+// BaseTriggers returns the tasks that a change of ref triggers directly
+// (their cascades are Wave's): each task that watches ref and builds for
+// a platform among changed (an unknown platform matches all), caused by
+// the base update that platform saw.
+func (g *Graph) BaseTriggers(ref, source string, changed []store.Observation) []Trigger {
+	var direct []Trigger
+	for _, name := range g.watchers[ref] {
 		t := g.byName[name]
-		r, err := tx.CreateRun(store.Run{Task: name, Spec: t.Spec, Cause: cause, BlockedBy: blockers}, p.cfg.Enqueue(p.cfg.Debounce))
-		if err != nil {
-			return nil, 0, err
+		if obs, ok := g.triggeredBy(t, ref, changed); ok {
+			direct = append(direct, Trigger{Task: t.Spec.Name, Cause: store.Cause{
+				Kind: "base", Base: ref, Platform: obs.Platform, OldDigest: obs.OldDigest, NewDigest: obs.Digest,
+				Observation: obs.ID, Source: source,
+			}})
 		}
-		runOf[name] = r
-		out = append(out, r)
 	}
-	return out, coalesced, nil
+	return direct
 }
 
-// Cascade runs, inside the transaction that finished run up, after it
-// released the runs that waited for it: when up succeeded, every task
-// built on up's output that did not already wait for it gets a cascade
-// run (and its own downstream wave). A manual or commit run of a base
-// image's task so rebuilds what sits on it, once.
-func (p *Planner) Cascade(tx *store.Tx, up store.Run, released []int64) error {
+// CascadeTriggers returns the tasks a succeeded run up triggers: every
+// task built on up's output that did not already wait for it (released
+// lists the runs that did; pending is the queued runs by task), each with
+// a cascade cause. A manual or commit run of a base image's task so
+// rebuilds what sits on it, once.
+func (g *Graph) CascadeTriggers(up store.Run, pending map[string][]store.Run, released []int64) []Trigger {
 	if up.State != store.StateSucceeded {
 		return nil
-	}
-	g, err := p.taskGraph(tx)
-	if err != nil {
-		return err
 	}
 	src, ok := g.byName[up.Task]
 	if !ok {
 		return nil
-	}
-	pending, err := tx.PendingRuns()
-	if err != nil {
-		return err
 	}
 	waited := map[string]bool{}
 	for name, runs := range pending {
@@ -369,8 +72,73 @@ func (p *Planner) Cascade(tx *store.Tx, up store.Run, released []int64) error {
 		c := up.Cause
 		direct = append(direct, Trigger{Task: d.Spec.Name, Cause: store.Cause{Kind: "cascade", UpstreamRun: up.ID, Upstream: &c}})
 	}
-	_, _, err = p.wave(tx, g, direct)
-	return err
+	return direct
+}
+
+// CascadeCause is the cause of a run that a wave adds because it builds
+// on up's output: a cascade of up, carrying the cause the wave started
+// from.
+func CascadeCause(up store.Run) store.Cause {
+	c := up.Cause
+	if c.Kind == "cascade" && c.Upstream != nil {
+		c = *c.Upstream
+	}
+	return store.Cause{Kind: "cascade", UpstreamRun: up.ID, Upstream: &c}
+}
+
+// Coalesce returns waiting, a queued run of the task, absorbing a new
+// trigger instead of a second run: a waiting run of the same base update
+// (direct, same base and platform) takes the newest digest, and it waits
+// for blockers too.
+func Coalesce(waiting store.Run, cause store.Cause, direct bool, blockers []int64) store.Run {
+	r := waiting
+	r.BlockedBy = slices.Clone(r.BlockedBy)
+	if direct && r.Cause.Kind == "base" && r.Cause.Base == cause.Base && r.Cause.Platform == cause.Platform {
+		r.Cause.NewDigest, r.Cause.Observation, r.Cause.Source = cause.NewDigest, cause.Observation, cause.Source
+	}
+	for _, b := range blockers {
+		if !slices.Contains(r.BlockedBy, b) && b != r.ID {
+			r.BlockedBy = append(r.BlockedBy, b)
+		}
+	}
+	return r
+}
+
+// Sightings decides what a check that saw seen records against old, the
+// reference as stored: one history entry per platform whose digest moved
+// (old digests filled in), stamped with source and at. The first check
+// of a reference is a baseline (even when a run's resolution seeded the
+// same digest): every platform is recorded, and none counts as a change.
+// An identical top-level digest after that records nothing (record is
+// nil and baseline false: only the check is saved).
+func Sightings(old, seen store.BaseRef, source string, at time.Time) (record []store.Observation, baseline bool) {
+	baseline = old.Digest == "" || old.CheckedAt.IsZero() && old.Digest == seen.Digest
+	if old.Digest == seen.Digest && !baseline {
+		return nil, false
+	}
+	before := map[string]string{}
+	for _, pd := range old.Platforms {
+		before[pd.Platform] = pd.Digest
+	}
+	for _, pd := range seen.Platforms {
+		if !baseline && before[pd.Platform] == pd.Digest {
+			continue
+		}
+		prev := before[pd.Platform]
+		if prev == "" && len(old.Platforms) == 0 {
+			// Seeded by a run's resolution: only the top digest is known.
+			prev = old.Digest
+		}
+		record = append(record, store.Observation{Ref: seen.Ref, Platform: pd.Platform, Digest: pd.Digest, OldDigest: prev,
+			TopDigest: seen.Digest, Source: source, SeenAt: at})
+	}
+	return record, baseline
+}
+
+// Task returns the graph's task of that name.
+func (g *Graph) Task(name string) (store.Task, bool) {
+	t, ok := g.byName[name]
+	return t, ok
 }
 
 // Graph is the task dependency graph: which tasks build on which base

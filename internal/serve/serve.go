@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bkclient "github.com/moby/buildkit/client"
@@ -26,10 +25,10 @@ import (
 
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/buildkitd"
-	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/events"
 	"github.com/refit-dev/refit/internal/hook"
 	"github.com/refit-dev/refit/internal/index"
+	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/regauth"
 	"github.com/refit-dev/refit/internal/registry"
@@ -214,30 +213,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 
-	// Embedded registry. Pushes to it are observed in-process: a tracked
-	// reference is checked at once, no polling needed.
+	// The embedded registry's address; it serves once the watcher that
+	// its pushes hint exists.
 	regLn, err := net.Listen("tcp", cfg.RegistryListen)
 	if err != nil {
 		return nil, fmt.Errorf("listening for the registry on %s: %w", cfg.RegistryListen, err)
 	}
+	cleanups = append(cleanups, func(context.Context) error { regLn.Close(); return nil })
 	regAddr := regLn.Addr().String()
-	hints := &hinter{store: st, log: log}
-	reg, err := registry.New(ctx, registry.Config{
-		Dir:    filepath.Join(data, "registry"),
-		Logger: log.With("component", "registry"),
-		OnPush: func(p registry.PushEvent) {
-			if p.Tag != "" {
-				hints.hint(ctx, []string{regAddr + "/" + p.Repository + ":" + p.Tag}, "push", "")
-			}
-		},
-	})
-	if err != nil {
-		regLn.Close()
-		return nil, err
-	}
-	regSrv := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second}
-	go regSrv.Serve(regLn)
-	cleanups = append(cleanups, regSrv.Shutdown)
 	insecure := append([]string{regAddr}, cfg.Insecure...)
 
 	// BuildKit.
@@ -278,12 +261,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// lookups, so both share sessions and per-registry limits.
 	checker = index.NewChecker(index.CheckerConfig{Keychain: creds, Insecure: insecure, Timeout: cfg.CheckTimeout})
 
-	// Runs, and the planner that creates them from base updates. Every
-	// committed run is counted, whoever queued it.
+	// The executor, and the lifecycle that queues, finishes and cascades
+	// runs and plans them from base updates. Every committed run is
+	// counted, whoever queued it.
 	metrics := prometheus.NewRegistry()
-	st.OnRunQueued(runner.NewMetrics(metrics).RunQueued)
-	var planner *plan.Planner
-	run, err := runner.New(ctx, runner.Config{
+	st.OnRunQueued(lifecycle.NewMetrics(metrics).RunQueued)
+	run, err := runner.New(runner.Config{
 		Store:        st,
 		Builder:      build.New(func() string { return bkAddr }, creds),
 		Resolver:     checker,
@@ -292,36 +275,29 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		WorkDir:      filepath.Join(data, "work"),
 		SourceDirs:   source.DirPolicy{Allow: cfg.SourceDirs, Deny: []string{data, keyFile}},
 		BuilderReady: ready,
-		Workers:      cfg.Workers,
-		Logger:       log.With("component", "runner"),
-		AfterFinish: func(tx *store.Tx, r store.Run, released []int64) error {
-			return planner.Cascade(tx, r, released)
-		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	planner, err = plan.New(plan.Config{
+	runs, err := lifecycle.New(ctx, lifecycle.Config{
 		Store:    st,
-		Enqueue:  run.Enqueuer,
+		Executor: run,
 		Registry: regAddr,
 		Debounce: cfg.Debounce,
 		Interval: cfg.PollInterval,
-		Logger:   log.With("component", "planner"),
+		Workers:  cfg.Workers,
+		Logger:   log.With("component", "runs"),
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := run.Start(ctx); err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, run.Stop)
 
-	// The base image watcher.
+	// The base image watcher commits what it sees through the lifecycle;
+	// pushes and webhooks hint it.
 	watcher, err := index.NewWatcher(index.WatcherConfig{
 		Store:    st,
 		Checker:  checker,
-		Observer: observer{planner},
+		Observer: runs,
 		Interval: cfg.PollInterval,
 		Allow:    cfg.WatchAllow,
 		Deny:     cfg.WatchDeny,
@@ -331,8 +307,30 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	wake := watcher.Wake
-	hints.wake.Store(&wake)
+
+	// Embedded registry. Pushes to it are observed in-process: a tracked
+	// reference is checked at once, no polling needed.
+	reg, err := registry.New(ctx, registry.Config{
+		Dir:    filepath.Join(data, "registry"),
+		Logger: log.With("component", "registry"),
+		OnPush: func(p registry.PushEvent) {
+			if p.Tag != "" {
+				watcher.Hint(ctx, []string{regAddr + "/" + p.Repository + ":" + p.Tag}, "push", "")
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	regSrv := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second}
+	go regSrv.Serve(regLn)
+	cleanups = append(cleanups, regSrv.Shutdown)
+
+	if err := runs.Start(ctx); err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, runs.Stop)
+
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	watchDone := make(chan struct{})
 	go func() {
@@ -402,7 +400,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 					if p.Tag == "" {
 						continue // a push by digest moves no tag
 					}
-					if err := hints.hint(ctx, []string{p.Ref()}, "webhook", p.EventID); err != nil {
+					if err := watcher.Hint(ctx, []string{p.Ref()}, "webhook", p.EventID); err != nil {
 						return err
 					}
 				}
@@ -412,7 +410,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	api := server.New(server.Config{
 		Store:    st,
-		Runner:   run,
+		Runner:   runsAPI{runs, run},
 		Index:    st,
 		Registry: regAddr,
 		Hooks:    hooks,
@@ -441,7 +439,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	go apiSrv.Serve(apiLn)
 	// Stop taking requests first, then the watcher, the queue (canceling
-	// builds), the daemon, registry and store.
+	// builds), the registry, the daemon and store.
 	cleanups = append(cleanups, apiSrv.Shutdown)
 
 	s := &Server{
@@ -512,43 +510,9 @@ func ensureAdminToken(ctx context.Context, st *store.Store, file string) (string
 	return secret, nil
 }
 
-// hinter turns a push or webhook into an immediate check of the tracked
-// references it names.
-type hinter struct {
-	store interface {
-		HintRefs(ctx context.Context, refs []string, source, eventID string) (int, bool, error)
-	}
-	log  *slog.Logger
-	wake atomic.Pointer[func()] // set once the watcher exists
-}
-
-func (h *hinter) hint(ctx context.Context, refs []string, source, eventID string) error {
-	for i, r := range refs {
-		n, err := dockerfile.Normalize(r)
-		if err != nil {
-			return fmt.Errorf("%s names %q: %w", source, r, err)
-		}
-		refs[i] = n
-	}
-	n, _, err := h.store.HintRefs(context.WithoutCancel(ctx), refs, source, eventID)
-	if err != nil {
-		h.log.Error("recording a "+source, "refs", refs, "err", err)
-		return err
-	}
-	if wake := h.wake.Load(); n > 0 && wake != nil {
-		(*wake)()
-	}
-	return nil
-}
-
-// observer adapts the planner to the watcher.
-type observer struct{ p *plan.Planner }
-
-func (o observer) Observe(ctx context.Context, ref string, res index.CheckResult, source string, next time.Time) (int, error) {
-	c := plan.Change{Ref: ref, Digest: res.Digest, MediaType: res.MediaType, Source: source, Next: next}
-	for _, p := range res.Platforms {
-		c.Platforms = append(c.Platforms, store.PlatformDigest{Platform: p.Platform, Digest: p.Digest})
-	}
-	r, err := o.p.Observe(ctx, c)
-	return len(r.Changed), err
+// runsAPI is what the API needs of runs: to queue and follow them (the
+// lifecycle) and to inspect a task's source (the runner).
+type runsAPI struct {
+	*lifecycle.Runs
+	*runner.Runner
 }

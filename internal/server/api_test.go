@@ -15,6 +15,7 @@ import (
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/events"
 	"github.com/refit-dev/refit/internal/index"
+	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/regauth"
@@ -57,7 +58,7 @@ func startAPI(t *testing.T) *api {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, err := runner.New(ctx, runner.Config{
+	run, err := runner.New(runner.Config{
 		Store:    st,
 		Builder:  build.New(func() string { return "unix://" + filepath.Join(data, "no-buildkitd.sock") }, creds),
 		Resolver: index.NewChecker(index.CheckerConfig{}),
@@ -67,9 +68,16 @@ func startAPI(t *testing.T) *api {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runs, err := lifecycle.New(ctx, lifecycle.Config{Store: st, Executor: run, Registry: registryAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := server.New(server.Config{
-		Store:    st,
-		Runner:   run,
+		Store: st,
+		Runner: struct { // queue and follow runs (not worked here); inspect sources
+			*lifecycle.Runs
+			*runner.Runner
+		}{runs, run},
 		Index:    st,
 		Registry: registryAddr,
 		CheckTasks: func(ctx context.Context, ts []store.Task) error {

@@ -438,33 +438,33 @@ func nonNil(ids []int64) []int64 {
 	return ids
 }
 
-// FinishRun saves an ended run and, in the same transaction, releases the
-// runs of its wave that waited for it: when it succeeded, each dependent
-// with no other blocker left is enqueued; when it did not, dependents are
-// canceled (transitively), each saying which upstream run stopped it.
-// Then after (if not nil) runs in the same transaction with the IDs of the
-// runs that had waited for r.
-func (s *Store) FinishRun(ctx context.Context, r Run, enqueue Enqueuer, after func(tx *Tx, released []int64) error) error {
-	if !r.State.Done() {
-		return fmt.Errorf("finishing run %s: state %s is not an end", FormatRunID(r.ID), r.State)
-	}
-	t := &Tx{ctx: ctx}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		t.tx, t.created = tx, nil
-		if err := saveRun(ctx, tx, r); err != nil {
-			return err
-		}
-		released, err := release(ctx, tx, r, enqueue)
-		if err != nil || after == nil {
-			return err
-		}
-		return after(t, released)
-	})
+// SaveRun writes the run's mutable fields (state, times, outputs, error)
+// in the transaction, and its end event when it ended. It refuses to
+// change a run that has already ended, returning ErrFinished.
+func (t *Tx) SaveRun(r Run) error { return saveRun(t.ctx, t.tx, r) }
+
+// Enqueue calls enqueue for a queued run in the transaction and records
+// the job it returns as the one that may start the run.
+func (t *Tx) Enqueue(runID int64, enqueue Enqueuer) error { return setJob(t.ctx, t.tx, runID, enqueue) }
+
+// WaitingFor returns the queued runs whose BlockedBy names the run.
+func (t *Tx) WaitingFor(runID int64) ([]Run, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT `+runColumns+` FROM runs WHERE state = 'queued' AND blocked_by <> '[]' ORDER BY id`)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("listing runs waiting for %s: %w", FormatRunID(runID), translate(err))
 	}
-	s.committed(t)
-	return nil
+	defer rows.Close()
+	var out []Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(r.BlockedBy, runID) {
+			out = append(out, r)
+		}
+	}
+	return out, rows.Err()
 }
 
 // PushedBySucceededRun reports whether a succeeded run pushed digest:
@@ -476,55 +476,4 @@ func (t *Tx) PushedBySucceededRun(digest string) (bool, error) {
 		return false, fmt.Errorf("looking up runs that pushed %s: %w", digest, translate(err))
 	}
 	return n > 0, nil
-}
-
-// release updates the runs blocked by up; it returns their IDs.
-func release(ctx context.Context, tx *sql.Tx, up Run, enqueue Enqueuer) ([]int64, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT `+runColumns+` FROM runs WHERE state = 'queued' AND blocked_by <> '[]'`)
-	if err != nil {
-		return nil, translate(err)
-	}
-	var waiting []Run
-	var ids []int64
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		if slices.Contains(r.BlockedBy, up.ID) {
-			waiting = append(waiting, r)
-			ids = append(ids, r.ID)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	for _, d := range waiting {
-		d.BlockedBy = slices.DeleteFunc(d.BlockedBy, func(id int64) bool { return id == up.ID })
-		if up.State != StateSucceeded {
-			d.State = StateCanceled
-			d.Step = "upstream"
-			d.Error = fmt.Sprintf("not built: upstream run %s (task %s) %s", FormatRunID(up.ID), up.Task, up.State)
-			d.FinishedAt = time.Now().UTC()
-			if err := saveRun(ctx, tx, d); err != nil {
-				return nil, err
-			}
-			if _, err := release(ctx, tx, d, enqueue); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		blocked, _ := json.Marshal(nonNil(d.BlockedBy))
-		if _, err := tx.ExecContext(ctx, `UPDATE runs SET blocked_by = $1 WHERE id = $2`, string(blocked), d.ID); err != nil {
-			return nil, translate(err)
-		}
-		if len(d.BlockedBy) == 0 && enqueue != nil {
-			if err := setJob(ctx, tx, d.ID, enqueue); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return ids, nil
 }

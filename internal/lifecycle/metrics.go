@@ -1,4 +1,4 @@
-package runner
+package lifecycle
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -6,14 +6,14 @@ import (
 	"github.com/refit-dev/refit/internal/store"
 )
 
-// Metrics are the runner's Prometheus metrics.
+// Metrics are the lifecycle's Prometheus metrics.
 type Metrics struct {
 	// Queued counts runs queued, by cause kind (manual, commit, base,
 	// schedule, cascade).
 	Queued *prometheus.CounterVec
 }
 
-// NewMetrics creates the runner's metrics and registers them with reg.
+// NewMetrics creates the lifecycle's metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Queued: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -1,0 +1,32 @@
+package lifecycle
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/riverqueue/river"
+
+	"github.com/refit-dev/refit/internal/store"
+)
+
+// Finish runs the finish transaction of r, as the worker does when a run
+// ends.
+func Finish(ctx context.Context, l *Runs, r store.Run) error { return l.finish(ctx, r) }
+
+// JobRunIDs returns the run ID of every job in the queue, in insertion
+// order.
+func JobRunIDs(ctx context.Context, l *Runs) ([]int64, error) {
+	res, err := l.river.JobList(ctx, river.NewJobListParams().First(10000))
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for _, j := range res.Jobs {
+		var a Args
+		if err := json.Unmarshal(j.EncodedArgs, &a); err != nil {
+			return nil, err
+		}
+		ids = append(ids, a.RunID)
+	}
+	return ids, nil
+}

@@ -1,0 +1,144 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/refit-dev/refit/internal/store"
+)
+
+type worker struct {
+	river.WorkerDefaults[Args]
+	l *Runs
+}
+
+// Work takes a run from queued to its end: start it, execute it, and
+// record the end. A failed execution ends the run, not the job; only a
+// failure to record state is returned (and retried by the queue).
+func (w *worker) Work(ctx context.Context, job *river.Job[Args]) error {
+	l := w.l
+	st := l.cfg.Store
+	log := l.cfg.Logger.With("run", store.FormatRunID(job.Args.RunID))
+	run, err := st.StartRun(ctx, job.Args.RunID, job.ID)
+	if errors.Is(err, store.ErrStaleJob) {
+		log.Info("run was requeued under another job; this one ends")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if run.State.Done() {
+		log.Info("run already ended; nothing to do", "state", run.State)
+		return nil
+	}
+	log.Info("run started", "task", run.Task, "attempt", run.Attempts)
+
+	logs := newLogWriter(st, run.ID)
+	out, execErr := l.cfg.Executor.Execute(ctx, run, logs)
+	logs.Close()
+
+	// Record the end even if the job's context is gone (shutdown).
+	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	run = ended(ctx, run, out, execErr)
+	if err := l.finish(saveCtx, run); err != nil {
+		if errors.Is(err, store.ErrFinished) {
+			return nil
+		}
+		return err
+	}
+	l.markEnded(run.ID)
+	log.Info("run ended", "state", run.State, "image", run.Image, "error", run.Error)
+	return nil
+}
+
+// ended returns the started run as it ends after an execution that gave
+// out and err: succeeded on no error; canceled when ctx (the job's) ended;
+// else failed, at the step a *StepError names.
+func ended(ctx context.Context, run store.Run, out Outcome, err error) store.Run {
+	run.Commit, run.Bases, run.Digest, run.Image, run.Tags = out.Commit, out.Bases, out.Digest, out.Image, out.Tags
+	run.Timings = map[string]string{"queued": run.StartedAt.Sub(run.CreatedAt).Round(time.Millisecond).String()}
+	maps.Copy(run.Timings, out.Timings)
+	run.FinishedAt = time.Now().UTC()
+	run.Timings["total"] = run.FinishedAt.Sub(run.StartedAt).Round(time.Millisecond).String()
+	var se *StepError
+	switch {
+	case err == nil:
+		run.State = store.StateSucceeded
+	case ctx.Err() != nil:
+		run.State = store.StateCanceled
+		run.Error = "canceled: " + context.Cause(ctx).Error()
+		if errors.As(err, &se) {
+			run.Step = se.Step
+		}
+	case errors.As(err, &se):
+		run.State, run.Step, run.Error = store.StateFailed, se.Step, se.Err.Error()
+	default:
+		run.State, run.Error = store.StateFailed, err.Error()
+	}
+	return run
+}
+
+// finish records that r ended and, in the same transaction, releases the
+// runs of its wave that waited for it — when it succeeded, each with no
+// other blocker left is enqueued; when it did not, they are canceled,
+// transitively, each saying which upstream run stopped it — and, when it
+// succeeded, cascades to the tasks built on its output.
+func (l *Runs) finish(ctx context.Context, r store.Run) error {
+	if !r.State.Done() {
+		return fmt.Errorf("finishing run %s: state %s is not an end", store.FormatRunID(r.ID), r.State)
+	}
+	return l.cfg.Store.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.SaveRun(r); err != nil {
+			return err
+		}
+		released, err := l.release(tx, r)
+		if err != nil || r.State != store.StateSucceeded {
+			return err
+		}
+		return l.cascade(tx, r, released)
+	})
+}
+
+// release updates the runs that waited for up and returns their IDs.
+func (l *Runs) release(tx *store.Tx, up store.Run) ([]int64, error) {
+	waiting, err := tx.WaitingFor(up.ID)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for _, d := range waiting {
+		ids = append(ids, d.ID)
+		d.BlockedBy = slices.DeleteFunc(d.BlockedBy, func(id int64) bool { return id == up.ID })
+		if up.State != store.StateSucceeded {
+			d.State = store.StateCanceled
+			d.Step = "upstream"
+			d.Error = fmt.Sprintf("not built: upstream run %s (task %s) %s", store.FormatRunID(up.ID), up.Task, up.State)
+			d.FinishedAt = time.Now().UTC()
+			if err := tx.SaveRun(d); errors.Is(err, store.ErrFinished) {
+				continue // canceled already, through another run it waited for
+			} else if err != nil {
+				return nil, err
+			}
+			if _, err := l.release(tx, d); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := tx.UpdatePending(d); err != nil {
+			return nil, err
+		}
+		if len(d.BlockedBy) == 0 {
+			if err := tx.Enqueue(d.ID, l.enqueuer(0)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return ids, nil
+}

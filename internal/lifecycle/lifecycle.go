@@ -1,0 +1,283 @@
+// Package lifecycle owns a run's life from queued to its end: the River
+// client and job args, enqueue (manual, and debounced for base updates),
+// coalescing base updates into waiting runs, the transaction that commits
+// an observation and its wave, the finish transaction, release and cancel
+// of the runs that waited for a run, and cascade; later: testing, awaiting
+// approval, promoted. It decides every state a run takes; the work itself
+// is an Executor's (internal/runner), which it calls and never the other
+// way round. What to run is plan's decision; rows are store's.
+//
+// A run's row and its job commit in one transaction (the queue shares the
+// store's writer connection), so nothing accepted is lost.
+package lifecycle
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/store"
+)
+
+// Executor does a run's work — for refit, fetch the source, pin the bases
+// and build (internal/runner) — and reports what it produced. It decides
+// no state: a nil error is success, a *StepError a failure at that step,
+// and the run is canceled when ctx ended. The Outcome is recorded on the
+// run in every case, so it should hold what was learned before a failure.
+type Executor interface {
+	Execute(ctx context.Context, run store.Run, logs Logs) (Outcome, error)
+}
+
+// Logs receives a run's log as it is made: each chunk one JSON document
+// (a BuildKit status update), stored in order. Append never blocks for
+// long and is safe for concurrent use.
+type Logs interface {
+	Append(chunk []byte)
+}
+
+// Outcome is what a run produced.
+type Outcome struct {
+	Commit string           // source commit built
+	Bases  []store.UsedBase // bases resolved and pinned
+	Digest string           // digest pushed
+	Image  string           // repository@digest pushed
+	Tags   []string         // tags pushed
+	// Timings are the steps' durations ("source": "1.2s"); the lifecycle
+	// adds "queued" and "total".
+	Timings map[string]string
+}
+
+// StepError is a run's failure at a named step (source, dockerfile,
+// resolve, tags, build): it ends the run as failed, naming the step.
+type StepError struct {
+	Step string
+	Err  error
+}
+
+func (e *StepError) Error() string { return e.Step + ": " + e.Err.Error() }
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Store is what the lifecycle needs of the store.
+type Store interface {
+	DB() *sql.DB
+	Postgres() bool
+	InTx(ctx context.Context, fn func(*store.Tx) error) error
+	GetTask(ctx context.Context, name string) (store.Task, error)
+	CreateRun(ctx context.Context, r store.Run, enqueue store.Enqueuer) (store.Run, error)
+	StartRun(ctx context.Context, id, jobID int64) (store.Run, error)
+	AppendLogs(ctx context.Context, runID int64, chunks [][]byte) error
+	RequeueInterrupted(ctx context.Context, enqueue store.Enqueuer) ([]int64, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Config configures Runs.
+type Config struct {
+	// Store holds runs, tasks and the base index (required).
+	Store Store
+	// Executor does the runs' work (required).
+	Executor Executor
+	// Registry is the embedded registry's host:port: tasks whose image
+	// names no registry push there, which is how their outputs are
+	// matched to other tasks' bases (required).
+	Registry string
+	// Debounce delays the start of runs caused by a base update, so a
+	// burst of updates (a flapping tag) yields one run built on the newest
+	// digest. Default 30 s; negative means none.
+	Debounce time.Duration
+	// Interval is when a reference is next checked after an observation
+	// that names no time. Default 5 min.
+	Interval time.Duration
+	// Workers is how many runs execute at once. Default 2.
+	Workers int
+	// RunTimeout bounds one run's execution. Default 1 h.
+	RunTimeout time.Duration
+	// Logger gets one line per run state change and per base update.
+	// nil = discard.
+	Logger *slog.Logger
+}
+
+// Runs owns the lives of runs. It is safe for concurrent use (the store
+// serializes its transactions).
+type Runs struct {
+	cfg   Config
+	river *river.Client[*sql.Tx]
+
+	mu    sync.Mutex
+	ended map[int64]*waiters
+
+	graphMu sync.Mutex
+	graph   *plan.Graph // the task graph at graphAt, read-only once built
+	graphAt int64       // store.Tx.TasksVersion the graph was built at
+}
+
+// waiters are the followers of one run.
+type waiters struct {
+	ch chan struct{}
+	n  int
+}
+
+// Args is the job that executes one run. The run row holds everything
+// else, so a redelivered job reads the current state.
+type Args struct {
+	RunID int64 `json:"run_id"`
+}
+
+// Kind names the job kind in the queue.
+func (Args) Kind() string { return "refit.run" }
+
+// New migrates the queue's tables and returns Runs, not yet working
+// (Start begins).
+func New(ctx context.Context, cfg Config) (*Runs, error) {
+	if cfg.Store == nil || cfg.Executor == nil || cfg.Registry == "" {
+		return nil, errors.New("lifecycle: Store, Executor and Registry are required")
+	}
+	if cfg.Debounce == 0 {
+		cfg.Debounce = 30 * time.Second
+	}
+	if cfg.Debounce < 0 {
+		cfg.Debounce = 0
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 5 * time.Minute
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
+	if cfg.RunTimeout <= 0 {
+		cfg.RunTimeout = time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	// The queue shares the store's writer connection, so a run row and its
+	// job commit together.
+	var driver riverdriver.Driver[*sql.Tx] = riversqlite.New(cfg.Store.DB())
+	if cfg.Store.Postgres() {
+		driver = riverdatabasesql.New(cfg.Store.DB())
+	}
+	m, err := rivermigrate.New(driver, nil)
+	if err != nil {
+		return nil, fmt.Errorf("preparing queue migrations: %w", err)
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return nil, fmt.Errorf("migrating queue tables: %w", err)
+	}
+	l := &Runs{cfg: cfg, ended: map[int64]*waiters{}}
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &worker{l: l}); err != nil {
+		return nil, fmt.Errorf("registering run worker: %w", err)
+	}
+	l.river, err = river.NewClient(driver, &river.Config{
+		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},
+		Workers:              workers,
+		JobTimeout:           cfg.RunTimeout,
+		RescueStuckJobsAfter: cfg.RunTimeout + time.Minute,
+		// With SQLite, River only learns of a job inserted in a
+		// transaction by polling; a short interval keeps the queue wait
+		// (and refit's overhead over a plain build) to tens of ms.
+		FetchPollInterval: 50 * time.Millisecond,
+		FetchCooldown:     10 * time.Millisecond,
+		Logger:            slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating job queue client: %w", err)
+	}
+	return l, nil
+}
+
+// Start requeues runs a previous process left running (it died: they
+// are executed again, idempotently) and begins working queued runs; it
+// returns at once.
+func (l *Runs) Start(ctx context.Context) error {
+	ids, err := l.cfg.Store.RequeueInterrupted(ctx, l.enqueuer(0))
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		l.cfg.Logger.Warn("run was interrupted by a restart; queued again", "run", store.FormatRunID(id))
+	}
+	if err := l.river.Start(ctx); err != nil {
+		return fmt.Errorf("starting job queue: %w", err)
+	}
+	return nil
+}
+
+// Stop cancels running executions (their runs end canceled) and waits
+// for the workers to return, bounded by ctx.
+func (l *Runs) Stop(ctx context.Context) error {
+	if err := l.river.StopAndCancel(ctx); err != nil {
+		return fmt.Errorf("stopping job queue: %w", err)
+	}
+	return nil
+}
+
+// Queue creates a run of the task with the given cause and enqueues its
+// job in the same transaction. The run snapshots the task's spec.
+func (l *Runs) Queue(ctx context.Context, taskName string, cause store.Cause) (store.Run, error) {
+	t, err := l.cfg.Store.GetTask(ctx, taskName)
+	if err != nil {
+		return store.Run{}, err
+	}
+	run := store.Run{Task: t.Spec.Name, Spec: t.Spec, Cause: cause}
+	return l.cfg.Store.CreateRun(ctx, run, l.enqueuer(0))
+}
+
+// enqueuer returns the job inserter for runs that may start after delay,
+// called inside the transaction that stores or releases the run.
+func (l *Runs) enqueuer(delay time.Duration) store.Enqueuer {
+	return func(ctx context.Context, tx *sql.Tx, runID int64) (int64, error) {
+		opts := &river.InsertOpts{MaxAttempts: 5}
+		if delay > 0 {
+			opts.ScheduledAt = time.Now().Add(delay)
+		}
+		res, err := l.river.InsertTx(ctx, tx, Args{RunID: runID}, opts)
+		if err != nil {
+			return 0, err
+		}
+		return res.Job.ID, nil
+	}
+}
+
+// Ended returns a channel closed when the run, worked by this process,
+// has ended and been recorded, and a release function to call when done
+// waiting. A run that ended before the call, or is worked elsewhere,
+// never closes it: callers still poll, this only wakes them early.
+func (l *Runs) Ended(runID int64) (<-chan struct{}, func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w, ok := l.ended[runID]
+	if !ok {
+		w = &waiters{ch: make(chan struct{})}
+		l.ended[runID] = w
+	}
+	w.n++
+	return w.ch, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if w.n--; w.n == 0 && l.ended[runID] == w {
+			delete(l.ended, runID)
+		}
+	}
+}
+
+// markEnded wakes the followers of a run that has been recorded as ended.
+func (l *Runs) markEnded(runID int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if w, ok := l.ended[runID]; ok {
+		close(w.ch)
+		delete(l.ended, runID)
+	}
+}

@@ -1,0 +1,196 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/moby/buildkit/client"
+
+	"github.com/refit-dev/refit/internal/build"
+	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/lifecycle"
+	"github.com/refit-dev/refit/internal/source"
+	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/task"
+)
+
+// OCI annotation keys refit sets on every image it builds.
+const (
+	AnnotationBaseName   = "org.opencontainers.image.base.name"
+	AnnotationBaseDigest = "org.opencontainers.image.base.digest"
+	AnnotationSource     = "org.opencontainers.image.source"
+	AnnotationRevision   = "org.opencontainers.image.revision"
+	AnnotationCreated    = "org.opencontainers.image.created"
+)
+
+// fail is a run failure at a named step.
+func fail(step string, err error) error { return &lifecycle.StepError{Step: step, Err: err} }
+
+// Execute does the run's work: source at an exact commit, bases
+// discovered and pinned, build and push. It fills the Outcome as it
+// learns things, so a failure still reports what came before it; a
+// failure is a *lifecycle.StepError naming the step, except one to
+// record the task's bases. Its log goes to logs.
+func (r *Runner) Execute(ctx context.Context, run store.Run, logs lifecycle.Logs) (lifecycle.Outcome, error) {
+	out := lifecycle.Outcome{Timings: map[string]string{}}
+	err := r.execute(ctx, run, &out, newProgress(logs, run.ID))
+	return out, err
+}
+
+func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outcome, logs *progress) error {
+	cfg := r.cfg
+	spec := run.Spec.Defaults()
+	begin := time.Now()
+	mark := timings(out.Timings).mark
+
+	// 1. Source at an exact commit.
+	var step *logStep
+	var dir string
+	if spec.Source.Git != "" {
+		step = logs.Step("fetch source " + source.Redact(spec.Source.Git) + "#" + spec.Source.Ref)
+		dir = filepath.Join(cfg.WorkDir, store.FormatRunID(run.ID))
+		os.RemoveAll(dir)
+		defer os.RemoveAll(dir)
+	}
+	root, commit, err := r.fetchSource(ctx, spec, run.Cause.SHA, dir)
+	if step != nil {
+		if err == nil {
+			step.Logf("commit %s %s (%s)\n", commit.Short, commit.Subject, commit.Author)
+		}
+		step.Done(err)
+	}
+	if err != nil {
+		return fail("source", err)
+	}
+	out.Commit = commit.SHA
+	mark("source", begin)
+
+	// 2. Read the context and Dockerfile inside the source; discover and
+	// pin the bases.
+	t0 := time.Now()
+	step = logs.Step("resolve base images of " + spec.Dockerfile)
+	src, err := readSource(root, spec)
+	if err != nil {
+		step.Done(err)
+		var de *dockerfile.Error
+		if errors.As(err, &de) {
+			return fail("dockerfile", err)
+		}
+		return fail("source", err)
+	}
+	defer src.Close()
+	parsed := src.parsed
+	if err := cfg.Store.SetTaskBases(ctx, run.Task, parsed.Bases); err != nil {
+		return err
+	}
+	pins := map[string]string{}
+	var runtimeBase *store.UsedBase
+	for _, b := range parsed.Bases {
+		dgst, err := cfg.Resolver.Resolve(ctx, b.Ref)
+		if err != nil {
+			step.Done(err)
+			return fail("resolve", err)
+		}
+		key, err := dockerfile.ContextKey(b.Name)
+		if err != nil {
+			return fail("resolve", err)
+		}
+		pins[key] = stripDigest(b.Ref) + "@" + dgst
+		if !strings.Contains(b.Ref, "@") {
+			if err := cfg.Store.SeedBaseRef(ctx, b.Ref, dgst); err != nil {
+				return err
+			}
+		}
+		out.Bases = append(out.Bases, store.UsedBase{Ref: b.Ref, Name: b.Name, Stage: b.Stage, Role: string(b.Role), Digest: dgst})
+		step.Logf("%-8s %s@%s\n", b.Role, b.Ref, dgst)
+		if b.Role == dockerfile.RoleRuntime {
+			runtimeBase = &out.Bases[len(out.Bases)-1]
+		}
+	}
+	step.Done(nil)
+	mark("resolve", t0)
+
+	// 3. Build, push, tag.
+	t0 = time.Now()
+	repo := spec.Repository(cfg.Registry)
+	var td task.TagData
+	td.Run.ID = store.FormatRunID(run.ID)
+	td.Commit.SHA, td.Commit.Short = commit.SHA, commit.Short
+	td.Task.Name = spec.Name
+	tags, err := task.RenderTags(spec.Tags, td)
+	if err != nil {
+		return fail("tags", err)
+	}
+	var names []string
+	for _, t := range tags {
+		names = append(names, repo+":"+t)
+	}
+	ann := map[string]string{AnnotationCreated: time.Now().UTC().Format(time.RFC3339)}
+	if runtimeBase != nil {
+		ann[AnnotationBaseName] = runtimeBase.Ref
+		ann[AnnotationBaseDigest] = runtimeBase.Digest
+	}
+	if spec.Source.Git != "" {
+		ann[AnnotationSource] = source.Redact(spec.Source.Git)
+		ann[AnnotationRevision] = commit.SHA
+	}
+	if cfg.BuilderReady != nil {
+		if err := cfg.BuilderReady(ctx); err != nil {
+			return fail("build", fmt.Errorf("waiting for buildkit: %w", err))
+		}
+	}
+	status := make(chan *client.SolveStatus)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for s := range status {
+			logs.Status(s)
+		}
+	}()
+	res, err := cfg.Builder.Build(ctx, build.Request{
+		Context:        src.context,
+		Dockerfile:     src.dockerfile,
+		DockerfileName: path.Base(spec.Dockerfile),
+		DockerIgnore:   src.ignore,
+		BuildArgs:      spec.BuildArgs,
+		Target:         spec.Target,
+		Platforms:      spec.Platforms,
+		Pins:           pins,
+		Names:          names,
+		Insecure:       r.insecure(repo),
+		Annotations:    ann,
+		Labels:         ann,
+		Provenance:     true,
+	}, status)
+	<-done
+	mark("build", t0)
+	if err != nil {
+		return fail("build", err)
+	}
+	out.Digest, out.Image, out.Tags = res.Digest, repo+"@"+res.Digest, tags
+	return nil
+}
+
+func (r *Runner) insecure(repo string) bool {
+	host, _, _ := strings.Cut(repo, "/")
+	for _, h := range r.cfg.Insecure {
+		if h == host {
+			return true
+		}
+	}
+	return strings.HasPrefix(host, "127.") || strings.HasPrefix(host, "localhost")
+}
+
+// stripDigest removes an "@sha256:…" suffix, keeping repository and tag.
+func stripDigest(ref string) string {
+	if i := strings.Index(ref, "@"); i >= 0 {
+		return ref[:i]
+	}
+	return ref
+}
