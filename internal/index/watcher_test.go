@@ -208,3 +208,61 @@ func TestWatcherRecordsGarbageManifestAsError(t *testing.T) {
 		t.Errorf("history of %s = %v, %v; want empty", ref, h, err)
 	}
 }
+
+// TestHint: a hint marks the tracked reference (as Docker names it) for
+// an immediate check and wakes the watcher; a replayed webhook event
+// hints nothing; a name that does not parse is an error naming it.
+func TestHint(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "refit.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	const ref = "docker.io/library/debian:12"
+	if err := st.TrackRefs(ctx, []string{ref}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWatcher(WatcherConfig{Store: st, Checker: NewChecker(CheckerConfig{Keychain: ckAnonymous}), Observer: &countingObserver{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hinted := func() string {
+		t.Helper()
+		b, err := st.GetBaseRef(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.HintSource
+	}
+	settle := func() { // a check of the reference clears its hint
+		t.Helper()
+		if err := st.InTx(ctx, func(tx *store.Tx) error {
+			return tx.SaveCheck(store.BaseRef{Ref: ref}, false, time.Now().Add(time.Hour))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle()
+	if err := w.Hint(ctx, []string{"debian:12"}, "webhook", "evt-1"); err != nil {
+		t.Fatalf("Hint: %v", err)
+	}
+	if got := hinted(); got != "webhook" {
+		t.Errorf("after a hint the reference's hint source is %q, want webhook", got)
+	}
+	select {
+	case <-w.wake:
+	default:
+		t.Error("a hint of a tracked reference did not wake the watcher")
+	}
+	settle()
+	if err := w.Hint(ctx, []string{"debian:12"}, "webhook", "evt-1"); err != nil {
+		t.Fatalf("replayed Hint: %v", err)
+	}
+	if got := hinted(); got != "" {
+		t.Errorf("a replayed event hinted the reference (source %q)", got)
+	}
+	if err := w.Hint(ctx, []string{"Not A Ref"}, "webhook", ""); err == nil || !strings.Contains(err.Error(), "Not A Ref") {
+		t.Errorf("Hint of a bad name = %v, want an error naming it", err)
+	}
+}
