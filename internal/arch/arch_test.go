@@ -18,7 +18,9 @@ import (
 //  2. build, dockerfile, task, source and hook are leaves: they import
 //     nothing internal, so each can be read, tested and fuzzed alone.
 //  3. cmd/refit is the CLI: it speaks to the server through client and the
-//     wire types, and never imports store, plan or runner.
+//     wire types, and never imports store, plan, lifecycle or runner (a
+//     run's life is the server's; lifecycle joined runner and plan here
+//     when it took their queue and finishing).
 //  4. client imports nothing internal but the wire contract.
 //  5. serve constructs and connects the parts; only cmd/refit (and the
 //     end-to-end tests and benchmarks, which start a whole server) import it.
@@ -67,7 +69,7 @@ func TestDependencyRules(t *testing.T) {
 			}
 		case p.path == "cmd/refit":
 			for _, d := range p.imports {
-				if d == "internal/store" || d == "internal/plan" || d == "internal/runner" {
+				if d == "internal/store" || d == "internal/plan" || d == "internal/lifecycle" || d == "internal/runner" {
 					check(p.path, d)
 				}
 			}
