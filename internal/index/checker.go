@@ -1,7 +1,9 @@
 // Package index owns what refit knows about base image references: which
-// digest a tag points to now (Checker), and watching them for changes
-// (Watcher). It does not build or plan: the planner decides what an
-// observed change causes.
+// digest a tag points to now (Checker), watching them for changes
+// (Watcher), and hints from pushes and webhooks (Watcher.Hint). It hands
+// each successful check on as one Observation to an Observer it declares
+// (internal/lifecycle commits it with the runs it causes). It does not
+// build or plan.
 package index
 
 import (
