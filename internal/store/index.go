@@ -383,7 +383,7 @@ func (t *Tx) PendingRuns() (map[string][]Run, error) {
 }
 
 // CreateRun stores a queued run. A run with BlockedBy waits for those runs
-// and gets its job when they succeed (see FinishRun); otherwise enqueue is
+// and gets its job when they succeed (Tx.Enqueue); otherwise enqueue is
 // called now, in this transaction.
 func (t *Tx) CreateRun(r Run, enqueue Enqueuer) (Run, error) {
 	r.State = StateQueued
