@@ -68,8 +68,8 @@ type StepError struct {
 func (e *StepError) Error() string { return e.Step + ": " + e.Err.Error() }
 func (e *StepError) Unwrap() error { return e.Err }
 
-// Store is what the lifecycle needs of the store.
-type Store interface {
+// runStore is what the lifecycle needs of the store.
+type runStore interface {
 	DB() *sql.DB
 	Postgres() bool
 	InTx(ctx context.Context, fn func(*store.Tx) error) error
@@ -80,12 +80,12 @@ type Store interface {
 	RequeueInterrupted(ctx context.Context, enqueue store.Enqueuer) ([]int64, error)
 }
 
-var _ Store = (*store.Store)(nil)
+var _ runStore = (*store.Store)(nil)
 
 // Config configures Runs.
 type Config struct {
 	// Store holds runs, tasks and the base index (required).
-	Store Store
+	Store runStore
 	// Executor does the runs' work (required).
 	Executor Executor
 	// Registry is the embedded registry's host:port: tasks whose image

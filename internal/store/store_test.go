@@ -1043,3 +1043,59 @@ func TestConcurrentRuns(t *testing.T) {
 		t.Errorf("ListRuns = %d runs, want %d", len(runs), n+1)
 	}
 }
+
+// TestTxRunRows: the row operations the lifecycle composes into its
+// finish transaction — the runs waiting for a run, saving one that ended
+// (once), and giving a released run its job — all in one transaction.
+func TestTxRunRows(t *testing.T) {
+	ctx := t.Context()
+	s, _ := open(t)
+	j := newJobs(t, s)
+	up := createRun(t, s, "up", j.enqueue)
+	var waiting, other store.Run
+	err := s.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		if waiting, err = tx.CreateRun(store.Run{Task: "down", Spec: spec("down"), Cause: store.Cause{Kind: "manual"}, BlockedBy: []int64{up.ID}}, j.enqueue); err != nil {
+			return err
+		}
+		other, err = tx.CreateRun(store.Run{Task: "other", Spec: spec("other"), Cause: store.Cause{Kind: "manual"}, BlockedBy: []int64{up.ID + 100}}, j.enqueue)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jobOf(t, s, waiting.ID) != 0 || jobOf(t, s, other.ID) != 0 {
+		t.Fatal("a blocked run got a job when it was created")
+	}
+	err = s.InTx(ctx, func(tx *store.Tx) error {
+		got, err := tx.WaitingFor(up.ID)
+		if err != nil {
+			return err
+		}
+		if len(got) != 1 || got[0].ID != waiting.ID {
+			t.Errorf("WaitingFor(%d) = %v, want only run %d", up.ID, got, waiting.ID)
+		}
+		ended := up
+		ended.State, ended.FinishedAt = store.StateSucceeded, time.Now().UTC()
+		if err := tx.SaveRun(ended); err != nil {
+			return err
+		}
+		if err := tx.SaveRun(ended); !errors.Is(err, store.ErrFinished) {
+			t.Errorf("saving an ended run again: %v, want ErrFinished", err)
+		}
+		return tx.Enqueue(waiting.ID, j.enqueue)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetRun(ctx, up.ID); got.State != store.StateSucceeded {
+		t.Errorf("run after SaveRun in a transaction: %s, want succeeded", got.State)
+	}
+	job := jobOf(t, s, waiting.ID)
+	if job == 0 {
+		t.Fatal("Enqueue gave the released run no job")
+	}
+	if _, err := s.StartRun(ctx, waiting.ID, job); err != nil {
+		t.Errorf("StartRun with the job Enqueue recorded: %v", err)
+	}
+}
