@@ -47,7 +47,9 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 	cfg := r.cfg
 	spec := run.Spec.Defaults()
 	begin := time.Now()
-	mark := timings(out.Timings).mark
+	mark := func(name string, since time.Time) {
+		out.Timings[name] = time.Since(since).Round(time.Millisecond).String()
+	}
 
 	// 1. Source at an exact commit.
 	var step *logStep

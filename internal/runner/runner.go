@@ -9,7 +9,6 @@ package runner
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/moby/buildkit/client"
 
@@ -79,11 +78,4 @@ func New(cfg Config) (*Runner, error) {
 	}
 	cfg.Insecure = append([]string{cfg.Registry}, cfg.Insecure...)
 	return &Runner{cfg: cfg}, nil
-}
-
-// timings records how long each step took.
-type timings map[string]string
-
-func (t timings) mark(step string, since time.Time) {
-	t[step] = time.Since(since).Round(time.Millisecond).String()
 }
