@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/refit-dev/refit/internal/index"
 	"github.com/refit-dev/refit/internal/lifecycle"
-	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
@@ -54,15 +52,7 @@ type life struct {
 
 func startLife(t *testing.T, debounce time.Duration) *life {
 	t.Helper()
-	cfg := store.Config{Path: filepath.Join(t.TempDir(), "refit.db")}
-	if pgtest.Wanted() {
-		cfg = store.Config{URL: pgtest.URL(t)}
-	}
-	st, err := store.Open(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t)
 	e := &fakeExecutor{byTask: map[string]func(context.Context, store.Run, lifecycle.Logs) (lifecycle.Outcome, error){}}
 	l, err := lifecycle.New(t.Context(), lifecycle.Config{Store: st, Executor: e, Registry: reg, Debounce: debounce})
 	if err != nil {

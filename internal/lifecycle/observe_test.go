@@ -33,7 +33,9 @@ type fixture struct {
 	l  *lifecycle.Runs
 }
 
-func newFixture(t testing.TB) *fixture {
+// openStore opens a store in a temporary directory (SQLite), or in a
+// fresh PostgreSQL database with REFIT_TEST_POSTGRES=1.
+func openStore(t testing.TB) *store.Store {
 	t.Helper()
 	cfg := store.Config{Path: filepath.Join(t.TempDir(), "refit.db")}
 	if pgtest.Wanted() {
@@ -44,7 +46,14 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	st := openStore(t)
 	f := &fixture{st: st}
+	var err error
 	f.l, err = lifecycle.New(context.Background(), lifecycle.Config{Store: st, Executor: noExecutor{}, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
