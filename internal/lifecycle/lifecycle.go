@@ -31,10 +31,11 @@ import (
 )
 
 // Executor does a run's work — for refit, fetch the source, pin the bases
-// and build (internal/runner) — and reports what it produced. It decides
-// no state: a nil error is success, a *StepError a failure at that step,
-// and the run is canceled when ctx ended. The Outcome is recorded on the
-// run in every case, so it should hold what was learned before a failure.
+// and build (internal/runner) — and reports what it produced. The
+// lifecycle decides the run's state from what it returns: succeeded on a
+// nil error, canceled when ctx ended, else failed (at the step a
+// *StepError names). The Outcome is recorded on the run in every case, so
+// it should hold what was learned before a failure.
 type Executor interface {
 	Execute(ctx context.Context, run store.Run, logs Logs) (Outcome, error)
 }
