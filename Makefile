@@ -55,7 +55,7 @@ deps: packages $(BUILDKITD) $(BUILDCTL)
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(REFIT) ./cmd/refit
+	$(GO) build -buildvcs=auto -o $(REFIT) ./cmd/refit
 
 # Puts refit and the buildkitd it manages on PATH (PREFIX=/usr/local).
 PREFIX ?= /usr/local
