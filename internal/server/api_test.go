@@ -69,10 +69,11 @@ func startAPI(t *testing.T) *apiServer {
 		t.Fatal(err)
 	}
 	h := server.New(server.Config{
-		Store:    st,
-		Runner:   run,
-		Index:    st,
-		Registry: registryAddr,
+		Store:     st,
+		Runs:      run,
+		Inspector: run,
+		Index:     st,
+		Registry:  registryAddr,
 		CheckTasks: func(ctx context.Context, ts []store.Task) error {
 			tasks, err := st.ListTasks(ctx)
 			if err != nil {

@@ -1,7 +1,9 @@
 // Package server owns refit's HTTP API (/api/v1), its authentication
 // (bearer tokens), health and readiness probes and the metrics endpoint.
-// It translates HTTP to calls on the store and the runner; it holds no
-// build logic of its own.
+// It translates HTTP to calls on the store, the run queue and the
+// runner's source inspection, and maps store rows and plan results to the
+// wire types of internal/api (wire.go). It holds no build logic, and no
+// wire type of its own: the contract is internal/api.
 package server
 
 import (
@@ -41,19 +43,26 @@ type apiStore interface {
 	TokenName(ctx context.Context, secret string) (string, error)
 }
 
-// runQueue queues runs and inspects task sources.
-type runQueue interface {
+// runQueuer queues manual runs and says when a run ends (the owner of a
+// run's life).
+type runQueuer interface {
 	Queue(ctx context.Context, taskName string, cause store.Cause) (store.Run, error)
-	Inspect(ctx context.Context, spec task.Spec) ([]dockerfile.Base, error)
 	// Ended wakes a log follower early when a run ends; release when done.
 	Ended(runID int64) (ended <-chan struct{}, release func())
 }
 
+// inspector reads a task's source for its Dockerfile's bases (the
+// runner); its errors are the client's (400) unless the request ended.
+type inspector interface {
+	Inspect(ctx context.Context, spec task.Spec) ([]dockerfile.Base, error)
+}
+
 // Config configures the API server.
 type Config struct {
-	Store  apiStore   // required
-	Runner runQueue   // required
-	Index  indexStore // required: the base image index
+	Store     apiStore   // required
+	Runs      runQueuer  // required to queue runs and follow logs
+	Inspector inspector  // required to create and apply tasks
+	Index     indexStore // required: the base image index
 	// Registry is the embedded registry's host:port (to match task
 	// outputs to other tasks' bases).
 	Registry string
@@ -319,7 +328,7 @@ func (s *Server) checkSpec(ctx context.Context, spec task.Spec) (store.Task, err
 	if err := spec.Validate(); err != nil {
 		return store.Task{}, err
 	}
-	bases, err := s.cfg.Runner.Inspect(ctx, spec)
+	bases, err := s.cfg.Inspector.Inspect(ctx, spec)
 	if err != nil {
 		if ctx.Err() != nil {
 			return store.Task{}, err
@@ -384,7 +393,7 @@ func (s *Server) deleteTask(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) queueRun(w http.ResponseWriter, r *http.Request) error {
-	run, err := s.cfg.Runner.Queue(r.Context(), r.PathValue("name"), store.Cause{Kind: "manual", User: user(r)})
+	run, err := s.cfg.Runs.Queue(r.Context(), r.PathValue("name"), store.Cause{Kind: "manual", User: user(r)})
 	if err != nil {
 		return err
 	}
@@ -450,7 +459,7 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
 	enc := json.NewEncoder(w)
-	ended, release := s.cfg.Runner.Ended(id)
+	ended, release := s.cfg.Runs.Ended(id)
 	defer release()
 	for {
 		// Read the state before the logs: if it had ended, every chunk
