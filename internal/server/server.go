@@ -101,6 +101,9 @@ type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
 	metrics *prometheus.Registry
+	// patterns are the API's registered patterns, for the tests that
+	// hold them to api.Routes.
+	patterns []string
 }
 
 // New returns the API handler.
@@ -130,8 +133,19 @@ func New(cfg Config) *Server {
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
 
 	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+		s.patterns = append(s.patterns, pattern)
 		s.mux.Handle(pattern, s.auth(h))
 	}
+	// The description of the API is public: it holds no data.
+	openapi, err := api.OpenAPI()
+	if err != nil {
+		panic(err) // the api types cannot be described: a programming error its tests catch
+	}
+	s.patterns = append(s.patterns, "GET /api/v1/openapi.json")
+	s.mux.HandleFunc("GET /api/v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openapi)
+	})
 	handle("GET /api/v1/tasks", s.listTasks)
 	handle("POST /api/v1/tasks", s.createTask)
 	handle("POST /api/v1/tasks:apply", s.applyTasks)
@@ -157,6 +171,7 @@ func New(cfg Config) *Server {
 	handle("GET /api/v1/deliveries", s.listDeliveries)
 	handle("DELETE /api/v1/deliveries", s.discardDead)
 	if cfg.Stream != nil {
+		s.patterns = append(s.patterns, "GET /api/v1/events/stream")
 		s.mux.Handle("GET /api/v1/events/stream", s.auth(func(w http.ResponseWriter, r *http.Request) error {
 			// after=-1 means "from now on".
 			if r.URL.Query().Get("after") == "-1" && r.Header.Get("Last-Event-ID") == "" {
