@@ -4,9 +4,13 @@
 // maps its rows to these types, the client and the CLI speak only these.
 //
 // The JSON of these types is the API: a change of a field name, a tag or
-// an omitempty changes what scripts, webhooks receivers and README's
-// examples see. The package imports nothing internal and holds no
-// behaviour beyond rendering values for people (Cause.String).
+// an omitempty changes what scripts, webhook receivers and README's
+// examples see. The package imports nothing internal (it is shared by
+// internal/server, internal/client and cmd/refit) and holds no behaviour
+// beyond the wire forms of values (run IDs "r-7", RunState.Done,
+// Cause.String for people) and the description of itself. It does not
+// validate requests: the server does, strictly (task specs through
+// internal/task, whose Spec has the same JSON as TaskSpec).
 package api
 
 import "encoding/json"
