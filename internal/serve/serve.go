@@ -411,11 +411,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		})
 	}
 	api := server.New(server.Config{
-		Store:    st,
-		Runner:   run,
-		Index:    st,
-		Registry: regAddr,
-		Hooks:    hooks,
+		Store:     st,
+		Runs:      run,
+		Inspector: run,
+		Index:     st,
+		Registry:  regAddr,
+		Hooks:     hooks,
 		CheckTasks: func(ctx context.Context, ts []store.Task) error {
 			tasks, err := st.ListTasks(ctx)
 			if err != nil {
