@@ -45,6 +45,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	_ "modernc.org/sqlite" // the read-only connections below; the store registers it too
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/dockerfile"
@@ -901,7 +902,7 @@ func BenchmarkDetectionLatency(b *testing.B) {
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+baseRef+"\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := c.CreateTask(ctx, task.Spec{Name: "lat", Source: task.Source{Dir: dir}}); err != nil {
+	if _, err := c.CreateTask(ctx, api.TaskSpec{Name: "lat", Source: api.TaskSource{Dir: dir}}); err != nil {
 		b.Fatalf("creating task: %v", err)
 	}
 	waitUntil(b, "the baseline check of "+baseRef, time.Minute, 20*time.Millisecond, func() bool {

@@ -27,13 +27,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/serve"
-	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
 
@@ -143,9 +143,9 @@ func BenchmarkOverhead(b *testing.B) {
 	if err := writeContext(dir); err != nil {
 		b.Fatal(err)
 	}
-	spec := task.Spec{
+	spec := api.TaskSpec{
 		Name:      taskName,
-		Source:    task.Source{Dir: dir},
+		Source:    api.TaskSource{Dir: dir},
 		BuildArgs: map[string]string{"BASE": baseRef, "NONCE": "0"},
 	}
 	if _, err := c.CreateTask(ctx, spec); err != nil {
@@ -208,9 +208,9 @@ func BenchmarkOverhead(b *testing.B) {
 		if err != nil {
 			return sample{}, fmt.Errorf("queueing run: %w", err)
 		}
-		rid := store.FormatRunID(queued.ID)
+		rid := queued.ID
 		var logEnd time.Time
-		if err := c.Logs(rctx, rid, true, func(store.LogChunk) error { return nil }); err != nil {
+		if err := c.Logs(rctx, rid, true, func(api.LogChunk) error { return nil }); err != nil {
 			return sample{}, fmt.Errorf("following %s: %w", rid, err)
 		}
 		logEnd = time.Now()
@@ -219,7 +219,7 @@ func BenchmarkOverhead(b *testing.B) {
 			return sample{}, err
 		}
 		wall := time.Since(t0)
-		if run.State != store.StateSucceeded {
+		if run.State != api.StateSucceeded {
 			return sample{}, fmt.Errorf("run %s: state %s, step %s: %s", rid, run.State, run.Step, run.Error)
 		}
 		sm := sample{
@@ -399,7 +399,7 @@ func fileExists(p string) bool {
 	return err == nil && !fi.IsDir()
 }
 
-func timing(r store.Run, key string) time.Duration {
+func timing(r api.Run, key string) time.Duration {
 	d, _ := time.ParseDuration(r.Timings[key])
 	return d
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/api"
 )
 
 // TestApplyAllOrNothingCLI: `refit apply -f` with a valid first document
@@ -20,8 +20,8 @@ func TestApplyAllOrNothingCLI(t *testing.T) {
 	}
 	bin := refitBinary(t)
 	data := t.TempDir()
-	api, reg := freePort(t), freePort(t)
-	startProcess(t, bin, data, api, reg)
+	apiAddr, reg := freePort(t), freePort(t)
+	startProcess(t, bin, data, apiAddr, reg)
 	token := readToken(t, data)
 
 	dir := t.TempDir()
@@ -54,7 +54,7 @@ name: fourth
 source: {dir: ./app}
 buildArgs: {FOO: "a\nb"}
 `)
-	out, stderr, err := cli(t, bin, api, token, "", "apply", "-f", file)
+	out, stderr, err := cli(t, bin, apiAddr, token, "", "apply", "-f", file)
 	if err == nil {
 		t.Fatalf("apply of a file with bad tasks succeeded:\n%s", out)
 	}
@@ -63,27 +63,27 @@ buildArgs: {FOO: "a\nb"}
 			t.Errorf("apply stderr does not say %q:\n%s", want, stderr)
 		}
 	}
-	if out, _, _ := cli(t, bin, api, token, "", "task", "list", "-o", "json"); strings.TrimSpace(out) != "[]" {
+	if out, _, _ := cli(t, bin, apiAddr, token, "", "task", "list", "-o", "json"); strings.TrimSpace(out) != "[]" {
 		t.Errorf("tasks after a refused apply: %s, want none (not even the valid first one)", out)
 	}
 
 	// Unknown fields in several documents are all reported before any
 	// request is sent.
 	write("name: a\ncolour: red\n---\nname: b\nsource: {dir: ./app}\n---\nname: c\nsorce: {dir: ./app}\n")
-	if _, stderr, err := cli(t, bin, api, token, "", "apply", "-f", file); err == nil ||
+	if _, stderr, err := cli(t, bin, apiAddr, token, "", "apply", "-f", file); err == nil ||
 		!strings.Contains(stderr, "document 1") || !strings.Contains(stderr, "document 3") {
 		t.Errorf("apply with two bad documents: %v, stderr %q; want both named", err, stderr)
 	}
 
 	write("name: first\nsource: {dir: ./app}\n---\nname: second\nsource: {dir: ./app}\n")
 	for _, want := range []string{"created", "unchanged"} {
-		out, stderr, err := cli(t, bin, api, token, "", "apply", "-f", file)
+		out, stderr, err := cli(t, bin, apiAddr, token, "", "apply", "-f", file)
 		if err != nil || !strings.Contains(out, "task first "+want) || !strings.Contains(out, "task second "+want) {
 			t.Errorf("apply: %v\nstdout: %s\nstderr: %s\nwant both tasks %s", err, out, stderr, want)
 		}
 	}
-	out, _, _ = cli(t, bin, api, token, "", "task", "list", "-o", "json")
-	var ts []store.Task
+	out, _, _ = cli(t, bin, apiAddr, token, "", "task", "list", "-o", "json")
+	var ts []api.Task
 	if err := json.Unmarshal([]byte(out), &ts); err != nil || len(ts) != 2 {
 		t.Errorf("tasks after apply: %s (%v), want first and second", out, err)
 	}

@@ -8,10 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/refit-dev/refit/internal/plan"
-	"github.com/refit-dev/refit/internal/server"
-	"github.com/refit-dev/refit/internal/store"
 )
 
 func newBasesCmd(g *globals) *cobra.Command {
@@ -32,8 +28,8 @@ a change rebuilds only tasks with triggers.baseScope: all).`,
 			if err != nil {
 				return err
 			}
-			var bases []server.BaseInfo
-			if err := c.Bases(cmd.Context(), &bases); err != nil {
+			bases, err := c.Bases(cmd.Context())
+			if err != nil {
 				return err
 			}
 			return g.print(bases, func(w *tabwriter.Writer) {
@@ -108,8 +104,8 @@ dot (Graphviz: refit graph -o dot | dot -Tsvg > graph.svg) and json.`,
 			if err != nil {
 				return err
 			}
-			var gr server.GraphJSON
-			if err := c.Graph(cmd.Context(), &gr); err != nil {
+			gr, err := c.Graph(cmd.Context())
+			if err != nil {
 				return err
 			}
 			switch g.output {
@@ -182,8 +178,8 @@ the tasks upstream and downstream of it, and its last runs with their causes.`,
 			if err != nil {
 				return err
 			}
-			var e plan.Explanation
-			if err := c.Explain(cmd.Context(), a[0], &e); err != nil {
+			e, err := c.Explain(cmd.Context(), a[0])
+			if err != nil {
 				return err
 			}
 			return g.print(e, func(w *tabwriter.Writer) {
@@ -207,7 +203,7 @@ the tasks upstream and downstream of it, and its last runs with their causes.`,
 					fmt.Fprintf(w, "rebuilds\t%s\n", strings.Join(e.Dependent, ", "))
 				}
 				for _, r := range e.LastRuns {
-					fmt.Fprintf(w, "run\t%s %s (%s) %s\n", store.FormatRunID(r.ID), r.State, r.Cause, r.CreatedAt.Local().Format("2006-01-02 15:04"))
+					fmt.Fprintf(w, "run\t%s %s (%s) %s\n", r.ID, r.State, r.Cause, r.CreatedAt.Local().Format("2006-01-02 15:04"))
 				}
 				fmt.Fprintln(w)
 				for _, v := range e.Verdict {

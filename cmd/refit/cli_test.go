@@ -7,15 +7,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/api"
 )
 
-// cli runs the refit binary as a client of the server at api, with stdin,
+// cli runs the refit binary as a client of the server at apiAddr, with stdin,
 // and returns its stdout, stderr and exit error.
-func cli(t *testing.T, bin, api, token, stdin string, args ...string) (string, string, error) {
+func cli(t *testing.T, bin, apiAddr, token, stdin string, args ...string) (string, string, error) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "REFIT_SERVER=http://"+api, "REFIT_TOKEN="+token)
+	cmd.Env = append(os.Environ(), "REFIT_SERVER=http://"+apiAddr, "REFIT_TOKEN="+token)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -32,20 +32,20 @@ func TestRegistryLoginCLI(t *testing.T) {
 	}
 	bin := refitBinary(t)
 	data := t.TempDir()
-	api, reg := freePort(t), freePort(t)
-	startProcess(t, bin, data, api, reg)
+	apiAddr, reg := freePort(t), freePort(t)
+	startProcess(t, bin, data, apiAddr, reg)
 	token := readToken(t, data)
 	const password = "cli-pa55-word"
 
-	out, stderr, err := cli(t, bin, api, token, password+"\n", "registry", "login", "Registry.Example:5000", "-u", "robot", "--password-stdin")
+	out, stderr, err := cli(t, bin, apiAddr, token, password+"\n", "registry", "login", "Registry.Example:5000", "-u", "robot", "--password-stdin")
 	if err != nil || !strings.Contains(out, "login for registry.example:5000 stored (user robot)") {
 		t.Fatalf("registry login: %v\nstdout: %s\nstderr: %s", err, out, stderr)
 	}
-	out, stderr, err = cli(t, bin, api, token, "", "registry", "list", "-o", "json")
+	out, stderr, err = cli(t, bin, apiAddr, token, "", "registry", "list", "-o", "json")
 	if err != nil {
 		t.Fatalf("registry list: %v\n%s", err, stderr)
 	}
-	var creds []store.RegistryCredential
+	var creds []api.RegistryCredential
 	if err := json.Unmarshal([]byte(out), &creds); err != nil || len(creds) != 1 ||
 		creds[0].Host != "registry.example:5000" || creds[0].Username != "robot" {
 		t.Fatalf("registry list -o json = %s (%v); want robot at registry.example:5000", out, err)
@@ -53,7 +53,7 @@ func TestRegistryLoginCLI(t *testing.T) {
 	if strings.Contains(out, password) {
 		t.Error("registry list shows the password")
 	}
-	table, _, _ := cli(t, bin, api, token, "", "registry", "list")
+	table, _, _ := cli(t, bin, apiAddr, token, "", "registry", "list")
 	if !strings.Contains(table, "HOST") || !strings.Contains(table, "robot") || strings.Contains(table, password) {
 		t.Errorf("registry list table:\n%s", table)
 	}
@@ -69,16 +69,16 @@ func TestRegistryLoginCLI(t *testing.T) {
 		{"pw\n", []string{"registry", "login", "https://r.example/v2", "-u", "robot", "--password-stdin"}, `registry host "https://r.example/v2"`},
 		{"", []string{"registry", "logout", "nowhere.example"}, "not found"},
 	} {
-		_, stderr, err := cli(t, bin, api, token, c.stdin, c.args...)
+		_, stderr, err := cli(t, bin, apiAddr, token, c.stdin, c.args...)
 		if err == nil || !strings.Contains(stderr, c.want) {
 			t.Errorf("refit %s: %v, stderr %q; want a failure saying %q", strings.Join(c.args, " "), err, stderr, c.want)
 		}
 	}
 
-	if out, stderr, err := cli(t, bin, api, token, "", "registry", "logout", "registry.example:5000"); err != nil || !strings.Contains(out, "removed") {
+	if out, stderr, err := cli(t, bin, apiAddr, token, "", "registry", "logout", "registry.example:5000"); err != nil || !strings.Contains(out, "removed") {
 		t.Fatalf("registry logout: %v\n%s%s", err, out, stderr)
 	}
-	if out, _, _ := cli(t, bin, api, token, "", "registry", "list", "-o", "json"); strings.TrimSpace(out) != "[]" {
+	if out, _, _ := cli(t, bin, apiAddr, token, "", "registry", "list", "-o", "json"); strings.TrimSpace(out) != "[]" {
 		t.Errorf("after logout, registry list = %s, want []", out)
 	}
 	if db, err := os.ReadFile(data + "/refit.db"); err == nil && strings.Contains(string(db), password) {

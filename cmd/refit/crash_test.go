@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/client"
-	"github.com/refit-dev/refit/internal/store"
-	"github.com/refit-dev/refit/internal/task"
 )
 
 // TestSIGKILLLosesNoRun kills the refit process (SIGKILL, no cleanup)
@@ -26,11 +25,11 @@ func TestSIGKILLLosesNoRun(t *testing.T) {
 	}
 	bin := refitBinary(t)
 	data := t.TempDir()
-	api, reg := freePort(t), freePort(t)
+	apiAddr, reg := freePort(t), freePort(t)
 
-	p := startProcess(t, bin, data, api, reg)
+	p := startProcess(t, bin, data, apiAddr, reg)
 	ctx := context.Background()
-	c := client.New("http://"+api, readToken(t, data))
+	c := client.New("http://"+apiAddr, readToken(t, data))
 
 	baseRef := reg + "/base/busybox:1"
 	pushImage(t, baseRef, "")
@@ -41,7 +40,7 @@ func TestSIGKILLLosesNoRun(t *testing.T) {
 	} {
 		os.MkdirAll(filepath.Join(dir, n), 0o755)
 		os.WriteFile(filepath.Join(dir, n, "Dockerfile"), []byte(df), 0o644)
-		if _, err := c.CreateTask(ctx, task.Spec{Name: n, Source: task.Source{Dir: dir}, Context: n}); err != nil {
+		if _, err := c.CreateTask(ctx, api.TaskSpec{Name: n, Source: api.TaskSource{Dir: dir}, Context: n}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -49,34 +48,34 @@ func TestSIGKILLLosesNoRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, c, slow.ID, store.StateRunning)
+	waitFor(t, c, slow.ID, api.StateRunning)
 	quick, err := c.Run(ctx, "quick") // one worker: this one waits
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := c.GetRun(ctx, store.FormatRunID(quick.ID)); r.State != store.StateQueued {
+	if r, _ := c.GetRun(ctx, quick.ID); r.State != api.StateQueued {
 		t.Fatalf("quick run is %s, want queued behind the slow one", r.State)
 	}
 
 	p.Process.Signal(syscall.SIGKILL)
 	p.Wait()
 
-	startProcess(t, bin, data, api, reg)
-	for _, id := range []int64{slow.ID, quick.ID} {
-		r := waitFor(t, c, id, store.StateSucceeded)
+	startProcess(t, bin, data, apiAddr, reg)
+	for _, id := range []string{slow.ID, quick.ID} {
+		r := waitFor(t, c, id, api.StateSucceeded)
 		if r.Image == "" {
-			t.Errorf("run %s succeeded without an image", store.FormatRunID(id))
+			t.Errorf("run %s succeeded without an image", id)
 		}
 	}
-	q, _ := c.GetRun(ctx, store.FormatRunID(quick.ID))
+	q, _ := c.GetRun(ctx, quick.ID)
 	if q.Attempts != 1 {
 		t.Errorf("queued run was started %d times, want exactly once", q.Attempts)
 	}
-	s, _ := c.GetRun(ctx, store.FormatRunID(slow.ID))
+	s, _ := c.GetRun(ctx, slow.ID)
 	if s.Attempts != 2 {
 		t.Errorf("interrupted run has %d attempts, want 2 (interrupted, then resumed)", s.Attempts)
 	}
-	runs, err := c.ListRuns(ctx, store.RunFilter{})
+	runs, err := c.ListRuns(ctx, api.RunFilter{})
 	if err != nil || len(runs) != 2 {
 		t.Errorf("runs after restart: %d (%v), want the same 2", len(runs), err)
 	}
@@ -105,26 +104,26 @@ var apiLine = regexp.MustCompile(`API\s+http://`)
 
 // startProcess runs `refit serve` with one worker on the given data
 // directory and ports (see startServe).
-func startProcess(t *testing.T, bin, data, api, reg string) *exec.Cmd {
+func startProcess(t *testing.T, bin, data, apiAddr, reg string) *exec.Cmd {
 	t.Helper()
-	return startServe(t, bin, "serve", "--data", data, "--listen", api, "--registry-listen", reg, "--workers", "1")
+	return startServe(t, bin, "serve", "--data", data, "--listen", apiAddr, "--registry-listen", reg, "--workers", "1")
 }
 
-func waitFor(t *testing.T, c *client.Client, id int64, want store.State) store.Run {
+func waitFor(t *testing.T, c *client.Client, id string, want api.RunState) api.Run {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		r, err := c.GetRun(context.Background(), store.FormatRunID(id))
+		r, err := c.GetRun(context.Background(), id)
 		if err == nil {
 			if r.State == want {
 				return r
 			}
 			if r.State.Done() {
-				t.Fatalf("run %s ended %s (%s), want %s", store.FormatRunID(id), r.State, r.Error, want)
+				t.Fatalf("run %s ended %s (%s), want %s", id, r.State, r.Error, want)
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("run %s: still %s after 2 minutes, want %s (last error %v)", store.FormatRunID(id), r.State, want, err)
+			t.Fatalf("run %s: still %s after 2 minutes, want %s (last error %v)", id, r.State, want, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -10,8 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/refit-dev/refit/internal/server"
-	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/api"
 )
 
 func newSubscriptionsCmd(g *globals) *cobra.Command {
@@ -28,7 +27,7 @@ retried with backoff until the receiver answers 2xx (Retry-After is
 honoured), in order per subject, and dead-lettered after 24 h; 'refit
 events redeliver' sends them again.`,
 	}
-	var req server.SubscriptionRequest
+	var req api.SubscriptionRequest
 	var types, secretFile string
 	create := &cobra.Command{
 		Use:   "create --url URL [--types T,...] [--task GLOB] [--base-ref GLOB] [--secret-file FILE]",
@@ -54,12 +53,12 @@ events redeliver' sends them again.`,
 			if err != nil {
 				return err
 			}
-			var sub store.Subscription
-			if err := c.CreateSubscription(cmd.Context(), req, &sub); err != nil {
+			sub, err := c.CreateSubscription(cmd.Context(), req)
+			if err != nil {
 				return err
 			}
 			return g.print(sub, func(w *tabwriter.Writer) {
-				fmt.Fprintf(w, "subscription %s created: %s (signed: %t)\n", sub.ID, sub.URL, sub.HasSecret)
+				fmt.Fprintf(w, "subscription %s created: %s (signed: %t)\n", sub.ID, sub.URL, sub.Signed)
 			})
 		},
 	}
@@ -78,14 +77,14 @@ events redeliver' sends them again.`,
 			if err != nil {
 				return err
 			}
-			var subs []store.Subscription
-			if err := c.ListSubscriptions(cmd.Context(), &subs); err != nil {
+			subs, err := c.ListSubscriptions(cmd.Context())
+			if err != nil {
 				return err
 			}
 			return g.print(subs, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "ID\tURL\tTYPES\tTASK\tBASE REF\tSIGNED")
 				for _, s := range subs {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%t\n", s.ID, s.URL, orDash(strings.Join(s.Types, ",")), orDash(s.TaskGlob), orDash(s.RefGlob), s.HasSecret)
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%t\n", s.ID, s.URL, orDash(strings.Join(s.Types, ",")), orDash(s.Task), orDash(s.BaseRef), s.Signed)
 				}
 			})
 		},
@@ -118,9 +117,8 @@ func newEventsCmd(g *globals) *cobra.Command {
 their data): list them, follow them live (Server-Sent Events), see their
 deliveries to subscriptions, and send them again.`,
 	}
-	var typ, subject string
-	var after int64
-	var limit int
+	var f api.EventFilter
+	var after int64 // of tail
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List events, oldest first",
@@ -132,22 +130,22 @@ deliveries to subscriptions, and send them again.`,
 			if err != nil {
 				return err
 			}
-			evs, err := c.ListEvents(cmd.Context(), after, typ, subject, limit)
+			evs, err := c.ListEvents(cmd.Context(), f)
 			if err != nil {
 				return err
 			}
 			return g.print(evs, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "SEQ\tTIME\tTYPE\tSUBJECT\tID")
 				for _, e := range evs {
-					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Local().Format("2006-01-02 15:04:05"), strings.TrimPrefix(e.Type, store.EventPrefix), e.Subject, e.ID)
+					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Local().Format("2006-01-02 15:04:05"), strings.TrimPrefix(e.Type, api.EventPrefix), e.Subject, e.ID)
 				}
 			})
 		},
 	}
-	list.Flags().StringVar(&typ, "type", "", "only this type (e.g. run.failed)")
-	list.Flags().StringVar(&subject, "subject", "", "only this subject (task name or base reference)")
-	list.Flags().Int64Var(&after, "after", 0, "only events after this sequence number")
-	list.Flags().IntVar(&limit, "limit", 100, "at most this many")
+	list.Flags().StringVar(&f.Type, "type", "", "only this type (e.g. run.failed)")
+	list.Flags().StringVar(&f.Subject, "subject", "", "only this subject (task name or base reference)")
+	list.Flags().Int64Var(&f.After, "after", 0, "only events after this sequence number")
+	list.Flags().IntVar(&f.Limit, "limit", 100, "at most this many")
 
 	tail := &cobra.Command{
 		Use:   "tail",
@@ -171,7 +169,7 @@ deliveries to subscriptions, and send them again.`,
 					Data    json.RawMessage `json:"data"`
 				}
 				json.Unmarshal(data, &ce)
-				_, err := fmt.Fprintf(g.out, "%s  %-6s %-16s %s\n", ce.Time.Local().Format("15:04:05"), id, strings.TrimPrefix(typ, store.EventPrefix), ce.Subject)
+				_, err := fmt.Fprintf(g.out, "%s  %-6s %-16s %s\n", ce.Time.Local().Format("15:04:05"), id, strings.TrimPrefix(typ, api.EventPrefix), ce.Subject)
 				return err
 			})
 		},
@@ -201,7 +199,7 @@ deliveries to subscriptions, and send them again.`,
 					if d.State == "pending" {
 						next = when(d.NextAttemptAt)
 					}
-					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Event.Seq, d.SubscriptionID, strings.TrimPrefix(d.Event.Type, store.EventPrefix), d.Event.Subject, d.State, d.Attempts, next, orDash(d.LastError))
+					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Event.Seq, d.Subscription, strings.TrimPrefix(d.Event.Type, api.EventPrefix), d.Event.Subject, d.State, d.Attempts, next, orDash(d.LastError))
 				}
 			})
 		},
@@ -209,7 +207,7 @@ deliveries to subscriptions, and send them again.`,
 	deliveries.Flags().StringVar(&sub, "subscription", "", "only this subscription")
 	deliveries.Flags().StringVar(&state, "state", "", "only pending, delivered or dead")
 
-	var rr server.RedeliverRequest
+	var rr api.RedeliverRequest
 	redeliver := &cobra.Command{
 		Use:   "redeliver [EVENT-ID] [--since DURATION|RFC3339] [--dead] [--subscription ID]",
 		Short: "Send events again (same event id, so receivers can deduplicate)",

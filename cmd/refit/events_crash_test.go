@@ -22,10 +22,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/client"
-	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/store"
-	"github.com/refit-dev/refit/internal/task"
 )
 
 // TestSIGKILLLosesNoDelivery kills the refit process (SIGKILL, no cleanup)
@@ -46,18 +45,17 @@ func TestSIGKILLLosesNoDelivery(t *testing.T) {
 	t.Cleanup(rc.thaw) // before hook.Close: no handler may stay frozen
 
 	data := t.TempDir()
-	api, reg := freePort(t), freePort(t)
-	p := startProcess(t, bin, data, api, reg)
+	apiAddr, reg := freePort(t), freePort(t)
+	p := startProcess(t, bin, data, apiAddr, reg)
 	ctx := context.Background()
-	c := client.New("http://"+api, readToken(t, data))
+	c := client.New("http://"+apiAddr, readToken(t, data))
 
-	var sub store.Subscription
-	err := c.CreateSubscription(ctx, server.SubscriptionRequest{URL: hook.URL + "/refit", Types: []string{"task.changed"},
-		Secret: secret}, &sub)
+	sub, err := c.CreateSubscription(ctx, api.SubscriptionRequest{URL: hook.URL + "/refit", Types: []string{"task.changed"},
+		Secret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sub.HasSecret {
+	if !sub.Signed {
 		t.Fatalf("subscription %+v is not signed", sub)
 	}
 
@@ -69,9 +67,9 @@ func TestSIGKILLLosesNoDelivery(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+baseRef+"\nRUN echo burst > /burst\n"), 0o644)
 	const tasks = 16
-	spec := func(i, version int) task.Spec {
+	spec := func(i, version int) api.TaskSpec {
 		n := fmt.Sprintf("burst-%02d", i)
-		return task.Spec{Name: n, Source: task.Source{Dir: dir}, Image: fmt.Sprintf("%s-v%d", n, version)}
+		return api.TaskSpec{Name: n, Source: api.TaskSource{Dir: dir}, Image: fmt.Sprintf("%s-v%d", n, version)}
 	}
 	wantEvents := 0
 	for i := range tasks {
@@ -128,13 +126,13 @@ func TestSIGKILLLosesNoDelivery(t *testing.T) {
 		t.Fatalf("every event had reached the receiver before the kill: nothing was left to resume")
 	}
 
-	startProcess(t, bin, data, api, reg)
+	startProcess(t, bin, data, apiAddr, reg)
 
 	// What refit owes the subscriber: the task.changed events after the
 	// subscription's starting cursor.
-	var evs []store.Event
+	var evs []api.Event
 	for after := sub.Cursor; ; {
-		page, err := c.ListEvents(ctx, after, store.EventTaskChanged, "", 1000)
+		page, err := c.ListEvents(ctx, api.EventFilter{After: after, Type: store.EventTaskChanged, Limit: 1000})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +145,7 @@ func TestSIGKILLLosesNoDelivery(t *testing.T) {
 	if len(evs) != wantEvents {
 		t.Fatalf("refit lists %d task.changed events after the restart, want %d", len(evs), wantEvents)
 	}
-	byID := map[string]store.Event{}
+	byID := map[string]api.Event{}
 	for _, e := range evs {
 		byID[e.ID] = e
 	}
@@ -221,7 +219,7 @@ func TestSIGKILLLosesNoDelivery(t *testing.T) {
 	// Order per subject: each event first arrives after the one before it
 	// about the same subject, and only once the receiver acknowledged that
 	// one (refit keeps at most one delivery in flight per subject).
-	bySubject := map[string][]store.Event{}
+	bySubject := map[string][]api.Event{}
 	for _, e := range evs {
 		bySubject[e.Subject] = append(bySubject[e.Subject], e)
 	}

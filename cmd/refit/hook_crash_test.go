@@ -20,12 +20,10 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/pgtest"
-	"github.com/refit-dev/refit/internal/server"
-	"github.com/refit-dev/refit/internal/store"
-	"github.com/refit-dev/refit/internal/task"
 )
 
 // TestSIGKILLAfterWebhookAck: once refit has answered a registry's
@@ -44,21 +42,21 @@ func TestSIGKILLAfterWebhookAck(t *testing.T) {
 	host := strings.TrimPrefix(second.URL, "http://")
 
 	data := t.TempDir()
-	api, reg := freePort(t), freePort(t)
+	apiAddr, reg := freePort(t), freePort(t)
 	const secret = "hook-secret-0123456789"
-	args := []string{"serve", "--data", data, "--listen", api, "--registry-listen", reg, "--workers", "1",
+	args := []string{"serve", "--data", data, "--listen", apiAddr, "--registry-listen", reg, "--workers", "1",
 		"--hook-secret", "distribution=" + secret, "--poll-interval", "1h",
 		// "--debounce 0" means the 30 s default; negative is none.
 		"--debounce=-1s", "--insecure-registry", host}
 	p := startServe(t, bin, args...)
 	ctx := context.Background()
-	c := client.New("http://"+api, readToken(t, data))
+	c := client.New("http://"+apiAddr, readToken(t, data))
 
 	baseRef := host + "/base/busybox:1"
 	first := pushImage(t, baseRef, "")
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+baseRef+"\nRUN echo hooked > /hooked\n"), 0o644)
-	if _, err := c.CreateTask(ctx, task.Spec{Name: "hooked", Source: task.Source{Dir: dir}}); err != nil {
+	if _, err := c.CreateTask(ctx, api.TaskSpec{Name: "hooked", Source: api.TaskSource{Dir: dir}}); err != nil {
 		t.Fatal(err)
 	}
 	waitIndexed(t, c, baseRef, first)
@@ -68,7 +66,7 @@ func TestSIGKILLAfterWebhookAck(t *testing.T) {
 "action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` + patched + `",
 "repository":"base/busybox","tag":"1","url":"http://` + host + `/v2/base/busybox/manifests/` + patched + `"},
 "request":{"host":"` + host + `","method":"PUT"}}]}`
-	req, _ := http.NewRequest(http.MethodPost, "http://"+api+"/hooks/registry/distribution", strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+apiAddr+"/hooks/registry/distribution", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/vnd.docker.distribution.events.v2+json")
 	req.Header.Set("Authorization", "Bearer "+secret)
 	resp, err := http.DefaultClient.Do(req)
@@ -83,10 +81,10 @@ func TestSIGKILLAfterWebhookAck(t *testing.T) {
 	}
 
 	startServe(t, bin, args...)
-	var runs []store.Run
+	var runs []api.Run
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		runs, err = c.ListRuns(ctx, store.RunFilter{})
+		runs, err = c.ListRuns(ctx, api.RunFilter{})
 		if err == nil && len(runs) > 0 && runs[0].State.Done() {
 			break
 		}
@@ -97,15 +95,15 @@ func TestSIGKILLAfterWebhookAck(t *testing.T) {
 	}
 	// Give a duplicate every chance to show up.
 	time.Sleep(3 * time.Second)
-	if runs, err = c.ListRuns(ctx, store.RunFilter{}); err != nil {
+	if runs, err = c.ListRuns(ctx, api.RunFilter{}); err != nil {
 		t.Fatal(err)
 	}
 	if len(runs) != 1 {
 		t.Fatalf("%d runs after the restart, want exactly 1: %+v", len(runs), runs)
 	}
 	r := runs[0]
-	if r.State != store.StateSucceeded {
-		t.Errorf("run %s: %s at %s: %s", store.FormatRunID(r.ID), r.State, r.Step, r.Error)
+	if r.State != api.StateSucceeded {
+		t.Errorf("run %s: %s at %s: %s", r.ID, r.State, r.Step, r.Error)
 	}
 	if cs := r.Cause; cs.Kind != "base" || cs.Source != "webhook" || cs.Base != baseRef || cs.OldDigest != first || cs.NewDigest != patched {
 		t.Errorf("cause = %+v, want base %s %s → %s seen by webhook", cs, baseRef, first, patched)
@@ -131,8 +129,7 @@ func waitIndexed(t *testing.T, c *client.Client, ref, digest string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		var bases []server.BaseInfo
-		err := c.Bases(context.Background(), &bases)
+		bases, err := c.Bases(context.Background())
 		for _, b := range bases {
 			if b.Ref == ref && b.Digest == digest {
 				return

@@ -89,7 +89,10 @@ then, in another shell, define a task and run it:
 		newSubscriptionsCmd(g),
 		newEventsCmd(g),
 		newRegistryCmd(g),
+		newVersionCmd(g),
 	)
+	root.Version = readVersion().String()
+	root.SetVersionTemplate("refit {{.Version}}\n")
 	return root
 }
 

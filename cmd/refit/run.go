@@ -13,8 +13,8 @@ import (
 	"github.com/moby/buildkit/util/progress/progressui"
 	"github.com/spf13/cobra"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/client"
-	"github.com/refit-dev/refit/internal/store"
 )
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -38,7 +38,7 @@ its build log live and exit non-zero if the run does not succeed.`,
 			if err != nil {
 				return fmt.Errorf("queuing run of %s: %w", a[0], err)
 			}
-			id := store.FormatRunID(run.ID)
+			id := run.ID
 			if !wait {
 				return g.print(run, func(w *tabwriter.Writer) {
 					fmt.Fprintf(w, "run %s queued (follow it: refit logs %s -f)\n", id, id)
@@ -66,16 +66,16 @@ func followRun(ctx context.Context, g *globals, c *client.Client, id, progress s
 	if err := g.print(run, func(w *tabwriter.Writer) { fmt.Fprintln(w, outcome(run)) }); err != nil {
 		return err
 	}
-	if run.State != store.StateSucceeded {
+	if run.State != api.StateSucceeded {
 		return exitError(1)
 	}
 	return nil
 }
 
-func outcome(r store.Run) string {
-	id := store.FormatRunID(r.ID)
+func outcome(r api.Run) string {
+	id := r.ID
 	switch r.State {
-	case store.StateSucceeded:
+	case api.StateSucceeded:
 		s := fmt.Sprintf("run %s succeeded: %s", id, r.Image)
 		for _, b := range r.Bases {
 			if b.Role == "runtime" {
@@ -83,7 +83,7 @@ func outcome(r store.Run) string {
 			}
 		}
 		return s
-	case store.StateFailed, store.StateCanceled:
+	case api.StateFailed, api.StateCanceled:
 		msg := fmt.Sprintf("run %s %s", id, r.State)
 		if r.Step != "" {
 			msg += " at step " + r.Step
@@ -96,7 +96,7 @@ func outcome(r store.Run) string {
 // renderLogs shows a run's log with BuildKit's progress display.
 func renderLogs(ctx context.Context, c *client.Client, id string, follow bool, mode string) error {
 	if mode == "rawjson" {
-		return c.Logs(ctx, id, follow, func(ch store.LogChunk) error {
+		return c.Logs(ctx, id, follow, func(ch api.LogChunk) error {
 			_, err := fmt.Fprintf(os.Stdout, "%s\n", ch.Data)
 			return err
 		})
@@ -111,7 +111,7 @@ func renderLogs(ctx context.Context, c *client.Client, id string, follow bool, m
 		_, err := d.UpdateFrom(context.WithoutCancel(ctx), ch)
 		done <- err
 	}()
-	err = c.Logs(ctx, id, follow, func(chunk store.LogChunk) error {
+	err = c.Logs(ctx, id, follow, func(chunk api.LogChunk) error {
 		var s bkclient.SolveStatus
 		if err := json.Unmarshal(chunk.Data, &s); err != nil {
 			return fmt.Errorf("decoding log chunk %d: %w", chunk.Seq, err)
@@ -158,7 +158,7 @@ run that is still building until it ends.`,
 }
 
 func newRunsCmd(g *globals) *cobra.Command {
-	var f store.RunFilter
+	var f api.RunFilter
 	var state string
 	cmd := &cobra.Command{
 		Use:   "runs [RUN]",
@@ -179,7 +179,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 				}
 				return g.print(r, func(w *tabwriter.Writer) { printRun(w, r) })
 			}
-			f.State = store.State(state)
+			f.State = api.RunState(state)
 			runs, err := c.ListRuns(cmd.Context(), f)
 			if err != nil {
 				return err
@@ -196,7 +196,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 						}
 						dur = end.Sub(r.StartedAt).Round(100 * time.Millisecond).String()
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", store.FormatRunID(r.ID), r.Task, r.State, r.Cause, started, dur)
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Task, r.State, r.Cause, started, dur)
 				}
 			})
 		},
@@ -207,8 +207,8 @@ func newRunsCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printRun(w *tabwriter.Writer, r store.Run) {
-	fmt.Fprintf(w, "run\t%s\n", store.FormatRunID(r.ID))
+func printRun(w *tabwriter.Writer, r api.Run) {
+	fmt.Fprintf(w, "run\t%s\n", r.ID)
 	fmt.Fprintf(w, "task\t%s\n", r.Task)
 	fmt.Fprintf(w, "state\t%s\n", r.State)
 	fmt.Fprintf(w, "cause\t%s\n", r.Cause)

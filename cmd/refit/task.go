@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/client"
-	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
 
@@ -29,7 +31,7 @@ declaratively with 'refit apply -f tasks.yaml'.`,
 
 func newTaskCreateCmd(g *globals) *cobra.Command {
 	var (
-		s        task.Spec
+		s        api.TaskSpec
 		git, dir string
 		args     []string
 	)
@@ -118,14 +120,14 @@ func parseKV(flag string, kvs []string) (map[string]string, error) {
 	return m, nil
 }
 
-func sourceString(s task.Spec) string {
+func sourceString(s api.TaskSpec) string {
 	if s.Source.Git != "" {
 		return s.Source.Git + "#" + s.Source.Ref
 	}
 	return s.Source.Dir
 }
 
-func printBases(w *tabwriter.Writer, t store.Task) {
+func printBases(w *tabwriter.Writer, t api.Task) {
 	if len(t.Bases) == 0 {
 		return
 	}
@@ -271,11 +273,15 @@ listed.`,
 					specs[i].Source.Dir = filepath.Join(filepath.Dir(mustAbs(file)), s.Source.Dir)
 				}
 			}
+			wire, err := wireSpecs(specs)
+			if err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			results, err := c.ApplyTasks(cmd.Context(), specs)
+			results, err := c.ApplyTasks(cmd.Context(), wire)
 			if err != nil {
 				return applyError(file, len(specs), err)
 			}
@@ -306,6 +312,24 @@ func applyError(file string, n int, err error) error {
 		fmt.Fprintf(&b, "\n  task %s: %s", name, e.Error)
 	}
 	return errors.New(b.String())
+}
+
+// wireSpecs turns specs read by task's strict decoder into the wire type.
+// Both have the same JSON (internal/server's tests hold them equal), so the
+// conversion is that JSON, decoded strictly: a field one of them lacks
+// fails here rather than vanishing on the way to the server.
+func wireSpecs(specs []task.Spec) ([]api.TaskSpec, error) {
+	b, err := json.Marshal(specs)
+	if err != nil {
+		return nil, fmt.Errorf("encoding tasks: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var out []api.TaskSpec
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("encoding tasks for the API: %w", err)
+	}
+	return out, nil
 }
 
 func mustAbs(p string) string {

@@ -1,5 +1,6 @@
 // Package client is the Go client of refit's HTTP API, used by the CLI and
-// by tests. It owns request encoding and error decoding, nothing more.
+// by tests. It owns request encoding and error decoding, nothing more; the
+// types it sends and returns are the wire contract of internal/api.
 package client
 
 import (
@@ -14,8 +15,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/refit-dev/refit/internal/store"
-	"github.com/refit-dev/refit/internal/task"
+	"github.com/refit-dev/refit/internal/api"
 )
 
 // Client talks to one refit server. It is safe for concurrent use.
@@ -36,14 +36,7 @@ type APIError struct {
 	Status  int
 	Message string
 	// Errors lists every task an apply refused (see ApplyTasks).
-	Errors []TaskError
-}
-
-// TaskError is why the server refused one task of an apply.
-type TaskError struct {
-	Index int    `json:"index"`          // position in the applied list
-	Task  string `json:"task,omitempty"` // the task's name, when it has one
-	Error string `json:"error"`
+	Errors []api.TaskError
 }
 
 func (e *APIError) Error() string {
@@ -96,65 +89,46 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
-		var e struct {
-			Error  string      `json:"error"`
-			Errors []TaskError `json:"errors"`
-		}
+		var e api.Error
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(b))
+		if json.Unmarshal(b, &e) != nil || e.Message == "" {
+			e.Message = strings.TrimSpace(string(b))
 		}
-		return nil, &APIError{Status: resp.StatusCode, Message: e.Error, Errors: e.Errors}
+		return nil, &APIError{Status: resp.StatusCode, Message: e.Message, Errors: e.Errors}
 	}
 	return resp, nil
 }
 
 // CreateTask creates a task; the server validates it and its Dockerfile.
-func (c *Client) CreateTask(ctx context.Context, s task.Spec) (store.Task, error) {
-	var t store.Task
+func (c *Client) CreateTask(ctx context.Context, s api.TaskSpec) (api.Task, error) {
+	var t api.Task
 	return t, c.do(ctx, http.MethodPost, "/api/v1/tasks", s, &t)
 }
 
-// PutResult says what PutTask did.
-type PutResult struct {
-	Task    store.Task `json:"task"`
-	Created bool       `json:"created"`
-	Changed bool       `json:"changed"`
-}
-
 // PutTask creates or updates a task by name (idempotent).
-func (c *Client) PutTask(ctx context.Context, s task.Spec) (PutResult, error) {
-	var r PutResult
+func (c *Client) PutTask(ctx context.Context, s api.TaskSpec) (api.PutResult, error) {
+	var r api.PutResult
 	return r, c.do(ctx, http.MethodPut, "/api/v1/tasks/"+url.PathEscape(s.Name), s, &r)
-}
-
-// AppliedTask says what ApplyTasks did to one task: Action is "created",
-// "updated" or "unchanged".
-type AppliedTask struct {
-	Name   string `json:"name"`
-	Action string `json:"action"`
 }
 
 // ApplyTasks creates or updates every task in one transaction, or none:
 // when the server refuses any, the error is an *APIError whose Errors
 // name every refused task.
-func (c *Client) ApplyTasks(ctx context.Context, specs []task.Spec) ([]AppliedTask, error) {
-	var out struct {
-		Tasks []AppliedTask `json:"tasks"`
-	}
-	err := c.do(ctx, http.MethodPost, "/api/v1/tasks:apply", map[string][]task.Spec{"tasks": specs}, &out)
+func (c *Client) ApplyTasks(ctx context.Context, specs []api.TaskSpec) ([]api.AppliedTask, error) {
+	var out api.ApplyResult
+	err := c.do(ctx, http.MethodPost, "/api/v1/tasks:apply", api.ApplyRequest{Tasks: specs}, &out)
 	return out.Tasks, err
 }
 
 // GetTask returns a task.
-func (c *Client) GetTask(ctx context.Context, name string) (store.Task, error) {
-	var t store.Task
+func (c *Client) GetTask(ctx context.Context, name string) (api.Task, error) {
+	var t api.Task
 	return t, c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(name), nil, &t)
 }
 
 // ListTasks returns every task.
-func (c *Client) ListTasks(ctx context.Context) ([]store.Task, error) {
-	var ts []store.Task
+func (c *Client) ListTasks(ctx context.Context) ([]api.Task, error) {
+	var ts []api.Task
 	return ts, c.do(ctx, http.MethodGet, "/api/v1/tasks", nil, &ts)
 }
 
@@ -164,19 +138,19 @@ func (c *Client) DeleteTask(ctx context.Context, name string) error {
 }
 
 // Run queues a manual run of a task.
-func (c *Client) Run(ctx context.Context, taskName string) (store.Run, error) {
-	var r store.Run
+func (c *Client) Run(ctx context.Context, taskName string) (api.Run, error) {
+	var r api.Run
 	return r, c.do(ctx, http.MethodPost, "/api/v1/tasks/"+url.PathEscape(taskName)+"/runs", nil, &r)
 }
 
 // GetRun returns a run by ID ("r-7" or 7).
-func (c *Client) GetRun(ctx context.Context, id string) (store.Run, error) {
-	var r store.Run
+func (c *Client) GetRun(ctx context.Context, id string) (api.Run, error) {
+	var r api.Run
 	return r, c.do(ctx, http.MethodGet, "/api/v1/runs/"+url.PathEscape(id), nil, &r)
 }
 
 // ListRuns returns runs, newest first.
-func (c *Client) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error) {
+func (c *Client) ListRuns(ctx context.Context, f api.RunFilter) ([]api.Run, error) {
 	q := url.Values{}
 	if f.Task != "" {
 		q.Set("task", f.Task)
@@ -187,13 +161,13 @@ func (c *Client) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, 
 	if f.Limit > 0 {
 		q.Set("limit", fmt.Sprint(f.Limit))
 	}
-	var rs []store.Run
+	var rs []api.Run
 	return rs, c.do(ctx, http.MethodGet, "/api/v1/runs?"+q.Encode(), nil, &rs)
 }
 
 // Logs streams a run's log chunks to fn, in order. With follow it returns
 // when the run has ended and its whole log was read.
-func (c *Client) Logs(ctx context.Context, id string, follow bool, fn func(store.LogChunk) error) error {
+func (c *Client) Logs(ctx context.Context, id string, follow bool, fn func(api.LogChunk) error) error {
 	path := "/api/v1/runs/" + url.PathEscape(id) + "/logs"
 	if follow {
 		path += "?follow=1"
@@ -206,7 +180,7 @@ func (c *Client) Logs(ctx context.Context, id string, follow bool, fn func(store
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
-		var ch store.LogChunk
+		var ch api.LogChunk
 		if err := json.Unmarshal(sc.Bytes(), &ch); err != nil {
 			return fmt.Errorf("decoding log of run %s: %w", id, err)
 		}
@@ -222,41 +196,44 @@ func (c *Client) Logs(ctx context.Context, id string, follow bool, fn func(store
 
 // WhoAmI returns the name of the token in use.
 func (c *Client) WhoAmI(ctx context.Context) (string, error) {
-	var v struct {
-		User string `json:"user"`
-	}
+	var v api.WhoAmI
 	return v.User, c.do(ctx, http.MethodGet, "/api/v1/whoami", nil, &v)
 }
 
 // Bases returns every tracked base reference and the tasks that use it.
-func (c *Client) Bases(ctx context.Context, out any) error {
-	return c.do(ctx, http.MethodGet, "/api/v1/bases", nil, out)
+func (c *Client) Bases(ctx context.Context) ([]api.BaseInfo, error) {
+	var out []api.BaseInfo
+	return out, c.do(ctx, http.MethodGet, "/api/v1/bases", nil, &out)
 }
 
 // BaseHistory returns the observations of a reference, newest first.
-func (c *Client) BaseHistory(ctx context.Context, ref string) ([]store.Observation, error) {
-	var obs []store.Observation
+func (c *Client) BaseHistory(ctx context.Context, ref string) ([]api.Observation, error) {
+	var obs []api.Observation
 	return obs, c.do(ctx, http.MethodGet, "/api/v1/bases/history?ref="+url.QueryEscape(ref), nil, &obs)
 }
 
-// Graph returns the dependency graph into out.
-func (c *Client) Graph(ctx context.Context, out any) error {
-	return c.do(ctx, http.MethodGet, "/api/v1/graph", nil, out)
+// Graph returns the dependency graph of tasks and base references.
+func (c *Client) Graph(ctx context.Context) (api.Graph, error) {
+	var g api.Graph
+	return g, c.do(ctx, http.MethodGet, "/api/v1/graph", nil, &g)
 }
 
-// Explain returns how the index and planner see a task into out.
-func (c *Client) Explain(ctx context.Context, taskName string, out any) error {
-	return c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(taskName)+"/explain", nil, out)
+// Explain returns how the index and planner see a task.
+func (c *Client) Explain(ctx context.Context, taskName string) (api.Explanation, error) {
+	var e api.Explanation
+	return e, c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(taskName)+"/explain", nil, &e)
 }
 
-// CreateSubscription subscribes a URL to events; req is the API body.
-func (c *Client) CreateSubscription(ctx context.Context, req, out any) error {
-	return c.do(ctx, http.MethodPost, "/api/v1/subscriptions", req, out)
+// CreateSubscription subscribes a URL to events.
+func (c *Client) CreateSubscription(ctx context.Context, req api.SubscriptionRequest) (api.Subscription, error) {
+	var sub api.Subscription
+	return sub, c.do(ctx, http.MethodPost, "/api/v1/subscriptions", req, &sub)
 }
 
-// ListSubscriptions lists subscriptions into out.
-func (c *Client) ListSubscriptions(ctx context.Context, out any) error {
-	return c.do(ctx, http.MethodGet, "/api/v1/subscriptions", nil, out)
+// ListSubscriptions lists subscriptions.
+func (c *Client) ListSubscriptions(ctx context.Context) ([]api.Subscription, error) {
+	var subs []api.Subscription
+	return subs, c.do(ctx, http.MethodGet, "/api/v1/subscriptions", nil, &subs)
 }
 
 // DeleteSubscription removes a subscription.
@@ -264,25 +241,25 @@ func (c *Client) DeleteSubscription(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/subscriptions/"+url.PathEscape(id), nil, nil)
 }
 
-// ListEvents lists events after seq (filters may be "").
-func (c *Client) ListEvents(ctx context.Context, after int64, typ, subject string, limit int) ([]store.Event, error) {
+// ListEvents lists events, oldest first.
+func (c *Client) ListEvents(ctx context.Context, f api.EventFilter) ([]api.Event, error) {
 	q := url.Values{}
-	q.Set("after", fmt.Sprint(after))
-	if typ != "" {
-		q.Set("type", typ)
+	q.Set("after", fmt.Sprint(f.After))
+	if f.Type != "" {
+		q.Set("type", f.Type)
 	}
-	if subject != "" {
-		q.Set("subject", subject)
+	if f.Subject != "" {
+		q.Set("subject", f.Subject)
 	}
-	if limit > 0 {
-		q.Set("limit", fmt.Sprint(limit))
+	if f.Limit > 0 {
+		q.Set("limit", fmt.Sprint(f.Limit))
 	}
-	var evs []store.Event
+	var evs []api.Event
 	return evs, c.do(ctx, http.MethodGet, "/api/v1/events?"+q.Encode(), nil, &evs)
 }
 
 // ListDeliveries lists deliveries (filters may be "").
-func (c *Client) ListDeliveries(ctx context.Context, subscription, state string) ([]store.Delivery, error) {
+func (c *Client) ListDeliveries(ctx context.Context, subscription, state string) ([]api.Delivery, error) {
 	q := url.Values{}
 	if subscription != "" {
 		q.Set("subscription", subscription)
@@ -290,15 +267,13 @@ func (c *Client) ListDeliveries(ctx context.Context, subscription, state string)
 	if state != "" {
 		q.Set("state", state)
 	}
-	var ds []store.Delivery
+	var ds []api.Delivery
 	return ds, c.do(ctx, http.MethodGet, "/api/v1/deliveries?"+q.Encode(), nil, &ds)
 }
 
-// Redeliver asks for deliveries to be sent again; req is the API body.
-func (c *Client) Redeliver(ctx context.Context, req any) (int, error) {
-	var v struct {
-		Redelivered int `json:"redelivered"`
-	}
+// Redeliver asks for deliveries to be sent again and returns how many.
+func (c *Client) Redeliver(ctx context.Context, req api.RedeliverRequest) (int, error) {
+	var v api.RedeliverResult
 	return v.Redelivered, c.do(ctx, http.MethodPost, "/api/v1/events/redeliver", req, &v)
 }
 
@@ -312,9 +287,7 @@ func (c *Client) DiscardDead(ctx context.Context, subscription, eventID string) 
 	if eventID != "" {
 		q.Set("event", eventID)
 	}
-	var v struct {
-		Discarded int `json:"discarded"`
-	}
+	var v api.DiscardResult
 	return v.Discarded, c.do(ctx, http.MethodDelete, "/api/v1/deliveries?"+q.Encode(), nil, &v)
 }
 
@@ -356,17 +329,17 @@ func (c *Client) Stream(ctx context.Context, after int64, fn func(id, typ string
 
 // ListRegistryCredentials lists the registry logins refit stores (without
 // passwords).
-func (c *Client) ListRegistryCredentials(ctx context.Context) ([]store.RegistryCredential, error) {
-	var out []store.RegistryCredential
+func (c *Client) ListRegistryCredentials(ctx context.Context) ([]api.RegistryCredential, error) {
+	var out []api.RegistryCredential
 	err := c.do(ctx, http.MethodGet, "/api/v1/registries", nil, &out)
 	return out, err
 }
 
 // PutRegistryCredential stores a login for a registry host.
-func (c *Client) PutRegistryCredential(ctx context.Context, host, username, password string) (store.RegistryCredential, error) {
-	var out store.RegistryCredential
+func (c *Client) PutRegistryCredential(ctx context.Context, host, username, password string) (api.RegistryCredential, error) {
+	var out api.RegistryCredential
 	err := c.do(ctx, http.MethodPut, "/api/v1/registries/"+url.PathEscape(host),
-		map[string]string{"username": username, "password": password}, &out)
+		api.CredentialRequest{Username: username, Password: password}, &out)
 	return out, err
 }
 

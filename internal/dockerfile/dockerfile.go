@@ -277,7 +277,7 @@ func Parse(r io.Reader, opts Options) (*Result, error) {
 		return nil, buildkitError(err)
 	}
 	if len(stages) == 0 {
-		return nil, &Error{Msg: "dockerfile has no FROM instruction"}
+		return nil, &Error{Msg: "dockerfile has no FROM instruction: a Dockerfile starts with FROM (only ARG may come before it)"}
 	}
 
 	lex := shell.NewLex(ast.EscapeToken)
@@ -622,6 +622,10 @@ func firstLine(loc []parser.Range) int {
 // prefix that the line already conveys. BuildKit quotes the Dockerfile
 // freely (an unknown instruction is the first word of its line, whatever
 // it is); the message is bounded like every other.
+// noStageMsg is BuildKit's error for an instruction outside any stage
+// (instructions.CurrentStage).
+const noStageMsg = "no build stage in current context"
+
 func buildkitError(err error) *Error {
 	line := 0
 	msg := err.Error()
@@ -633,6 +637,10 @@ func buildkitError(err error) *Error {
 		if inner := le.Unwrap(); inner != nil {
 			msg = inner.Error()
 		}
+	}
+	if msg == noStageMsg {
+		// An instruction other than ARG before the first FROM.
+		msg = "instruction before the first FROM: a Dockerfile starts with FROM (only ARG may come before it)"
 	}
 	var ui *instructions.UnknownInstructionError
 	if errors.As(err, &ui) {

@@ -22,10 +22,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/serve"
-	"github.com/refit-dev/refit/internal/store"
-	"github.com/refit-dev/refit/internal/task"
 )
 
 // lockedBuffer is a log sink tests can read while refit writes.
@@ -79,7 +78,7 @@ func TestStoredRegistryLogin(t *testing.T) {
 	}
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM " + baseRef + "\nRUN echo private > /p\n"})
-	if _, err := r.c.CreateTask(ctx, task.Spec{Name: "private", Image: host + "/apps/private", Source: task.Source{Dir: dir}}); err != nil {
+	if _, err := r.c.CreateTask(ctx, api.TaskSpec{Name: "private", Image: host + "/apps/private", Source: api.TaskSource{Dir: dir}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -89,7 +88,7 @@ func TestStoredRegistryLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	failed := waitRun(t, r.c, run.ID)
-	if failed.State != store.StateFailed || failed.Step != "resolve" || !strings.Contains(failed.Error, host) ||
+	if failed.State != api.StateFailed || failed.Step != "resolve" || !strings.Contains(failed.Error, host) ||
 		!strings.Contains(failed.Error, "401") {
 		t.Fatalf("run without a login: %s at %q: %s; want failed at resolve, naming %s and 401", failed.State, failed.Step, failed.Error, host)
 	}
@@ -114,7 +113,7 @@ func TestStoredRegistryLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	ok := waitRun(t, r.c, run.ID)
-	if ok.State != store.StateSucceeded {
+	if ok.State != api.StateSucceeded {
 		t.Fatalf("run with the stored login: %s at %s: %s", ok.State, ok.Step, ok.Error)
 	}
 	pushed, err := name.ParseReference(host + "/apps/private:latest")
@@ -132,19 +131,19 @@ func TestStoredRegistryLogin(t *testing.T) {
 	var everything []string
 	listing, _ := json.Marshal(creds)
 	everything = append(everything, "API listing: "+string(listing))
-	evs, err := r.c.ListEvents(ctx, 0, "", "", 1000)
+	evs, err := r.c.ListEvents(ctx, api.EventFilter{Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range evs {
 		everything = append(everything, "event "+e.Type+": "+string(e.Data))
 	}
-	for _, id := range []int64{failed.ID, ok.ID} {
-		got, _ := r.c.GetRun(ctx, store.FormatRunID(id))
+	for _, id := range []string{failed.ID, ok.ID} {
+		got, _ := r.c.GetRun(ctx, id)
 		b, _ := json.Marshal(got)
 		everything = append(everything, "run: "+string(b))
 		var runLog strings.Builder
-		r.c.Logs(ctx, store.FormatRunID(id), false, func(c store.LogChunk) error {
+		r.c.Logs(ctx, id, false, func(c api.LogChunk) error {
 			b, _ := json.Marshal(c)
 			runLog.Write(b)
 			return nil

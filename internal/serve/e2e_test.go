@@ -19,13 +19,13 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/serve"
 	"github.com/refit-dev/refit/internal/store"
-	"github.com/refit-dev/refit/internal/task"
 )
 
 // refit is one in-process refit server with embedded defaults.
@@ -91,12 +91,11 @@ RUN cat /app
 `
 
 // waitRun follows the run's log to its end and returns the run.
-func waitRun(t *testing.T, c *client.Client, id int64) store.Run {
+func waitRun(t *testing.T, c *client.Client, rid string) api.Run {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	rid := store.FormatRunID(id)
-	if err := c.Logs(ctx, rid, true, func(store.LogChunk) error { return nil }); err != nil {
+	if err := c.Logs(ctx, rid, true, func(api.LogChunk) error { return nil }); err != nil {
 		t.Fatalf("following run %s: %v", rid, err)
 	}
 	r, err := c.GetRun(ctx, rid)
@@ -176,7 +175,7 @@ func layerDigests(t *testing.T, img v1.Image) []string {
 }
 
 // checkBuiltOn asserts the run's image sits on the base and says so.
-func checkBuiltOn(t *testing.T, run store.Run, base v1.Image, baseRef, baseDigest string) {
+func checkBuiltOn(t *testing.T, run api.Run, base v1.Image, baseRef, baseDigest string) {
 	t.Helper()
 	img, idx := builtImage(t, run.Image)
 	got, want := layerDigests(t, img), layerDigests(t, base)
@@ -232,9 +231,9 @@ func TestBuildLocalDirectory(t *testing.T) {
 
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"Dockerfile": appDockerfile, "app.txt": "hello\n"})
-	tk, err := r.c.CreateTask(ctx, task.Spec{
+	tk, err := r.c.CreateTask(ctx, api.TaskSpec{
 		Name:      "app",
-		Source:    task.Source{Dir: dir},
+		Source:    api.TaskSource{Dir: dir},
 		BuildArgs: map[string]string{"BASE": baseRef},
 		Tags:      []string{"latest", "{{.Run.ID}}"},
 	})
@@ -250,8 +249,8 @@ func TestBuildLocalDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := waitRun(t, r.c, queued.ID)
-	if run.State != store.StateSucceeded {
-		t.Fatalf("run %s: state %s, error %s: %s", store.FormatRunID(run.ID), run.State, run.Step, run.Error)
+	if run.State != api.StateSucceeded {
+		t.Fatalf("run %s: state %s, error %s: %s", run.ID, run.State, run.Step, run.Error)
 	}
 	if run.Cause.Kind != "manual" || run.Cause.User != "admin" {
 		t.Errorf("cause = %+v, want manual by admin", run.Cause)
@@ -262,7 +261,7 @@ func TestBuildLocalDirectory(t *testing.T) {
 	checkBuiltOn(t, run, base, baseRef, baseDigest)
 
 	// Every tag points at the pushed digest.
-	for _, tag := range []string{"latest", store.FormatRunID(run.ID)} {
+	for _, tag := range []string{"latest", run.ID} {
 		ref, _ := name.ParseReference(r.RegistryAddr + "/app:" + tag)
 		d, err := remote.Head(ref)
 		if err != nil {
@@ -275,7 +274,7 @@ func TestBuildLocalDirectory(t *testing.T) {
 
 	// The log has BuildKit's steps, including the RUN's output.
 	var sawRun bool
-	err = r.c.Logs(ctx, store.FormatRunID(run.ID), false, func(c store.LogChunk) error {
+	err = r.c.Logs(ctx, run.ID, false, func(c api.LogChunk) error {
 		if strings.Contains(string(c.Data), "RUN cat /app") {
 			sawRun = true
 		}
@@ -305,8 +304,8 @@ func TestBuildGitRepository(t *testing.T) {
 	sha := strings.TrimSpace(git(t, repo, "rev-parse", "HEAD"))
 	url := serveGit(t, filepath.Dir(repo)) + "/" + filepath.Base(repo)
 
-	if _, err := r.c.CreateTask(ctx, task.Spec{
-		Name: "svc", Source: task.Source{Git: url, Ref: "main"}, Context: "svc",
+	if _, err := r.c.CreateTask(ctx, api.TaskSpec{
+		Name: "svc", Source: api.TaskSource{Git: url, Ref: "main"}, Context: "svc",
 		Tags: []string{"{{.Commit.Short}}"},
 	}); err != nil {
 		t.Fatal(err)
@@ -316,7 +315,7 @@ func TestBuildGitRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := waitRun(t, r.c, queued.ID)
-	if run.State != store.StateSucceeded {
+	if run.State != api.StateSucceeded {
 		t.Fatalf("run: state %s, error %s: %s", run.State, run.Step, run.Error)
 	}
 	if run.Commit != sha {
@@ -367,7 +366,7 @@ func TestFailingStepFailsRun(t *testing.T) {
 	pushBase(t, baseRef, "")
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM " + baseRef + "\nRUN echo about to fail && exit 3\n"})
-	if _, err := r.c.CreateTask(ctx, task.Spec{Name: "broken", Source: task.Source{Dir: dir}}); err != nil {
+	if _, err := r.c.CreateTask(ctx, api.TaskSpec{Name: "broken", Source: api.TaskSource{Dir: dir}}); err != nil {
 		t.Fatal(err)
 	}
 	q, err := r.c.Run(ctx, "broken")
@@ -375,7 +374,7 @@ func TestFailingStepFailsRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := waitRun(t, r.c, q.ID)
-	if run.State != store.StateFailed || run.Step != "build" {
+	if run.State != api.StateFailed || run.Step != "build" {
 		t.Fatalf("run: state %s step %q, want failed at build", run.State, run.Step)
 	}
 	if !strings.Contains(run.Error, "exit 3") || !strings.Contains(run.Error, "exit code: 3") {
@@ -396,16 +395,16 @@ func TestTaskValidation(t *testing.T) {
 	})
 	cases := []struct {
 		name string
-		spec task.Spec
+		spec api.TaskSpec
 		want string
 	}{
-		{"bad name", task.Spec{Name: "Bad Name", Source: task.Source{Dir: dir}}, "name"},
-		{"no source", task.Spec{Name: "x"}, "source"},
-		{"bad image", task.Spec{Name: "x", Source: task.Source{Dir: dir}, Image: "app/UPPER"}, "image"},
-		{"missing Dockerfile", task.Spec{Name: "x", Source: task.Source{Dir: dir}, Dockerfile: "nope/Dockerfile"}, `"nope/Dockerfile" not found`},
-		{"syntax error", task.Spec{Name: "x", Source: task.Source{Dir: dir}, Context: "bad"}, "line 2"},
-		{"bad tag", task.Spec{Name: "x", Source: task.Source{Dir: dir}, Tags: []string{"has space"}}, "tags[0]"},
-		{"bad platform", task.Spec{Name: "x", Source: task.Source{Dir: dir}, Platforms: []string{"amd64"}}, "platforms"},
+		{"bad name", api.TaskSpec{Name: "Bad Name", Source: api.TaskSource{Dir: dir}}, "name"},
+		{"no source", api.TaskSpec{Name: "x"}, "source"},
+		{"bad image", api.TaskSpec{Name: "x", Source: api.TaskSource{Dir: dir}, Image: "app/UPPER"}, "image"},
+		{"missing Dockerfile", api.TaskSpec{Name: "x", Source: api.TaskSource{Dir: dir}, Dockerfile: "nope/Dockerfile"}, `"nope/Dockerfile" not found`},
+		{"syntax error", api.TaskSpec{Name: "x", Source: api.TaskSource{Dir: dir}, Context: "bad"}, "line 2"},
+		{"bad tag", api.TaskSpec{Name: "x", Source: api.TaskSource{Dir: dir}, Tags: []string{"has space"}}, "tags[0]"},
+		{"bad platform", api.TaskSpec{Name: "x", Source: api.TaskSource{Dir: dir}, Platforms: []string{"amd64"}}, "platforms"},
 	}
 	for _, tc := range cases {
 		_, err := r.c.CreateTask(ctx, tc.spec)
@@ -466,7 +465,7 @@ func TestBuildkitdKilledMidBuild(t *testing.T) {
 		"fast/Dockerfile": "FROM " + baseRef + "\nRUN echo quick\n",
 	})
 	for _, n := range []string{"slow", "fast"} {
-		if _, err := r.c.CreateTask(ctx, task.Spec{Name: n, Source: task.Source{Dir: dir}, Context: n}); err != nil {
+		if _, err := r.c.CreateTask(ctx, api.TaskSpec{Name: n, Source: api.TaskSource{Dir: dir}, Context: n}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -478,7 +477,7 @@ func TestBuildkitdKilledMidBuild(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		var sleeping bool
-		r.c.Logs(ctx, store.FormatRunID(q.ID), false, func(c store.LogChunk) error {
+		r.c.Logs(ctx, q.ID, false, func(c api.LogChunk) error {
 			sleeping = sleeping || strings.Contains(string(c.Data), "c2xlZXBpbmcK") // "sleeping\n", base64 in the log JSON
 			return nil
 		})
@@ -495,14 +494,14 @@ func TestBuildkitdKilledMidBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := waitRun(t, r.c, q.ID)
-	if run.State != store.StateFailed || run.Step != "build" {
+	if run.State != api.StateFailed || run.Step != "build" {
 		t.Fatalf("run after buildkitd was killed: state %s step %q (%s), want failed at build", run.State, run.Step, run.Error)
 	}
 	q2, err := r.c.Run(ctx, "fast")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if run := waitRun(t, r.c, q2.ID); run.State != store.StateSucceeded {
+	if run := waitRun(t, r.c, q2.ID); run.State != api.StateSucceeded {
 		t.Fatalf("run after restart: %s %s", run.State, run.Error)
 	}
 	if r.Daemon.PID() == pid {
@@ -524,14 +523,14 @@ func TestShutdownCancelsRunningBuild(t *testing.T) {
 	pushBase(t, baseRef, "")
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM " + baseRef + "\nRUN sleep 60\n"})
-	if _, err := r.c.CreateTask(ctx, task.Spec{Name: "slow", Source: task.Source{Dir: dir}}); err != nil {
+	if _, err := r.c.CreateTask(ctx, api.TaskSpec{Name: "slow", Source: api.TaskSource{Dir: dir}}); err != nil {
 		t.Fatal(err)
 	}
 	q, err := r.c.Run(ctx, "slow")
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, r.c, q.ID, store.StateRunning)
+	waitState(t, r.c, q.ID, api.StateRunning)
 	r.shutdown(t)
 
 	st, err := store.Open(ctx, dbCfg)
@@ -539,7 +538,11 @@ func TestShutdownCancelsRunningBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	run, err := st.GetRun(ctx, q.ID)
+	id, err := api.ParseRunID(q.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := st.GetRun(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -548,11 +551,11 @@ func TestShutdownCancelsRunningBuild(t *testing.T) {
 	}
 }
 
-func waitState(t *testing.T, c *client.Client, id int64, want store.State) {
+func waitState(t *testing.T, c *client.Client, id string, want api.RunState) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		r, err := c.GetRun(context.Background(), store.FormatRunID(id))
+		r, err := c.GetRun(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -560,7 +563,7 @@ func waitState(t *testing.T, c *client.Client, id int64, want store.State) {
 			return
 		}
 		if r.State.Done() || time.Now().After(deadline) {
-			t.Fatalf("run %s is %s, waited for %s", store.FormatRunID(id), r.State, want)
+			t.Fatalf("run %s is %s, waited for %s", id, r.State, want)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -15,12 +15,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/events"
 	"github.com/refit-dev/refit/internal/natstest"
 	"github.com/refit-dev/refit/internal/serve"
-	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/store"
-	"github.com/refit-dev/refit/internal/task"
 )
 
 // receiver is a subscriber that checks signatures and keeps what came.
@@ -57,7 +56,7 @@ func (rc *receiver) types(subject string) []string {
 	var out []string
 	for _, ce := range rc.got {
 		if ce["subject"] == subject {
-			out = append(out, strings.TrimPrefix(ce["type"].(string), store.EventPrefix))
+			out = append(out, strings.TrimPrefix(ce["type"].(string), api.EventPrefix))
 		}
 	}
 	return out
@@ -75,13 +74,12 @@ func TestBaseUpdateEventsDelivered(t *testing.T) {
 	hook := httptest.NewServer(rc)
 	defer hook.Close()
 
-	var sub store.Subscription
-	err := r.c.CreateSubscription(ctx, server.SubscriptionRequest{URL: hook.URL, Secret: "s3cret", Task: "app*",
-		Types: []string{"base.updated", "run.queued", "run.started", "image.pushed", "run.succeeded"}}, &sub)
+	sub, err := r.c.CreateSubscription(ctx, api.SubscriptionRequest{URL: hook.URL, Secret: "s3cret", Task: "app*",
+		Types: []string{"base.updated", "run.queued", "run.started", "image.pushed", "run.succeeded"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.c.CreateSubscription(ctx, server.SubscriptionRequest{URL: "ftp://example/x"}, &sub); err == nil {
+	if _, err := r.c.CreateSubscription(ctx, api.SubscriptionRequest{URL: "ftp://example/x"}); err == nil {
 		t.Error("a subscription to an ftp URL was accepted")
 	}
 
@@ -90,7 +88,7 @@ func TestBaseUpdateEventsDelivered(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM " + baseRef + "\nRUN echo app > /app\n"})
 	for _, name := range []string{"app", "other"} {
-		if _, err := r.c.CreateTask(ctx, task.Spec{Name: name, Source: task.Source{Dir: dir}}); err != nil {
+		if _, err := r.c.CreateTask(ctx, api.TaskSpec{Name: name, Source: api.TaskSource{Dir: dir}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -98,8 +96,8 @@ func TestBaseUpdateEventsDelivered(t *testing.T) {
 	_, patched := pushBase(t, baseRef, "p1")
 	runs := settle(t, r.c, 2)
 	for _, run := range runs {
-		if run.State != store.StateSucceeded {
-			t.Fatalf("run %s of %s: %s %s", store.FormatRunID(run.ID), run.Task, run.State, run.Error)
+		if run.State != api.StateSucceeded {
+			t.Fatalf("run %s of %s: %s %s", run.ID, run.Task, run.State, run.Error)
 		}
 	}
 
@@ -137,12 +135,12 @@ func TestBaseUpdateEventsDelivered(t *testing.T) {
 	rc.mu.Unlock()
 
 	// The outbox has the base update with both digests.
-	evs, err := r.c.ListEvents(ctx, 0, "base.updated", baseRef, 10)
+	evs, err := r.c.ListEvents(ctx, api.EventFilter{Type: "base.updated", Subject: baseRef, Limit: 10})
 	if err != nil || len(evs) != 1 {
 		t.Fatalf("base.updated events: %v %v, want 1", evs, err)
 	}
 	var obs struct {
-		store.Observation
+		api.Observation
 		Tasks []string `json:"tasks"`
 	}
 	json.Unmarshal(evs[0].Data, &obs)
@@ -152,14 +150,14 @@ func TestBaseUpdateEventsDelivered(t *testing.T) {
 
 	// JetStream has every event of the outbox, in order, each once, on
 	// subject refit.<type>.
-	all, err := r.c.ListEvents(ctx, 0, "", "", 1000)
+	all, err := r.c.ListEvents(ctx, api.EventFilter{Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Read in order, the outbox has the cause before its effects: the
 	// base.updated before the run.queued of each run it caused.
-	if i, j := slices.IndexFunc(all, func(e store.Event) bool { return e.Type == store.EventBaseUpdated }),
-		slices.IndexFunc(all, func(e store.Event) bool { return e.Type == store.EventRunQueued }); i < 0 || j < 0 || i > j {
+	if i, j := slices.IndexFunc(all, func(e api.Event) bool { return e.Type == store.EventBaseUpdated }),
+		slices.IndexFunc(all, func(e api.Event) bool { return e.Type == store.EventRunQueued }); i < 0 || j < 0 || i > j {
 		t.Errorf("outbox order: base.updated at %d, first run.queued at %d; want the update first", i, j)
 	}
 	// /metrics counts both runs the update queued.
@@ -184,7 +182,7 @@ func TestBaseUpdateEventsDelivered(t *testing.T) {
 	for i, m := range msgs {
 		var ce map[string]any
 		json.Unmarshal(m.Data, &ce)
-		want := "refit." + strings.TrimPrefix(all[i].Type, store.EventPrefix)
+		want := "refit." + strings.TrimPrefix(all[i].Type, api.EventPrefix)
 		if ce["id"] != all[i].ID || m.Subject != want {
 			t.Errorf("JetStream message %d: %s on %s, want %s on %s", i+1, ce["id"], m.Subject, all[i].ID, want)
 		}
@@ -200,7 +198,7 @@ func TestBaseUpdateEventsDelivered(t *testing.T) {
 	defer cancel()
 	var streamed []string
 	err = r.c.Stream(sctx, 0, func(id, typ string, data []byte) error {
-		streamed = append(streamed, strings.TrimPrefix(typ, store.EventPrefix))
+		streamed = append(streamed, strings.TrimPrefix(typ, api.EventPrefix))
 		if typ == store.EventRunSucceed && strings.Contains(string(data), `"subject":"app"`) {
 			cancel()
 		}

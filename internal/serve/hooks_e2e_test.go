@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/serve"
-	"github.com/refit-dev/refit/internal/server"
 )
 
 // TestWebhookBadNamesAre400: a registry notification with a valid secret
@@ -79,7 +79,7 @@ func TestWebhookBadNamesAre400(t *testing.T) {
 	if status != http.StatusAccepted || resp != `{"accepted":1}` {
 		t.Fatalf("good notification with a refused one's ID: %d %s, want 202", status, resp)
 	}
-	waitBase(t, r.c, ref, 30*time.Second, "a check after the good notification", func(b server.BaseInfo) bool {
+	waitBase(t, r.c, ref, 30*time.Second, "a check after the good notification", func(b api.BaseInfo) bool {
 		return b.CheckedAt.After(before.CheckedAt)
 	})
 }

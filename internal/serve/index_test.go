@@ -17,14 +17,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/serve"
-	"github.com/refit-dev/refit/internal/server"
-	"github.com/refit-dev/refit/internal/store"
-	"github.com/refit-dev/refit/internal/task"
 )
 
 // startRefitWith starts an in-process refit with cfg on loopback ports,
@@ -61,18 +59,18 @@ func startRefitWith(t *testing.T, cfg serve.Config) *refit {
 	return r
 }
 
-func allRuns(t *testing.T, c *client.Client) []store.Run {
+func allRuns(t *testing.T, c *client.Client) []api.Run {
 	t.Helper()
-	runs, err := c.ListRuns(context.Background(), store.RunFilter{Limit: 1000})
+	runs, err := c.ListRuns(context.Background(), api.RunFilter{Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sort.Slice(runs, func(i, j int) bool { return runs[i].ID < runs[j].ID })
+	sort.Slice(runs, func(i, j int) bool { return runNum(runs[i]) < runNum(runs[j]) })
 	return runs
 }
 
 // settle waits until n runs exist and all have ended, and returns them.
-func settle(t *testing.T, c *client.Client, n int) []store.Run {
+func settle(t *testing.T, c *client.Client, n int) []api.Run {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -87,7 +85,7 @@ func settle(t *testing.T, c *client.Client, n int) []store.Run {
 		if time.Now().After(deadline) {
 			var states []string
 			for _, r := range runs {
-				states = append(states, store.FormatRunID(r.ID)+" "+r.Task+" "+string(r.State))
+				states = append(states, r.ID+" "+r.Task+" "+string(r.State))
 			}
 			t.Fatalf("waited for %d ended runs; have %v", n, states)
 		}
@@ -100,8 +98,8 @@ func waitChecked(t *testing.T, c *client.Client, ref, digest string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		var bases []server.BaseInfo
-		if err := c.Bases(context.Background(), &bases); err != nil {
+		bases, err := c.Bases(context.Background())
+		if err != nil {
 			t.Fatal(err)
 		}
 		for _, b := range bases {
@@ -116,8 +114,14 @@ func waitChecked(t *testing.T, c *client.Client, ref, digest string) {
 	}
 }
 
-func lastOf(runs []store.Run, taskName string) store.Run {
-	var r store.Run
+// runNum is the number of a run: 7 for r-7.
+func runNum(r api.Run) int64 {
+	n, _ := api.ParseRunID(r.ID)
+	return n
+}
+
+func lastOf(runs []api.Run, taskName string) api.Run {
+	var r api.Run
 	for _, x := range runs {
 		if x.Task == taskName {
 			r = x
@@ -126,7 +130,7 @@ func lastOf(runs []store.Run, taskName string) store.Run {
 	return r
 }
 
-func countOf(runs []store.Run, taskName string) int {
+func countOf(runs []api.Run, taskName string) int {
 	n := 0
 	for _, x := range runs {
 		if x.Task == taskName {
@@ -153,10 +157,10 @@ func TestBaseUpdateRebuildsChain(t *testing.T) {
 		"python/Dockerfile": "FROM " + reg + "/acme/base:latest\nRUN echo python > /python\n",
 		"app/Dockerfile":    "FROM " + reg + "/acme/python:latest AS build\nRUN echo built > /b\nFROM " + reg + "/acme/python:latest\nCOPY --from=build /b /app\n",
 	})
-	for _, spec := range []task.Spec{
-		{Name: "base", Source: task.Source{Dir: dir}, Context: "base", Image: "acme/base"},
-		{Name: "python", Source: task.Source{Dir: dir}, Context: "python", Image: "acme/python"},
-		{Name: "app", Source: task.Source{Dir: dir}, Context: "app"},
+	for _, spec := range []api.TaskSpec{
+		{Name: "base", Source: api.TaskSource{Dir: dir}, Context: "base", Image: "acme/base"},
+		{Name: "python", Source: api.TaskSource{Dir: dir}, Context: "python", Image: "acme/python"},
+		{Name: "app", Source: api.TaskSource{Dir: dir}, Context: "app"},
 	} {
 		if _, err := r.c.CreateTask(ctx, spec); err != nil {
 			t.Fatalf("creating %s: %v", spec.Name, err)
@@ -164,7 +168,7 @@ func TestBaseUpdateRebuildsChain(t *testing.T) {
 	}
 	// A cycle is refused, naming the tasks.
 	writeFiles(t, dir, map[string]string{"loop/Dockerfile": "FROM " + reg + "/app:latest\n"})
-	_, err := r.c.CreateTask(ctx, task.Spec{Name: "loop", Source: task.Source{Dir: dir}, Context: "loop", Image: "os/busybox", Tags: []string{"1"}})
+	_, err := r.c.CreateTask(ctx, api.TaskSpec{Name: "loop", Source: api.TaskSource{Dir: dir}, Context: "loop", Image: "os/busybox", Tags: []string{"1"}})
 	if err == nil || !strings.Contains(err.Error(), "cycle") || !strings.Contains(err.Error(), "loop") || !strings.Contains(err.Error(), "base") {
 		t.Errorf("creating a cycle: got %v, want an error naming the cycle's tasks", err)
 	}
@@ -178,11 +182,11 @@ func TestBaseUpdateRebuildsChain(t *testing.T) {
 		if n := countOf(runs, name); n != 1 {
 			t.Errorf("after the manual run: %d runs of %s, want 1", n, name)
 		}
-		if lr := lastOf(runs, name); lr.State != store.StateSucceeded {
+		if lr := lastOf(runs, name); lr.State != api.StateSucceeded {
 			t.Fatalf("run of %s: %s %s", name, lr.State, lr.Error)
 		}
 	}
-	if c := lastOf(runs, "app").Cause; c.Kind != "cascade" || c.UpstreamRun != lastOf(runs, "python").ID {
+	if c := lastOf(runs, "app").Cause; c.Kind != "cascade" || api.FormatRunID(c.UpstreamRun) != lastOf(runs, "python").ID {
 		t.Errorf("app's cause = %s, want cascade of python's run", c)
 	}
 	osRefName, _ := name.ParseReference(osRef)
@@ -200,25 +204,25 @@ func TestBaseUpdateRebuildsChain(t *testing.T) {
 	if len(runs) != 6 {
 		t.Fatalf("after one patch: %d runs, want 6 (3 + one per task)", len(runs))
 	}
-	byTask := map[string]store.Run{}
+	byTask := map[string]api.Run{}
 	for _, w := range wave {
 		if _, dup := byTask[w.Task]; dup {
 			t.Errorf("task %s built twice in one wave", w.Task)
 		}
 		byTask[w.Task] = w
-		if w.State != store.StateSucceeded {
-			t.Fatalf("wave run %s of %s: %s %s", store.FormatRunID(w.ID), w.Task, w.State, w.Error)
+		if w.State != api.StateSucceeded {
+			t.Fatalf("wave run %s of %s: %s %s", w.ID, w.Task, w.State, w.Error)
 		}
 	}
 	b, p, a := byTask["base"], byTask["python"], byTask["app"]
 	if b.Cause.Kind != "base" || b.Cause.Base != osRef || b.Cause.OldDigest != osDigest || b.Cause.NewDigest != patched || b.Cause.Observation == 0 {
 		t.Errorf("base's cause = %+v, want base %s %s → %s with its observation", b.Cause, osRef, osDigest, patched)
 	}
-	if p.Cause.Kind != "cascade" || p.Cause.UpstreamRun != b.ID || p.Cause.Upstream == nil || p.Cause.Upstream.NewDigest != patched {
-		t.Errorf("python's cause = %+v, want cascade of %s carrying the base update", p.Cause, store.FormatRunID(b.ID))
+	if p.Cause.Kind != "cascade" || api.FormatRunID(p.Cause.UpstreamRun) != b.ID || p.Cause.Upstream == nil || p.Cause.Upstream.NewDigest != patched {
+		t.Errorf("python's cause = %+v, want cascade of %s carrying the base update", p.Cause, b.ID)
 	}
-	if a.Cause.Kind != "cascade" || a.Cause.UpstreamRun != p.ID {
-		t.Errorf("app's cause = %+v, want cascade of %s", a.Cause, store.FormatRunID(p.ID))
+	if a.Cause.Kind != "cascade" || api.FormatRunID(a.Cause.UpstreamRun) != p.ID {
+		t.Errorf("app's cause = %+v, want cascade of %s", a.Cause, p.ID)
 	}
 	if !p.StartedAt.After(b.FinishedAt) || !a.StartedAt.After(p.FinishedAt) {
 		t.Errorf("wave out of order: base %v–%v, python %v–%v, app %v", b.StartedAt, b.FinishedAt, p.StartedAt, p.FinishedAt, a.StartedAt)
@@ -264,7 +268,7 @@ func TestBaseUpdateRebuildsChain(t *testing.T) {
 	}
 }
 
-func usedDigest(r store.Run, ref string) string {
+func usedDigest(r api.Run, ref string) string {
 	for _, b := range r.Bases {
 		if b.Ref == ref {
 			return b.Digest
@@ -307,7 +311,7 @@ func TestOnlyChangedPlatformTriggers(t *testing.T) {
 	first := pushIndex("a1", "r1")
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM " + ref + "\nRUN echo hi > /hi\n"})
-	if _, err := r.c.CreateTask(ctx, task.Spec{Name: "amd", Source: task.Source{Dir: dir}, Platforms: []string{"linux/amd64"}}); err != nil {
+	if _, err := r.c.CreateTask(ctx, api.TaskSpec{Name: "amd", Source: api.TaskSource{Dir: dir}, Platforms: []string{"linux/amd64"}}); err != nil {
 		t.Fatal(err)
 	}
 	waitChecked(t, r.c, ref, first)
@@ -325,7 +329,7 @@ func TestOnlyChangedPlatformTriggers(t *testing.T) {
 
 	pushIndex("a2", "r2")
 	runs := settle(t, r.c, 1)
-	if len(runs) != 1 || runs[0].Cause.Platform != "linux/amd64" || runs[0].State != store.StateSucceeded {
+	if len(runs) != 1 || runs[0].Cause.Platform != "linux/amd64" || runs[0].State != api.StateSucceeded {
 		t.Fatalf("after an amd64 change: %+v, want one succeeded run caused by linux/amd64", runs)
 	}
 }

@@ -23,10 +23,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/serve"
-	"github.com/refit-dev/refit/internal/store"
-	"github.com/refit-dev/refit/internal/task"
 )
 
 // environSecretVar carries a secret in the environment the test process
@@ -182,8 +181,8 @@ func TestSourceCannotReachServerFiles(t *testing.T) {
 			outputs = append(outputs, output{where, t})
 		}
 	}
-	var runs []store.Run
-	run := func(name string) store.Run {
+	var runs []api.Run
+	run := func(name string) api.Run {
 		q, err := r.c.Run(ctx, name)
 		if err != nil {
 			t.Fatal(err)
@@ -195,10 +194,10 @@ func TestSourceCannotReachServerFiles(t *testing.T) {
 	}
 	for _, src := range []struct {
 		kind   string
-		source task.Source
-	}{{"dir", task.Source{Dir: repo}}, {"git", task.Source{Git: gitURL, Ref: "main"}}} {
+		source api.TaskSource
+	}{{"dir", api.TaskSource{Dir: repo}}, {"git", api.TaskSource{Git: gitURL, Ref: "main"}}} {
 		for _, tc := range refused {
-			spec := task.Spec{Name: src.kind + "-" + tc.name, Source: src.source, Context: tc.context, Dockerfile: tc.file}
+			spec := api.TaskSpec{Name: src.kind + "-" + tc.name, Source: src.source, Context: tc.context, Dockerfile: tc.file}
 			_, err := r.c.CreateTask(ctx, spec)
 			var ae *client.APIError
 			if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, tc.want) {
@@ -211,7 +210,7 @@ func TestSourceCannotReachServerFiles(t *testing.T) {
 			}
 		}
 		for _, tc := range built {
-			spec := task.Spec{Name: src.kind + "-" + tc.name, Source: src.source, Context: tc.context}
+			spec := api.TaskSpec{Name: src.kind + "-" + tc.name, Source: src.source, Context: tc.context}
 			if _, err := r.c.CreateTask(ctx, spec); err != nil {
 				say("the task-create error of "+spec.Name, err.Error())
 				t.Errorf("%s: create: %v", spec.Name, err)
@@ -219,7 +218,7 @@ func TestSourceCannotReachServerFiles(t *testing.T) {
 			}
 			run := run(spec.Name)
 			switch {
-			case tc.name == "cp" && run.State != store.StateSucceeded:
+			case tc.name == "cp" && run.State != api.StateSucceeded:
 				t.Errorf("%s: run %s at %s: %s; want it to build, links and all", spec.Name, run.State, run.Step, run.Error)
 			case tc.name == "cp":
 				// The links are in the image as links.
@@ -230,7 +229,7 @@ func TestSourceCannotReachServerFiles(t *testing.T) {
 				if !link {
 					t.Errorf("%s: the image lacks app/link as a symlink", spec.Name)
 				}
-			case tc.name == "cpl" && (run.State != store.StateFailed || !strings.Contains(run.Error, "link")):
+			case tc.name == "cpl" && (run.State != api.StateFailed || !strings.Contains(run.Error, "link")):
 				t.Errorf("%s: run %s: %s; want COPY of a link leading out to fail naming it", spec.Name, run.State, run.Error)
 			}
 		}
@@ -238,14 +237,14 @@ func TestSourceCannotReachServerFiles(t *testing.T) {
 
 	// Run records and logs.
 	for _, run := range runs {
-		id := store.FormatRunID(run.ID)
+		id := run.ID
 		got, err := r.c.GetRun(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := json.Marshal(got)
 		say("the run record of "+got.Task, string(b))
-		err = r.c.Logs(ctx, id, false, func(c store.LogChunk) error {
+		err = r.c.Logs(ctx, id, false, func(c api.LogChunk) error {
 			say("the run log of "+got.Task, string(c.Data))
 			var s bkclient.SolveStatus
 			if json.Unmarshal(c.Data, &s) == nil {
@@ -399,14 +398,14 @@ func TestSourceLinksInsideWork(t *testing.T) {
 
 	for _, src := range []struct {
 		kind   string
-		source task.Source
-	}{{"dir", task.Source{Dir: repo}}, {"git", task.Source{Git: gitURL, Ref: "main"}}} {
+		source api.TaskSource
+	}{{"dir", api.TaskSource{Dir: repo}}, {"git", api.TaskSource{Git: gitURL, Ref: "main"}}} {
 		for _, tc := range []struct{ name, context, dockerfile string }{
 			{"linked", "app", ""},
 			{"ctxlink", "ctxlink", ""},
 			{"alt", "app", "alt.Dockerfile"},
 		} {
-			spec := task.Spec{Name: src.kind + "-" + tc.name, Source: src.source, Context: tc.context, Dockerfile: tc.dockerfile}
+			spec := api.TaskSpec{Name: src.kind + "-" + tc.name, Source: src.source, Context: tc.context, Dockerfile: tc.dockerfile}
 			if _, err := r.c.CreateTask(ctx, spec); err != nil {
 				t.Errorf("%s: create: %v", spec.Name, err)
 				continue
@@ -415,7 +414,7 @@ func TestSourceLinksInsideWork(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if run := waitRun(t, r.c, q.ID); run.State != store.StateSucceeded {
+			if run := waitRun(t, r.c, q.ID); run.State != api.StateSucceeded {
 				t.Errorf("%s: run %s at %s: %s", spec.Name, run.State, run.Step, run.Error)
 			}
 		}
@@ -445,12 +444,12 @@ func TestDirSourceStaysOutOfServerState(t *testing.T) {
 	}
 	cases := []struct {
 		name string
-		spec task.Spec
+		spec api.TaskSpec
 		want string
 	}{
-		{"the data directory", task.Spec{Name: "x", Source: task.Source{Dir: data}, Dockerfile: "admin-token"}, "refit's own state"},
-		{"a link to it inside the allowed root", task.Spec{Name: "x", Source: task.Source{Dir: filepath.Join(allowed, "state")}, Dockerfile: "admin-token"}, "refit's own state"},
-		{"outside the allowed root", task.Spec{Name: "x", Source: task.Source{Dir: outside}}, "--source-dir"},
+		{"the data directory", api.TaskSpec{Name: "x", Source: api.TaskSource{Dir: data}, Dockerfile: "admin-token"}, "refit's own state"},
+		{"a link to it inside the allowed root", api.TaskSpec{Name: "x", Source: api.TaskSource{Dir: filepath.Join(allowed, "state")}, Dockerfile: "admin-token"}, "refit's own state"},
+		{"outside the allowed root", api.TaskSpec{Name: "x", Source: api.TaskSource{Dir: outside}}, "--source-dir"},
 	}
 	for _, tc := range cases {
 		_, err := r.c.CreateTask(ctx, tc.spec)
@@ -462,7 +461,7 @@ func TestDirSourceStaysOutOfServerState(t *testing.T) {
 			t.Errorf("%s: the error shows the admin token", tc.name)
 		}
 	}
-	if _, err := r.c.CreateTask(ctx, task.Spec{Name: "ok", Source: task.Source{Dir: filepath.Join(allowed, "app")}}); err != nil {
+	if _, err := r.c.CreateTask(ctx, api.TaskSpec{Name: "ok", Source: api.TaskSource{Dir: filepath.Join(allowed, "app")}}); err != nil {
 		t.Errorf("a directory inside the allowed root: %v", err)
 	}
 	if ts, err := r.c.ListTasks(ctx); err != nil || len(ts) != 1 {

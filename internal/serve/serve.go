@@ -409,11 +409,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		})
 	}
 	api := server.New(server.Config{
-		Store:    st,
-		Runner:   runsAPI{runs, run},
-		Index:    st,
-		Registry: regAddr,
-		Hooks:    hooks,
+		Store:     st,
+		Runs:      runs,
+		Inspector: run,
+		Index:     st,
+		Registry:  regAddr,
+		Hooks:     hooks,
 		CheckTasks: func(ctx context.Context, ts []store.Task) error {
 			tasks, err := st.ListTasks(ctx)
 			if err != nil {
@@ -508,11 +509,4 @@ func ensureAdminToken(ctx context.Context, st *store.Store, file string) (string
 		return "", fmt.Errorf("writing admin token to %s: %w", file, err)
 	}
 	return secret, nil
-}
-
-// runsAPI is what the API needs of runs: to queue and follow them (the
-// lifecycle) and to inspect a task's source (the runner).
-type runsAPI struct {
-	*lifecycle.Runs
-	*runner.Runner
 }

@@ -20,11 +20,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/serve"
-	"github.com/refit-dev/refit/internal/server"
-	"github.com/refit-dev/refit/internal/store"
-	"github.com/refit-dev/refit/internal/task"
 )
 
 // loggedReq is one request a test registry received.
@@ -87,10 +85,10 @@ func manifestRequests(reqs []loggedReq, method string) int {
 }
 
 // baseInfo returns the index entry of ref.
-func baseInfo(t *testing.T, c *client.Client, ref string) server.BaseInfo {
+func baseInfo(t *testing.T, c *client.Client, ref string) api.BaseInfo {
 	t.Helper()
-	var bases []server.BaseInfo
-	if err := c.Bases(context.Background(), &bases); err != nil {
+	bases, err := c.Bases(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range bases {
@@ -99,11 +97,11 @@ func baseInfo(t *testing.T, c *client.Client, ref string) server.BaseInfo {
 		}
 	}
 	t.Fatalf("%s is not in the index: %+v", ref, bases)
-	return server.BaseInfo{}
+	return api.BaseInfo{}
 }
 
 // waitBase polls the index until ok holds for ref's entry.
-func waitBase(t *testing.T, c *client.Client, ref string, within time.Duration, what string, ok func(server.BaseInfo) bool) server.BaseInfo {
+func waitBase(t *testing.T, c *client.Client, ref string, within time.Duration, what string, ok func(api.BaseInfo) bool) api.BaseInfo {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -112,7 +110,7 @@ func waitBase(t *testing.T, c *client.Client, ref string, within time.Duration, 
 			return b
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: waited %s for %s; index has %+v", ref, within, what, b.BaseRef)
+			t.Fatalf("%s: waited %s for %s; index has %+v", ref, within, what, b)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -122,7 +120,7 @@ func createTask(t *testing.T, c *client.Client, name, dockerfile string) {
 	t.Helper()
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"Dockerfile": dockerfile})
-	if _, err := c.CreateTask(context.Background(), task.Spec{Name: name, Source: task.Source{Dir: dir}}); err != nil {
+	if _, err := c.CreateTask(context.Background(), api.TaskSpec{Name: name, Source: api.TaskSource{Dir: dir}}); err != nil {
 		t.Fatalf("creating task %s: %v", name, err)
 	}
 }
@@ -153,8 +151,8 @@ func TestPollSecondRegistry(t *testing.T) {
 		t.Fatalf("after one patch: %d runs, want 1", len(runs))
 	}
 	run := runs[0]
-	if run.State != store.StateSucceeded {
-		t.Fatalf("run %s: %s at %s: %s", store.FormatRunID(run.ID), run.State, run.Step, run.Error)
+	if run.State != api.StateSucceeded {
+		t.Fatalf("run %s: %s at %s: %s", run.ID, run.State, run.Step, run.Error)
 	}
 	if c := run.Cause; c.Kind != "base" || c.Source != "poll" || c.Base != ref || c.OldDigest != first || c.NewDigest != patched {
 		t.Errorf("cause = %+v, want base %s %s → %s seen by poll", c, ref, first, patched)
@@ -164,7 +162,7 @@ func TestPollSecondRegistry(t *testing.T) {
 	// Unchanged from here on. Start the window half an interval after a
 	// check, so that no check falls near either end of it.
 	last := baseInfo(t, r.c, ref).CheckedAt
-	b := waitBase(t, r.c, ref, 4*interval, "a check after the build", func(b server.BaseInfo) bool { return b.CheckedAt.After(last) })
+	b := waitBase(t, r.c, ref, 4*interval, "a check after the build", func(b api.BaseInfo) bool { return b.CheckedAt.After(last) })
 	time.Sleep(time.Until(b.CheckedAt.Add(interval / 2)))
 	start := time.Now()
 	time.Sleep(4 * interval)
@@ -186,7 +184,7 @@ func TestPollSecondRegistry(t *testing.T) {
 		}
 	}
 	if !end.CheckedAt.After(b.CheckedAt) || end.Digest != patched || end.LastError != "" || end.Failures != 0 {
-		t.Errorf("index after the quiet window: %+v, want checked again at %s without error", end.BaseRef, patched)
+		t.Errorf("index after the quiet window: %+v, want checked again at %s without error", end, patched)
 	}
 	if n := len(allRuns(t, r.c)); n != 1 {
 		t.Errorf("%d runs after the quiet window, want still 1", n)
@@ -363,8 +361,8 @@ func TestWebhookFormats(t *testing.T) {
 			t.Fatalf("after the %s webhook: %d runs, want %d", h.f.name, len(runs), nruns)
 		}
 		run := runs[nruns-1]
-		if run.Task != "on-"+h.f.name || run.State != store.StateSucceeded {
-			t.Fatalf("%s webhook: run %s of %s is %s (%s), want a succeeded run of on-%s", h.f.name, store.FormatRunID(run.ID), run.Task, run.State, run.Error, h.f.name)
+		if run.Task != "on-"+h.f.name || run.State != api.StateSucceeded {
+			t.Fatalf("%s webhook: run %s of %s is %s (%s), want a succeeded run of on-%s", h.f.name, run.ID, run.Task, run.State, run.Error, h.f.name)
 		}
 		if c := run.Cause; c.Kind != "base" || c.Source != "webhook" || c.Base != h.ref || c.OldDigest != h.first || c.NewDigest != h.notified {
 			t.Errorf("%s webhook: cause %+v, want base %s %s → %s seen by webhook", h.f.name, c, h.ref, h.first, h.notified)
@@ -434,8 +432,8 @@ func TestWebhookFormats(t *testing.T) {
 	}
 	for _, h := range hs {
 		run := lastOf(runs, "on-"+h.f.name)
-		if run.State != store.StateSucceeded || run.Cause.Source != "webhook" || run.Cause.OldDigest != h.notified || run.Cause.NewDigest != h.silent {
-			t.Errorf("%s second push: run %s %s cause %+v, want succeeded, webhook %s → %s", h.f.name, store.FormatRunID(run.ID), run.State, run.Cause, h.notified, h.silent)
+		if run.State != api.StateSucceeded || run.Cause.Source != "webhook" || run.Cause.OldDigest != h.notified || run.Cause.NewDigest != h.silent {
+			t.Errorf("%s second push: run %s %s cause %+v, want succeeded, webhook %s → %s", h.f.name, run.ID, run.State, run.Cause, h.notified, h.silent)
 		}
 	}
 
@@ -448,9 +446,9 @@ func TestWebhookFormats(t *testing.T) {
 	hubAuth := func(secret string) func(*http.Request, []byte) {
 		return func(req *http.Request, _ []byte) { req.URL.RawQuery = url.Values{"token": {secret}}.Encode() }
 	}
-	var before server.BaseInfo
+	var before api.BaseInfo
 	for {
-		before = waitBase(t, r.c, hubRef, time.Minute, "a first check", func(b server.BaseInfo) bool {
+		before = waitBase(t, r.c, hubRef, time.Minute, "a first check", func(b api.BaseInfo) bool {
 			return b.Digest != "" || b.Failures > before.Failures
 		})
 		if before.Digest != "" {
@@ -468,7 +466,7 @@ func TestWebhookFormats(t *testing.T) {
 	hinted := !after.NextCheckAt.After(posted) || // due now, the check pending or in flight
 		after.Failures > before.Failures && after.CheckedAt.Before(before.NextCheckAt) // already checked, before the retry
 	if !hinted || posted.After(before.NextCheckAt) {
-		t.Errorf("dockerhub webhook did not make %s due: before %+v, after %+v", hubRef, before.BaseRef, after.BaseRef)
+		t.Errorf("dockerhub webhook did not make %s due: before %+v, after %+v", hubRef, before, after)
 	}
 	if !strings.Contains(after.LastError, hubRef) {
 		t.Errorf("last error of %s = %q, want it to name the reference", hubRef, after.LastError)
@@ -523,14 +521,14 @@ func TestWatcherSurvivesBadRegistries(t *testing.T) {
 	// Until the hanging check gives up, the healthy reference is checked
 	// again and again.
 	healthyChecks := map[time.Time]bool{}
-	var lim, hang server.BaseInfo
+	var lim, hang api.BaseInfo
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		if time.Now().After(deadline) {
-			t.Fatalf("no error recorded for the hanging registry after 90 s: %+v", hang.BaseRef)
+			t.Fatalf("no error recorded for the hanging registry after 90 s: %+v", hang)
 		}
-		var bases []server.BaseInfo
-		if err := r.c.Bases(context.Background(), &bases); err != nil {
+		bases, err := r.c.Bases(context.Background())
+		if err != nil {
 			t.Fatal(err)
 		}
 		for _, b := range bases {
@@ -541,7 +539,7 @@ func TestWatcherSurvivesBadRegistries(t *testing.T) {
 				hang = b
 			case healthyRef:
 				if b.LastError != "" || b.Failures != 0 {
-					t.Fatalf("healthy reference failed: %+v", b.BaseRef)
+					t.Fatalf("healthy reference failed: %+v", b)
 				}
 				if b.Digest == healthyDigest {
 					healthyChecks[b.CheckedAt] = true
@@ -586,7 +584,7 @@ func TestWatcherSurvivesBadRegistries(t *testing.T) {
 
 	// And the healthy reference is still being checked.
 	last := baseInfo(t, r.c, healthyRef).CheckedAt
-	waitBase(t, r.c, healthyRef, 30*time.Second, "another check", func(b server.BaseInfo) bool {
+	waitBase(t, r.c, healthyRef, 30*time.Second, "another check", func(b api.BaseInfo) bool {
 		return b.CheckedAt.After(last) && b.LastError == ""
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/events"
 	"github.com/refit-dev/refit/internal/index"
@@ -28,16 +29,16 @@ import (
 // host are pushed here, so tasks can build on each other.
 const registryAddr = "127.0.0.1:5999"
 
-// api is the HTTP API served over loopback on a real store (SQLite, or
+// apiServer is the HTTP API served over loopback on a real store (SQLite, or
 // PostgreSQL with REFIT_TEST_POSTGRES=1), with the real runner's source
 // inspection and the planner's cycle check, wired as `refit serve` does.
-type api struct {
+type apiServer struct {
 	url   string
 	token string
 	st    *store.Store
 }
 
-func startAPI(t *testing.T) *api {
+func startAPI(t *testing.T) *apiServer {
 	t.Helper()
 	ctx := context.Background()
 	data := t.TempDir()
@@ -73,13 +74,11 @@ func startAPI(t *testing.T) *api {
 		t.Fatal(err)
 	}
 	h := server.New(server.Config{
-		Store: st,
-		Runner: struct { // queue and follow runs (not worked here); inspect sources
-			*lifecycle.Runs
-			*runner.Runner
-		}{runs, run},
-		Index:    st,
-		Registry: registryAddr,
+		Store:     st,
+		Runs:      runs,
+		Inspector: run,
+		Index:     st,
+		Registry:  registryAddr,
 		CheckTasks: func(ctx context.Context, ts []store.Task) error {
 			tasks, err := st.ListTasks(ctx)
 			if err != nil {
@@ -97,12 +96,12 @@ func startAPI(t *testing.T) *api {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &api{url: srv.URL, token: token, st: st}
+	return &apiServer{url: srv.URL, token: token, st: st}
 }
 
 // do sends body (a string as is, anything else as JSON) and returns the
 // status and the answer's body.
-func (a *api) do(t *testing.T, method, path string, body any) (int, string) {
+func (a *apiServer) do(t *testing.T, method, path string, body any) (int, string) {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -133,7 +132,7 @@ func (a *api) do(t *testing.T, method, path string, body any) (int, string) {
 
 // noTasks fails the test when any task, or any task.changed event, was
 // stored.
-func (a *api) noTasks(t *testing.T) {
+func (a *apiServer) noTasks(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
 	ts, err := a.st.ListTasks(ctx)
@@ -292,8 +291,8 @@ func TestRedeliver(t *testing.T) {
 
 // applyErrors is the 400 answer of an apply.
 type applyErrors struct {
-	Error  string             `json:"error"`
-	Errors []server.TaskError `json:"errors"`
+	Error  string          `json:"error"`
+	Errors []api.TaskError `json:"errors"`
 }
 
 // TestApplyAllOrNothing: an apply checks every task (fields, templates,
@@ -369,7 +368,7 @@ func TestApplyAllOrNothing(t *testing.T) {
 	set := []any{spec("one", dir, nil), spec("two", dir, map[string]any{"tags": []string{"{{.Run.ID}}"}})}
 	for round, wantAction := range []string{"created", "unchanged"} {
 		code, body = a.do(t, "POST", "/api/v1/tasks:apply", map[string]any{"tasks": set})
-		var res server.ApplyResult
+		var res api.ApplyResult
 		if err := json.Unmarshal([]byte(body), &res); code != http.StatusOK || err != nil {
 			t.Fatalf("apply round %d: %d %s", round, code, body)
 		}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
@@ -22,43 +23,16 @@ const MaxApplyBytes = 32 << 20
 // inspectParallel is how many task sources an apply inspects at once.
 const inspectParallel = 4
 
-// ApplyRequest is the body of POST /api/v1/tasks:apply: tasks to create
-// or update together, each a task spec as for POST /api/v1/tasks.
-type ApplyRequest struct {
-	Tasks []json.RawMessage `json:"tasks"`
-}
-
-// ApplyResult answers an apply that stored every task (200).
-type ApplyResult struct {
-	Tasks []AppliedTask `json:"tasks"` // in the request's order
-}
-
-// AppliedTask says what an apply did to one task.
-type AppliedTask struct {
-	Name   string `json:"name"`
-	Action string `json:"action"` // "created", "updated" or "unchanged"
-}
-
-// ApplyErrors answers an apply that stored nothing because some tasks
-// were refused (400).
-type ApplyErrors struct {
-	Error  string      `json:"error"`  // a summary
-	Errors []TaskError `json:"errors"` // every refusal, by index
-}
-
-// TaskError is why an apply refused one task.
-type TaskError struct {
-	Index int    `json:"index"`          // position in the request's tasks
-	Task  string `json:"task,omitempty"` // its name, when it has one
-	Error string `json:"error"`
-}
-
 // applyTasks validates every task of the request, inspecting each source
 // as a create does, and stores them all in one transaction, or none of
 // them: any refusal answers 400 with every task's error.
 func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	var req ApplyRequest
+	// An api.ApplyRequest, each task kept raw to be decoded strictly and
+	// refused alone.
+	var req struct {
+		Tasks []json.RawMessage `json:"tasks"`
+	}
 	if err := decodeJSON(w, r, MaxApplyBytes, "tasks", &req); err != nil {
 		return err
 	}
@@ -66,7 +40,7 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 		return &invalidError{errors.New("tasks: no tasks to apply")}
 	}
 	n := len(req.Tasks)
-	var refused []TaskError
+	var refused []api.TaskError
 	specs := make([]task.Spec, n)
 	ok := make([]bool, n)
 	index := map[string]int{}
@@ -75,11 +49,11 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			var named struct{ Name string }
 			json.Unmarshal(raw, &named)
-			refused = append(refused, TaskError{Index: i, Task: named.Name, Error: err.Error()})
+			refused = append(refused, api.TaskError{Index: i, Task: named.Name, Error: err.Error()})
 			continue
 		}
 		if j, dup := index[spec.Name]; dup && spec.Name != "" {
-			refused = append(refused, TaskError{Index: i, Task: spec.Name, Error: fmt.Sprintf("name: task %s is also tasks[%d]", spec.Name, j)})
+			refused = append(refused, api.TaskError{Index: i, Task: spec.Name, Error: fmt.Sprintf("name: task %s is also tasks[%d]", spec.Name, j)})
 			continue
 		}
 		index[spec.Name] = i
@@ -118,7 +92,7 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 		case err == nil:
 			valid = append(valid, tasks[i])
 		case clientError(err):
-			refused = append(refused, TaskError{Index: i, Task: specs[i].Name, Error: err.Error()})
+			refused = append(refused, api.TaskError{Index: i, Task: specs[i].Name, Error: err.Error()})
 		default:
 			return fmt.Errorf("checking task %s: %w", specs[i].Name, err)
 		}
@@ -129,14 +103,14 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 			if !errors.As(err, &ce) {
 				return err
 			}
-			refused = append(refused, TaskError{Index: index[ce.Task], Task: ce.Task, Error: err.Error()})
+			refused = append(refused, api.TaskError{Index: index[ce.Task], Task: ce.Task, Error: err.Error()})
 		}
 	}
 	if len(refused) > 0 {
-		slices.SortFunc(refused, func(a, b TaskError) int { return cmp.Compare(a.Index, b.Index) })
-		return writeJSON(w, http.StatusBadRequest, ApplyErrors{
-			Error:  fmt.Sprintf("%d of %d tasks refused, nothing applied; first: tasks[%d]: %s", len(refused), n, refused[0].Index, refused[0].Error),
-			Errors: refused,
+		slices.SortFunc(refused, func(a, b api.TaskError) int { return cmp.Compare(a.Index, b.Index) })
+		return writeJSON(w, http.StatusBadRequest, api.Error{
+			Message: fmt.Sprintf("%d of %d tasks refused, nothing applied; first: tasks[%d]: %s", len(refused), n, refused[0].Index, refused[0].Error),
+			Errors:  refused,
 		})
 	}
 
@@ -144,7 +118,7 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := ApplyResult{Tasks: make([]AppliedTask, len(results))}
+	out := api.ApplyResult{Tasks: make([]api.AppliedTask, len(results))}
 	for i, res := range results {
 		action := "unchanged"
 		switch {
@@ -153,7 +127,7 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 		case res.Changed:
 			action = "updated"
 		}
-		out.Tasks[i] = AppliedTask{Name: res.Task.Spec.Name, Action: action}
+		out.Tasks[i] = api.AppliedTask{Name: res.Task.Spec.Name, Action: action}
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/store"
 )
 
@@ -35,17 +36,8 @@ var eventTypes = []string{
 	store.EventRunFailed, store.EventRunCanceled, store.EventImagePushed, store.EventTaskChanged,
 }
 
-// SubscriptionRequest is the body of POST /api/v1/subscriptions.
-type SubscriptionRequest struct {
-	URL     string   `json:"url"`
-	Types   []string `json:"types,omitempty"`   // full or without the "dev.refit." prefix; empty = all
-	Task    string   `json:"task,omitempty"`    // glob on task names
-	BaseRef string   `json:"baseRef,omitempty"` // glob on base references
-	Secret  string   `json:"secret,omitempty"`  // HMAC key; stored, never returned
-}
-
 func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) error {
-	var req SubscriptionRequest
+	var req api.SubscriptionRequest
 	if err := decodeJSON(w, r, 64<<10, "subscription", &req); err != nil {
 		return err
 	}
@@ -75,7 +67,7 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, sub)
+	return writeJSON(w, http.StatusCreated, apiSubscription(sub))
 }
 
 func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) error {
@@ -83,10 +75,7 @@ func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	if subs == nil {
-		subs = []store.Subscription{}
-	}
-	return writeJSON(w, http.StatusOK, subs) // Secret is not serialized
+	return writeJSON(w, http.StatusOK, apiList(subs, apiSubscription))
 }
 
 func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) error {
@@ -115,10 +104,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if evs == nil {
-		evs = []store.Event{}
-	}
-	return writeJSON(w, http.StatusOK, evs)
+	return writeJSON(w, http.StatusOK, apiList(evs, apiEvent))
 }
 
 func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
@@ -127,10 +113,7 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if ds == nil {
-		ds = []store.Delivery{}
-	}
-	return writeJSON(w, http.StatusOK, ds)
+	return writeJSON(w, http.StatusOK, apiList(ds, apiDelivery))
 }
 
 // checkURL checks what every subscription URL must be, whatever the
@@ -160,16 +143,6 @@ func checkURL(raw string) error {
 	return nil
 }
 
-// RedeliverRequest is the body of POST /api/v1/events/redeliver.
-type RedeliverRequest struct {
-	ID string `json:"id,omitempty"` // an event's id (a UUID)
-	// Since selects events at or after a time: RFC 3339
-	// ("2026-05-03T10:00:00Z") or a duration ago ("2h", "90m").
-	Since        string `json:"since,omitempty"`
-	Dead         bool   `json:"dead,omitempty"`
-	Subscription string `json:"subscription,omitempty"`
-}
-
 // eventIDRE is the shape of an event id (a UUID).
 var eventIDRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
@@ -187,7 +160,7 @@ func parseSince(v string, now time.Time) (time.Time, error) {
 
 func (s *Server) redeliver(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	var req RedeliverRequest
+	var req api.RedeliverRequest
 	if err := decodeJSON(w, r, 64<<10, "redelivery", &req); err != nil {
 		return err
 	}
@@ -226,7 +199,7 @@ func (s *Server) redeliver(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]int{"redelivered": n})
+	return writeJSON(w, http.StatusOK, api.RedeliverResult{Redelivered: n})
 }
 
 // discardDead deletes dead-lettered deliveries:
@@ -241,5 +214,5 @@ func (s *Server) discardDead(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]int{"discarded": n})
+	return writeJSON(w, http.StatusOK, api.DiscardResult{Discarded: n})
 }

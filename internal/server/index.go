@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
@@ -17,20 +18,6 @@ type indexStore interface {
 	Observations(ctx context.Context, ref string, limit int) ([]store.Observation, error)
 }
 
-// BaseUse is a task that builds on a reference, and how.
-type BaseUse struct {
-	Task    string `json:"task"`
-	Stage   string `json:"stage"`
-	Role    string `json:"role"`
-	Watched bool   `json:"watched"`
-}
-
-// BaseInfo is one entry of GET /api/v1/bases.
-type BaseInfo struct {
-	store.BaseRef
-	Tasks []BaseUse `json:"tasks"`
-}
-
 func (s *Server) listBases(w http.ResponseWriter, r *http.Request) error {
 	refs, err := s.cfg.Index.ListBaseRefs(r.Context())
 	if err != nil {
@@ -41,17 +28,17 @@ func (s *Server) listBases(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	g := plan.NewGraph(tasks, s.cfg.Registry)
-	out := []BaseInfo{}
+	out := []api.BaseInfo{}
 	for _, b := range refs {
-		info := BaseInfo{BaseRef: b, Tasks: []BaseUse{}}
+		uses := []api.BaseUse{}
 		for _, t := range g.Tasks {
 			for _, tb := range t.Bases {
 				if tb.Ref == b.Ref {
-					info.Tasks = append(info.Tasks, BaseUse{Task: t.Spec.Name, Stage: tb.Stage, Role: string(tb.Role), Watched: g.Watches(t.Spec.Name, b.Ref)})
+					uses = append(uses, api.BaseUse{Task: t.Spec.Name, Stage: tb.Stage, Role: string(tb.Role), Watched: g.Watches(t.Spec.Name, b.Ref)})
 				}
 			}
 		}
-		out = append(out, info)
+		out = append(out, apiBaseInfo(b, uses))
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
@@ -74,27 +61,7 @@ func (s *Server) baseHistory(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	if obs == nil {
-		obs = []store.Observation{}
-	}
-	return writeJSON(w, http.StatusOK, obs)
-}
-
-// GraphJSON is GET /api/v1/graph: tasks, the references they build on,
-// and edges "task builds on ref" and "task pushes ref".
-type GraphJSON struct {
-	Tasks []string    `json:"tasks"`
-	Refs  []string    `json:"refs"`
-	Edges []GraphEdge `json:"edges"`
-}
-
-// GraphEdge is one edge of the dependency graph.
-type GraphEdge struct {
-	From string `json:"from"`
-	To   string `json:"to"`
-	Kind string `json:"kind"` // "runtime", "build" (task ← ref) or "pushes" (task → ref)
-	// Watched says whether a change of the reference rebuilds the task.
-	Watched bool `json:"watched,omitempty"`
+	return writeJSON(w, http.StatusOK, apiList(obs, apiObservation))
 }
 
 func (s *Server) graph(w http.ResponseWriter, r *http.Request) error {
@@ -103,7 +70,7 @@ func (s *Server) graph(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	g := plan.NewGraph(tasks, s.cfg.Registry)
-	out := GraphJSON{Tasks: []string{}, Refs: []string{}, Edges: []GraphEdge{}}
+	out := api.Graph{Tasks: []string{}, Refs: []string{}, Edges: []api.GraphEdge{}}
 	addRef := func(ref string) {
 		if !slices.Contains(out.Refs, ref) {
 			out.Refs = append(out.Refs, ref)
@@ -113,11 +80,11 @@ func (s *Server) graph(w http.ResponseWriter, r *http.Request) error {
 		out.Tasks = append(out.Tasks, t.Spec.Name)
 		for _, b := range t.Bases {
 			addRef(b.Ref)
-			out.Edges = append(out.Edges, GraphEdge{From: b.Ref, To: t.Spec.Name, Kind: string(b.Role), Watched: g.Watches(t.Spec.Name, b.Ref)})
+			out.Edges = append(out.Edges, api.GraphEdge{From: b.Ref, To: t.Spec.Name, Kind: string(b.Role), Watched: g.Watches(t.Spec.Name, b.Ref)})
 		}
 		for _, o := range plan.Outputs(t.Spec, s.cfg.Registry) {
 			addRef(o)
-			out.Edges = append(out.Edges, GraphEdge{From: t.Spec.Name, To: o, Kind: "pushes"})
+			out.Edges = append(out.Edges, api.GraphEdge{From: t.Spec.Name, To: o, Kind: "pushes"})
 		}
 	}
 	slices.Sort(out.Refs)
@@ -146,7 +113,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, plan.Explain(plan.NewGraph(tasks, s.cfg.Registry), t, byRef, runs))
+	return writeJSON(w, http.StatusOK, apiExplanation(plan.Explain(plan.NewGraph(tasks, s.cfg.Registry), t, byRef, runs)))
 }
 
 func normalizeRef(ref string) (string, error) {

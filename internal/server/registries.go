@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/regauth"
 	"github.com/refit-dev/refit/internal/store"
 )
@@ -16,25 +17,16 @@ type registryCredentials interface {
 	List(ctx context.Context) ([]store.RegistryCredential, error)
 }
 
-// CredentialRequest is the body of PUT /api/v1/registries/{host}.
-type CredentialRequest struct {
-	Username string `json:"username"`
-	Password string `json:"password"` // or token; stored encrypted, never returned
-}
-
 func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request) error {
 	creds, err := s.cfg.Credentials.List(r.Context())
 	if err != nil {
 		return err
 	}
-	if creds == nil {
-		creds = []store.RegistryCredential{}
-	}
-	return writeJSON(w, http.StatusOK, creds)
+	return writeJSON(w, http.StatusOK, apiList(creds, apiCredential))
 }
 
 func (s *Server) putCredential(w http.ResponseWriter, r *http.Request) error {
-	var req CredentialRequest
+	var req api.CredentialRequest
 	if err := decodeJSON(w, r, 2*regauth.MaxPasswordBytes, "credentials", &req); err != nil {
 		return err
 	}
@@ -45,7 +37,7 @@ func (s *Server) putCredential(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, cred)
+	return writeJSON(w, http.StatusOK, apiCredential(cred))
 }
 
 func (s *Server) deleteCredential(w http.ResponseWriter, r *http.Request) error {

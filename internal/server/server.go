@@ -1,7 +1,9 @@
 // Package server owns refit's HTTP API (/api/v1), its authentication
 // (bearer tokens), health and readiness probes and the metrics endpoint.
-// It translates HTTP to calls on the store and the runner; it holds no
-// build logic of its own.
+// It translates HTTP to calls on the store, the run queue and the
+// runner's source inspection, and maps store rows and plan results to the
+// wire types of internal/api (wire.go). It holds no build logic, and no
+// wire type of its own: the contract is internal/api.
 package server
 
 import (
@@ -20,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
@@ -40,19 +43,26 @@ type apiStore interface {
 	TokenName(ctx context.Context, secret string) (string, error)
 }
 
-// runQueue queues runs and inspects task sources.
-type runQueue interface {
+// runQueuer queues manual runs and says when a run ends (the owner of a
+// run's life).
+type runQueuer interface {
 	Queue(ctx context.Context, taskName string, cause store.Cause) (store.Run, error)
-	Inspect(ctx context.Context, spec task.Spec) ([]dockerfile.Base, error)
 	// Ended wakes a log follower early when a run ends; release when done.
 	Ended(runID int64) (ended <-chan struct{}, release func())
 }
 
+// inspector reads a task's source for its Dockerfile's bases (the
+// runner); its errors are the client's (400) unless the request ended.
+type inspector interface {
+	Inspect(ctx context.Context, spec task.Spec) ([]dockerfile.Base, error)
+}
+
 // Config configures the API server.
 type Config struct {
-	Store  apiStore   // required
-	Runner runQueue   // required
-	Index  indexStore // required: the base image index
+	Store     apiStore   // required
+	Runs      runQueuer  // required to queue runs and follow logs
+	Inspector inspector  // required to create and apply tasks
+	Index     indexStore // required: the base image index
 	// Registry is the embedded registry's host:port (to match task
 	// outputs to other tasks' bases).
 	Registry string
@@ -91,6 +101,9 @@ type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
 	metrics *prometheus.Registry
+	// patterns are the API's registered patterns, for the tests that
+	// hold them to api.Routes.
+	patterns []string
 }
 
 // New returns the API handler.
@@ -119,34 +132,46 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
 
-	api := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+		s.patterns = append(s.patterns, pattern)
 		s.mux.Handle(pattern, s.auth(h))
 	}
-	api("GET /api/v1/tasks", s.listTasks)
-	api("POST /api/v1/tasks", s.createTask)
-	api("POST /api/v1/tasks:apply", s.applyTasks)
-	api("GET /api/v1/tasks/{name}", s.getTask)
-	api("PUT /api/v1/tasks/{name}", s.putTask)
-	api("DELETE /api/v1/tasks/{name}", s.deleteTask)
-	api("POST /api/v1/tasks/{name}/runs", s.queueRun)
-	api("GET /api/v1/runs", s.listRuns)
-	api("GET /api/v1/runs/{id}", s.getRun)
-	api("GET /api/v1/runs/{id}/logs", s.runLogs)
-	api("GET /api/v1/bases", s.listBases)
-	api("GET /api/v1/bases/history", s.baseHistory)
-	api("GET /api/v1/graph", s.graph)
-	api("GET /api/v1/tasks/{name}/explain", s.explain)
+	// The description of the API is public: it holds no data.
+	openapi, err := api.OpenAPI()
+	if err != nil {
+		panic(err) // the api types cannot be described: a programming error its tests catch
+	}
+	s.patterns = append(s.patterns, "GET /api/v1/openapi.json")
+	s.mux.HandleFunc("GET /api/v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openapi)
+	})
+	handle("GET /api/v1/tasks", s.listTasks)
+	handle("POST /api/v1/tasks", s.createTask)
+	handle("POST /api/v1/tasks:apply", s.applyTasks)
+	handle("GET /api/v1/tasks/{name}", s.getTask)
+	handle("PUT /api/v1/tasks/{name}", s.putTask)
+	handle("DELETE /api/v1/tasks/{name}", s.deleteTask)
+	handle("POST /api/v1/tasks/{name}/runs", s.queueRun)
+	handle("GET /api/v1/runs", s.listRuns)
+	handle("GET /api/v1/runs/{id}", s.getRun)
+	handle("GET /api/v1/runs/{id}/logs", s.runLogs)
+	handle("GET /api/v1/bases", s.listBases)
+	handle("GET /api/v1/bases/history", s.baseHistory)
+	handle("GET /api/v1/graph", s.graph)
+	handle("GET /api/v1/tasks/{name}/explain", s.explain)
 	if cfg.Hooks != nil {
 		s.mux.Handle("/hooks/registry/", cfg.Hooks)
 	}
-	api("GET /api/v1/subscriptions", s.listSubscriptions)
-	api("POST /api/v1/subscriptions", s.createSubscription)
-	api("DELETE /api/v1/subscriptions/{id}", s.deleteSubscription)
-	api("GET /api/v1/events", s.listEvents)
-	api("POST /api/v1/events/redeliver", s.redeliver)
-	api("GET /api/v1/deliveries", s.listDeliveries)
-	api("DELETE /api/v1/deliveries", s.discardDead)
+	handle("GET /api/v1/subscriptions", s.listSubscriptions)
+	handle("POST /api/v1/subscriptions", s.createSubscription)
+	handle("DELETE /api/v1/subscriptions/{id}", s.deleteSubscription)
+	handle("GET /api/v1/events", s.listEvents)
+	handle("POST /api/v1/events/redeliver", s.redeliver)
+	handle("GET /api/v1/deliveries", s.listDeliveries)
+	handle("DELETE /api/v1/deliveries", s.discardDead)
 	if cfg.Stream != nil {
+		s.patterns = append(s.patterns, "GET /api/v1/events/stream")
 		s.mux.Handle("GET /api/v1/events/stream", s.auth(func(w http.ResponseWriter, r *http.Request) error {
 			// after=-1 means "from now on".
 			if r.URL.Query().Get("after") == "-1" && r.Header.Get("Last-Event-ID") == "" {
@@ -163,12 +188,12 @@ func New(cfg Config) *Server {
 		}))
 	}
 	if cfg.Credentials != nil {
-		api("GET /api/v1/registries", s.listCredentials)
-		api("PUT /api/v1/registries/{host}", s.putCredential)
-		api("DELETE /api/v1/registries/{host}", s.deleteCredential)
+		handle("GET /api/v1/registries", s.listCredentials)
+		handle("PUT /api/v1/registries/{host}", s.putCredential)
+		handle("DELETE /api/v1/registries/{host}", s.deleteCredential)
 	}
-	api("GET /api/v1/whoami", func(w http.ResponseWriter, r *http.Request) error {
-		return writeJSON(w, http.StatusOK, map[string]string{"user": user(r)})
+	handle("GET /api/v1/whoami", func(w http.ResponseWriter, r *http.Request) error {
+		return writeJSON(w, http.StatusOK, api.WhoAmI{User: user(r)})
 	})
 	s.mux.Handle("/api/", s.auth(func(w http.ResponseWriter, r *http.Request) error {
 		return &httpError{http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path)}
@@ -256,7 +281,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if code == http.StatusInternalServerError {
 		s.cfg.Logger.Error("api request", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeJSON(w, code, map[string]string{"error": err.Error()})
+	writeJSON(w, code, api.Error{Message: err.Error()})
 }
 
 // invalidError marks a request the client got wrong.
@@ -278,10 +303,7 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if ts == nil {
-		ts = []store.Task{}
-	}
-	return writeJSON(w, http.StatusOK, ts)
+	return writeJSON(w, http.StatusOK, apiList(ts, apiTask))
 }
 
 // readSpec decodes, defaults and validates a spec from the body, then
@@ -321,7 +343,7 @@ func (s *Server) checkSpec(ctx context.Context, spec task.Spec) (store.Task, err
 	if err := spec.Validate(); err != nil {
 		return store.Task{}, err
 	}
-	bases, err := s.cfg.Runner.Inspect(ctx, spec)
+	bases, err := s.cfg.Inspector.Inspect(ctx, spec)
 	if err != nil {
 		if ctx.Err() != nil {
 			return store.Task{}, err
@@ -350,14 +372,7 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, t)
-}
-
-// PutResult is the answer to PUT /api/v1/tasks/{name}.
-type PutResult struct {
-	Task    store.Task `json:"task"`
-	Created bool       `json:"created"`
-	Changed bool       `json:"changed"`
+	return writeJSON(w, http.StatusCreated, apiTask(t))
 }
 
 func (s *Server) putTask(w http.ResponseWriter, r *http.Request) error {
@@ -373,7 +388,7 @@ func (s *Server) putTask(w http.ResponseWriter, r *http.Request) error {
 	if created {
 		code = http.StatusCreated
 	}
-	return writeJSON(w, code, PutResult{t, created, changed})
+	return writeJSON(w, code, api.PutResult{Task: apiTask(t), Created: created, Changed: changed})
 }
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
@@ -381,7 +396,7 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, t)
+	return writeJSON(w, http.StatusOK, apiTask(t))
 }
 
 func (s *Server) deleteTask(w http.ResponseWriter, r *http.Request) error {
@@ -393,11 +408,11 @@ func (s *Server) deleteTask(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) queueRun(w http.ResponseWriter, r *http.Request) error {
-	run, err := s.cfg.Runner.Queue(r.Context(), r.PathValue("name"), store.Cause{Kind: "manual", User: user(r)})
+	run, err := s.cfg.Runs.Queue(r.Context(), r.PathValue("name"), store.Cause{Kind: "manual", User: user(r)})
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, run)
+	return writeJSON(w, http.StatusCreated, apiRun(run))
 }
 
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
@@ -414,14 +429,11 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if runs == nil {
-		runs = []store.Run{}
-	}
-	return writeJSON(w, http.StatusOK, runs)
+	return writeJSON(w, http.StatusOK, apiList(runs, apiRun))
 }
 
 func runID(r *http.Request) (int64, error) {
-	id, err := store.ParseRunID(r.PathValue("id"))
+	id, err := api.ParseRunID(r.PathValue("id"))
 	if err != nil {
 		return 0, &httpError{http.StatusBadRequest, err.Error()}
 	}
@@ -437,7 +449,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, run)
+	return writeJSON(w, http.StatusOK, apiRun(run))
 }
 
 // runLogs streams a run's stored log as newline-delimited JSON LogChunks.
@@ -462,7 +474,7 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
 	enc := json.NewEncoder(w)
-	ended, release := s.cfg.Runner.Ended(id)
+	ended, release := s.cfg.Runs.Ended(id)
 	defer release()
 	for {
 		// Read the state before the logs: if it had ended, every chunk
@@ -477,7 +489,7 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 				return nil
 			}
 			for _, c := range chunks {
-				if err := enc.Encode(c); err != nil {
+				if err := enc.Encode(api.LogChunk{Seq: c.Seq, Data: c.Data}); err != nil {
 					return nil
 				}
 				after = c.Seq

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/refit-dev/refit/internal/task"
@@ -64,27 +63,6 @@ type Cause struct {
 	Upstream    *Cause `json:"upstream,omitempty"`
 }
 
-// String renders the cause for humans: "manual: alice".
-func (c Cause) String() string {
-	switch c.Kind {
-	case "manual":
-		return "manual: " + c.User
-	case "commit":
-		return fmt.Sprintf("commit: %s %.7s", c.Ref, c.SHA)
-	case "base":
-		return fmt.Sprintf("base: %s %.19s → %.19s", c.Base, c.OldDigest, c.NewDigest)
-	case "schedule":
-		return "schedule: " + c.Schedule
-	case "cascade":
-		s := "cascade of " + FormatRunID(c.UpstreamRun)
-		if c.Upstream != nil {
-			s += " ← " + c.Upstream.String()
-		}
-		return s
-	}
-	return c.Kind
-}
-
 // UsedBase is a base image a run resolved and pinned.
 type UsedBase struct {
 	Ref    string `json:"ref"`    // normalized reference, as discovered
@@ -119,45 +97,6 @@ type Run struct {
 
 // FormatRunID renders a run ID the way users see it: "r-7".
 func FormatRunID(id int64) string { return "r-" + strconv.FormatInt(id, 10) }
-
-// ParseRunID accepts "r-7" or "7".
-func ParseRunID(s string) (int64, error) {
-	id, err := strconv.ParseInt(strings.TrimPrefix(s, "r-"), 10, 64)
-	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("%q is not a run ID (like r-7)", s)
-	}
-	return id, nil
-}
-
-// MarshalJSON adds the human run ID.
-func (r Run) MarshalJSON() ([]byte, error) {
-	type plain Run
-	return json.Marshal(struct {
-		ID string `json:"id"`
-		plain
-	}{FormatRunID(r.ID), plain(r)})
-}
-
-// UnmarshalJSON reads the human run ID back.
-func (r *Run) UnmarshalJSON(b []byte) error {
-	type plain Run
-	var v struct {
-		ID string `json:"id"`
-		plain
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*r = Run(v.plain)
-	if v.ID != "" {
-		id, err := ParseRunID(v.ID)
-		if err != nil {
-			return err
-		}
-		r.ID = id
-	}
-	return nil
-}
 
 // Enqueuer is called inside the transaction that creates (or requeues) a
 // run, so the job that executes it commits, or not, together with the run

@@ -1,0 +1,35 @@
+// Package api is refit's wire contract: the request and response types of
+// every endpoint under /api/v1, the table of those endpoints (Routes) and
+// the OpenAPI 3.1 description generated from both (OpenAPI). The server
+// maps its rows to these types, the client and the CLI speak only these.
+//
+// The JSON of these types is the API: a change of a field name, a tag or
+// an omitempty changes what scripts, webhook receivers and README's
+// examples see. The package imports nothing internal (it is shared by
+// internal/server, internal/client and cmd/refit) and holds no behaviour
+// beyond the wire forms of values (run IDs "r-7", RunState.Done,
+// Cause.String for people) and the description of itself. It does not
+// validate requests: the server does, strictly (task specs through
+// internal/task, whose Spec has the same JSON as TaskSpec).
+package api
+
+import "encoding/json"
+
+// Error is the body of every error answer (4xx, 5xx).
+type Error struct {
+	Message string `json:"error"`
+	// Errors lists every task an apply refused (400 from tasks:apply).
+	Errors []TaskError `json:"errors,omitempty"`
+}
+
+// WhoAmI answers GET /api/v1/whoami: the name of the token in use.
+type WhoAmI struct {
+	User string `json:"user"`
+}
+
+// LogChunk is one line of GET /api/v1/runs/{id}/logs (newline-delimited
+// JSON): a BuildKit status update, numbered from 1.
+type LogChunk struct {
+	Seq  int64           `json:"seq"`
+	Data json.RawMessage `json:"data"`
+}

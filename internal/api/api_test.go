@@ -1,0 +1,43 @@
+package api_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/refit-dev/refit/internal/api"
+)
+
+func TestParseRunID(t *testing.T) {
+	for in, want := range map[string]int64{"r-7": 7, "7": 7, "r-123456789012": 123456789012} {
+		got, err := api.ParseRunID(in)
+		if err != nil || got != want {
+			t.Errorf("ParseRunID(%q) = %d, %v; want %d", in, got, err, want)
+		}
+		if back := api.FormatRunID(got); back != "r-"+strings.TrimPrefix(in, "r-") {
+			t.Errorf("FormatRunID(%d) = %q", got, back)
+		}
+	}
+	for _, in := range []string{"x", "r-0", "0", "-1", "r--1", "", "r-", "r-7x", "r-r-7", "R-7", " 7", "99999999999999999999"} {
+		if got, err := api.ParseRunID(in); err == nil {
+			t.Errorf("ParseRunID(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+func TestCauseString(t *testing.T) {
+	tests := []struct {
+		c    api.Cause
+		want string
+	}{
+		{api.Cause{Kind: "manual", User: "alice"}, "manual: alice"},
+		{api.Cause{Kind: "commit", Ref: "main", SHA: "0123456789abcdef"}, "commit: main 0123456"},
+		{api.Cause{Kind: "schedule", Schedule: "@daily"}, "schedule: @daily"},
+		{api.Cause{Kind: "cascade", UpstreamRun: 3}, "cascade of r-3"},
+		{api.Cause{Kind: "odd"}, "odd"},
+	}
+	for _, tt := range tests {
+		if got := tt.c.String(); got != tt.want {
+			t.Errorf("%+v.String() = %q, want %q", tt.c, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package api
+
+import "time"
+
+// TaskSpec is a task as a user writes it: the body of POST /api/v1/tasks
+// and PUT /api/v1/tasks/{name}, and each entry of tasks:apply. The server
+// decodes it strictly (unknown fields are errors) with internal/task,
+// whose Spec has exactly these JSON fields.
+type TaskSpec struct {
+	// Name: lowercase letters, digits, '-', '_' and '.', at most 63.
+	Name string `json:"name"`
+	// Source says where the build context comes from. Required.
+	Source TaskSource `json:"source"`
+	// Context is the build context directory in the source. Default ".".
+	Context string `json:"context,omitempty"`
+	// Dockerfile is the Dockerfile path in Context. Default "Dockerfile".
+	Dockerfile string `json:"dockerfile,omitempty"`
+	// BuildArgs override ARG defaults.
+	BuildArgs map[string]string `json:"buildArgs,omitempty"`
+	// Target is the stage to build. Default: the last.
+	Target string `json:"target,omitempty"`
+	// Platforms as os/arch[/variant]. Default: the server's.
+	Platforms []string `json:"platforms,omitempty"`
+	// Image is the repository to push to. Default: the task name, in the
+	// embedded registry.
+	Image string `json:"image,omitempty"`
+	// Tags are templates ({{.Run.ID}}, {{.Commit.Short}}, …). Default
+	// ["latest"].
+	Tags []string `json:"tags,omitempty"`
+	// Triggers say which events start a run. Default: commit, base and
+	// manual.
+	Triggers *Triggers `json:"triggers,omitempty"`
+}
+
+// TaskSource is exactly one of Git (with Ref) or Dir.
+type TaskSource struct {
+	Git string `json:"git,omitempty"`
+	Ref string `json:"ref,omitempty"` // default "HEAD"
+	Dir string `json:"dir,omitempty"` // on the server's machine
+}
+
+// Triggers are a task's trigger settings.
+type Triggers struct {
+	Commit    bool   `json:"commit"`
+	Base      bool   `json:"base"`
+	Manual    bool   `json:"manual"`
+	Schedule  string `json:"schedule,omitempty"`
+	BaseScope string `json:"baseScope,omitempty"` // "runtime" (default) or "all"
+	Patch     string `json:"patch,omitempty"`     // "rebuild" (default) or "rebase"
+}
+
+// Base is one image reference a task's Dockerfile builds on.
+type Base struct {
+	Stage    string `json:"stage"` // stage name, or its index when unnamed
+	Role     string `json:"role"`  // "runtime" or "build"
+	Kind     string `json:"kind"`  // "from", "copy-from" or "mount-from"
+	Ref      string `json:"ref"`   // normalized as Docker does
+	Name     string `json:"name"`  // as written, after ARG expansion
+	Platform string `json:"platform,omitempty"`
+	Line     int    `json:"line"`
+}
+
+// Task is a stored task: its spec with defaults filled in, and the bases
+// its Dockerfile was found to build on.
+type Task struct {
+	Spec      TaskSpec  `json:"spec"`
+	Bases     []Base    `json:"bases"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Name returns the task's name.
+func (t Task) Name() string { return t.Spec.Name }
+
+// PutResult answers PUT /api/v1/tasks/{name} (201 when created, else 200).
+type PutResult struct {
+	Task    Task `json:"task"`
+	Created bool `json:"created"`
+	Changed bool `json:"changed"`
+}
+
+// ApplyRequest is the body of POST /api/v1/tasks:apply: tasks to create
+// or update together, all or none.
+type ApplyRequest struct {
+	Tasks []TaskSpec `json:"tasks"`
+}
+
+// ApplyResult answers an apply that stored every task (200).
+type ApplyResult struct {
+	Tasks []AppliedTask `json:"tasks"` // in the request's order
+}
+
+// AppliedTask says what an apply did to one task.
+type AppliedTask struct {
+	Name   string `json:"name"`
+	Action string `json:"action"` // "created", "updated" or "unchanged"
+}
+
+// TaskError is why an apply refused one task; an apply that refuses any
+// answers 400 with an Error listing every one.
+type TaskError struct {
+	Index int    `json:"index"`          // position in the request's tasks
+	Task  string `json:"task,omitempty"` // its name, when it has one
+	Error string `json:"error"`
+}

@@ -1,0 +1,4 @@
+package server
+
+// Patterns returns the API patterns s registered, for tests.
+func Patterns(s *Server) []string { return s.patterns }
