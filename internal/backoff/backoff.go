@@ -4,12 +4,16 @@
 // that cannot write because the disk is full, say), a Tracker of the
 // failing episode that spaces the attempts and logs the episode once —
 // when it starts, now and then while it lasts, and when it ends — rather
-// than once per attempt. It does not retry anything itself.
+// than once per attempt. It also reads what a server asks for in a
+// Retry-After header (RetryAfter). It does not retry anything itself.
 package backoff
 
 import (
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -152,3 +156,31 @@ func (t *Tracker) log() *slog.Logger {
 	}
 	return t.Logger
 }
+
+// RetryAfter reads a Retry-After header value (RFC 9110): delay seconds
+// ("120") or an HTTP date, the latter relative to now and rounded to the
+// second. It returns 0 when the value is absent, unreadable, zero,
+// negative or in the past, and never more than limit, so that a garbage
+// header cannot park a caller for months (limit ≤ 0: no limit).
+func RetryAfter(v string, now time.Time, limit time.Duration) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if s <= 0 {
+			return 0
+		}
+		d = time.Duration(min(s, int64(maxDuration/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = max(t.Sub(now).Round(time.Second), 0)
+	}
+	if limit > 0 {
+		d = min(d, limit)
+	}
+	return d
+}
+
+// maxDuration is the longest time.Duration.
+const maxDuration = time.Duration(1<<63 - 1)

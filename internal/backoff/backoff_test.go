@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -101,4 +102,39 @@ func (l lockedWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(b)
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		v     string
+		limit time.Duration
+		want  time.Duration
+	}{
+		{"", day, 0},
+		{"7", day, 7 * time.Second},
+		{" 30 ", day, 30 * time.Second},
+		{"1", 0, time.Second},
+		{" 120 ", 0, 2 * time.Minute},
+		{"0", day, 0},
+		{"-5", day, 0},
+		{"-5", 0, 0},
+		{"soon", day, 0},
+		{"1.5", day, 0},
+		{"9999999999999", day, day},     // huge: capped
+		{"9999999999999999999", day, 0}, // overflows int64: unreadable
+		{"9223372036854775807", 0, maxDuration / time.Second * time.Second}, // no limit, no overflow
+		{now.Add(2 * time.Minute).Format(http.TimeFormat), day, 2 * time.Minute},
+		{now.Add(30 * time.Second).Format(http.TimeFormat), 0, 30 * time.Second},
+		{now.Add(-2 * time.Minute).Format(http.TimeFormat), day, 0},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0, 0},
+		{now.Add(400 * day).Format(http.TimeFormat), day, day},
+		{now.Add(2 * time.Minute).Format(time.RFC850), day, 2 * time.Minute}, // obsolete date forms too
+		{"Mon, 99 Jan 2025 00:00:00 GMT", day, 0},
+	} {
+		if got := RetryAfter(tc.v, now, tc.limit); got != tc.want {
+			t.Errorf("RetryAfter(%q, limit %s) = %s, want %s", tc.v, tc.limit, got, tc.want)
+		}
+	}
 }

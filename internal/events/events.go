@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -611,7 +610,9 @@ func (d *Dispatcher) attempt(ctx context.Context, sub store.Subscription, dl sto
 		if x := excerpt(b); x != "" {
 			msg += ": " + x
 		}
-		retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		// Capped at RetryFor: a later retry would be put off to the
+		// deadline anyway.
+		retryAfter = backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), d.cfg.RetryFor)
 	}
 	now := time.Now()
 	deadline := dl.RetryStart().Add(d.cfg.RetryFor)
@@ -634,25 +635,6 @@ func (d *Dispatcher) attempt(ctx context.Context, sub store.Subscription, dl sto
 // above MaxBackoff).
 func (d *Dispatcher) backoff(attempts int) time.Duration {
 	return backoff.Policy{Min: d.cfg.MinBackoff, Max: d.cfg.MaxBackoff, Jitter: 0.2}.Delay(attempts + 1)
-}
-
-// parseRetryAfter reads a Retry-After header: delay seconds or an HTTP
-// date. It returns 0 when absent or malformed.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if s < 0 {
-			return 0
-		}
-		return time.Duration(min(s, int64(math.MaxInt64/time.Second))) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0)
-	}
-	return 0
 }
 
 // describe renders a client error without the URL, which may hold

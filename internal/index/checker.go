@@ -704,7 +704,7 @@ func (t *ckTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		st.mu.Lock()
 		switch {
 		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
-			st.retryAfter = ckParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+			st.retryAfter = backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), ckMaxRetryAfter)
 		case req.Method == http.MethodHead && resp.StatusCode == http.StatusOK && strings.Contains(req.URL.Path, "/manifests/"):
 			st.headOK = true
 		case req.Method == http.MethodGet && resp.StatusCode == http.StatusOK && strings.Contains(req.URL.Path, "/manifests/"):
@@ -731,27 +731,6 @@ func ckParseRateLimit(v string) (int, bool) {
 		return 0, false
 	}
 	return n, true
-}
-
-// ckParseRetryAfter reads a Retry-After value: delay seconds or an HTTP
-// date. 0 when absent, past or unreadable.
-func ckParseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if s <= 0 {
-			return 0
-		}
-		return min(time.Duration(min(s, int64(ckMaxRetryAfter/time.Second)))*time.Second, ckMaxRetryAfter)
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return min(d.Round(time.Second), ckMaxRetryAfter)
-		}
-	}
-	return 0
 }
 
 // ckHostKey normalizes a registry host the way references do

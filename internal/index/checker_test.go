@@ -632,25 +632,6 @@ func TestCheckerBackoff(t *testing.T) {
 	}
 }
 
-func TestCheckerParseRetryAfter(t *testing.T) {
-	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	for v, want := range map[string]time.Duration{
-		"":              0,
-		"7":             7 * time.Second,
-		" 30 ":          30 * time.Second,
-		"0":             0,
-		"-5":            0,
-		"soon":          0,
-		"9999999999999": 24 * time.Hour,
-		now.Add(2 * time.Minute).Format(http.TimeFormat):  2 * time.Minute,
-		now.Add(-2 * time.Minute).Format(http.TimeFormat): 0,
-	} {
-		if got := ckParseRetryAfter(v, now); got != want {
-			t.Errorf("ckParseRetryAfter(%q) = %s, want %s", v, got, want)
-		}
-	}
-}
-
 func TestCheckerMissingTag(t *testing.T) {
 	_, host := ckServe(t, nil)
 	ckPush(t, host+"/lib/present:1", ckImage(t, "linux", "amd64"))
