@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/refit-dev/refit/internal/redact"
 	"github.com/refit-dev/refit/internal/store"
 )
 
@@ -67,15 +68,15 @@ func NewNATSSink(cfg NATSConfig) (*NATSSink, error) {
 	for _, raw := range strings.Split(cfg.URL, ",") {
 		u, err := url.Parse(strings.TrimSpace(raw))
 		if err != nil {
-			return nil, fmt.Errorf("nats: server URL %q is not a URL", redactURL(raw))
+			return nil, fmt.Errorf("nats: server URL %q is not a URL", redact.URLs(raw))
 		}
 		switch u.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return nil, fmt.Errorf("nats: server URL %s: scheme must be nats, tls, ws or wss", redactURL(raw))
+			return nil, fmt.Errorf("nats: server URL %s: scheme must be nats, tls, ws or wss", redact.URLs(raw))
 		}
 		if u.Hostname() == "" {
-			return nil, fmt.Errorf("nats: server URL %s has no host", redactURL(raw))
+			return nil, fmt.Errorf("nats: server URL %s has no host", redact.URLs(raw))
 		}
 	}
 	if strings.ContainsAny(cfg.Stream, " \t\r\n.*>/\\") {
@@ -133,7 +134,7 @@ func (s *NATSSink) connect(ctx context.Context) (jetstream.JetStream, error) {
 	}
 	nc, err := nats.Connect(s.cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", redactURL(s.cfg.URL), err)
+		return nil, fmt.Errorf("connecting to %s: %w", redact.URLs(s.cfg.URL), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -169,22 +170,4 @@ func (s *NATSSink) Close() {
 		s.nc.Close()
 		s.nc, s.js = nil, nil
 	}
-}
-
-// redactURL removes user information from each comma-separated URL.
-func redactURL(raw string) string {
-	parts := strings.Split(raw, ",")
-	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		if u, err := url.Parse(p); err == nil && u.User != nil {
-			u.User = nil
-			p = u.String()
-		} else if err != nil {
-			if at := strings.LastIndex(p, "@"); at >= 0 {
-				p = "…@" + p[at+1:]
-			}
-		}
-		parts[i] = p
-	}
-	return strings.Join(parts, ",")
 }

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +32,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/refit-dev/refit/internal/backoff"
+	"github.com/refit-dev/refit/internal/redact"
 )
 
 const (
@@ -115,7 +115,7 @@ func (e *RegistryError) Error() string {
 		b.WriteString(": ")
 		b.WriteString(e.Err.Error())
 	}
-	return ckRedact(b.String())
+	return redact.Text(b.String())
 }
 
 // Unwrap returns the underlying error.
@@ -741,19 +741,4 @@ func ckHostKey(host string) string {
 		return host
 	}
 	return r.RegistryStr()
-}
-
-// ckSecrets match credentials that could end up in an error text:
-// Authorization header values, URL user info, token query parameters.
-var (
-	ckAuthHeaderRE = regexp.MustCompile(`(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{8,}`)
-	ckUserInfoRE   = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@`)
-	ckTokenParamRE = regexp.MustCompile(`(?i)\b((?:access_token|refresh_token|token|password|client_secret)=)[^&\s"']+`)
-)
-
-// ckRedact removes what looks like credentials from s.
-func ckRedact(s string) string {
-	s = ckAuthHeaderRE.ReplaceAllString(s, "$1 [redacted]")
-	s = ckUserInfoRE.ReplaceAllString(s, "${1}[redacted]@")
-	return ckTokenParamRE.ReplaceAllString(s, "${1}[redacted]")
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/lifecycle"
-	"github.com/refit-dev/refit/internal/source"
+	"github.com/refit-dev/refit/internal/redact"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
@@ -55,7 +55,7 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 	var step *logStep
 	var dir string
 	if spec.Source.Git != "" {
-		step = logs.Step("fetch source " + source.Redact(spec.Source.Git) + "#" + spec.Source.Ref)
+		step = logs.Step("fetch source " + redact.URL(spec.Source.Git) + "#" + spec.Source.Ref)
 		dir = filepath.Join(cfg.WorkDir, store.FormatRunID(run.ID))
 		os.RemoveAll(dir)
 		defer os.RemoveAll(dir)
@@ -139,7 +139,7 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 		ann[AnnotationBaseDigest] = runtimeBase.Digest
 	}
 	if spec.Source.Git != "" {
-		ann[AnnotationSource] = source.Redact(spec.Source.Git)
+		ann[AnnotationSource] = redact.URL(spec.Source.Git)
 		ann[AnnotationRevision] = commit.SHA
 	}
 	if cfg.BuilderReady != nil {

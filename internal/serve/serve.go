@@ -30,6 +30,7 @@ import (
 	"github.com/refit-dev/refit/internal/index"
 	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/redact"
 	"github.com/refit-dev/refit/internal/regauth"
 	"github.com/refit-dev/refit/internal/registry"
 	"github.com/refit-dev/refit/internal/runner"
@@ -468,7 +469,7 @@ func dbName(url string) string {
 	if url == "" {
 		return "SQLite (refit.db in data)"
 	}
-	return "PostgreSQL " + store.RedactURL(url)
+	return "PostgreSQL " + redact.URL(url)
 }
 
 func (s *Server) banner(out io.Writer, data, db, newToken string) {

@@ -11,11 +11,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/refit-dev/refit/internal/redact"
 )
 
 // ErrNotFound is wrapped by the error Resolve returns when the repository
@@ -59,7 +60,7 @@ type Commit struct {
 func Resolve(ctx context.Context, url, ref string) (string, error) {
 	sha, err := resolve(ctx, url, ref)
 	if err != nil {
-		return "", fmt.Errorf("resolving ref %q of %s: %w", ref, Redact(url), err)
+		return "", fmt.Errorf("resolving ref %q of %s: %w", ref, redact.URL(url), err)
 	}
 	return sha, nil
 }
@@ -186,7 +187,7 @@ func countPrefix(ctx context.Context, url, repo, prefix string) int {
 func Checkout(ctx context.Context, url, sha, dir string) (Commit, error) {
 	c, err := checkout(ctx, url, sha, dir)
 	if err != nil {
-		return Commit{}, fmt.Errorf("checking out %s of %s into %s: %w", sha, Redact(url), dir, err)
+		return Commit{}, fmt.Errorf("checking out %s of %s into %s: %w", sha, redact.URL(url), dir, err)
 	}
 	return c, nil
 }
@@ -268,7 +269,7 @@ func git(ctx context.Context, url, dir string, args ...string) (string, error) {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
-		msg := strings.TrimSpace(scrub(stderr.String(), url))
+		msg := strings.TrimSpace(redact.Userinfo(stderr.String(), url))
 		if msg == "" {
 			return "", fmt.Errorf("git %s: %w", args[0], err)
 		}
@@ -286,87 +287,6 @@ func checkURL(url string) error {
 		return errors.New("repository url must not start with '-'")
 	}
 	return nil
-}
-
-const redacted = "xxxxx"
-
-// Redact returns rawURL with any userinfo (user name and password or token)
-// replaced by "xxxxx", e.g. "https://user:token@host/repo" becomes
-// "https://xxxxx@host/repo". scp-like addresses ("git@host:repo") keep a
-// plain user name, which is not a secret, and local paths are returned
-// unchanged. A "scheme://" string that does not parse as a URL is redacted up
-// to its last '@'.
-func Redact(rawURL string) string {
-	prefix, info, suffix := splitUserinfo(rawURL)
-	if info == "" {
-		return rawURL
-	}
-	return prefix + redacted + suffix
-}
-
-// splitUserinfo splits rawURL around the userinfo Redact hides; info is ""
-// if there is none. suffix starts with the '@'.
-func splitUserinfo(rawURL string) (prefix, info, suffix string) {
-	at := -1
-	if scheme, rest, ok := strings.Cut(rawURL, "://"); ok {
-		prefix = scheme + "://"
-		if u, err := url.Parse(rawURL); err == nil {
-			if u.User != nil {
-				end := strings.IndexAny(rest, "/?#")
-				if end < 0 {
-					end = len(rest)
-				}
-				at = strings.LastIndex(rest[:end], "@")
-			}
-		} else {
-			at = strings.LastIndex(rest, "@")
-		}
-		if at < 0 {
-			return rawURL, "", ""
-		}
-		return prefix, rest[:at], rest[at:]
-	}
-	// scp-like [user@]host:path: only a password (after ':') is secret.
-	at = strings.Index(rawURL, "@")
-	if at < 0 || !strings.ContainsAny(rawURL[:at], ":/") {
-		return rawURL, "", ""
-	}
-	if i := strings.Index(rawURL, "/"); i >= 0 && i < at {
-		return rawURL, "", "" // a local path containing '@'
-	}
-	return "", rawURL[:at], rawURL[at:]
-}
-
-// scrub removes the credentials in rawURL from text, such as git's stderr.
-func scrub(text, rawURL string) string {
-	_, info, _ := splitUserinfo(rawURL)
-	if info == "" {
-		return text
-	}
-	text = strings.ReplaceAll(text, rawURL, Redact(rawURL))
-	// Also catch the credentials where git or curl print them on their own,
-	// raw or unescaped. A user name alone is replaced only if long enough to
-	// be a token rather than a common word.
-	var secrets []string
-	add := func(s string, min int) {
-		if len(s) < min {
-			return
-		}
-		secrets = append(secrets, s)
-		if u, err := url.PathUnescape(s); err == nil && u != s {
-			secrets = append(secrets, u)
-		}
-	}
-	add(info, 1)
-	user, pass, hasPass := strings.Cut(info, ":")
-	if hasPass {
-		add(pass, 1)
-	}
-	add(user, 8)
-	for _, s := range secrets {
-		text = strings.ReplaceAll(text, s, redacted)
-	}
-	return text
 }
 
 func isFullSHA(s string) bool {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/refit-dev/refit/internal/redact"
 )
 
 const httpBackend = "/usr/lib/git-core/git-http-backend"
@@ -260,40 +262,6 @@ func TestCheckoutCancelled(t *testing.T) {
 	}
 }
 
-func TestRedact(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"https://host/org/repo.git", "https://host/org/repo.git"},
-		{"https://user:token@host/org/repo.git", "https://xxxxx@host/org/repo.git"},
-		{"https://ghp_abcdef123@github.com/o/r", "https://xxxxx@github.com/o/r"},
-		{"https://x-access-token:t%40k@host:8443/r?x=1#f", "https://xxxxx@host:8443/r?x=1#f"},
-		{"https://user:tok@host", "https://xxxxx@host"},
-		{"https://host/org/repo@v1", "https://host/org/repo@v1"},
-		{"https://user:p/ss@host/r", "https://xxxxx@host/r"}, // unescaped '/' in password: not a valid URL
-		{"https://us er:p@host/r", "https://xxxxx@host/r"},   // invalid URL: redacted to the last '@'
-		{"ssh://git@host:22/r.git", "ssh://xxxxx@host:22/r.git"},
-		{"git@github.com:org/repo.git", "git@github.com:org/repo.git"},
-		{"user:secret@host:org/repo.git", "xxxxx@host:org/repo.git"},
-		{"/srv/git/repo", "/srv/git/repo"},
-		{"/srv/git/user:x@y", "/srv/git/user:x@y"},
-		{"file:///srv/git/repo", "file:///srv/git/repo"},
-		{"", ""},
-	} {
-		if got := Redact(tc.in); got != tc.want {
-			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestScrub(t *testing.T) {
-	url := "https://alice:s3cr%2Ft@host/r"
-	text := "fatal: unable to access 'https://alice:s3cr%2Ft@host/r/': password s3cr/t or s3cr%2Ft for alice"
-	got := scrub(text, url)
-	want := "fatal: unable to access 'https://xxxxx@host/r/': password xxxxx or xxxxx for alice"
-	if got != want {
-		t.Errorf("scrub = %q, want %q", got, want)
-	}
-}
-
 // Credentials in a URL must not appear in errors, whether the server is
 // unreachable or answers, and must not be written into the checkout.
 func TestCredentialsNotLeaked(t *testing.T) {
@@ -315,7 +283,7 @@ func TestCredentialsNotLeaked(t *testing.T) {
 	} {
 		_, err := Resolve(t.Context(), url, "main")
 		if err == nil {
-			t.Fatalf("Resolve(%s) succeeded", Redact(url))
+			t.Fatalf("Resolve(%s) succeeded", redact.URL(url))
 		}
 		checkNoSecret(t, err.Error(), secret)
 		if !strings.Contains(err.Error(), "xxxxx@") {
@@ -323,7 +291,7 @@ func TestCredentialsNotLeaked(t *testing.T) {
 		}
 		_, err = Checkout(t.Context(), url, r.first, filepath.Join(t.TempDir(), "d"))
 		if err == nil {
-			t.Fatalf("Checkout(%s) succeeded", Redact(url))
+			t.Fatalf("Checkout(%s) succeeded", redact.URL(url))
 		}
 		checkNoSecret(t, err.Error(), secret)
 	}

@@ -29,6 +29,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/refit-dev/refit/internal/redact"
 )
 
 // ErrNotFound is returned when the named task, run or token does not exist.
@@ -121,9 +123,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 func openPostgres(ctx context.Context, cfg Config) (*Store, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
-		return nil, fmt.Errorf("opening store: database URL %s: want postgres://user@host:port/database", RedactURL(cfg.URL))
+		return nil, fmt.Errorf("opening store: database URL %s: want postgres://user@host:port/database", redact.URL(cfg.URL))
 	}
-	name := RedactURL(cfg.URL)
+	name := redact.URL(cfg.URL)
 	w, err := sql.Open("pgx", cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", name, err)
@@ -150,16 +152,6 @@ func finishOpen(ctx context.Context, s *Store, cfg Config, name string) (*Store,
 		return nil, err
 	}
 	return s, nil
-}
-
-// RedactURL drops the password from a database URL, for messages and
-// banners.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }
 
 // Postgres reports whether the store is on PostgreSQL (else SQLite).
