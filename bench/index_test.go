@@ -6,7 +6,7 @@ package bench
 //   - BenchmarkFanoutRiver: one base shared by N tasks → N runs planned and
 //     enqueued with the real River insert into SQLite (N = 100, 1,000).
 //   - BenchmarkRequestsPerUnchangedRef: registry requests per unchanged
-//     reference per poll interval, with the real watcher and checker
+//     reference per poll interval, with the real watcher and registry client
 //     against a local registry.
 //   - BenchmarkScale: 10,000 tasks over 2,000 references: RSS after
 //     loading and after full poll cycles, and each cycle's wall time
@@ -52,6 +52,7 @@ import (
 	"github.com/refit-dev/refit/internal/index"
 	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/regclient"
 	"github.com/refit-dev/refit/internal/serve"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
@@ -134,14 +135,14 @@ func (o *timedObserver) Observe(ctx context.Context, obs index.Observation) (int
 
 // timedChecker counts and times checks and sums the requests they report.
 type timedChecker struct {
-	next     *index.Checker
+	next     *regclient.Client
 	n        atomic.Int64
 	errs     atomic.Int64
 	requests atomic.Int64
 	total    atomic.Int64 // ns, including the wait for a per-registry slot
 }
 
-func (c *timedChecker) Check(ctx context.Context, ref string, known index.CheckResult) (index.CheckResult, error) {
+func (c *timedChecker) Check(ctx context.Context, ref string, known regclient.Result) (regclient.Result, error) {
 	t0 := time.Now()
 	res, err := c.next.Check(ctx, ref, known)
 	c.total.Add(int64(time.Since(t0)))
@@ -449,9 +450,9 @@ func BenchmarkFanoutRiver(b *testing.B) {
 // ---------------------------------------------------------------------------
 // 2. Requests per unchanged reference per interval.
 
-// BenchmarkRequestsPerUnchangedRef runs the real watcher (real checker,
-// store and planner) over N references (REFIT_BENCH_REFS, default 50) in
-// a local registry that never changes, with a 1 s interval, and counts the
+// BenchmarkRequestsPerUnchangedRef runs the real watcher (real registry
+// client, store and planner) over N references (REFIT_BENCH_REFS, default
+// 50) in a local registry that never changes, with a 1 s interval, and counts the
 // registry's manifest HEAD and GET requests over REFIT_BENCH_INTERVALS
 // intervals (default 6) after every reference's first check.
 //
@@ -482,7 +483,7 @@ func BenchmarkRequestsPerUnchangedRef(b *testing.B) {
 	for i, r := range refs {
 		s.addTask(b, fmt.Sprintf("t%03d", i), bases(b, "FROM "+r+"\n"))
 	}
-	ck := &timedChecker{next: index.NewChecker(index.CheckerConfig{Keychain: anonymous, Insecure: []string{host}})}
+	ck := &timedChecker{next: regclient.New(regclient.Config{Keychain: anonymous, Insecure: []string{host}})}
 	w, err := index.NewWatcher(index.WatcherConfig{
 		Store:    s.st,
 		Checker:  ck,
@@ -542,7 +543,7 @@ func BenchmarkRequestsPerUnchangedRef(b *testing.B) {
 	fmt.Fprintf(&out, "manifest HEADs per ref per interval: %.3f (target 1); per ref over the window min %d / median %d / max %d\n",
 		float64(heads)/float64(n)/ivs, headPerRef[0], headPerRef[len(headPerRef)/2], headPerRef[len(headPerRef)-1])
 	fmt.Fprintf(&out, "manifest GETs: %d (target 0); all requests per ref per interval %.3f\n", gets, float64(total)/float64(n)/ivs)
-	fmt.Fprintf(&out, "checks %d (%.3f per ref per interval), %d failed; requests per check: registry %.3f, checker's own count %.3f\n",
+	fmt.Fprintf(&out, "checks %d (%.3f per ref per interval), %d failed; requests per check: registry %.3f, client's own count %.3f\n",
 		checks, float64(checks)/float64(n)/ivs, errs, float64(total)/float64(max(checks, 1)), float64(reqs)/float64(max(checks, 1)))
 	fmt.Fprintf(&out, "new TCP connections per check: %.3f\n", float64(conns)/float64(max(checks, 1)))
 	logReport(b, out.String())
@@ -560,8 +561,8 @@ func BenchmarkRequestsPerUnchangedRef(b *testing.B) {
 // REFIT_BENCH_SCALE_REFS references (default 2,000, each its own
 // repository in a local registry) into one store, then runs the real
 // watcher configured as `refit serve` configures it (Concurrency 8, Tick
-// 1 s, checker PerRegistry 4) for one full poll cycle of first checks and
-// then one cycle of unchanged references with a 10 ms tick, to separate
+// 1 s, registry client PerRegistry 4) for one full poll cycle of first
+// checks and then one cycle of unchanged references with a 10 ms tick, to separate
 // the watcher's dispatch from the checks and commits themselves
 // (REFIT_BENCH_SCALE_SERVED=1 adds that cycle with the served 1 s tick). It reports
 // RSS (VmRSS after runtime.GC, and the peak VmHWM) at each stage and each
@@ -574,7 +575,7 @@ func BenchmarkScale(b *testing.B) {
 	nRefs := envInt(b, "REFIT_BENCH_SCALE_REFS", 2000)
 	const (
 		concurrency = 8 // index.WatcherConfig default, as serve leaves it
-		perRegistry = 4 // index.CheckerConfig default
+		perRegistry = 4 // regclient.Config default
 		tick        = time.Second
 	)
 	ctx := context.Background()
@@ -626,15 +627,15 @@ func BenchmarkScale(b *testing.B) {
 	rssLoaded, hwmLoaded := memStatus(b)
 	logf("RSS after loading: %s (peak %s, heap in use %s)", mib(rssLoaded), mib(hwmLoaded), mib(heapInuse()))
 
-	// The time one check takes, alone: a separate checker (own sessions)
+	// The time one check takes, alone: a separate registry client (own sessions)
 	// checking a sample of references one after the other, first (new
 	// session per repository, full description) and then unchanged.
 	sample := refs[:min(50, nRefs)]
-	solo := index.NewChecker(index.CheckerConfig{Keychain: anonymous, Insecure: []string{host}})
-	known := map[string]index.CheckResult{}
+	solo := regclient.New(regclient.Config{Keychain: anonymous, Insecure: []string{host}})
+	known := map[string]regclient.Result{}
 	t0 = time.Now()
 	for _, r := range sample {
-		res, err := solo.Check(ctx, r, index.CheckResult{})
+		res, err := solo.Check(ctx, r, regclient.Result{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -651,7 +652,7 @@ func BenchmarkScale(b *testing.B) {
 	logf("one check alone (mean of %d, sequential): first %s, unchanged %s", len(sample), oneFirst, oneUnchanged)
 
 	// The watcher, as serve wires it.
-	ck := &timedChecker{next: index.NewChecker(index.CheckerConfig{Keychain: anonymous, Insecure: []string{host}})}
+	ck := &timedChecker{next: regclient.New(regclient.Config{Keychain: anonymous, Insecure: []string{host}})}
 	obs := &timedObserver{next: s.runs}
 	startWatcher := func(tick time.Duration) (*index.Watcher, func()) {
 		w, err := index.NewWatcher(index.WatcherConfig{

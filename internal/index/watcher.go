@@ -13,6 +13,7 @@ import (
 
 	"github.com/refit-dev/refit/internal/backoff"
 	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/regclient"
 	"github.com/refit-dev/refit/internal/store"
 )
 
@@ -26,9 +27,9 @@ type watchStore interface {
 	HintRefs(ctx context.Context, refs []string, source, eventID string) (tracked int, fresh bool, err error)
 }
 
-// checker looks up what a reference points to.
+// checker looks up what a reference points to (a *regclient.Client).
 type checker interface {
-	Check(ctx context.Context, ref string, known CheckResult) (CheckResult, error)
+	Check(ctx context.Context, ref string, known regclient.Result) (regclient.Result, error)
 }
 
 // Observation is what one successful check of a reference saw. The
@@ -266,10 +267,7 @@ func (w *Watcher) check(ctx context.Context, b store.BaseRef) {
 		w.recordError(ctx, b.Ref, msg, time.Now().Add(w.cfg.Interval))
 		return
 	}
-	known := CheckResult{Digest: b.Digest, MediaType: b.MediaType}
-	for _, p := range b.Platforms {
-		known.Platforms = append(known.Platforms, PlatformDigest{Platform: p.Platform, Digest: p.Digest})
-	}
+	known := regclient.Result{Digest: b.Digest, MediaType: b.MediaType, Platforms: b.Platforms}
 	res, err := w.cfg.Checker.Check(ctx, b.Ref, known)
 	if ctx.Err() != nil {
 		return
@@ -283,7 +281,7 @@ func (w *Watcher) check(ctx context.Context, b store.BaseRef) {
 		m.Requests.WithLabelValues(host).Add(float64(res.Requests))
 	}
 	if err != nil {
-		next := time.Now().Add(Backoff(b.Failures+1, err))
+		next := time.Now().Add(regclient.Backoff(b.Failures+1, err))
 		w.cfg.Logger.Warn("checking base reference", "ref", b.Ref, "err", err, "failures", b.Failures+1, "next", next.Format(time.RFC3339))
 		w.recordError(ctx, b.Ref, err.Error(), next)
 		return
@@ -292,10 +290,7 @@ func (w *Watcher) check(ctx context.Context, b store.BaseRef) {
 	if source == "" {
 		source = "poll"
 	}
-	o := Observation{Ref: b.Ref, Digest: res.Digest, MediaType: res.MediaType, Source: source, Next: w.next(b.Ref)}
-	for _, p := range res.Platforms {
-		o.Platforms = append(o.Platforms, store.PlatformDigest{Platform: p.Platform, Digest: p.Digest})
-	}
+	o := Observation{Ref: b.Ref, Digest: res.Digest, MediaType: res.MediaType, Platforms: res.Platforms, Source: source, Next: w.next(b.Ref)}
 	changed, err := w.cfg.Observer.Observe(ctx, o)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -303,7 +298,7 @@ func (w *Watcher) check(ctx context.Context, b store.BaseRef) {
 		}
 		// Back the reference off; if even that cannot be recorded, the
 		// store is failing, not this reference.
-		if rerr := w.cfg.Store.RecordCheckError(ctx, b.Ref, err.Error(), time.Now().Add(Backoff(b.Failures+1, err))); rerr != nil {
+		if rerr := w.cfg.Store.RecordCheckError(ctx, b.Ref, err.Error(), time.Now().Add(regclient.Backoff(b.Failures+1, err))); rerr != nil {
 			w.storeFailed(ctx, fmt.Errorf("recording the check of %s: %w", b.Ref, err))
 			return
 		}

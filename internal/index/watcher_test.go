@@ -4,21 +4,89 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/pgtest"
+	"github.com/refit-dev/refit/internal/regclient"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
 
 var errDiskFull = errors.New("database or disk is full (13)")
+
+// serveRegistry starts a registry on loopback that calls seen with each
+// request, and returns its host.
+func serveRegistry(t *testing.T, seen func(*http.Request)) string {
+	t.Helper()
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen(r)
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// pushRandom pushes a small random image to ref and returns its digest.
+func pushRandom(t *testing.T, ref string) string {
+	t.Helper()
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+// noDigestRegistry starts a registry answering every manifest request
+// with Content-Type ct and body (on GET), and never a
+// Docker-Content-Digest; it returns its host.
+func noDigestRegistry(t *testing.T, ct, body string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/":
+		case strings.Contains(r.URL.Path, "/manifests/"):
+			w.Header().Set("Content-Type", ct)
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			if r.Method == http.MethodGet {
+				io.WriteString(w, body)
+			}
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
 
 // fullDiskStore is a real store whose writes fail while full is set, as
 // they do when the data disk fills up; reads still work.
@@ -76,10 +144,13 @@ func (b *logBuffer) lines() []string {
 // tick, a HEAD to the registry each time, logging each. Now it backs
 // off, logs the episode once, and records the check once the store can.
 func TestWatcherFullDiskIsNoStorm(t *testing.T) {
-	cnt, host := ckServe(t, nil)
-	ref := host + "/lib/full:1"
-	img := ckImage(t, "linux", "amd64")
-	ckPush(t, ref, img)
+	var heads atomic.Int32 // manifest HEADs at the registry
+	ref := serveRegistry(t, func(r *http.Request) {
+		if r.Method == http.MethodHead && r.URL.Path == "/v2/lib/full/manifests/1" {
+			heads.Add(1)
+		}
+	}) + "/lib/full:1"
+	digest := pushRandom(t, ref)
 	cfg := store.Config{Path: filepath.Join(t.TempDir(), "refit.db")}
 	if pgtest.Wanted() {
 		cfg = store.Config{URL: pgtest.URL(t)}
@@ -95,7 +166,7 @@ func TestWatcherFullDiskIsNoStorm(t *testing.T) {
 	}
 	s.full.Store(true)
 	var logs logBuffer
-	w, err := NewWatcher(WatcherConfig{Store: s, Checker: NewChecker(CheckerConfig{Keychain: ckAnonymous}), Observer: s,
+	w, err := NewWatcher(WatcherConfig{Store: s, Checker: regclient.New(regclient.Config{Keychain: authn.NewMultiKeychain()}), Observer: s,
 		Interval: time.Hour, Tick: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -112,13 +183,12 @@ func TestWatcherFullDiskIsNoStorm(t *testing.T) {
 		cancel()
 		<-done
 	})
-	heads := func() int { return cnt.snapshot()["HEAD /v2/lib/full/manifests/1"] }
 	time.Sleep(2 * time.Second)
 	for range 50 { // hints wake the watcher: still no storm
 		w.Wake()
 		time.Sleep(time.Millisecond)
 	}
-	if n := heads(); n == 0 || n >= 20 {
+	if n := heads.Load(); n == 0 || n >= 20 {
 		t.Errorf("with the disk full for 2s the registry got %d HEADs for one reference, want a handful (1..19)", n)
 	}
 	failing := logs.lines()
@@ -131,7 +201,7 @@ func TestWatcherFullDiskIsNoStorm(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		b, err := st.GetBaseRef(context.Background(), ref)
-		if err == nil && b.Digest == ckDigest(t, img) {
+		if err == nil && b.Digest == digest {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -159,7 +229,7 @@ func (o *countingObserver) Observe(context.Context, Observation) (int, error) {
 // check error on the reference, naming it; nothing is observed, so no
 // run is planned.
 func TestWatcherRecordsGarbageManifestAsError(t *testing.T) {
-	ref := ckOddRegistry(t, "application/vnd.oci.image.index.v1+json", "{}", "") + "/lib/odd:1"
+	ref := noDigestRegistry(t, "application/vnd.oci.image.index.v1+json", "{}") + "/lib/odd:1"
 	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(t.TempDir(), "refit.db")})
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +242,7 @@ func TestWatcherRecordsGarbageManifestAsError(t *testing.T) {
 		t.Fatal(err)
 	}
 	obs := &countingObserver{}
-	w, err := NewWatcher(WatcherConfig{Store: &fullDiskStore{Store: st}, Checker: NewChecker(CheckerConfig{Keychain: ckAnonymous}),
+	w, err := NewWatcher(WatcherConfig{Store: &fullDiskStore{Store: st}, Checker: regclient.New(regclient.Config{Keychain: authn.NewMultiKeychain()}),
 		Observer: obs, Interval: time.Hour, Tick: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +293,7 @@ func TestHint(t *testing.T) {
 	if err := st.TrackRefs(ctx, []string{ref}); err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWatcher(WatcherConfig{Store: st, Checker: NewChecker(CheckerConfig{Keychain: ckAnonymous}), Observer: &countingObserver{}})
+	w, err := NewWatcher(WatcherConfig{Store: st, Checker: regclient.New(regclient.Config{Keychain: authn.NewMultiKeychain()}), Observer: &countingObserver{}})
 	if err != nil {
 		t.Fatal(err)
 	}

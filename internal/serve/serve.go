@@ -32,6 +32,7 @@ import (
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/redact"
 	"github.com/refit-dev/refit/internal/regauth"
+	"github.com/refit-dev/refit/internal/regclient"
 	"github.com/refit-dev/refit/internal/registry"
 	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/server"
@@ -198,7 +199,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	var checker *index.Checker
+	var checker *regclient.Client
 	creds, err := regauth.New(regauth.Config{Store: st, Key: key, Changed: func(string) {
 		if checker != nil {
 			checker.ForgetSessions()
@@ -260,7 +261,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	// One registry client for the watcher's checks and the runs' base
 	// lookups, so both share sessions and per-registry limits.
-	checker = index.NewChecker(index.CheckerConfig{Keychain: creds, Insecure: insecure, Timeout: cfg.CheckTimeout})
+	checker = regclient.New(regclient.Config{Keychain: creds, Insecure: insecure, Timeout: cfg.CheckTimeout})
 
 	// The executor, and the lifecycle that queues, finishes and cascades
 	// runs and plans them from base updates. Every committed run is

@@ -15,11 +15,11 @@ import (
 	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/events"
-	"github.com/refit-dev/refit/internal/index"
 	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/regauth"
+	"github.com/refit-dev/refit/internal/regclient"
 	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/store"
@@ -62,7 +62,7 @@ func startAPI(t *testing.T) *apiServer {
 	run, err := runner.New(runner.Config{
 		Store:    st,
 		Builder:  build.New(func() string { return "unix://" + filepath.Join(data, "no-buildkitd.sock") }, creds),
-		Resolver: index.NewChecker(index.CheckerConfig{}),
+		Resolver: regclient.New(regclient.Config{}),
 		Registry: registryAddr,
 		WorkDir:  t.TempDir(),
 	})

@@ -1,4 +1,4 @@
-package index
+package regclient
 
 import (
 	"context"
@@ -25,11 +25,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/refit-dev/refit/internal/store"
 )
 
-// ckCounter is an http.Handler counting requests per "METHOD path" and
+// counter is an http.Handler counting requests per "METHOD path" and
 // the most requests in flight at once.
-type ckCounter struct {
+type counter struct {
 	next  http.Handler
 	delay time.Duration
 
@@ -39,7 +41,7 @@ type ckCounter struct {
 	maxInFlight int
 }
 
-func (c *ckCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	c.counts[r.Method+" "+r.URL.Path]++
 	c.inFlight++
@@ -56,14 +58,14 @@ func (c *ckCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.next.ServeHTTP(w, r)
 }
 
-func (c *ckCounter) reset() {
+func (c *counter) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.counts = map[string]int{}
 	c.maxInFlight = 0
 }
 
-func (c *ckCounter) snapshot() map[string]int {
+func (c *counter) snapshot() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := make(map[string]int, len(c.counts))
@@ -73,31 +75,31 @@ func (c *ckCounter) snapshot() map[string]int {
 	return m
 }
 
-func (c *ckCounter) max() int {
+func (c *counter) max() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.maxInFlight
 }
 
-// ckServe starts a registry on loopback, behind wrap (if any) and a
+// serveRegistry starts a registry on loopback, behind wrap (if any) and a
 // counter, and returns the counter and the registry host.
-func ckServe(t *testing.T, wrap func(http.Handler) http.Handler) (*ckCounter, string) {
+func serveRegistry(t *testing.T, wrap func(http.Handler) http.Handler) (*counter, string) {
 	t.Helper()
 	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	if wrap != nil {
 		h = wrap(h)
 	}
-	cnt := &ckCounter{next: h, counts: map[string]int{}}
+	cnt := &counter{next: h, counts: map[string]int{}}
 	srv := httptest.NewServer(cnt)
 	t.Cleanup(srv.Close)
 	return cnt, strings.TrimPrefix(srv.URL, "http://")
 }
 
-// ckAnonymous resolves every registry to anonymous access, so tests do
+// anonymous resolves every registry to anonymous access, so tests do
 // not depend on the host's Docker config.
-var ckAnonymous = authn.NewMultiKeychain()
+var anonymous = authn.NewMultiKeychain()
 
-func ckImage(t *testing.T, os, arch string) v1.Image {
+func randomImage(t *testing.T, os, arch string) v1.Image {
 	t.Helper()
 	img, err := random.Image(256, 1)
 	if err != nil {
@@ -116,7 +118,7 @@ func ckImage(t *testing.T, os, arch string) v1.Image {
 	return img
 }
 
-func ckDigest(t *testing.T, d interface{ Digest() (v1.Hash, error) }) string {
+func digestOf(t *testing.T, d interface{ Digest() (v1.Hash, error) }) string {
 	t.Helper()
 	h, err := d.Digest()
 	if err != nil {
@@ -125,7 +127,7 @@ func ckDigest(t *testing.T, d interface{ Digest() (v1.Hash, error) }) string {
 	return h.String()
 }
 
-func ckPush(t *testing.T, ref string, img v1.Image) {
+func push(t *testing.T, ref string, img v1.Image) {
 	t.Helper()
 	r, err := name.ParseReference(ref)
 	if err != nil {
@@ -136,9 +138,9 @@ func ckPush(t *testing.T, ref string, img v1.Image) {
 	}
 }
 
-// ckIndex builds a multi-platform index the way BuildKit does: amd64 and
+// makeIndex builds a multi-platform index the way BuildKit does: amd64 and
 // arm64 images plus an attestation manifest for amd64 (unknown/unknown).
-func ckIndex(t *testing.T, amd, arm v1.Image) v1.ImageIndex {
+func makeIndex(t *testing.T, amd, arm v1.Image) v1.ImageIndex {
 	t.Helper()
 	att, err := random.Image(64, 1)
 	if err != nil {
@@ -151,13 +153,13 @@ func ckIndex(t *testing.T, amd, arm v1.Image) v1.ImageIndex {
 			Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"},
 			Annotations: map[string]string{
 				"vnd.docker.reference.type":   "attestation-manifest",
-				"vnd.docker.reference.digest": ckDigest(t, amd),
+				"vnd.docker.reference.digest": digestOf(t, amd),
 			},
 		}},
 	)
 }
 
-func ckPushIndex(t *testing.T, ref string, idx v1.ImageIndex) {
+func pushIndex(t *testing.T, ref string, idx v1.ImageIndex) {
 	t.Helper()
 	r, err := name.ParseReference(ref)
 	if err != nil {
@@ -168,7 +170,7 @@ func ckPushIndex(t *testing.T, ref string, idx v1.ImageIndex) {
 	}
 }
 
-func ckCheck(t *testing.T, c *Checker, ref string, known CheckResult) CheckResult {
+func mustCheck(t *testing.T, c *Client, ref string, known Result) Result {
 	t.Helper()
 	res, err := c.Check(t.Context(), ref, known)
 	if err != nil {
@@ -177,24 +179,24 @@ func ckCheck(t *testing.T, c *Checker, ref string, known CheckResult) CheckResul
 	return res
 }
 
-func ckWantCounts(t *testing.T, cnt *ckCounter, want map[string]int) {
+func wantCounts(t *testing.T, cnt *counter, want map[string]int) {
 	t.Helper()
 	if diff := cmp.Diff(want, cnt.snapshot()); diff != "" {
 		t.Errorf("requests at the registry (-want +got):\n%s", diff)
 	}
 }
 
-func TestCheckerSingleImage(t *testing.T) {
-	cnt, host := ckServe(t, nil)
+func TestSingleImage(t *testing.T) {
+	cnt, host := serveRegistry(t, nil)
 	ref := host + "/lib/single:1"
-	img := ckImage(t, "linux", "amd64")
-	ckPush(t, ref, img)
-	c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
+	img := randomImage(t, "linux", "amd64")
+	push(t, ref, img)
+	c := New(Config{Keychain: anonymous})
 
 	// First check: the registry session is set up (ping), then HEAD, GET
 	// the manifest by digest and GET the config blob.
 	cnt.reset()
-	dig := ckDigest(t, img)
+	dig := digestOf(t, img)
 	cfgName, err := img.ConfigName()
 	if err != nil {
 		t.Fatal(err)
@@ -203,17 +205,17 @@ func TestCheckerSingleImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := ckCheck(t, c, ref, CheckResult{})
-	want := CheckResult{
+	res := mustCheck(t, c, ref, Result{})
+	want := Result{
 		Digest:    dig,
 		MediaType: string(mt),
-		Platforms: []PlatformDigest{{Platform: "linux/amd64", Digest: dig}},
+		Platforms: []store.PlatformDigest{{Platform: "linux/amd64", Digest: dig}},
 		Requests:  res.Requests,
 	}
 	if diff := cmp.Diff(want, res); diff != "" {
 		t.Errorf("first check (-want +got):\n%s", diff)
 	}
-	ckWantCounts(t, cnt, map[string]int{
+	wantCounts(t, cnt, map[string]int{
 		"GET /v2/":                                     1,
 		"HEAD /v2/lib/single/manifests/1":              1,
 		"GET /v2/lib/single/manifests/" + dig:          1,
@@ -225,51 +227,51 @@ func TestCheckerSingleImage(t *testing.T) {
 	// differ from what a fetch would say: proof nothing was fetched).
 	cnt.reset()
 	known := res
-	known.Platforms = []PlatformDigest{{Platform: "linux/amd64", Digest: "sha256:kept"}}
-	got := ckCheck(t, c, ref, known)
-	want = CheckResult{Digest: dig, MediaType: string(mt), Platforms: known.Platforms, Requests: 1}
+	known.Platforms = []store.PlatformDigest{{Platform: "linux/amd64", Digest: "sha256:kept"}}
+	got := mustCheck(t, c, ref, known)
+	want = Result{Digest: dig, MediaType: string(mt), Platforms: known.Platforms, Requests: 1}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("unchanged check (-want +got):\n%s", diff)
 	}
-	ckWantCounts(t, cnt, map[string]int{"HEAD /v2/lib/single/manifests/1": 1})
+	wantCounts(t, cnt, map[string]int{"HEAD /v2/lib/single/manifests/1": 1})
 
 	// Changed: HEAD, GET manifest, GET config.
-	img2 := ckImage(t, "linux", "amd64")
-	ckPush(t, ref, img2)
+	img2 := randomImage(t, "linux", "amd64")
+	push(t, ref, img2)
 	cnt.reset()
-	dig2 := ckDigest(t, img2)
+	dig2 := digestOf(t, img2)
 	cfg2, err := img2.ConfigName()
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = ckCheck(t, c, ref, res)
-	want = CheckResult{Digest: dig2, MediaType: string(mt), Platforms: []PlatformDigest{{Platform: "linux/amd64", Digest: dig2}}, Requests: 3}
+	got = mustCheck(t, c, ref, res)
+	want = Result{Digest: dig2, MediaType: string(mt), Platforms: []store.PlatformDigest{{Platform: "linux/amd64", Digest: dig2}}, Requests: 3}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("changed check (-want +got):\n%s", diff)
 	}
-	ckWantCounts(t, cnt, map[string]int{
+	wantCounts(t, cnt, map[string]int{
 		"HEAD /v2/lib/single/manifests/1":           1,
 		"GET /v2/lib/single/manifests/" + dig2:      1,
 		"GET /v2/lib/single/blobs/" + cfg2.String(): 1,
 	})
 }
 
-func TestCheckerIndex(t *testing.T) {
-	cnt, host := ckServe(t, nil)
+func TestIndex(t *testing.T) {
+	cnt, host := serveRegistry(t, nil)
 	ref := host + "/lib/multi:latest"
-	amd, arm := ckImage(t, "linux", "amd64"), ckImage(t, "linux", "arm64")
-	idx := ckIndex(t, amd, arm)
-	ckPushIndex(t, ref, idx)
-	c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
+	amd, arm := randomImage(t, "linux", "amd64"), randomImage(t, "linux", "arm64")
+	idx := makeIndex(t, amd, arm)
+	pushIndex(t, ref, idx)
+	c := New(Config{Keychain: anonymous})
 
-	res := ckCheck(t, c, ref, CheckResult{})
-	idxDigest := ckDigest(t, idx)
-	want := CheckResult{
+	res := mustCheck(t, c, ref, Result{})
+	idxDigest := digestOf(t, idx)
+	want := Result{
 		Digest:    idxDigest,
 		MediaType: string(types.OCIImageIndex),
-		Platforms: []PlatformDigest{
-			{Platform: "linux/amd64", Digest: ckDigest(t, amd)},
-			{Platform: "linux/arm64", Digest: ckDigest(t, arm)},
+		Platforms: []store.PlatformDigest{
+			{Platform: "linux/amd64", Digest: digestOf(t, amd)},
+			{Platform: "linux/arm64", Digest: digestOf(t, arm)},
 		},
 		Requests: res.Requests,
 	}
@@ -279,40 +281,40 @@ func TestCheckerIndex(t *testing.T) {
 
 	// Unchanged: one HEAD.
 	cnt.reset()
-	got := ckCheck(t, c, ref, res)
+	got := mustCheck(t, c, ref, res)
 	want.Requests = 1
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("unchanged check (-want +got):\n%s", diff)
 	}
-	ckWantCounts(t, cnt, map[string]int{"HEAD /v2/lib/multi/manifests/latest": 1})
+	wantCounts(t, cnt, map[string]int{"HEAD /v2/lib/multi/manifests/latest": 1})
 
 	// Only arm64 changed: HEAD + GET of the index, no image manifests or
 	// configs fetched.
-	arm2 := ckImage(t, "linux", "arm64")
-	idx2 := ckIndex(t, amd, arm2)
-	ckPushIndex(t, ref, idx2)
+	arm2 := randomImage(t, "linux", "arm64")
+	idx2 := makeIndex(t, amd, arm2)
+	pushIndex(t, ref, idx2)
 	cnt.reset()
-	got = ckCheck(t, c, ref, res)
-	idx2Digest := ckDigest(t, idx2)
-	want = CheckResult{
+	got = mustCheck(t, c, ref, res)
+	idx2Digest := digestOf(t, idx2)
+	want = Result{
 		Digest:    idx2Digest,
 		MediaType: string(types.OCIImageIndex),
-		Platforms: []PlatformDigest{
-			{Platform: "linux/amd64", Digest: ckDigest(t, amd)},
-			{Platform: "linux/arm64", Digest: ckDigest(t, arm2)},
+		Platforms: []store.PlatformDigest{
+			{Platform: "linux/amd64", Digest: digestOf(t, amd)},
+			{Platform: "linux/arm64", Digest: digestOf(t, arm2)},
 		},
 		Requests: 2,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("arm64 changed (-want +got):\n%s", diff)
 	}
-	ckWantCounts(t, cnt, map[string]int{
+	wantCounts(t, cnt, map[string]int{
 		"HEAD /v2/lib/multi/manifests/latest":       1,
 		"GET /v2/lib/multi/manifests/" + idx2Digest: 1,
 	})
 }
 
-func TestCheckerIndexPlatforms(t *testing.T) {
+func TestIndexPlatforms(t *testing.T) {
 	h := func(c byte) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: strings.Repeat(string(c), 64)} }
 	im := &v1.IndexManifest{Manifests: []v1.Descriptor{
 		{Digest: h('1'), Platform: &v1.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}},
@@ -323,60 +325,60 @@ func TestCheckerIndexPlatforms(t *testing.T) {
 		{Digest: h('6')},
 		{Digest: h('7'), Platform: &v1.Platform{OS: "linux", Architecture: "amd64", OSVersion: "ignored"}},
 	}}
-	want := []PlatformDigest{
+	want := []store.PlatformDigest{
 		{Platform: "", Digest: h('6').String()},
 		{Platform: "linux/amd64", Digest: h('7').String()},
 		{Platform: "linux/arm/v7", Digest: h('1').String()},
 		{Platform: "windows/amd64:10.0.17763.2", Digest: h('3').String()},
 		{Platform: "windows/amd64:10.0.20348.1", Digest: h('2').String()},
 	}
-	if diff := cmp.Diff(want, ckIndexPlatforms(im)); diff != "" {
-		t.Errorf("ckIndexPlatforms (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, indexPlatforms(im)); diff != "" {
+		t.Errorf("indexPlatforms (-want +got):\n%s", diff)
 	}
 }
 
-// ckStripDigest drops Docker-Content-Digest from an answer.
-type ckStripDigest struct{ http.ResponseWriter }
+// stripDigest drops Docker-Content-Digest from an answer.
+type stripDigest struct{ http.ResponseWriter }
 
-func (w ckStripDigest) WriteHeader(code int) {
+func (w stripDigest) WriteHeader(code int) {
 	w.Header().Del("Docker-Content-Digest")
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w ckStripDigest) Write(b []byte) (int, error) {
+func (w stripDigest) Write(b []byte) (int, error) {
 	w.Header().Del("Docker-Content-Digest")
 	return w.ResponseWriter.Write(b)
 }
 
-// ckNoHeadDigest makes manifest HEAD answers lack Docker-Content-Digest.
-func ckNoHeadDigest(next http.Handler) http.Handler {
+// noHeadDigest makes manifest HEAD answers lack Docker-Content-Digest.
+func noHeadDigest(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/") {
-			w = ckStripDigest{w}
+			w = stripDigest{w}
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-func TestCheckerHeadWithoutDigest(t *testing.T) {
-	cnt, host := ckServe(t, ckNoHeadDigest)
+func TestHeadWithoutDigest(t *testing.T) {
+	cnt, host := serveRegistry(t, noHeadDigest)
 	ref := host + "/lib/nodigest:1"
-	img := ckImage(t, "linux", "amd64")
-	ckPush(t, ref, img)
-	c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
-	dig := ckDigest(t, img)
+	img := randomImage(t, "linux", "amd64")
+	push(t, ref, img)
+	c := New(Config{Keychain: anonymous})
+	dig := digestOf(t, img)
 	cfgName, err := img.ConfigName()
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	cnt.reset()
-	res := ckCheck(t, c, ref, CheckResult{})
-	if res.Digest != dig || !cmp.Equal(res.Platforms, []PlatformDigest{{Platform: "linux/amd64", Digest: dig}}) {
+	res := mustCheck(t, c, ref, Result{})
+	if res.Digest != dig || !cmp.Equal(res.Platforms, []store.PlatformDigest{{Platform: "linux/amd64", Digest: dig}}) {
 		t.Errorf("first check = %+v, want digest %s on linux/amd64", res, dig)
 	}
 	// HEAD, then GET by tag (whose body gives the digest), then config.
-	ckWantCounts(t, cnt, map[string]int{
+	wantCounts(t, cnt, map[string]int{
 		"GET /v2/":                                       1,
 		"HEAD /v2/lib/nodigest/manifests/1":              1,
 		"GET /v2/lib/nodigest/manifests/1":               1,
@@ -385,17 +387,17 @@ func TestCheckerHeadWithoutDigest(t *testing.T) {
 
 	// Unchanged: HEAD + GET, nothing else.
 	cnt.reset()
-	got := ckCheck(t, c, ref, res)
+	got := mustCheck(t, c, ref, res)
 	if got.Digest != dig || got.Requests != 2 || !cmp.Equal(got.Platforms, res.Platforms) {
 		t.Errorf("unchanged check = %+v, want digest %s, 2 requests, known platforms", got, dig)
 	}
-	ckWantCounts(t, cnt, map[string]int{
+	wantCounts(t, cnt, map[string]int{
 		"HEAD /v2/lib/nodigest/manifests/1": 1,
 		"GET /v2/lib/nodigest/manifests/1":  1,
 	})
 }
 
-func TestCheckerRetryAfter(t *testing.T) {
+func TestRetryAfter(t *testing.T) {
 	date := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
 	for _, tc := range []struct {
 		status     int
@@ -408,7 +410,7 @@ func TestCheckerRetryAfter(t *testing.T) {
 		{http.StatusInternalServerError, "7", 0, 0, "500 Internal Server Error: "},
 	} {
 		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
-			cnt, host := ckServe(t, func(next http.Handler) http.Handler {
+			cnt, host := serveRegistry(t, func(next http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					if !strings.Contains(r.URL.Path, "/manifests/") {
 						next.ServeHTTP(w, r)
@@ -421,16 +423,16 @@ func TestCheckerRetryAfter(t *testing.T) {
 				})
 			})
 			ref := host + "/lib/limited:1"
-			c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
+			c := New(Config{Keychain: anonymous})
 			start := time.Now()
-			res, err := c.Check(t.Context(), ref, CheckResult{})
+			res, err := c.Check(t.Context(), ref, Result{})
 			elapsed := time.Since(start)
-			var re *RegistryError
+			var re *Error
 			if !errors.As(err, &re) {
-				t.Fatalf("Check error = %v, want a *RegistryError", err)
+				t.Fatalf("Check error = %v, want a *Error", err)
 			}
 			if re.Status != tc.status || re.RetryAfter < tc.min || re.RetryAfter > tc.max {
-				t.Errorf("RegistryError{Status: %d, RetryAfter: %s}, want {%d, %s..%s}", re.Status, re.RetryAfter, tc.status, tc.min, tc.max)
+				t.Errorf("Error{Status: %d, RetryAfter: %s}, want {%d, %s..%s}", re.Status, re.RetryAfter, tc.status, tc.min, tc.max)
 			}
 			if !strings.Contains(err.Error(), "checking "+ref+": "+tc.text) {
 				t.Errorf("error text %q lacks %q", err, tc.text)
@@ -440,7 +442,7 @@ func TestCheckerRetryAfter(t *testing.T) {
 			}
 			// No retries: one HEAD reached the registry, and no time was
 			// spent in go-containerregistry's retry sleeps (1s, 3s).
-			ckWantCounts(t, cnt, map[string]int{"GET /v2/": 1, "HEAD /v2/lib/limited/manifests/1": 1})
+			wantCounts(t, cnt, map[string]int{"GET /v2/": 1, "HEAD /v2/lib/limited/manifests/1": 1})
 			if elapsed > 900*time.Millisecond {
 				t.Errorf("Check took %s: retried?", elapsed)
 			}
@@ -451,7 +453,7 @@ func TestCheckerRetryAfter(t *testing.T) {
 	}
 }
 
-func TestCheckerTimeout(t *testing.T) {
+func TestTimeout(t *testing.T) {
 	release := make(chan struct{})
 	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -461,27 +463,27 @@ func TestCheckerTimeout(t *testing.T) {
 	}))
 	t.Cleanup(hung.Close)
 	t.Cleanup(func() { close(release) }) // runs before hung.Close
-	_, healthy := ckServe(t, nil)
+	_, healthy := serveRegistry(t, nil)
 	okRef := healthy + "/lib/ok:1"
-	img := ckImage(t, "linux", "arm64")
-	ckPush(t, okRef, img)
+	img := randomImage(t, "linux", "arm64")
+	push(t, okRef, img)
 
-	c := NewChecker(CheckerConfig{Keychain: ckAnonymous, Timeout: 300 * time.Millisecond})
+	c := New(Config{Keychain: anonymous, Timeout: 300 * time.Millisecond})
 	hungRef := strings.TrimPrefix(hung.URL, "http://") + "/lib/hang:1"
 	type outcome struct {
-		res  CheckResult
+		res  Result
 		err  error
 		done time.Time
 	}
 	hungC, okC := make(chan outcome, 1), make(chan outcome, 1)
 	start := time.Now()
 	go func() {
-		res, err := c.Check(t.Context(), hungRef, CheckResult{})
+		res, err := c.Check(t.Context(), hungRef, Result{})
 		hungC <- outcome{res, err, time.Now()}
 	}()
 	go func() {
 		time.Sleep(20 * time.Millisecond) // let the hung check start first
-		res, err := c.Check(t.Context(), okRef, CheckResult{})
+		res, err := c.Check(t.Context(), okRef, Result{})
 		okC <- outcome{res, err, time.Now()}
 	}()
 	h, ok := <-hungC, <-okC
@@ -489,35 +491,35 @@ func TestCheckerTimeout(t *testing.T) {
 	if elapsed := h.done.Sub(start); elapsed < 250*time.Millisecond || elapsed > 2*time.Second {
 		t.Errorf("hung check returned after %s, want about the 300ms timeout", elapsed)
 	}
-	var re *RegistryError
+	var re *Error
 	if !errors.As(h.err, &re) || re.Status != 0 || !errors.Is(h.err, context.DeadlineExceeded) {
-		t.Errorf("hung check error = %#v, want a RegistryError with Status 0 wrapping DeadlineExceeded", h.err)
+		t.Errorf("hung check error = %#v, want a Error with Status 0 wrapping DeadlineExceeded", h.err)
 	} else if !strings.Contains(h.err.Error(), hungRef) {
 		t.Errorf("error %q does not name %s", h.err, hungRef)
 	}
-	if ok.err != nil || ok.res.Digest != ckDigest(t, img) {
-		t.Errorf("healthy check = %+v, %v; want digest %s", ok.res, ok.err, ckDigest(t, img))
+	if ok.err != nil || ok.res.Digest != digestOf(t, img) {
+		t.Errorf("healthy check = %+v, %v; want digest %s", ok.res, ok.err, digestOf(t, img))
 	}
 	if !ok.done.Before(h.done) {
 		t.Errorf("healthy check finished %s after the hung one: blocked by it", ok.done.Sub(h.done))
 	}
 }
 
-func TestCheckerPerRegistry(t *testing.T) {
-	cnt, host := ckServe(t, nil)
+func TestPerRegistry(t *testing.T) {
+	cnt, host := serveRegistry(t, nil)
 	var refs []string
 	for i := range 3 {
 		ref := fmt.Sprintf("%s/lib/slow%d:1", host, i)
-		ckPush(t, ref, ckImage(t, "linux", "amd64"))
+		push(t, ref, randomImage(t, "linux", "amd64"))
 		refs = append(refs, ref)
 	}
 	cnt.reset()
 	cnt.delay = 30 * time.Millisecond
-	c := NewChecker(CheckerConfig{Keychain: ckAnonymous, PerRegistry: 1})
+	c := New(Config{Keychain: anonymous, PerRegistry: 1})
 	var wg sync.WaitGroup
 	errs := make([]error, len(refs))
 	for i, ref := range refs {
-		wg.Go(func() { _, errs[i] = c.Check(t.Context(), ref, CheckResult{}) })
+		wg.Go(func() { _, errs[i] = c.Check(t.Context(), ref, Result{}) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -543,20 +545,20 @@ func TestCheckerPerRegistry(t *testing.T) {
 			}
 		}))
 		defer hung.Close()
-		c := NewChecker(CheckerConfig{Keychain: ckAnonymous, PerRegistry: 1, Timeout: 5 * time.Second})
+		c := New(Config{Keychain: anonymous, PerRegistry: 1, Timeout: 5 * time.Second})
 		host := strings.TrimPrefix(hung.URL, "http://")
 		holder := make(chan struct{})
 		defer func() { <-holder }()
 		defer close(release) // runs first: frees the holder's request
 		go func() {
 			defer close(holder)
-			c.Check(t.Context(), host+"/lib/a:1", CheckResult{})
+			c.Check(t.Context(), host+"/lib/a:1", Result{})
 		}()
 		time.Sleep(50 * time.Millisecond) // a:1 holds the only slot
 		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 		defer cancel()
 		start := time.Now()
-		res, err := c.Check(ctx, host+"/lib/b:1", CheckResult{})
+		res, err := c.Check(ctx, host+"/lib/b:1", Result{})
 		if elapsed := time.Since(start); elapsed > time.Second {
 			t.Errorf("waiting Check returned after %s, want about 100ms", elapsed)
 		}
@@ -566,8 +568,8 @@ func TestCheckerPerRegistry(t *testing.T) {
 	})
 }
 
-func TestCheckerRateLimit(t *testing.T) {
-	_, host := ckServe(t, func(next http.Handler) http.Handler {
+func TestRateLimit(t *testing.T) {
+	_, host := serveRegistry(t, func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("ratelimit-limit", "100;w=21600")
 			w.Header().Set("ratelimit-remaining", "76;w=21600")
@@ -575,32 +577,32 @@ func TestCheckerRateLimit(t *testing.T) {
 		})
 	})
 	ref := host + "/lib/rl:1"
-	ckPush(t, ref, ckImage(t, "linux", "amd64"))
-	c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
+	push(t, ref, randomImage(t, "linux", "amd64"))
+	c := New(Config{Keychain: anonymous})
 	if n, ok := c.RateLimit(host); ok {
 		t.Errorf("RateLimit before any check = %d, true", n)
 	}
-	ckCheck(t, c, ref, CheckResult{})
+	mustCheck(t, c, ref, Result{})
 	if n, ok := c.RateLimit(host); !ok || n != 76 {
 		t.Errorf("RateLimit(%s) = %d, %v; want 76, true", host, n, ok)
 	}
 	if _, ok := c.RateLimit("docker.io"); ok {
 		t.Error("RateLimit(docker.io) seen without any check of it")
 	}
-	if ckHostKey("docker.io") != ckHostKey("index.docker.io") {
+	if hostKey("docker.io") != hostKey("index.docker.io") {
 		t.Error("docker.io and index.docker.io are different rate limit hosts")
 	}
 	for v, want := range map[string]int{"76;w=21600": 76, "0": 0, " 12 ": 12} {
-		if n, ok := ckParseRateLimit(v); !ok || n != want {
-			t.Errorf("ckParseRateLimit(%q) = %d, %v; want %d", v, n, ok, want)
+		if n, ok := parseRateLimit(v); !ok || n != want {
+			t.Errorf("parseRateLimit(%q) = %d, %v; want %d", v, n, ok, want)
 		}
 	}
-	if _, ok := ckParseRateLimit("lots"); ok {
-		t.Error(`ckParseRateLimit("lots") ok`)
+	if _, ok := parseRateLimit("lots"); ok {
+		t.Error(`parseRateLimit("lots") ok`)
 	}
 }
 
-func TestCheckerBackoff(t *testing.T) {
+func TestBackoff(t *testing.T) {
 	for _, tc := range []struct {
 		n        int
 		err      error
@@ -614,9 +616,9 @@ func TestCheckerBackoff(t *testing.T) {
 		{9, nil, 24 * time.Minute, 30 * time.Minute},     // 2560s, capped
 		{1000, nil, 24 * time.Minute, 30 * time.Minute},  // no overflow
 		{1, errors.New("dial tcp: refused"), 8 * time.Second, 12 * time.Second},
-		{1, &RegistryError{Status: 429, RetryAfter: time.Second}, 8 * time.Second, 12 * time.Second},
-		{1, &RegistryError{Status: 429, RetryAfter: time.Hour}, time.Hour, time.Hour},
-		{20, fmt.Errorf("wrapped: %w", &RegistryError{Status: 503, RetryAfter: 2 * time.Hour}), 2 * time.Hour, 2 * time.Hour},
+		{1, &Error{Status: 429, RetryAfter: time.Second}, 8 * time.Second, 12 * time.Second},
+		{1, &Error{Status: 429, RetryAfter: time.Hour}, time.Hour, time.Hour},
+		{20, fmt.Errorf("wrapped: %w", &Error{Status: 503, RetryAfter: 2 * time.Hour}), 2 * time.Hour, 2 * time.Hour},
 	} {
 		seen := map[time.Duration]bool{}
 		for range 200 {
@@ -632,15 +634,15 @@ func TestCheckerBackoff(t *testing.T) {
 	}
 }
 
-func TestCheckerMissingTag(t *testing.T) {
-	_, host := ckServe(t, nil)
-	ckPush(t, host+"/lib/present:1", ckImage(t, "linux", "amd64"))
-	c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
+func TestMissingTag(t *testing.T) {
+	_, host := serveRegistry(t, nil)
+	push(t, host+"/lib/present:1", randomImage(t, "linux", "amd64"))
+	c := New(Config{Keychain: anonymous})
 	for _, ref := range []string{host + "/lib/present:nope", host + "/lib/absent:1"} {
-		_, err := c.Check(t.Context(), ref, CheckResult{})
-		var re *RegistryError
+		_, err := c.Check(t.Context(), ref, Result{})
+		var re *Error
 		if !errors.As(err, &re) || re.Status != http.StatusNotFound || re.Ref != ref {
-			t.Errorf("Check(%s) error = %v, want a 404 RegistryError", ref, err)
+			t.Errorf("Check(%s) error = %v, want a 404 Error", ref, err)
 			continue
 		}
 		if !strings.HasPrefix(err.Error(), "checking "+ref+": 404 Not Found") {
@@ -649,14 +651,14 @@ func TestCheckerMissingTag(t *testing.T) {
 	}
 }
 
-// ckKeychain hands out one username and password for every registry.
-type ckKeychain struct{ user, pass string }
+// fixedKeychain hands out one username and password for every registry.
+type fixedKeychain struct{ user, pass string }
 
-func (k ckKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+func (k fixedKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
 	return authn.FromConfig(authn.AuthConfig{Username: k.user, Password: k.pass}), nil
 }
 
-func TestCheckerCredentials(t *testing.T) {
+func TestCredentials(t *testing.T) {
 	// The registry wants user:right. With leak set, it answers manifest
 	// HEADs without auth and without a digest (forcing the GET fallback)
 	// and echoes the Authorization header it got into its 401 body.
@@ -664,7 +666,7 @@ func TestCheckerCredentials(t *testing.T) {
 		return func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if leak && r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/") {
-					next.ServeHTTP(ckStripDigest{w}, r)
+					next.ServeHTTP(stripDigest{w}, r)
 					return
 				}
 				if u, p, ok := r.BasicAuth(); ok && u == "user" && p == "right" {
@@ -681,9 +683,9 @@ func TestCheckerCredentials(t *testing.T) {
 	secretB64 := base64.StdEncoding.EncodeToString([]byte("user:secret"))
 	for _, leak := range []bool{false, true} {
 		t.Run(fmt.Sprintf("leak=%v", leak), func(t *testing.T) {
-			_, host := ckServe(t, basicAuth(leak))
+			_, host := serveRegistry(t, basicAuth(leak))
 			ref := host + "/lib/private:1"
-			img := ckImage(t, "linux", "amd64")
+			img := randomImage(t, "linux", "amd64")
 			r, err := name.ParseReference(ref)
 			if err != nil {
 				t.Fatal(err)
@@ -692,11 +694,11 @@ func TestCheckerCredentials(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			c := NewChecker(CheckerConfig{Keychain: ckKeychain{"user", "secret"}})
-			_, err = c.Check(t.Context(), ref, CheckResult{})
-			var re *RegistryError
+			c := New(Config{Keychain: fixedKeychain{"user", "secret"}})
+			_, err = c.Check(t.Context(), ref, Result{})
+			var re *Error
 			if !errors.As(err, &re) || re.Status != http.StatusUnauthorized {
-				t.Fatalf("Check error = %v, want a 401 RegistryError", err)
+				t.Fatalf("Check error = %v, want a 401 Error", err)
 			}
 			text := err.Error()
 			for _, secret := range []string{"secret", secretB64} {
@@ -709,53 +711,53 @@ func TestCheckerCredentials(t *testing.T) {
 			}
 
 			// The right password works, through the same code path.
-			c = NewChecker(CheckerConfig{Keychain: ckKeychain{"user", "right"}})
-			if res := ckCheck(t, c, ref, CheckResult{}); res.Digest != ckDigest(t, img) {
-				t.Errorf("with the right password: digest %s, want %s", res.Digest, ckDigest(t, img))
+			c = New(Config{Keychain: fixedKeychain{"user", "right"}})
+			if res := mustCheck(t, c, ref, Result{}); res.Digest != digestOf(t, img) {
+				t.Errorf("with the right password: digest %s, want %s", res.Digest, digestOf(t, img))
 			}
 		})
 	}
 }
 
-// TestCheckerResolve: a run's base look-up is one HEAD on the session the
+// TestResolve: a run's base look-up is one HEAD on the session the
 // watcher's checks set up, nothing for a pinned digest, and a clear error
 // naming the reference for a missing tag.
-func TestCheckerResolve(t *testing.T) {
-	cnt, host := ckServe(t, nil)
+func TestResolve(t *testing.T) {
+	cnt, host := serveRegistry(t, nil)
 	ref := host + "/lib/app:1"
-	img := ckImage(t, "linux", "amd64")
-	ckPush(t, ref, img)
-	dig := ckDigest(t, img)
-	c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
-	ckCheck(t, c, ref, CheckResult{}) // the watcher's first check sets up the session
+	img := randomImage(t, "linux", "amd64")
+	push(t, ref, img)
+	dig := digestOf(t, img)
+	c := New(Config{Keychain: anonymous})
+	mustCheck(t, c, ref, Result{}) // the watcher's first check sets up the session
 
 	cnt.reset()
 	got, err := c.Resolve(context.Background(), ref)
 	if err != nil || got != dig {
 		t.Fatalf("Resolve(%s) = %s, %v; want %s", ref, got, err, dig)
 	}
-	ckWantCounts(t, cnt, map[string]int{"HEAD /v2/lib/app/manifests/1": 1})
+	wantCounts(t, cnt, map[string]int{"HEAD /v2/lib/app/manifests/1": 1})
 
 	cnt.reset()
 	pinned := host + "/lib/app@" + dig
 	if got, err := c.Resolve(context.Background(), pinned); err != nil || got != dig {
 		t.Errorf("Resolve(%s) = %s, %v; want the pinned digest", pinned, got, err)
 	}
-	ckWantCounts(t, cnt, map[string]int{})
+	wantCounts(t, cnt, map[string]int{})
 
 	_, err = c.Resolve(context.Background(), host+"/lib/app:missing")
-	var rerr *RegistryError
+	var rerr *Error
 	if !errors.As(err, &rerr) || rerr.Status != http.StatusNotFound || !strings.Contains(err.Error(), "lib/app:missing") {
 		t.Errorf("Resolve of a missing tag = %v, want a 404 naming the reference", err)
 	}
 }
 
-// ckOddRegistry answers every manifest HEAD with 200, a Content-Type
+// oddRegistry answers every manifest HEAD with 200, a Content-Type
 // and a Content-Length but no Docker-Content-Digest, and every manifest
 // GET with body (Content-Type ct, and Docker-Content-Digest digest when
 // not empty): a registry, or something posing as one, whose answers
 // must not be taken for a manifest unchecked.
-func ckOddRegistry(t *testing.T, ct, body, digest string) string {
+func oddRegistry(t *testing.T, ct, body, digest string) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
@@ -780,23 +782,23 @@ func ckOddRegistry(t *testing.T, ct, body, digest string) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-// TestCheckerHeadWithoutDigestVerifiesManifest: when the HEAD has no
+// TestHeadWithoutDigestVerifiesManifest: when the HEAD has no
 // Docker-Content-Digest, the digest comes from a GET whose body is
 // checked to be a manifest; an empty or garbage body, or one whose
 // digest is not the one the registry claims, is an error naming the
 // reference — for the watcher's Check and for a run's Resolve alike.
-func TestCheckerHeadWithoutDigestVerifiesManifest(t *testing.T) {
+func TestHeadWithoutDigestVerifiesManifest(t *testing.T) {
 	// A real registry that only omits the header: the right digest.
-	_, host := ckServe(t, ckNoHeadDigest)
+	_, host := serveRegistry(t, noHeadDigest)
 	ref := host + "/lib/ok:1"
-	img := ckImage(t, "linux", "amd64")
-	ckPush(t, ref, img)
-	c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
-	if res := ckCheck(t, c, ref, CheckResult{}); res.Digest != ckDigest(t, img) {
-		t.Errorf("Check(%s) digest = %s, want %s", ref, res.Digest, ckDigest(t, img))
+	img := randomImage(t, "linux", "amd64")
+	push(t, ref, img)
+	c := New(Config{Keychain: anonymous})
+	if res := mustCheck(t, c, ref, Result{}); res.Digest != digestOf(t, img) {
+		t.Errorf("Check(%s) digest = %s, want %s", ref, res.Digest, digestOf(t, img))
 	}
-	if got, err := c.Resolve(t.Context(), ref); err != nil || got != ckDigest(t, img) {
-		t.Errorf("Resolve(%s) = %s, %v; want %s", ref, got, err, ckDigest(t, img))
+	if got, err := c.Resolve(t.Context(), ref); err != nil || got != digestOf(t, img) {
+		t.Errorf("Resolve(%s) = %s, %v; want %s", ref, got, err, digestOf(t, img))
 	}
 
 	const index = `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`
@@ -815,13 +817,13 @@ func TestCheckerHeadWithoutDigestVerifiesManifest(t *testing.T) {
 			`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","annotations":{"x":"` + strings.Repeat("a", 4<<20) + `"}}`, "", "over the"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ref := ckOddRegistry(t, tc.ct, tc.body, tc.digest) + "/lib/odd:1"
-			c := NewChecker(CheckerConfig{Keychain: ckAnonymous})
-			res, err := c.Check(t.Context(), ref, CheckResult{})
-			var rerr *RegistryError
+			ref := oddRegistry(t, tc.ct, tc.body, tc.digest) + "/lib/odd:1"
+			c := New(Config{Keychain: anonymous})
+			res, err := c.Check(t.Context(), ref, Result{})
+			var rerr *Error
 			if !errors.As(err, &rerr) || !strings.Contains(err.Error(), ref) || !strings.Contains(err.Error(), tc.want) ||
 				!strings.Contains(err.Error(), "Docker-Content-Digest") {
-				t.Errorf("Check(%s) = %+v, %v; want a RegistryError naming the reference, the missing header and %q", ref, res, err, tc.want)
+				t.Errorf("Check(%s) = %+v, %v; want a Error naming the reference, the missing header and %q", ref, res, err, tc.want)
 			}
 			if res.Digest != "" {
 				t.Errorf("Check(%s) returned digest %s from a body that is no manifest", ref, res.Digest)

@@ -1,10 +1,16 @@
-// Package index owns what refit knows about base image references: which
-// digest a tag points to now (Checker), watching them for changes
-// (Watcher), and hints from pushes and webhooks (Watcher.Hint). It hands
-// each successful check on as one Observation to an Observer it declares
-// (internal/lifecycle commits it with the runs it causes). It does not
-// build or plan.
-package index
+// Package regclient is refit's one registry client: it looks up what an
+// image reference points to (Check, for the watcher) and resolves a tag
+// to its digest (Resolve, for a run's base pins). It owns everything
+// about talking to registries: a session and credentials per registry
+// (from a keychain, dropped when the keychain's logins change), a limit
+// on concurrent requests per registry, Retry-After and rate-limit
+// headers (Backoff, RateLimit), a HEAD first and a GET only when
+// something changed or the HEAD said too little (a manifest fetched
+// without a digest is verified before it is trusted), size limits on
+// what it reads, and which registries are reached over plain HTTP. It
+// does not decide what to check when — that is internal/index's watcher
+// — nor what a change causes.
+package regclient
 
 import (
 	"bytes"
@@ -33,39 +39,34 @@ import (
 
 	"github.com/refit-dev/refit/internal/backoff"
 	"github.com/refit-dev/refit/internal/redact"
+	"github.com/refit-dev/refit/internal/store"
 )
 
 const (
-	ckDefaultPerRegistry = 4
-	ckDefaultTimeout     = 20 * time.Second
-	ckBackoffBase        = 10 * time.Second
-	ckBackoffCap         = 30 * time.Minute
-	ckBackoffJitter      = 0.2
-	// ckMaxRetryAfter bounds what a registry's Retry-After can ask for,
+	defaultPerRegistry = 4
+	defaultTimeout     = 20 * time.Second
+	backoffBase        = 10 * time.Second
+	backoffCap         = 30 * time.Minute
+	backoffJitter      = 0.2
+	// maxRetryAfter bounds what a registry's Retry-After can ask for,
 	// so a garbage header cannot park a reference for months.
-	ckMaxRetryAfter = 24 * time.Hour
-	// ckPullerTTL is how long a registry's authenticated session (ping
+	maxRetryAfter = 24 * time.Hour
+	// sessionTTL is how long a registry's authenticated session (ping
 	// result, credentials from the keychain, bearer tokens) is reused
 	// before it is built afresh.
-	ckPullerTTL = time.Hour
-	ckUserAgent = "refit"
+	sessionTTL = time.Hour
+	userAgent  = "refit"
 
-	// ckMaxManifest bounds a manifest fetched without a digest to check
+	// maxManifest bounds a manifest fetched without a digest to check
 	// it against (distribution refuses manifests over 4 MiB too).
-	ckMaxManifest = 4 << 20
+	maxManifest = 4 << 20
 
-	ckAttestationAnnotation = "vnd.docker.reference.type"
-	ckAttestationManifest   = "attestation-manifest"
+	attestationAnnotation = "vnd.docker.reference.type"
+	attestationManifest   = "attestation-manifest"
 )
 
-// PlatformDigest is one platform's manifest in an index.
-type PlatformDigest struct {
-	Platform string `json:"platform"` // "linux/amd64", "linux/arm/v7"; "" when unknown
-	Digest   string `json:"digest"`
-}
-
-// CheckResult is what one check of a reference found.
-type CheckResult struct {
+// Result is what one check of a reference found.
+type Result struct {
 	// Digest is the top-level digest the tag points to (index or manifest).
 	Digest string
 	// MediaType is the top-level manifest's media type.
@@ -77,7 +78,7 @@ type CheckResult struct {
 	// os/arch[/variant] and the manifest's digest. Entries of one index
 	// sharing os/arch/variant (Windows images of several OS versions) get
 	// ":<os.version>" appended to tell them apart.
-	Platforms []PlatformDigest
+	Platforms []store.PlatformDigest
 	// Requests is the number of HTTP requests this check made (ping,
 	// token, HEAD, GET), counting failed attempts (such as the HTTPS
 	// probe go-containerregistry's ping makes before plain HTTP to
@@ -85,8 +86,8 @@ type CheckResult struct {
 	Requests int
 }
 
-// RegistryError is a failed check, with what the registry said.
-type RegistryError struct {
+// Error is a failed check, with what the registry said.
+type Error struct {
 	Ref string
 	// Status is the registry's HTTP status; 0 for network errors and
 	// timeouts.
@@ -101,7 +102,7 @@ type RegistryError struct {
 // Requests (retry after 30s): ...". Authorization header values, URL user
 // info and token query parameters are redacted, so the text never carries
 // credentials even if a registry echoes them.
-func (e *RegistryError) Error() string {
+func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("checking ")
 	b.WriteString(e.Ref)
@@ -119,10 +120,10 @@ func (e *RegistryError) Error() string {
 }
 
 // Unwrap returns the underlying error.
-func (e *RegistryError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
-// CheckerConfig configures a Checker. The zero value is usable.
-type CheckerConfig struct {
+// Config configures a Client. The zero value is usable.
+type Config struct {
 	// Keychain for credentials; nil = authn.DefaultKeychain (Docker config
 	// + credential helpers).
 	Keychain authn.Keychain
@@ -139,13 +140,13 @@ type CheckerConfig struct {
 	Timeout time.Duration
 }
 
-// Checker looks up what image references point to, with as few requests
+// Client looks up what image references point to, with as few requests
 // as possible: one HEAD when nothing changed. It keeps an authenticated
 // session per registry (so a check does not ping the registry or fetch a
 // token again each time) and never retries on its own: failures surface
-// as *RegistryError for the caller to back off (see Backoff). A Checker is
+// as *Error for the caller to back off (see Backoff). A Client is
 // safe for concurrent use.
-type Checker struct {
+type Client struct {
 	keychain    authn.Keychain
 	transport   http.RoundTripper
 	insecure    map[string]bool
@@ -153,29 +154,29 @@ type Checker struct {
 	timeout     time.Duration
 
 	mu    sync.Mutex
-	hosts map[string]*ckHost
+	hosts map[string]*hostState
 }
 
-// ckHost is the Checker's state for one registry host.
-type ckHost struct {
+// hostState is the Client's state for one registry host.
+type hostState struct {
 	sem chan struct{} // one token per check in flight
 
-	// Guarded by Checker.mu.
+	// Guarded by Client.mu.
 	puller    *remote.Puller
 	pullerAt  time.Time
 	remaining int
 	rateSeen  bool
 }
 
-// NewChecker returns a Checker configured by cfg, defaults filled in.
-func NewChecker(cfg CheckerConfig) *Checker {
-	c := &Checker{
+// New returns a Client configured by cfg, defaults filled in.
+func New(cfg Config) *Client {
+	c := &Client{
 		keychain:    cfg.Keychain,
 		transport:   cfg.Transport,
 		insecure:    map[string]bool{},
 		perRegistry: cfg.PerRegistry,
 		timeout:     cfg.Timeout,
-		hosts:       map[string]*ckHost{},
+		hosts:       map[string]*hostState{},
 	}
 	if c.keychain == nil {
 		c.keychain = authn.DefaultKeychain
@@ -188,7 +189,7 @@ func NewChecker(cfg CheckerConfig) *Checker {
 		}
 	}
 	if c.perRegistry <= 0 {
-		c.perRegistry = ckDefaultPerRegistry
+		c.perRegistry = defaultPerRegistry
 	}
 	// Keep a connection per allowed concurrent request to a registry
 	// (the default keeps 2), so steady polling reuses connections.
@@ -196,17 +197,17 @@ func NewChecker(cfg CheckerConfig) *Checker {
 		t.MaxIdleConnsPerHost = c.perRegistry
 	}
 	if c.timeout <= 0 {
-		c.timeout = ckDefaultTimeout
+		c.timeout = defaultTimeout
 	}
 	for _, h := range cfg.Insecure {
 		c.insecure[h] = true
-		c.insecure[ckHostKey(h)] = true
+		c.insecure[hostKey(h)] = true
 	}
 	return c
 }
 
 // Check looks up what ref (a normalized "registry/repo:tag") points to.
-// known is the last CheckResult stored for ref (zero value if none): when
+// known is the last Result stored for ref (zero value if none): when
 // the HEAD's digest equals known.Digest, Check returns known's Platforms
 // without any further request (exactly one request for an unchanged
 // reference, once the registry session is set up). When the digest
@@ -215,26 +216,26 @@ func NewChecker(cfg CheckerConfig) *Checker {
 // it GETs the manifest and the config blob to learn the platform. It
 // falls back to GET when the registry's HEAD answer lacks the
 // Docker-Content-Digest header, and then takes the digest only from a
-// body that is a manifest (see ckGetUnverified): an empty or garbage
+// body that is a manifest (see getWithoutDigest): an empty or garbage
 // answer is an error, never an observation. The first check of a repository also
 // pings the registry (and fetches a token where it uses them); a bearer
 // token expiring (Docker Hub's last 5 min) costs a 401 and a token request
 // on the next check. Nothing is retried. Check waits for a
 // slot of the registry's PerRegistry limit, and the whole check is bounded
-// by the Timeout. Errors are *RegistryError; the CheckResult returned with
+// by the Timeout. Errors are *Error; the Result returned with
 // an error carries only Requests.
-func (c *Checker) Check(ctx context.Context, ref string, known CheckResult) (CheckResult, error) {
+func (c *Client) Check(ctx context.Context, ref string, known Result) (Result, error) {
 	r, err := c.parse(ref)
 	if err != nil {
-		return CheckResult{}, &RegistryError{Ref: ref, Err: err}
+		return Result{}, &Error{Ref: ref, Err: err}
 	}
-	var res CheckResult
-	st, err := c.session(ctx, ref, r, func(ctx context.Context, p *remote.Puller, st *ckState) error {
+	var res Result
+	st, err := c.session(ctx, ref, r, func(ctx context.Context, p *remote.Puller, st *callState) error {
 		res, err = c.check(ctx, p, r, known, st)
 		return err
 	})
 	if err != nil {
-		return CheckResult{Requests: int(st.requests.Load())}, err
+		return Result{Requests: int(st.requests.Load())}, err
 	}
 	res.Requests = int(st.requests.Load())
 	return res, nil
@@ -245,17 +246,17 @@ func (c *Checker) Check(ctx context.Context, ref string, known CheckResult) (Che
 // has no digest, verified as Check does), within the same per-registry
 // limit and timeout as
 // Check. A reference pinned by digest is returned without a request.
-// Errors are *RegistryError.
-func (c *Checker) Resolve(ctx context.Context, ref string) (string, error) {
+// Errors are *Error.
+func (c *Client) Resolve(ctx context.Context, ref string) (string, error) {
 	r, err := c.parse(ref)
 	if err != nil {
-		return "", &RegistryError{Ref: ref, Err: err}
+		return "", &Error{Ref: ref, Err: err}
 	}
 	if d, ok := r.(name.Digest); ok {
 		return d.DigestStr(), nil
 	}
 	var digest string
-	_, err = c.session(ctx, ref, r, func(ctx context.Context, p *remote.Puller, st *ckState) error {
+	_, err = c.session(ctx, ref, r, func(ctx context.Context, p *remote.Puller, st *callState) error {
 		opts := []remote.Option{remote.Reuse(p), remote.WithContext(ctx)}
 		desc, err := remote.Head(r, opts...)
 		if err == nil {
@@ -265,7 +266,7 @@ func (c *Checker) Resolve(ctx context.Context, ref string) (string, error) {
 		if !st.headAnswered() {
 			return err
 		}
-		d, err := ckGetUnverified(r, st, opts)
+		d, err := getWithoutDigest(r, st, opts)
 		if err == nil {
 			digest = d.Digest.String()
 		}
@@ -276,26 +277,26 @@ func (c *Checker) Resolve(ctx context.Context, ref string) (string, error) {
 
 // session runs fn with the registry's session for r, within a slot of
 // the registry's PerRegistry limit and the Timeout; fn's requests are
-// counted in the returned state. An error is a *RegistryError; after a
+// counted in the returned state. An error is a *Error; after a
 // 401 or 403 the session is dropped, so that credentials are resolved
 // anew next time (they may have changed: a login).
-func (c *Checker) session(ctx context.Context, ref string, r name.Reference,
-	fn func(ctx context.Context, p *remote.Puller, st *ckState) error) (*ckState, error) {
-	st := &ckState{}
-	ctx = context.WithValue(ctx, ckStateKey{}, st)
+func (c *Client) session(ctx context.Context, ref string, r name.Reference,
+	fn func(ctx context.Context, p *remote.Puller, st *callState) error) (*callState, error) {
+	st := &callState{}
+	ctx = context.WithValue(ctx, callStateKey{}, st)
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	host := r.Context().RegistryStr()
-	h := c.host(host)
+	h := c.state(host)
 	select {
 	case h.sem <- struct{}{}:
 	case <-ctx.Done():
-		return st, &RegistryError{Ref: ref, Err: fmt.Errorf("waiting for a request slot for %s: %w", host, ctx.Err())}
+		return st, &Error{Ref: ref, Err: fmt.Errorf("waiting for a request slot for %s: %w", host, ctx.Err())}
 	}
 	defer func() { <-h.sem }()
 	p, err := c.puller(host, h)
 	if err != nil {
-		return st, &RegistryError{Ref: ref, Err: err}
+		return st, &Error{Ref: ref, Err: err}
 	}
 	if err := fn(ctx, p, st); err != nil {
 		rerr := c.registryError(ctx, ref, st, err)
@@ -308,45 +309,45 @@ func (c *Checker) session(ctx context.Context, ref string, r name.Reference,
 }
 
 // check does the requests of one Check.
-func (c *Checker) check(ctx context.Context, p *remote.Puller, r name.Reference, known CheckResult, st *ckState) (CheckResult, error) {
+func (c *Client) check(ctx context.Context, p *remote.Puller, r name.Reference, known Result, st *callState) (Result, error) {
 	opts := []remote.Option{remote.Reuse(p), remote.WithContext(ctx)}
 	desc, err := remote.Head(r, opts...)
 	if err != nil {
 		if !st.headAnswered() {
-			return CheckResult{}, err
+			return Result{}, err
 		}
 		// The registry answered the HEAD but without a usable digest
 		// (or Content-Type/Length): GET the manifest by tag instead.
-		d, gerr := ckGetUnverified(r, st, opts)
+		d, gerr := getWithoutDigest(r, st, opts)
 		if gerr != nil {
-			return CheckResult{}, gerr
+			return Result{}, gerr
 		}
 		if known.Digest != "" && d.Digest.String() == known.Digest {
-			return ckUnchanged(known, d.MediaType), nil
+			return unchanged(known, d.MediaType), nil
 		}
-		return ckDescribe(d)
+		return describe(d)
 	}
 	if known.Digest != "" && desc.Digest.String() == known.Digest {
-		return ckUnchanged(known, desc.MediaType), nil
+		return unchanged(known, desc.MediaType), nil
 	}
 	// By digest, so that the tag moving between HEAD and GET cannot mix
 	// two manifests up.
 	d, err := remote.Get(r.Context().Digest(desc.Digest.String()), opts...)
 	if err != nil {
-		return CheckResult{}, err
+		return Result{}, err
 	}
-	return ckDescribe(d)
+	return describe(d)
 }
 
-// ckGetUnverified GETs the manifest r (a tag) points to when the
+// getWithoutDigest GETs the manifest r (a tag) points to when the
 // registry's HEAD gave no digest, and makes sure what came back is a
-// manifest before its digest is trusted: at most ckMaxManifest bytes of
+// manifest before its digest is trusted: at most maxManifest bytes of
 // JSON with schemaVersion 2, of a known manifest or index media type
 // (the body's mediaType, or else the Content-Type; the two must agree
 // when both are given), whose digest is computed from the body and
 // must equal the GET's Docker-Content-Digest when there is one. An
 // empty or garbage answer is an error, never a digest.
-func ckGetUnverified(r name.Reference, st *ckState, opts []remote.Option) (*remote.Descriptor, error) {
+func getWithoutDigest(r name.Reference, st *callState, opts []remote.Option) (*remote.Descriptor, error) {
 	d, err := remote.Get(r, opts...)
 	if err != nil {
 		return nil, err
@@ -354,8 +355,8 @@ func ckGetUnverified(r name.Reference, st *ckState, opts []remote.Option) (*remo
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("the registry answered the manifest HEAD without Docker-Content-Digest, and its GET is no manifest: "+format, args...)
 	}
-	if len(d.Manifest) > ckMaxManifest {
-		return nil, bad("%d bytes, over the %d-byte limit", len(d.Manifest), ckMaxManifest)
+	if len(d.Manifest) > maxManifest {
+		return nil, bad("%d bytes, over the %d-byte limit", len(d.Manifest), maxManifest)
 	}
 	var probe struct {
 		SchemaVersion int             `json:"schemaVersion"`
@@ -379,10 +380,10 @@ func ckGetUnverified(r name.Reference, st *ckState, opts []remote.Option) (*remo
 		}
 	}
 	mt := cmp.Or(probe.MediaType, ct)
-	if !ckKnownManifest(mt) {
+	if !isManifestType(mt) {
 		return nil, bad("media type %q is not an image manifest or index", mt)
 	}
-	if probe.MediaType != "" && ckKnownManifest(ct) && ct != probe.MediaType {
+	if probe.MediaType != "" && isManifestType(ct) && ct != probe.MediaType {
 		return nil, bad("Content-Type %q but the body says mediaType %q", ct, probe.MediaType)
 	}
 	sum := sha256.Sum256(d.Manifest)
@@ -394,9 +395,9 @@ func ckGetUnverified(r name.Reference, st *ckState, opts []remote.Option) (*remo
 	return d, nil
 }
 
-// ckKnownManifest reports whether mt is an image manifest or index
+// isManifestType reports whether mt is an image manifest or index
 // media type (OCI or Docker schema 2).
-func ckKnownManifest(mt types.MediaType) bool {
+func isManifestType(mt types.MediaType) bool {
 	switch mt {
 	case types.OCIImageIndex, types.OCIManifestSchema1, types.DockerManifestList, types.DockerManifestSchema2:
 		return true
@@ -404,60 +405,60 @@ func ckKnownManifest(mt types.MediaType) bool {
 	return false
 }
 
-// ckUnchanged is known, seen again.
-func ckUnchanged(known CheckResult, mt types.MediaType) CheckResult {
-	return CheckResult{
+// unchanged is known, seen again.
+func unchanged(known Result, mt types.MediaType) Result {
+	return Result{
 		Digest:    known.Digest,
 		MediaType: cmp.Or(string(mt), known.MediaType),
 		Platforms: slices.Clone(known.Platforms),
 	}
 }
 
-// ckDescribe fills a CheckResult from a fetched manifest, fetching the
+// describe fills a Result from a fetched manifest, fetching the
 // image config of a single image manifest.
-func ckDescribe(d *remote.Descriptor) (CheckResult, error) {
-	res := CheckResult{Digest: d.Digest.String(), MediaType: string(d.MediaType)}
+func describe(d *remote.Descriptor) (Result, error) {
+	res := Result{Digest: d.Digest.String(), MediaType: string(d.MediaType)}
 	mt := d.MediaType
 	if !mt.IsIndex() && !mt.IsImage() && !mt.IsSchema1() {
 		// Some registries send no or a wrong Content-Type: look inside.
-		mt = ckSniffMediaType(d.Manifest)
+		mt = sniffMediaType(d.Manifest)
 	}
 	switch {
 	case mt.IsIndex():
 		im, err := v1.ParseIndexManifest(bytes.NewReader(d.Manifest))
 		if err != nil {
-			return CheckResult{}, fmt.Errorf("parsing index %s: %w", res.Digest, err)
+			return Result{}, fmt.Errorf("parsing index %s: %w", res.Digest, err)
 		}
-		res.Platforms = ckIndexPlatforms(im)
+		res.Platforms = indexPlatforms(im)
 	case mt.IsSchema1():
 		// Legacy schema 1 carries no usable platform.
-		res.Platforms = []PlatformDigest{{Digest: res.Digest}}
+		res.Platforms = []store.PlatformDigest{{Digest: res.Digest}}
 	default:
 		m, err := v1.ParseManifest(bytes.NewReader(d.Manifest))
 		if err != nil {
-			return CheckResult{}, fmt.Errorf("parsing manifest %s: %w", res.Digest, err)
+			return Result{}, fmt.Errorf("parsing manifest %s: %w", res.Digest, err)
 		}
 		platform := ""
 		if m.Config.MediaType.IsConfig() {
 			img, err := d.Image()
 			if err != nil {
-				return CheckResult{}, fmt.Errorf("reading image %s: %w", res.Digest, err)
+				return Result{}, fmt.Errorf("reading image %s: %w", res.Digest, err)
 			}
 			cf, err := img.ConfigFile()
 			if err != nil {
-				return CheckResult{}, fmt.Errorf("fetching config of image %s: %w", res.Digest, err)
+				return Result{}, fmt.Errorf("fetching config of image %s: %w", res.Digest, err)
 			}
-			platform = ckPlatformString(cf.OS, cf.Architecture, cf.Variant)
+			platform = platformString(cf.OS, cf.Architecture, cf.Variant)
 		}
 		// Other artifacts (no image config) have no platform.
-		res.Platforms = []PlatformDigest{{Platform: platform, Digest: res.Digest}}
+		res.Platforms = []store.PlatformDigest{{Platform: platform, Digest: res.Digest}}
 	}
 	return res, nil
 }
 
-// ckSniffMediaType reads a manifest's own mediaType field, or guesses
+// sniffMediaType reads a manifest's own mediaType field, or guesses
 // from its shape when there is none.
-func ckSniffMediaType(b []byte) types.MediaType {
+func sniffMediaType(b []byte) types.MediaType {
 	var probe struct {
 		MediaType types.MediaType `json:"mediaType"`
 		Manifests json.RawMessage `json:"manifests"`
@@ -477,8 +478,8 @@ func ckSniffMediaType(b []byte) types.MediaType {
 	return ""
 }
 
-// ckIndexPlatforms lists an index's platform manifests, sorted.
-func ckIndexPlatforms(im *v1.IndexManifest) []PlatformDigest {
+// indexPlatforms lists an index's platform manifests, sorted.
+func indexPlatforms(im *v1.IndexManifest) []store.PlatformDigest {
 	type entry struct {
 		p v1.Platform
 		d string
@@ -486,7 +487,7 @@ func ckIndexPlatforms(im *v1.IndexManifest) []PlatformDigest {
 	var entries []entry
 	seen := map[string]int{}
 	for _, m := range im.Manifests {
-		if m.Annotations[ckAttestationAnnotation] == ckAttestationManifest {
+		if m.Annotations[attestationAnnotation] == attestationManifest {
 			continue
 		}
 		var p v1.Platform
@@ -497,24 +498,24 @@ func ckIndexPlatforms(im *v1.IndexManifest) []PlatformDigest {
 			continue
 		}
 		entries = append(entries, entry{p, m.Digest.String()})
-		seen[ckPlatformString(p.OS, p.Architecture, p.Variant)]++
+		seen[platformString(p.OS, p.Architecture, p.Variant)]++
 	}
-	out := make([]PlatformDigest, 0, len(entries))
+	out := make([]store.PlatformDigest, 0, len(entries))
 	for _, e := range entries {
-		s := ckPlatformString(e.p.OS, e.p.Architecture, e.p.Variant)
+		s := platformString(e.p.OS, e.p.Architecture, e.p.Variant)
 		if seen[s] > 1 && e.p.OSVersion != "" {
 			s += ":" + e.p.OSVersion
 		}
-		out = append(out, PlatformDigest{Platform: s, Digest: e.d})
+		out = append(out, store.PlatformDigest{Platform: s, Digest: e.d})
 	}
-	slices.SortFunc(out, func(a, b PlatformDigest) int {
+	slices.SortFunc(out, func(a, b store.PlatformDigest) int {
 		return cmp.Or(cmp.Compare(a.Platform, b.Platform), cmp.Compare(a.Digest, b.Digest))
 	})
 	return out
 }
 
-// ckPlatformString is "os/arch[/variant]", or "" without an OS.
-func ckPlatformString(os, arch, variant string) string {
+// platformString is "os/arch[/variant]", or "" without an OS.
+func platformString(os, arch, variant string) string {
 	if os == "" {
 		return ""
 	}
@@ -528,11 +529,11 @@ func ckPlatformString(os, arch, variant string) string {
 // Backoff returns how long to wait before checking again after n
 // consecutive failures (n ≥ 1; smaller n counts as 1): 10s doubling with
 // each failure up to a 30 min cap, with ±20% jitter (the result never
-// exceeds the cap). A *RegistryError's RetryAfter (found with errors.As),
+// exceeds the cap). A *Error's RetryAfter (found with errors.As),
 // when larger, wins.
 func Backoff(n int, err error) time.Duration {
-	d := backoff.Policy{Min: ckBackoffBase, Max: ckBackoffCap, Jitter: ckBackoffJitter}.Delay(n)
-	var re *RegistryError
+	d := backoff.Policy{Min: backoffBase, Max: backoffCap, Jitter: backoffJitter}.Delay(n)
+	var re *Error
 	if errors.As(err, &re) && re.RetryAfter > d {
 		d = re.RetryAfter
 	}
@@ -543,10 +544,10 @@ func Backoff(n int, err error) time.Duration {
 // from registry host (Docker Hub sends e.g. "76;w=21600"), and whether one
 // was seen. host is as in references: "docker.io" and "index.docker.io"
 // are the same.
-func (c *Checker) RateLimit(host string) (remaining int, ok bool) {
+func (c *Client) RateLimit(host string) (remaining int, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	h := c.hosts[ckHostKey(host)]
+	h := c.hosts[hostKey(host)]
 	if h == nil || !h.rateSeen {
 		return 0, false
 	}
@@ -554,7 +555,7 @@ func (c *Checker) RateLimit(host string) (remaining int, ok bool) {
 }
 
 // parse parses ref, plain HTTP for the configured insecure hosts.
-func (c *Checker) parse(ref string) (name.Reference, error) {
+func (c *Client) parse(ref string) (name.Reference, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return nil, fmt.Errorf("parsing image reference: %w", err)
@@ -569,31 +570,31 @@ func (c *Checker) parse(ref string) (name.Reference, error) {
 }
 
 // host returns the state of registry host, created on first use.
-func (c *Checker) host(host string) *ckHost {
+func (c *Client) state(host string) *hostState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.hosts[host]
 	if h == nil {
-		h = &ckHost{sem: make(chan struct{}, c.perRegistry)}
+		h = &hostState{sem: make(chan struct{}, c.perRegistry)}
 		c.hosts[host] = h
 	}
 	return h
 }
 
 // puller returns the registry's session, building a new one when there is
-// none or it is older than ckPullerTTL. A Puller caches, per repository,
+// none or it is older than sessionTTL. A Puller caches, per repository,
 // the ping result, the credentials and the bearer token, so that a check
 // is one HEAD rather than ping + token + HEAD.
-func (c *Checker) puller(host string, h *ckHost) (*remote.Puller, error) {
+func (c *Client) puller(host string, h *hostState) (*remote.Puller, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if h.puller != nil && time.Since(h.pullerAt) < ckPullerTTL {
+	if h.puller != nil && time.Since(h.pullerAt) < sessionTTL {
 		return h.puller, nil
 	}
 	p, err := remote.NewPuller(
 		remote.WithAuthFromKeychain(c.keychain),
-		remote.WithTransport(&ckTransport{c: c, host: host, next: c.transport}),
-		remote.WithUserAgent(ckUserAgent),
+		remote.WithTransport(&recorder{c: c, host: host, next: c.transport}),
+		remote.WithUserAgent(userAgent),
 		// No retries inside go-containerregistry: by default it retries
 		// 408/429/5xx and temporary network errors up to 3 times (1s, 3s
 		// apart), which would multiply requests against a rate limit and
@@ -612,7 +613,7 @@ func (c *Checker) puller(host string, h *ckHost) (*remote.Puller, error) {
 
 // ForgetSessions drops every registry session, so that the next request
 // to each registry resolves its credentials anew (after a login changed).
-func (c *Checker) ForgetSessions() {
+func (c *Client) ForgetSessions() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, h := range c.hosts {
@@ -621,7 +622,7 @@ func (c *Checker) ForgetSessions() {
 }
 
 // dropPuller forgets p, if it is still the host's session.
-func (c *Checker) dropPuller(h *ckHost, p *remote.Puller) {
+func (c *Client) dropPuller(h *hostState, p *remote.Puller) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if h.puller == p {
@@ -629,9 +630,9 @@ func (c *Checker) dropPuller(h *ckHost, p *remote.Puller) {
 	}
 }
 
-// registryError turns what a check returned into a *RegistryError.
-func (c *Checker) registryError(ctx context.Context, ref string, st *ckState, err error) *RegistryError {
-	re := &RegistryError{Ref: ref, Err: err}
+// registryError turns what a check returned into a *Error.
+func (c *Client) registryError(ctx context.Context, ref string, st *callState, err error) *Error {
+	re := &Error{Ref: ref, Err: err}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		re.Status = te.StatusCode
@@ -645,11 +646,11 @@ func (c *Checker) registryError(ctx context.Context, ref string, st *ckState, er
 	return re
 }
 
-// ckStateKey is the context key of a check's *ckState.
-type ckStateKey struct{}
+// callStateKey is the context key of a check's *callState.
+type callStateKey struct{}
 
-// ckState is what the transport learns during one check.
-type ckState struct {
+// callState is what the transport learns during one check.
+type callState struct {
 	requests atomic.Int32
 
 	mu         sync.Mutex
@@ -658,36 +659,36 @@ type ckState struct {
 	getDigest  string // Docker-Content-Digest of the last manifest GET
 }
 
-func (s *ckState) getDigestValue() string {
+func (s *callState) getDigestValue() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.getDigest
 }
 
-func (s *ckState) headAnswered() bool {
+func (s *callState) headAnswered() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.headOK
 }
 
-func (s *ckState) retryAfterValue() time.Duration {
+func (s *callState) retryAfterValue() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.retryAfter
 }
 
-// ckTransport counts a check's requests and records what answers say:
+// recorder counts a check's requests and records what answers say:
 // rate limit headers (per host), Retry-After, and whether a manifest HEAD
 // was answered. It sits below go-containerregistry's auth and retry
 // layers, so it sees every request on the wire.
-type ckTransport struct {
-	c    *Checker
+type recorder struct {
+	c    *Client
 	host string
 	next http.RoundTripper
 }
 
-func (t *ckTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	st, _ := req.Context().Value(ckStateKey{}).(*ckState)
+func (t *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	st, _ := req.Context().Value(callStateKey{}).(*callState)
 	if st != nil {
 		st.requests.Add(1)
 	}
@@ -696,7 +697,7 @@ func (t *ckTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	if v := resp.Header.Get("Ratelimit-Remaining"); v != "" {
-		if n, ok := ckParseRateLimit(v); ok {
+		if n, ok := parseRateLimit(v); ok {
 			t.c.setRateLimit(t.host, n)
 		}
 	}
@@ -704,7 +705,7 @@ func (t *ckTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		st.mu.Lock()
 		switch {
 		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
-			st.retryAfter = backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), ckMaxRetryAfter)
+			st.retryAfter = backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), maxRetryAfter)
 		case req.Method == http.MethodHead && resp.StatusCode == http.StatusOK && strings.Contains(req.URL.Path, "/manifests/"):
 			st.headOK = true
 		case req.Method == http.MethodGet && resp.StatusCode == http.StatusOK && strings.Contains(req.URL.Path, "/manifests/"):
@@ -715,7 +716,7 @@ func (t *ckTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-func (c *Checker) setRateLimit(host string, n int) {
+func (c *Client) setRateLimit(host string, n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if h := c.hosts[host]; h != nil {
@@ -723,8 +724,8 @@ func (c *Checker) setRateLimit(host string, n int) {
 	}
 }
 
-// ckParseRateLimit reads "76;w=21600" (or "76").
-func ckParseRateLimit(v string) (int, bool) {
+// parseRateLimit reads "76;w=21600" (or "76").
+func parseRateLimit(v string) (int, bool) {
 	v, _, _ = strings.Cut(v, ";")
 	n, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil {
@@ -733,9 +734,9 @@ func ckParseRateLimit(v string) (int, bool) {
 	return n, true
 }
 
-// ckHostKey normalizes a registry host the way references do
+// hostKey normalizes a registry host the way references do
 // ("docker.io" is "index.docker.io").
-func ckHostKey(host string) string {
+func hostKey(host string) string {
 	r, err := name.NewRegistry(host)
 	if err != nil {
 		return host
