@@ -7,8 +7,9 @@
 // headers (Backoff, RateLimit), a HEAD first and a GET only when
 // something changed or the HEAD said too little (a manifest fetched
 // without a digest is verified before it is trusted), size limits on
-// what it reads, and which registries are reached over plain HTTP. It
-// does not decide what to check when — that is internal/index's watcher
+// what it reads, and which registries are reached over plain HTTP
+// (Insecure, the rule the runner and BuildKit's configuration follow
+// too). It does not decide what to check when — that is internal/index's watcher
 // — nor what a change causes.
 package regclient
 
@@ -129,9 +130,9 @@ type Config struct {
 	Keychain authn.Keychain
 	// Transport; nil = a clone of http.DefaultTransport.
 	Transport http.RoundTripper
-	// Insecure lists registry hosts (host[:port]) reached over plain HTTP
-	// (loopback always is, as go-containerregistry does).
-	Insecure []string
+	// Insecure lists registry hosts (host[:port]) reached over plain HTTP;
+	// loopback registries always are (see Insecure).
+	Insecure Insecure
 	// PerRegistry bounds concurrent checks, and so concurrent requests,
 	// to one registry host. Default 4.
 	PerRegistry int
@@ -149,7 +150,7 @@ type Config struct {
 type Client struct {
 	keychain    authn.Keychain
 	transport   http.RoundTripper
-	insecure    map[string]bool
+	insecure    Insecure
 	perRegistry int
 	timeout     time.Duration
 
@@ -173,7 +174,7 @@ func New(cfg Config) *Client {
 	c := &Client{
 		keychain:    cfg.Keychain,
 		transport:   cfg.Transport,
-		insecure:    map[string]bool{},
+		insecure:    cfg.Insecure,
 		perRegistry: cfg.PerRegistry,
 		timeout:     cfg.Timeout,
 		hosts:       map[string]*hostState{},
@@ -198,10 +199,6 @@ func New(cfg Config) *Client {
 	}
 	if c.timeout <= 0 {
 		c.timeout = defaultTimeout
-	}
-	for _, h := range cfg.Insecure {
-		c.insecure[h] = true
-		c.insecure[hostKey(h)] = true
 	}
 	return c
 }
@@ -554,14 +551,14 @@ func (c *Client) RateLimit(host string) (remaining int, ok bool) {
 	return h.remaining, true
 }
 
-// parse parses ref, plain HTTP for the configured insecure hosts.
+// parse parses ref, plain HTTP for insecure hosts.
 func (c *Client) parse(ref string) (name.Reference, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return nil, fmt.Errorf("parsing image reference: %w", err)
 	}
 	host, _, _ := strings.Cut(ref, "/")
-	if c.insecure[r.Context().RegistryStr()] || c.insecure[host] {
+	if c.insecure.Has(r.Context().RegistryStr()) || c.insecure.Has(host) {
 		if r, err = name.ParseReference(ref, name.Insecure); err != nil {
 			return nil, fmt.Errorf("parsing image reference: %w", err)
 		}

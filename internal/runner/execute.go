@@ -16,6 +16,7 @@ import (
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/redact"
+	"github.com/refit-dev/refit/internal/regclient"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
@@ -181,12 +182,7 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 
 func (r *Runner) insecure(repo string) bool {
 	host, _, _ := strings.Cut(repo, "/")
-	for _, h := range r.cfg.Insecure {
-		if h == host {
-			return true
-		}
-	}
-	return strings.HasPrefix(host, "127.") || strings.HasPrefix(host, "localhost")
+	return regclient.Insecure(r.cfg.Insecure).Has(host)
 }
 
 // stripDigest removes an "@sha256:…" suffix, keeping repository and tag.

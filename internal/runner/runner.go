@@ -53,7 +53,7 @@ type Config struct {
 	// a registry host are pushed there (required).
 	Registry string
 	// Insecure lists registry hosts reached over plain HTTP; the embedded
-	// registry is always included.
+	// registry and loopback hosts always are (regclient.Insecure's rule).
 	Insecure []string
 	// WorkDir holds source checkouts while a run builds (required).
 	WorkDir string

@@ -223,7 +223,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cleanups = append(cleanups, func(context.Context) error { regLn.Close(); return nil })
 	regAddr := regLn.Addr().String()
-	insecure := append([]string{regAddr}, cfg.Insecure...)
+	// One rule for plain HTTP: the embedded registry, the configured ones
+	// and loopback (see regclient.Insecure).
+	insecure := regclient.Insecure(append([]string{regAddr}, cfg.Insecure...))
 
 	// BuildKit.
 	bkAddr := cfg.BuildKit
