@@ -2,8 +2,8 @@
 // passwords with the server's secret key (AES-256-GCM, bound to the host
 // and user name, so a sealed password copied to another row does not
 // open), and handing them out — before the Docker config and its
-// credential helpers — to whatever talks to registries (the checker's
-// keychain, BuildKit's session). Passwords are never returned by the API,
+// credential helpers — to whatever talks to registries (the registry
+// client's keychain, BuildKit's session). Passwords are never returned by the API,
 // logged or put in errors.
 package regauth
 
@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -89,10 +90,10 @@ var _ credStore = (*store.Store)(nil)
 // Credentials seals, stores and looks up registry credentials. It is safe
 // for concurrent use.
 type Credentials struct {
-	store    credStore
-	aead     cipher.AEAD
-	fallback authn.Keychain
-	changed  func(host string)
+	store      credStore
+	aead       cipher.AEAD
+	fallback   authn.Keychain
+	generation atomic.Uint64
 }
 
 // Config configures New.
@@ -104,9 +105,6 @@ type Config struct {
 	// Fallback answers for hosts without stored credentials; nil =
 	// authn.DefaultKeychain (Docker config and credential helpers).
 	Fallback authn.Keychain
-	// Changed, when set, is called after a host's credentials were stored
-	// or removed, so that cached registry sessions can be dropped.
-	Changed func(host string)
 }
 
 // New returns Credentials configured by cfg.
@@ -125,7 +123,7 @@ func New(cfg Config) (*Credentials, error) {
 	if err != nil {
 		return nil, fmt.Errorf("regauth: %w", err)
 	}
-	c := &Credentials{store: cfg.Store, aead: aead, fallback: cfg.Fallback, changed: cfg.Changed}
+	c := &Credentials{store: cfg.Store, aead: aead, fallback: cfg.Fallback}
 	if c.fallback == nil {
 		c.fallback = authn.DefaultKeychain
 	}
@@ -172,9 +170,7 @@ func (c *Credentials) Put(ctx context.Context, host, username, password string) 
 	if err := c.store.PutRegistryCredential(ctx, cred); err != nil {
 		return store.RegistryCredential{}, err
 	}
-	if c.changed != nil {
-		c.changed(h)
-	}
+	c.generation.Add(1)
 	cred.Sealed = nil
 	return cred, nil
 }
@@ -188,10 +184,15 @@ func (c *Credentials) Delete(ctx context.Context, host string) error {
 	if err := c.store.DeleteRegistryCredential(ctx, h); err != nil {
 		return err
 	}
-	if c.changed != nil {
-		c.changed(h)
-	}
+	c.generation.Add(1)
 	return nil
+}
+
+// Generation counts the changes made to the stored credentials (each Put
+// and Delete), starting at 0, so that whoever keeps registry sessions
+// built from them (the registry client) can tell when those are stale.
+func (c *Credentials) Generation() uint64 {
+	return c.generation.Load()
 }
 
 // List returns the stored credentials, without passwords.

@@ -11,24 +11,28 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/refit-dev/refit/internal/regclient"
 	"github.com/refit-dev/refit/internal/store"
 )
 
 const password = "hunter2-very-secret"
 
-func setup(t *testing.T, key []byte, fallback authn.Keychain) (*Credentials, *store.Store, *[]string) {
+// The registry client drops sessions built on a login that changed: it
+// finds Credentials' Generation through this interface.
+var _ regclient.Generations = (*Credentials)(nil)
+
+func setup(t *testing.T, key []byte, fallback authn.Keychain) (*Credentials, *store.Store) {
 	t.Helper()
 	s, err := store.Open(t.Context(), store.Config{Path: filepath.Join(t.TempDir(), "refit.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	var changed []string
-	c, err := New(Config{Store: s, Key: key, Fallback: fallback, Changed: func(h string) { changed = append(changed, h) }})
+	c, err := New(Config{Store: s, Key: key, Fallback: fallback})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, s, &changed
+	return c, s
 }
 
 func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, KeySize) }
@@ -41,8 +45,14 @@ func (f fixed) Resolve(authn.Resource) (authn.Authenticator, error) {
 }
 
 func TestPutLookupAndFallback(t *testing.T) {
-	c, s, changed := setup(t, testKey(1), fixed("docker-config-user"))
+	c, s := setup(t, testKey(1), fixed("docker-config-user"))
 	ctx := t.Context()
+	if g := c.Generation(); g != 0 {
+		t.Errorf("Generation before any change = %d, want 0", g)
+	}
+	if _, err := c.Put(ctx, "registry.example:5000", "robot", ""); err == nil || c.Generation() != 0 {
+		t.Errorf("Put of an empty password = %v, generation %d; want an error, and no change", err, c.Generation())
+	}
 	cred, err := c.Put(ctx, "Registry.Example:5000", "robot", password)
 	if err != nil {
 		t.Fatal(err)
@@ -50,8 +60,8 @@ func TestPutLookupAndFallback(t *testing.T) {
 	if cred.Host != "registry.example:5000" || cred.Username != "robot" || cred.Sealed != nil {
 		t.Errorf("Put returned %+v", cred)
 	}
-	if len(*changed) != 1 || (*changed)[0] != "registry.example:5000" {
-		t.Errorf("Changed called with %v", *changed)
+	if g := c.Generation(); g != 1 {
+		t.Errorf("Generation after a Put = %d, want 1 (the change announced once)", g)
 	}
 
 	// What the database holds is not the password.
@@ -95,8 +105,14 @@ func TestPutLookupAndFallback(t *testing.T) {
 	if _, _, ok, _ := c.Lookup(ctx, "registry.example:5000"); ok {
 		t.Error("credentials still there after Delete")
 	}
+	if g := c.Generation(); g != 3 {
+		t.Errorf("Generation after two Puts and a Delete = %d, want 3", g)
+	}
 	if err := c.Delete(ctx, "registry.example:5000"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("second Delete = %v, want ErrNotFound", err)
+	}
+	if g := c.Generation(); g != 3 {
+		t.Errorf("Generation after a Delete of nothing = %d, want 3 (no change)", g)
 	}
 }
 
@@ -117,7 +133,7 @@ func authConfig(t *testing.T, kc authn.Keychain, res authn.Resource) authn.AuthC
 // moved to another host or user name, does not open — with an error that
 // names the host and not the password.
 func TestSealedBoundToKeyHostAndUser(t *testing.T) {
-	c, s, _ := setup(t, testKey(1), nil)
+	c, s := setup(t, testKey(1), nil)
 	ctx := t.Context()
 	if _, err := c.Put(ctx, "a.example", "alice", password); err != nil {
 		t.Fatal(err)
@@ -164,7 +180,7 @@ func mustRegistry(t *testing.T, h string) name.Registry {
 }
 
 func TestPutRejectsBadInput(t *testing.T) {
-	c, _, _ := setup(t, testKey(1), nil)
+	c, _ := setup(t, testKey(1), nil)
 	for _, in := range []struct{ host, user, pass, want string }{
 		{"", "u", "p", "registry host"},
 		{"https://r.example", "u", "p", "registry host"},

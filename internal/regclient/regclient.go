@@ -126,7 +126,10 @@ func (e *Error) Unwrap() error { return e.Err }
 // Config configures a Client. The zero value is usable.
 type Config struct {
 	// Keychain for credentials; nil = authn.DefaultKeychain (Docker config
-	// + credential helpers).
+	// + credential helpers). When it has a Generation method (as
+	// regauth.Credentials does; see Generations), sessions built before
+	// its generation moved are dropped, so a changed login applies from
+	// the next request on.
 	Keychain authn.Keychain
 	// Transport; nil = a clone of http.DefaultTransport.
 	Transport http.RoundTripper
@@ -165,6 +168,7 @@ type hostState struct {
 	// Guarded by Client.mu.
 	puller    *remote.Puller
 	pullerAt  time.Time
+	pullerGen uint64 // the keychain's generation when puller was built
 	remaining int
 	rateSeen  bool
 }
@@ -579,13 +583,15 @@ func (c *Client) state(host string) *hostState {
 }
 
 // puller returns the registry's session, building a new one when there is
-// none or it is older than sessionTTL. A Puller caches, per repository,
-// the ping result, the credentials and the bearer token, so that a check
-// is one HEAD rather than ping + token + HEAD.
+// none, it is older than sessionTTL, or the keychain's credentials changed
+// since it was built. A Puller caches, per repository, the ping result,
+// the credentials and the bearer token, so that a check is one HEAD
+// rather than ping + token + HEAD.
 func (c *Client) puller(host string, h *hostState) (*remote.Puller, error) {
+	gen := c.generation()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if h.puller != nil && time.Since(h.pullerAt) < sessionTTL {
+	if h.puller != nil && h.pullerGen == gen && time.Since(h.pullerAt) < sessionTTL {
 		return h.puller, nil
 	}
 	p, err := remote.NewPuller(
@@ -604,18 +610,22 @@ func (c *Client) puller(host string, h *hostState) (*remote.Puller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setting up registry client for %s: %w", host, err)
 	}
-	h.puller, h.pullerAt = p, time.Now()
+	h.puller, h.pullerAt, h.pullerGen = p, time.Now(), gen
 	return p, nil
 }
 
-// ForgetSessions drops every registry session, so that the next request
-// to each registry resolves its credentials anew (after a login changed).
-func (c *Client) ForgetSessions() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, h := range c.hosts {
-		h.puller = nil
+// Generations is what a keychain whose credentials change has for the
+// Client: a number that moves with every change (see Config.Keychain).
+type Generations interface {
+	Generation() uint64
+}
+
+// generation is the keychain's generation; 0 for one without.
+func (c *Client) generation() uint64 {
+	if g, ok := c.keychain.(Generations); ok {
+		return g.Generation()
 	}
+	return 0
 }
 
 // dropPuller forgets p, if it is still the host's session.

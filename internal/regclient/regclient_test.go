@@ -719,6 +719,91 @@ func TestCredentials(t *testing.T) {
 	}
 }
 
+// changingKeychain is a login that can change, with a generation as
+// regauth.Credentials has.
+type changingKeychain struct {
+	mu   sync.Mutex
+	user string
+	gen  uint64
+}
+
+func (k *changingKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return authn.FromConfig(authn.AuthConfig{Username: k.user, Password: "pw"}), nil
+}
+
+func (k *changingKeychain) Generation() uint64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.gen
+}
+
+// set changes the login; announce says whether the generation moves.
+func (k *changingKeychain) set(user string, announce bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.user = user
+	if announce {
+		k.gen++
+	}
+}
+
+// TestLoginChange: a session keeps the login it was built with (one HEAD
+// per check, no new credentials look-up), until the keychain's generation
+// moves: the next check then uses the new login.
+func TestLoginChange(t *testing.T) {
+	var mu sync.Mutex
+	var users []string // the user of each manifest HEAD
+	_, host := serveRegistry(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u, _, ok := r.BasicAuth()
+			if !ok {
+				w.Header().Set("WWW-Authenticate", `Basic realm="refit-test"`)
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/") {
+				mu.Lock()
+				users = append(users, u)
+				mu.Unlock()
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	ref := host + "/lib/login:1"
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, randomImage(t, "linux", "amd64"), remote.WithAuth(&authn.Basic{Username: "pusher", Password: "pw"})); err != nil {
+		t.Fatal(err)
+	}
+	kc := &changingKeychain{user: "old"}
+	c := New(Config{Keychain: kc})
+	check := func() string {
+		t.Helper()
+		mustCheck(t, c, ref, Result{})
+		mu.Lock()
+		defer mu.Unlock()
+		return users[len(users)-1]
+	}
+	if u := check(); u != "old" {
+		t.Fatalf("first check as %q, want old", u)
+	}
+	kc.set("unannounced", false)
+	if u := check(); u != "old" {
+		t.Errorf("check after an unannounced change as %q, want old (the session's login)", u)
+	}
+	kc.set("new", true)
+	if u := check(); u != "new" {
+		t.Errorf("check after the login changed as %q, want new", u)
+	}
+	if u := check(); u != "new" {
+		t.Errorf("next check as %q, want new", u)
+	}
+}
+
 // TestResolve: a run's base look-up is one HEAD on the session the
 // watcher's checks set up, nothing for a pinned digest, and a clear error
 // naming the reference for a missing tag.

@@ -164,4 +164,18 @@ func TestStoredRegistryLogin(t *testing.T) {
 			t.Errorf("the password appears in the %s", what)
 		}
 	}
+
+	// A changed login applies from the next run on: the registry
+	// client's session built with the old one is dropped, so the base's
+	// look-up is refused, not answered from that session.
+	if _, err := r.c.PutRegistryCredential(ctx, host, user, "changed-and-wrong"); err != nil {
+		t.Fatal(err)
+	}
+	run, err = r.c.Run(ctx, "private")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again := waitRun(t, r.c, run.ID); again.State != api.StateFailed || again.Step != "resolve" || !strings.Contains(again.Error, "401") {
+		t.Errorf("run after the login changed: %s at %q: %s; want failed at resolve with 401", again.State, again.Step, again.Error)
+	}
 }

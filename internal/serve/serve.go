@@ -193,18 +193,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	cleanups = append(cleanups, func(context.Context) error { return st.Close() })
 
 	// Registry logins stored in refit, sealed with the secret key; the
-	// checker drops its sessions when one changes.
+	// registry client drops its sessions when one changes (it reads their
+	// Generation).
 	keyFile := cmp.Or(cfg.SecretKeyFile, filepath.Join(data, "secret.key"))
 	key, err := regauth.LoadKey(keyFile)
 	if err != nil {
 		return nil, err
 	}
-	var checker *regclient.Client
-	creds, err := regauth.New(regauth.Config{Store: st, Key: key, Changed: func(string) {
-		if checker != nil {
-			checker.ForgetSessions()
-		}
-	}})
+	creds, err := regauth.New(regauth.Config{Store: st, Key: key})
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +259,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	// One registry client for the watcher's checks and the runs' base
 	// lookups, so both share sessions and per-registry limits.
-	checker = regclient.New(regclient.Config{Keychain: creds, Insecure: insecure, Timeout: cfg.CheckTimeout})
+	checker := regclient.New(regclient.Config{Keychain: creds, Insecure: insecure, Timeout: cfg.CheckTimeout})
 
 	// The executor, and the lifecycle that queues, finishes and cascades
 	// runs and plans them from base updates. Every committed run is
