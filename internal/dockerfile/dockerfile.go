@@ -356,18 +356,6 @@ type baseKey struct {
 	kind       Kind
 }
 
-// Runtime returns the base whose layers end up in the target image — the
-// FROM image of the target stage's root ancestor — or nil when that root is
-// scratch.
-func (r *Result) Runtime() *Base {
-	for i := range r.Bases {
-		if r.Bases[i].Role == RoleRuntime {
-			return &r.Bases[i]
-		}
-	}
-	return nil
-}
-
 // ContextKey returns the key BuildKit uses to look up a named build context
 // (--build-context KEY=...) for an image reference as written: the familiar
 // form of the normalized reference with a ":latest" tag dropped, so "debian",

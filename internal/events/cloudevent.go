@@ -186,15 +186,6 @@ func refMatch(pattern, ref string) bool {
 	return ok && err == nil
 }
 
-// ValidGlob reports whether pattern is a well-formed TaskGlob or RefGlob
-// (path.Match syntax), for checking subscriptions when they are created.
-func ValidGlob(pattern string) error {
-	if _, err := path.Match(pattern, ""); err != nil {
-		return fmt.Errorf("pattern %q: %w", pattern, err)
-	}
-	return nil
-}
-
 // ErrInvalidTarget is wrapped by ValidateTarget's errors.
 var ErrInvalidTarget = errors.New("invalid subscription URL")
 

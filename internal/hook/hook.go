@@ -86,10 +86,10 @@ type hookError string
 func (e hookError) Error() string { return string(e) }
 
 const (
-	// ErrUnknownFormat is returned (wrapped) by [Parse] for a format other
+	// ErrUnknownFormat is returned (wrapped) by parse for a format other
 	// than the four supported ones.
 	ErrUnknownFormat hookError = "unknown webhook format"
-	// ErrUnsupportedMediaType is returned (wrapped) by [Parse] when the
+	// ErrUnsupportedMediaType is returned (wrapped) by parse when the
 	// content type cannot carry the given format. The handler answers 415.
 	ErrUnsupportedMediaType hookError = "unsupported content type"
 )

@@ -130,7 +130,7 @@ func TestHostileTagsAndHosts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		body, fields := namedBodies[tt.format](tt.registry, "acme/base", tt.tag)
-		_, err := Parse(tt.format, "", []byte(body))
+		_, err := parsePushes(tt.format, "", []byte(body))
 		path := fields.tag
 		if tt.field == "registry" {
 			path = fields.registry
@@ -142,7 +142,7 @@ func TestHostileTagsAndHosts(t *testing.T) {
 
 	good := `{"id":"e0","action":"push","target":{"repository":"acme/base","tag":"v1","digest":"` + digestA + `"}}`
 	bad := `{"id":"e1","action":"push","target":{"repository":"Base/BB","tag":"v1","digest":"` + digestA + `"}}`
-	pushes, err := Parse(FormatDistribution, "", []byte(`{"events":[`+good+`,`+bad+`]}`))
+	pushes, err := parsePushes(FormatDistribution, "", []byte(`{"events":[`+good+`,`+bad+`]}`))
 	if want := `events[1].target.repository: invalid repository name "Base/BB"`; err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("good then bad event: %v %v, want %q", pushes, err, want)
 	}
@@ -159,7 +159,7 @@ func TestValidNamesStillAccepted(t *testing.T) {
 	} {
 		for _, f := range []Format{FormatDistribution, FormatHarbor, FormatDockerHub, FormatACR} {
 			body, _ := namedBodies[f](tt.registry, tt.repo, tt.tag)
-			pushes, err := Parse(f, "", []byte(body))
+			pushes, err := parsePushes(f, "", []byte(body))
 			repo := tt.repo
 			if f == FormatDockerHub && !strings.Contains(repo, "/") {
 				repo = "library/" + repo
@@ -214,7 +214,7 @@ func FuzzHostileNames(f *testing.F) {
 	f.Fuzz(func(t *testing.T, fi uint8, registry, repo, tag string) {
 		format := formats[int(fi)%len(formats)]
 		body, fields := namedBodies[format](registry, repo, tag)
-		pushes, err := Parse(format, "application/json", []byte(body))
+		pushes, err := parsePushes(format, "application/json", []byte(body))
 		if err != nil {
 			var fe *fieldError
 			if !errors.As(err, &fe) {

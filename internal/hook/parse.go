@@ -38,10 +38,12 @@ const (
 // malformed.
 const maxUnixSeconds = 253402300799
 
-// Parse parses one notification body of format f, sent with the given
-// Content-Type (which may be empty), into the pushes it reports. Events that
-// are not image pushes (pulls, deletes, blob uploads, scans, ...) are
-// skipped, so a valid body may yield no pushes and a nil error.
+// parse parses one notification body of format f, sent with the given
+// Content-Type (which may be empty), into the pushes it reports, and
+// returns the code of an Event Grid subscription validation event, if the
+// body carried one. Events that are not image pushes (pulls, deletes, blob
+// uploads, scans, ...) are skipped, so a valid body may yield no pushes
+// and a nil error.
 //
 // Errors wrap [ErrUnknownFormat] for an unsupported f and
 // [ErrUnsupportedMediaType] for a content type that cannot carry f; any other
@@ -50,14 +52,7 @@ const maxUnixSeconds = 253402300799
 // names, positions and the offending value, escaped and cut to 100 bytes;
 // every push returned has a Ref that parses as an image reference the way
 // Docker reads one (github.com/distribution/reference). The result is deterministic for a given input.
-// Parse is safe for concurrent use.
-func Parse(f Format, contentType string, body []byte) ([]Push, error) {
-	pushes, _, err := parse(f, contentType, body)
-	return pushes, err
-}
-
-// parse is [Parse] that also returns the code of an Event Grid subscription
-// validation event, if the body carried one.
+// parse is safe for concurrent use.
 func parse(f Format, contentType string, body []byte) ([]Push, string, error) {
 	if !f.known() {
 		return nil, "", fmt.Errorf("%w %q", ErrUnknownFormat, truncate(string(f), 64))

@@ -273,9 +273,6 @@ func (s *Store) committed(t *Tx) {
 	}
 }
 
-// SQL returns the underlying transaction, for the job queue's inserts.
-func (t *Tx) SQL() *sql.Tx { return t.tx }
-
 // TakeEvent records a webhook event ID and reports whether it is new; a
 // replayed event returns false.
 func (t *Tx) TakeEvent(id string) (bool, error) {
