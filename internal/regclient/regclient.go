@@ -3,14 +3,14 @@
 // to its digest (Resolve, for a run's base pins). It owns everything
 // about talking to registries: a session and credentials per registry
 // (from a keychain, dropped when the keychain's logins change), a limit
-// on concurrent requests per registry, Retry-After and rate-limit
-// headers (Backoff, RateLimit), a HEAD first and a GET only when
+// on concurrent requests per registry, rate limiting answers and their
+// Retry-After (Error, Backoff), a HEAD first and a GET only when
 // something changed or the HEAD said too little (a manifest fetched
 // without a digest is verified before it is trusted), size limits on
 // what it reads, and which registries are reached over plain HTTP
 // (Insecure, the rule the runner and BuildKit's configuration follow
-// too). It does not decide what to check when — that is internal/index's watcher
-// — nor what a change causes.
+// too). It does not decide what to check when — that is internal/index's
+// watcher — nor what a change causes.
 package regclient
 
 import (
@@ -25,7 +25,6 @@ import (
 	"mime"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -169,8 +168,6 @@ type hostState struct {
 	puller    *remote.Puller
 	pullerAt  time.Time
 	pullerGen uint64 // the keychain's generation when puller was built
-	remaining int
-	rateSeen  bool
 }
 
 // New returns a Client configured by cfg, defaults filled in.
@@ -541,20 +538,6 @@ func Backoff(n int, err error) time.Duration {
 	return d
 }
 
-// RateLimit returns the `ratelimit-remaining` value of the last answer
-// from registry host (Docker Hub sends e.g. "76;w=21600"), and whether one
-// was seen. host is as in references: "docker.io" and "index.docker.io"
-// are the same.
-func (c *Client) RateLimit(host string) (remaining int, ok bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	h := c.hosts[hostKey(host)]
-	if h == nil || !h.rateSeen {
-		return 0, false
-	}
-	return h.remaining, true
-}
-
 // parse parses ref, plain HTTP for insecure hosts.
 func (c *Client) parse(ref string) (name.Reference, error) {
 	r, err := name.ParseReference(ref)
@@ -596,7 +579,7 @@ func (c *Client) puller(host string, h *hostState) (*remote.Puller, error) {
 	}
 	p, err := remote.NewPuller(
 		remote.WithAuthFromKeychain(c.keychain),
-		remote.WithTransport(&recorder{c: c, host: host, next: c.transport}),
+		remote.WithTransport(&recorder{next: c.transport}),
 		remote.WithUserAgent(userAgent),
 		// No retries inside go-containerregistry: by default it retries
 		// 408/429/5xx and temporary network errors up to 3 times (1s, 3s
@@ -685,12 +668,10 @@ func (s *callState) retryAfterValue() time.Duration {
 }
 
 // recorder counts a check's requests and records what answers say:
-// rate limit headers (per host), Retry-After, and whether a manifest HEAD
-// was answered. It sits below go-containerregistry's auth and retry
-// layers, so it sees every request on the wire.
+// Retry-After, whether a manifest HEAD was answered, and a manifest GET's
+// digest. It sits below go-containerregistry's auth and retry layers, so
+// it sees every request on the wire.
 type recorder struct {
-	c    *Client
-	host string
 	next http.RoundTripper
 }
 
@@ -702,11 +683,6 @@ func (t *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
 	if err != nil {
 		return resp, err
-	}
-	if v := resp.Header.Get("Ratelimit-Remaining"); v != "" {
-		if n, ok := parseRateLimit(v); ok {
-			t.c.setRateLimit(t.host, n)
-		}
 	}
 	if st != nil {
 		st.mu.Lock()
@@ -721,24 +697,6 @@ func (t *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		st.mu.Unlock()
 	}
 	return resp, nil
-}
-
-func (c *Client) setRateLimit(host string, n int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if h := c.hosts[host]; h != nil {
-		h.remaining, h.rateSeen = n, true
-	}
-}
-
-// parseRateLimit reads "76;w=21600" (or "76").
-func parseRateLimit(v string) (int, bool) {
-	v, _, _ = strings.Cut(v, ";")
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil {
-		return 0, false
-	}
-	return n, true
 }
 
 // hostKey normalizes a registry host the way references do

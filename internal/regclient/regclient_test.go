@@ -568,40 +568,6 @@ func TestPerRegistry(t *testing.T) {
 	})
 }
 
-func TestRateLimit(t *testing.T) {
-	_, host := serveRegistry(t, func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("ratelimit-limit", "100;w=21600")
-			w.Header().Set("ratelimit-remaining", "76;w=21600")
-			next.ServeHTTP(w, r)
-		})
-	})
-	ref := host + "/lib/rl:1"
-	push(t, ref, randomImage(t, "linux", "amd64"))
-	c := New(Config{Keychain: anonymous})
-	if n, ok := c.RateLimit(host); ok {
-		t.Errorf("RateLimit before any check = %d, true", n)
-	}
-	mustCheck(t, c, ref, Result{})
-	if n, ok := c.RateLimit(host); !ok || n != 76 {
-		t.Errorf("RateLimit(%s) = %d, %v; want 76, true", host, n, ok)
-	}
-	if _, ok := c.RateLimit("docker.io"); ok {
-		t.Error("RateLimit(docker.io) seen without any check of it")
-	}
-	if hostKey("docker.io") != hostKey("index.docker.io") {
-		t.Error("docker.io and index.docker.io are different rate limit hosts")
-	}
-	for v, want := range map[string]int{"76;w=21600": 76, "0": 0, " 12 ": 12} {
-		if n, ok := parseRateLimit(v); !ok || n != want {
-			t.Errorf("parseRateLimit(%q) = %d, %v; want %d", v, n, ok, want)
-		}
-	}
-	if _, ok := parseRateLimit("lots"); ok {
-		t.Error(`parseRateLimit("lots") ok`)
-	}
-}
-
 func TestBackoff(t *testing.T) {
 	for _, tc := range []struct {
 		n        int
