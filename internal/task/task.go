@@ -6,6 +6,8 @@ package task
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"text/template"
 	"unicode"
 	"unicode/utf8"
@@ -312,6 +315,24 @@ func (s Spec) Repository(embeddedRegistry string) string {
 // MaxSpecBytes bounds a decoded task document.
 const MaxSpecBytes = 1 << 20
 
+// MaxFileBytes bounds a task file given to DecodeYAML: room for tens of
+// thousands of tasks, and no more than the API takes in one apply (32 MiB
+// of JSON, which is about the size of the same tasks in YAML).
+const MaxFileBytes = 32 << 20
+
+// Hash returns a digest of the spec with its defaults applied and of
+// revision, a string naming what else the spec's inspection read (the
+// Dockerfile's content, a commit): two specs with the same hash and
+// revision have the same fields and the same Dockerfile bases.
+func (s Spec) Hash(revision string) string {
+	b, _ := json.Marshal(s.Defaults()) // a Spec always encodes; map keys sorted
+	h := sha256.New()
+	h.Write(b)
+	h.Write([]byte{0})
+	h.Write([]byte(revision))
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
 // DecodeJSON decodes one spec strictly: unknown fields are errors, and so
 // is anything after the spec or a document over MaxSpecBytes. The reader's
 // own errors (an *http.MaxBytesError) are wrapped, not replaced.
@@ -341,37 +362,49 @@ func DecodeJSON(r io.Reader) (Spec, error) {
 }
 
 // DecodeYAML decodes a YAML stream of one or more task documents separated
-// by "---", or a document with a top-level "tasks:" list. Unknown fields
+// by "---", or a document with a top-level "tasks:" list, of at most
+// MaxFileBytes. Unknown fields
 // are errors that name the document; every bad document is reported (the
 // errors joined), not only the first.
 func DecodeYAML(data []byte) ([]Spec, error) {
-	if len(data) > MaxSpecBytes {
-		return nil, fmt.Errorf("task file is %d bytes, more than the %d allowed", len(data), MaxSpecBytes)
+	if len(data) > MaxFileBytes {
+		return nil, fmt.Errorf("task file is %d bytes, more than the %d allowed (split it into several files)", len(data), MaxFileBytes)
 	}
+	var docs []string // the documents with more than comments
+	for _, doc := range splitYAML(data) {
+		if strings.TrimSpace(stripComments(doc)) != "" {
+			docs = append(docs, doc)
+		}
+	}
+	// Documents decode independently: a file of thousands of tasks
+	// decodes on every CPU, the results kept in the file's order.
+	type decoded struct {
+		specs []Spec
+		err   error
+	}
+	out := make([]decoded, len(docs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(docs)) {
+		wg.Go(func() {
+			for i := range next {
+				out[i].specs, out[i].err = decodeYAMLDoc(docs[i])
+			}
+		})
+	}
+	for i := range docs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	var specs []Spec
 	var errs []error
-	i := 0 // index of the document among the non-empty ones
-	for _, doc := range splitYAML(data) {
-		if strings.TrimSpace(stripComments(doc)) == "" {
+	for i, d := range out {
+		if d.err != nil {
+			errs = append(errs, fmt.Errorf("document %d: %w", i+1, d.err))
 			continue
 		}
-		i++
-		var list struct {
-			Tasks []Spec `json:"tasks"`
-		}
-		if strings.HasPrefix(strings.TrimSpace(stripComments(doc)), "tasks:") {
-			if err := yaml.UnmarshalStrict([]byte(doc), &list); err != nil {
-				errs = append(errs, fmt.Errorf("document %d: %w", i, err))
-			}
-			specs = append(specs, list.Tasks...)
-			continue
-		}
-		var s Spec
-		if err := yaml.UnmarshalStrict([]byte(doc), &s); err != nil {
-			errs = append(errs, fmt.Errorf("document %d: %w", i, err))
-			continue
-		}
-		specs = append(specs, s)
+		specs = append(specs, d.specs...)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -380,6 +413,23 @@ func DecodeYAML(data []byte) ([]Spec, error) {
 		return nil, errors.New("no tasks in file")
 	}
 	return specs, nil
+}
+
+// decodeYAMLDoc decodes one document of DecodeYAML: a task, or a
+// "tasks:" list.
+func decodeYAMLDoc(doc string) ([]Spec, error) {
+	if strings.HasPrefix(strings.TrimSpace(stripComments(doc)), "tasks:") {
+		var list struct {
+			Tasks []Spec `json:"tasks"`
+		}
+		err := yaml.UnmarshalStrict([]byte(doc), &list)
+		return list.Tasks, err
+	}
+	var s Spec
+	if err := yaml.UnmarshalStrict([]byte(doc), &s); err != nil {
+		return nil, err
+	}
+	return []Spec{s}, nil
 }
 
 func splitYAML(data []byte) []string {

@@ -505,8 +505,8 @@ func TestDecodeYAMLErrors(t *testing.T) {
 		{name: "empty tasks list", in: "tasks: []\n", want: []string{"no tasks"}},
 		{
 			name: "oversized",
-			in:   "name: a\nsource: {dir: /a}\n# " + strings.Repeat("x", task.MaxSpecBytes) + "\n",
-			want: []string{"bytes", fmt.Sprint(task.MaxSpecBytes)},
+			in:   "name: a\nsource: {dir: /a}\n# " + strings.Repeat("x", task.MaxFileBytes) + "\n",
+			want: []string{"bytes", fmt.Sprint(task.MaxFileBytes)},
 		},
 	}
 	for _, tt := range tests {
@@ -552,4 +552,47 @@ func FuzzDecodeYAML(f *testing.F) {
 			_ = s.Repository("localhost:5000")
 		}
 	})
+}
+
+// TestDecodeYAMLFleet: a file of 10,000 tasks (well over the 1 MiB a
+// single task may have) decodes, every task in order.
+func TestDecodeYAMLFleet(t *testing.T) {
+	var b strings.Builder
+	for i := range 10000 {
+		fmt.Fprintf(&b, "name: t%05d\nsource: {dir: /src/fleet}\ncontext: c%04d\nimage: fleet/t%05d\ntags: [latest, \"{{.Run.ID}}\"]\n---\n", i, i%2000, i)
+	}
+	if b.Len() <= task.MaxSpecBytes {
+		t.Fatalf("file is %d bytes; the test wants one over %d", b.Len(), task.MaxSpecBytes)
+	}
+	specs, err := task.DecodeYAML([]byte(b.String()))
+	if err != nil {
+		t.Fatalf("DecodeYAML of 10,000 tasks (%d bytes): %v", b.Len(), err)
+	}
+	if len(specs) != 10000 || specs[9999].Name != "t09999" || specs[1].Context != "c0001" {
+		t.Errorf("DecodeYAML gave %d tasks, want 10,000 in order", len(specs))
+	}
+}
+
+// TestSpecHash: the hash is the same for a spec with or without its
+// defaults written out, and differs when a field or the revision does.
+func TestSpecHash(t *testing.T) {
+	base := task.Spec{Name: "api", Source: task.Source{Dir: "/src"}, BuildArgs: map[string]string{"A": "1", "B": "2"}}
+	h := base.Hash("r1")
+	if got := base.Defaults().Hash("r1"); got != h {
+		t.Errorf("hash of the defaulted spec %s, want %s (defaults are part of the spec)", got, h)
+	}
+	changed := base
+	changed.BuildArgs = map[string]string{"A": "1", "B": "3"}
+	other := base
+	other.Tags = []string{"v1"}
+	for name, got := range map[string]string{
+		"build arg changed": changed.Hash("r1"),
+		"tags changed":      other.Hash("r1"),
+		"revision changed":  base.Hash("r2"),
+		"no revision":       base.Hash(""),
+	} {
+		if got == h {
+			t.Errorf("%s: hash %s is the same as before", name, got)
+		}
+	}
 }
