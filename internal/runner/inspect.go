@@ -3,12 +3,16 @@ package runner
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
+	"sync"
 	"time"
 
 	"github.com/refit-dev/refit/internal/dockerfile"
@@ -134,3 +138,89 @@ func readSource(root string, spec task.Spec) (*sourceFiles, error) {
 	ok = true
 	return src, nil
 }
+
+// Revisions names, for each spec, what Inspect would read for it besides
+// the spec itself, without parsing anything, or "" when that cannot be
+// known cheaply:
+//
+//   - a dir source: the digest of its Dockerfile, read inside the source
+//     as Inspect reads it, after the SourceDirs check (each directory
+//     checked and each file read once per call);
+//   - a git source whose ref is a full commit SHA: that commit;
+//   - a git branch or tag: "", since it may have moved since the last
+//     inspection and finding out means asking the remote.
+//
+// Any error gives "" too (Inspect then reports it). Safe for concurrent
+// use.
+func (r *Runner) Revisions(specs []task.Spec) []string {
+	out := make([]string, len(specs))
+	type file struct{ dir, rel string }
+	files := map[file][]int{}
+	for i, spec := range specs {
+		spec = spec.Defaults()
+		switch {
+		case spec.Source.Git != "":
+			if commitRE.MatchString(spec.Source.Ref) {
+				out[i] = "git:" + spec.Source.Ref
+			}
+		case spec.Source.Dir != "":
+			f := file{spec.Source.Dir, path.Join(spec.Context, spec.Dockerfile)}
+			files[f] = append(files[f], i)
+		}
+	}
+	var mu sync.Mutex
+	roots := map[string]*os.Root{} // nil: refused or unreadable
+	defer func() {
+		for _, t := range roots {
+			if t != nil {
+				t.Close()
+			}
+		}
+	}()
+	root := func(dir string) *os.Root {
+		mu.Lock()
+		defer mu.Unlock()
+		if t, ok := roots[dir]; ok {
+			return t
+		}
+		var t *os.Root
+		if real, err := r.cfg.SourceDirs.Check(dir); err == nil {
+			t, _ = os.OpenRoot(real)
+		}
+		roots[dir] = t
+		return t
+	}
+	work := make(chan file)
+	var wg sync.WaitGroup
+	for range revisionParallel {
+		wg.Go(func() {
+			for f := range work {
+				tree := root(f.dir)
+				if tree == nil {
+					continue
+				}
+				b, err := source.ReadFile(tree, f.rel, dockerfile.MaxSize)
+				if err != nil {
+					continue
+				}
+				sum := sha256.Sum256(b)
+				rev := "dockerfile:" + hex.EncodeToString(sum[:])
+				for _, i := range files[f] {
+					out[i] = rev // each i belongs to one file
+				}
+			}
+		})
+	}
+	for f := range files {
+		work <- f
+	}
+	close(work)
+	wg.Wait()
+	return out
+}
+
+// revisionParallel is how many Dockerfiles Revisions reads at once.
+const revisionParallel = 4
+
+// commitRE matches a full commit SHA (SHA-1 or SHA-256), which cannot move.
+var commitRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)

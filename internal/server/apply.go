@@ -23,9 +23,18 @@ const MaxApplyBytes = 32 << 20
 // inspectParallel is how many task sources an apply inspects at once.
 const inspectParallel = 4
 
+// reviser names, for each spec, what an inspection would read besides the
+// spec (see runner.Runner.Revisions), or "" when it cannot tell cheaply.
+type reviser interface {
+	Revisions(specs []task.Spec) []string
+}
+
 // applyTasks validates every task of the request, inspecting each source
 // as a create does, and stores them all in one transaction, or none of
-// them: any refusal answers 400 with every task's error.
+// them: any refusal answers 400 with every task's error. A task whose
+// hash (its spec and its inspector's Revision) is the one stored is
+// unchanged: it is neither inspected nor written, and an apply of only
+// such tasks writes nothing and checks no cycle.
 func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	// An api.ApplyRequest, each task kept raw to be decoded strictly and
@@ -60,13 +69,32 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 		specs[i], ok[i] = spec, true
 	}
 
+	// A task stored with the hash it has now is unchanged: it is not
+	// inspected again, and nothing of it is written.
+	hashes := make([]string, n)
+	same := make([]bool, n)
+	if rev, can := s.cfg.Inspector.(reviser); can {
+		stored, err := s.cfg.Store.TaskHashes(ctx)
+		if err != nil {
+			return err
+		}
+		for i, r := range rev.Revisions(specs) {
+			if r == "" || !ok[i] {
+				continue
+			}
+			hashes[i] = specs[i].Hash(r)
+			h, found := stored[specs[i].Name]
+			same[i] = found && h == hashes[i]
+		}
+	}
+
 	// Validate and inspect the rest, a few sources at a time.
 	tasks := make([]store.Task, n)
 	errs := make([]error, n)
 	sem := make(chan struct{}, inspectParallel)
 	var wg sync.WaitGroup
 	for i := range specs {
-		if !ok[i] {
+		if !ok[i] || same[i] {
 			continue
 		}
 		select {
@@ -79,26 +107,29 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			tasks[i], errs[i] = s.checkSpec(ctx, specs[i])
+			tasks[i].Hash = hashes[i]
 		})
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var valid []store.Task
+	var changed []store.Task
 	for i, err := range errs {
 		switch {
-		case !ok[i]:
+		case !ok[i] || same[i]:
 		case err == nil:
-			valid = append(valid, tasks[i])
+			changed = append(changed, tasks[i])
 		case clientError(err):
 			refused = append(refused, api.TaskError{Index: i, Task: specs[i].Name, Error: err.Error()})
 		default:
 			return fmt.Errorf("checking task %s: %w", specs[i].Name, err)
 		}
 	}
-	if len(refused) == 0 && s.cfg.CheckTasks != nil {
-		if err := s.cfg.CheckTasks(ctx, valid); err != nil {
+	// The unchanged tasks are in the store as they are: only the changed
+	// ones can close a cycle.
+	if len(refused) == 0 && len(changed) > 0 && s.cfg.CheckTasks != nil {
+		if err := s.cfg.CheckTasks(ctx, changed); err != nil {
 			var ce *plan.CycleError
 			if !errors.As(err, &ce) {
 				return err
@@ -114,20 +145,26 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 		})
 	}
 
-	results, err := s.cfg.Store.PutTasks(ctx, valid)
-	if err != nil {
-		return err
-	}
-	out := api.ApplyResult{Tasks: make([]api.AppliedTask, len(results))}
-	for i, res := range results {
-		action := "unchanged"
-		switch {
-		case res.Created:
-			action = "created"
-		case res.Changed:
-			action = "updated"
+	var results []store.PutResult
+	if len(changed) > 0 {
+		var err error
+		if results, err = s.cfg.Store.PutTasks(ctx, changed); err != nil {
+			return err
 		}
-		out.Tasks[i] = api.AppliedTask{Name: res.Task.Spec.Name, Action: action}
+	}
+	out := api.ApplyResult{Tasks: make([]api.AppliedTask, n)}
+	for i := range specs {
+		action := "unchanged"
+		if !same[i] {
+			switch res := results[0]; {
+			case res.Created:
+				action = "created"
+			case res.Changed:
+				action = "updated"
+			}
+			results = results[1:]
+		}
+		out.Tasks[i] = api.AppliedTask{Name: specs[i].Name, Action: action}
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

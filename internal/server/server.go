@@ -34,6 +34,7 @@ type apiStore interface {
 	CreateTask(ctx context.Context, t store.Task) (store.Task, error)
 	PutTask(ctx context.Context, t store.Task) (store.Task, bool, bool, error)
 	PutTasks(ctx context.Context, ts []store.Task) ([]store.PutResult, error)
+	TaskHashes(ctx context.Context) (map[string]string, error)
 	GetTask(ctx context.Context, name string) (store.Task, error)
 	ListTasks(ctx context.Context) ([]store.Task, error)
 	DeleteTask(ctx context.Context, name string) error

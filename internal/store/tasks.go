@@ -21,6 +21,10 @@ type Task struct {
 	Bases     []dockerfile.Base `json:"bases"`
 	CreatedAt time.Time         `json:"createdAt"`
 	UpdatedAt time.Time         `json:"updatedAt"`
+	// Hash is what an apply stored the task with (task.Spec.Hash of the
+	// spec and of what its inspection read); "" = unknown. Only PutTask(s)
+	// and TaskHashes read it.
+	Hash string `json:"-"`
 }
 
 // Name returns the task's name.
@@ -36,15 +40,15 @@ func (s *Store) CreateTask(ctx context.Context, t Task) (Task, error) {
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
-			`INSERT INTO tasks (name, spec, bases, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)`,
-			t.Spec.Name, spec, bases, formatTime(now), formatTime(now))
+			`INSERT INTO tasks (name, spec, bases, created_at, updated_at, spec_hash) VALUES ($1, $2, $3, $4, $5, $6)`,
+			t.Spec.Name, spec, bases, formatTime(now), formatTime(now), t.Hash)
 		if err != nil {
 			return translate(err)
 		}
 		if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "created", Image: t.Spec.Image}); err != nil {
 			return err
 		}
-		return trackBases(ctx, tx, t.Bases)
+		return trackBases(ctx, tx, t.Bases, nil)
 	})
 	if err != nil {
 		return Task{}, fmt.Errorf("creating task %s: %w", t.Spec.Name, err)
@@ -58,7 +62,7 @@ func (s *Store) CreateTask(ctx context.Context, t Task) (Task, error) {
 func (s *Store) PutTask(ctx context.Context, t Task) (stored Task, created, changed bool, err error) {
 	var r PutResult
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		r, err = putTask(ctx, tx, t)
+		r, err = putTask(ctx, &taskTx{tx: tx}, t)
 		return err
 	})
 	if err != nil {
@@ -81,8 +85,9 @@ func (s *Store) PutTasks(ctx context.Context, ts []Task) ([]PutResult, error) {
 	var out []PutResult
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		out = make([]PutResult, 0, len(ts))
+		db := &taskTx{tx: tx, prepared: map[string]*sql.Stmt{}, tracked: map[string]bool{}}
 		for _, t := range ts {
-			r, err := putTask(ctx, tx, t)
+			r, err := putTask(ctx, db, t)
 			if err != nil {
 				return err
 			}
@@ -96,8 +101,46 @@ func (s *Store) PutTasks(ctx context.Context, ts []Task) ([]PutResult, error) {
 	return out, nil
 }
 
+// taskTx is a transaction that puts tasks. One that puts many prepares
+// each statement once (SQLite would parse it at every call: a third of a
+// 10,000-task apply) and adds each base reference to the index once.
+type taskTx struct {
+	tx       *sql.Tx
+	prepared map[string]*sql.Stmt // nil: run statements unprepared
+	tracked  map[string]bool      // nil: track every reference
+}
+
+func (t *taskTx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if t.prepared == nil {
+		return nil
+	}
+	st, ok := t.prepared[query]
+	if !ok {
+		var err error
+		if st, err = t.tx.PrepareContext(ctx, query); err != nil {
+			return nil // run unprepared: the error comes from there
+		}
+		t.prepared[query] = st
+	}
+	return st
+}
+
+func (t *taskTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, query, args...)
+}
+
+func (t *taskTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, query, args...)
+}
+
 // putTask is PutTask in the caller's transaction.
-func putTask(ctx context.Context, tx *sql.Tx, t Task) (PutResult, error) {
+func putTask(ctx context.Context, tx *taskTx, t Task) (PutResult, error) {
 	r, err := putTaskTx(ctx, tx, t)
 	if err != nil {
 		return PutResult{}, fmt.Errorf("storing task %s: %w", t.Spec.Name, err)
@@ -105,8 +148,9 @@ func putTask(ctx context.Context, tx *sql.Tx, t Task) (PutResult, error) {
 	return r, nil
 }
 
-func putTaskTx(ctx context.Context, tx *sql.Tx, t Task) (PutResult, error) {
-	old, err := scanTask(tx.QueryRowContext(ctx, `SELECT spec, bases, created_at, updated_at FROM tasks WHERE name = $1`, t.Spec.Name))
+func putTaskTx(ctx context.Context, tx *taskTx, t Task) (PutResult, error) {
+	var oldHash string
+	old, err := scanTask(tx.QueryRowContext(ctx, `SELECT spec, bases, created_at, updated_at, spec_hash FROM tasks WHERE name = $1`, t.Spec.Name), &oldHash)
 	switch {
 	case err == ErrNotFound:
 		now := time.Now().UTC()
@@ -115,19 +159,27 @@ func putTaskTx(ctx context.Context, tx *sql.Tx, t Task) (PutResult, error) {
 		if err != nil {
 			return PutResult{}, err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO tasks (name, spec, bases, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)`,
-			t.Spec.Name, spec, bases, formatTime(now), formatTime(now))
+		_, err = tx.ExecContext(ctx, `INSERT INTO tasks (name, spec, bases, created_at, updated_at, spec_hash) VALUES ($1, $2, $3, $4, $5, $6)`,
+			t.Spec.Name, spec, bases, formatTime(now), formatTime(now), t.Hash)
 		if err != nil {
 			return PutResult{}, translate(err)
 		}
 		if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "created", Image: t.Spec.Image}); err != nil {
 			return PutResult{}, err
 		}
-		return PutResult{Task: t, Created: true, Changed: true}, trackBases(ctx, tx, t.Bases)
+		return PutResult{Task: t, Created: true, Changed: true}, trackBases(ctx, tx, t.Bases, tx.tracked)
 	case err != nil:
 		return PutResult{}, err
 	}
 	if sameJSON(old.Spec, t.Spec) && reflect.DeepEqual(normBases(old.Bases), normBases(t.Bases)) {
+		if oldHash != t.Hash {
+			// Only what the next apply compares with: no event, and the
+			// tasks version (spec, bases) stays.
+			if _, err := tx.ExecContext(ctx, `UPDATE tasks SET spec_hash = $1 WHERE name = $2`, t.Hash, t.Spec.Name); err != nil {
+				return PutResult{}, translate(err)
+			}
+		}
+		old.Hash = t.Hash
 		return PutResult{Task: old}, nil
 	}
 	t.CreatedAt, t.UpdatedAt = old.CreatedAt, time.Now().UTC()
@@ -135,15 +187,15 @@ func putTaskTx(ctx context.Context, tx *sql.Tx, t Task) (PutResult, error) {
 	if err != nil {
 		return PutResult{}, err
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE tasks SET spec = $1, bases = $2, updated_at = $3 WHERE name = $4`,
-		spec, bases, formatTime(t.UpdatedAt), t.Spec.Name)
+	_, err = tx.ExecContext(ctx, `UPDATE tasks SET spec = $1, bases = $2, updated_at = $3, spec_hash = $4 WHERE name = $5`,
+		spec, bases, formatTime(t.UpdatedAt), t.Hash, t.Spec.Name)
 	if err != nil {
 		return PutResult{}, translate(err)
 	}
 	if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "updated", Image: t.Spec.Image}); err != nil {
 		return PutResult{}, err
 	}
-	return PutResult{Task: t, Changed: true}, trackBases(ctx, tx, t.Bases)
+	return PutResult{Task: t, Changed: true}, trackBases(ctx, tx, t.Bases, tx.tracked)
 }
 
 // sameJSON reports whether a and b encode alike: a spec read back from
@@ -162,17 +214,22 @@ func normBases(b []dockerfile.Base) []dockerfile.Base {
 }
 
 // SetTaskBases records the bases discovered at a run, without touching the
-// spec. A task deleted meanwhile is not an error.
+// spec. Bases other than the stored ones clear the task's hash, so the
+// next apply inspects the task again rather than trusting a hash of what
+// no longer gave these bases. A task deleted meanwhile is not an error.
 func (s *Store) SetTaskBases(ctx context.Context, name string, bases []dockerfile.Base) error {
+	if bases == nil {
+		bases = []dockerfile.Base{} // as marshalTask stores none
+	}
 	b, err := json.Marshal(bases)
 	if err != nil {
 		return fmt.Errorf("encoding bases of task %s: %w", name, err)
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET bases = $1 WHERE name = $2`, string(b), name); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET spec_hash = CASE WHEN bases = $1 THEN spec_hash ELSE '' END, bases = $1 WHERE name = $2`, string(b), name); err != nil {
 			return translate(err)
 		}
-		return trackBases(ctx, tx, bases)
+		return trackBases(ctx, tx, bases, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("recording bases of task %s: %w", name, err)
@@ -181,12 +238,16 @@ func (s *Store) SetTaskBases(ctx context.Context, name string, bases []dockerfil
 }
 
 // trackBases adds the bases' references to the index. References pinned
-// by digest cannot move and are not tracked.
-func trackBases(ctx context.Context, tx *sql.Tx, bases []dockerfile.Base) error {
+// by digest cannot move and are not tracked. done, when not nil, holds
+// the references this transaction added already, and gets these.
+func trackBases(ctx context.Context, tx execer, bases []dockerfile.Base, done map[string]bool) error {
 	now := formatTime(time.Now())
 	for _, b := range bases {
-		if strings.Contains(b.Ref, "@") {
+		if strings.Contains(b.Ref, "@") || done[b.Ref] {
 			continue
+		}
+		if done != nil {
+			done[b.Ref] = true
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO base_refs (ref, added_at, next_check_at) VALUES ($1, $2, $2)
 			ON CONFLICT (ref) DO NOTHING`, b.Ref, now); err != nil {
@@ -223,6 +284,25 @@ func (s *Store) ListTasks(ctx context.Context) ([]Task, error) {
 	return out, rows.Err()
 }
 
+// TaskHashes returns the hash of every task by name (see Task.Hash), read
+// without decoding a spec: what an apply compares its tasks with.
+func (s *Store) TaskHashes(ctx context.Context) (map[string]string, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT name, spec_hash FROM tasks`)
+	if err != nil {
+		return nil, fmt.Errorf("reading task hashes: %w", translate(err))
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name, hash string
+		if err := rows.Scan(&name, &hash); err != nil {
+			return nil, fmt.Errorf("reading task hashes: %w", translate(err))
+		}
+		out[name] = hash
+	}
+	return out, rows.Err()
+}
+
 // DeleteTask removes the named task (its runs stay, for the record). It
 // returns ErrNotFound when there is no such task.
 func (s *Store) DeleteTask(ctx context.Context, name string) error {
@@ -244,9 +324,11 @@ func (s *Store) DeleteTask(ctx context.Context, name string) error {
 
 type scanner interface{ Scan(...any) error }
 
-func scanTask(row scanner) (Task, error) {
+// scanTask scans a row of spec, bases, created_at and updated_at, then
+// extra columns into extra.
+func scanTask(row scanner, extra ...any) (Task, error) {
 	var spec, bases, created, updated string
-	if err := row.Scan(&spec, &bases, &created, &updated); err != nil {
+	if err := row.Scan(append([]any{&spec, &bases, &created, &updated}, extra...)...); err != nil {
 		return Task{}, translate(err)
 	}
 	var t Task

@@ -67,3 +67,67 @@ func outcomes(rs []store.PutResult) string {
 	}
 	return s
 }
+
+// TestPutTasksHash: a put that changes only a task's hash stores the hash
+// and nothing else (no event, the tasks version stays); bases a run finds
+// different from the stored ones clear the hash, the same ones keep it.
+// Many tasks on one reference track it once.
+func TestPutTasksHash(t *testing.T) {
+	s, _ := open(t)
+	ctx := t.Context()
+	base := []dockerfile.Base{{Ref: "docker.io/library/debian:12", Name: "debian:12", Stage: "0", Role: dockerfile.RoleRuntime}}
+	var ts []store.Task
+	for i := range 50 {
+		ts = append(ts, store.Task{Spec: spec(fmt.Sprintf("t%d", i)), Bases: base, Hash: "h1"})
+	}
+	if _, err := s.PutTasks(ctx, ts); err != nil {
+		t.Fatal(err)
+	}
+	version := func() (v int64) {
+		t.Helper()
+		if err := s.InTx(ctx, func(tx *store.Tx) (err error) { v, err = tx.TasksVersion(); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	events := func() int {
+		t.Helper()
+		evs, err := s.ListEvents(ctx, store.EventFilter{Type: store.EventTaskChanged})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs)
+	}
+	hash := func(name string) string {
+		t.Helper()
+		hs, err := s.TaskHashes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hs[name]
+	}
+	if refs, err := s.ListBaseRefs(ctx); err != nil || len(refs) != 1 {
+		t.Errorf("base refs after 50 tasks on one base: %d (%v), want 1", len(refs), err)
+	}
+	v, n := version(), events()
+	res, err := s.PutTasks(ctx, []store.Task{{Spec: spec("t0"), Bases: base, Hash: "h2"}})
+	if err != nil || res[0].Changed || res[0].Created {
+		t.Fatalf("put of t0 with only a new hash: %+v, %v; want unchanged", res, err)
+	}
+	if got := hash("t0"); got != "h2" {
+		t.Errorf("hash of t0 = %q, want h2", got)
+	}
+	if version() != v || events() != n {
+		t.Errorf("a put of a new hash moved the tasks version (%d → %d) or wrote events (%d → %d)", v, version(), n, events())
+	}
+	if err := s.SetTaskBases(ctx, "t0", base); err != nil || hash("t0") != "h2" {
+		t.Errorf("same bases from a run: hash %q (%v), want h2 kept", hash("t0"), err)
+	}
+	other := []dockerfile.Base{{Ref: "docker.io/library/alpine:3", Name: "alpine:3", Stage: "0", Role: dockerfile.RoleRuntime}}
+	if err := s.SetTaskBases(ctx, "t0", other); err != nil || hash("t0") != "" {
+		t.Errorf("other bases from a run: hash %q (%v), want it cleared", hash("t0"), err)
+	}
+	if hash("t1") != "h1" {
+		t.Errorf("hash of t1 = %q, want h1 untouched", hash("t1"))
+	}
+}

@@ -1,0 +1,135 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/runner"
+	"github.com/refit-dev/refit/internal/server"
+	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/task"
+)
+
+// countingInspector is the real runner, counting its inspections.
+type countingInspector struct {
+	*runner.Runner
+	n atomic.Int64
+}
+
+func (c *countingInspector) Inspect(ctx context.Context, spec task.Spec) ([]dockerfile.Base, error) {
+	c.n.Add(1)
+	return c.Runner.Inspect(ctx, spec)
+}
+
+// TestApplyUnchangedWritesNothing: applying the same tasks again inspects
+// no source, checks no cycle, writes no event and leaves the tasks
+// version (the planner's graph cache) alone. A dir task whose Dockerfile
+// changed is inspected again: it is updated when its bases changed, and
+// stays unchanged (with no event) when they did not. A task whose bases a
+// run changed is inspected again too.
+func TestApplyUnchangedWritesNothing(t *testing.T) {
+	insp := &countingInspector{}
+	var cycleChecks atomic.Int64
+	a := startAPIWith(t, func(cfg *server.Config) {
+		insp.Runner = cfg.Inspector.(*runner.Runner)
+		cfg.Inspector = insp
+		check := cfg.CheckTasks
+		cfg.CheckTasks = func(ctx context.Context, ts []store.Task) error {
+			cycleChecks.Add(1)
+			return check(ctx, ts)
+		}
+	})
+	ctx := context.Background()
+	dir := source(t, map[string]string{
+		"a/Dockerfile": "FROM " + registryAddr + "/base/a:1\nRUN true\n",
+		"b/Dockerfile": "FROM " + registryAddr + "/base/b:1\n",
+	})
+	set := map[string]any{"tasks": []any{
+		spec("one", dir, map[string]any{"context": "a"}),
+		spec("two", dir, map[string]any{"context": "b", "buildArgs": map[string]string{"X": "1", "Y": "2"}}),
+		spec("three", dir, map[string]any{"context": "a", "tags": []string{"{{.Run.ID}}"}}),
+	}}
+	apply := func(want string) {
+		t.Helper()
+		code, body := a.do(t, "POST", "/api/v1/tasks:apply", set)
+		var res api.ApplyResult
+		if err := json.Unmarshal([]byte(body), &res); code != http.StatusOK || err != nil {
+			t.Fatalf("apply: %d %s", code, body)
+		}
+		if got := fmt.Sprint(res.Tasks); got != want {
+			t.Errorf("apply: %s, want %s", got, want)
+		}
+	}
+	type state struct {
+		inspections, cycleChecks, version int64
+		events                            int
+	}
+	now := func() state {
+		t.Helper()
+		evs, err := a.st.ListEvents(ctx, store.EventFilter{Type: store.EventTaskChanged})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int64
+		if err := a.st.InTx(ctx, func(tx *store.Tx) (err error) { v, err = tx.TasksVersion(); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return state{insp.n.Load(), cycleChecks.Load(), v, len(evs)}
+	}
+
+	apply("[{one created} {two created} {three created}]")
+	before := now()
+	if before.inspections != 3 || before.cycleChecks != 1 || before.events != 3 {
+		t.Fatalf("first apply: %+v, want 3 inspections, 1 cycle check, 3 events", before)
+	}
+	for range 2 {
+		apply("[{one unchanged} {two unchanged} {three unchanged}]")
+		if got := now(); got != before {
+			t.Errorf("unchanged apply: %+v, want %+v (no inspection, cycle check, event or new tasks version)", got, before)
+		}
+	}
+
+	// A Dockerfile edit that keeps the bases: both tasks on it are looked
+	// at again, and nothing is written.
+	write := func(rel, body string) {
+		if err := os.WriteFile(filepath.Join(dir, rel), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a/Dockerfile", "FROM "+registryAddr+"/base/a:1\nRUN echo changed\n")
+	apply("[{one unchanged} {two unchanged} {three unchanged}]")
+	if got := now(); got.inspections != before.inspections+2 || got.events != before.events || got.version != before.version {
+		t.Errorf("apply after a Dockerfile edit that keeps the bases: %+v, want 2 more inspections and no event or new version (was %+v)", got, before)
+	}
+	apply("[{one unchanged} {two unchanged} {three unchanged}]")
+	if got := now(); got.inspections != before.inspections+2 {
+		t.Errorf("second apply after the edit: %d inspections, want %d (the new Dockerfile is known now)", got.inspections, before.inspections+2)
+	}
+
+	// A new base: updated, with its event.
+	write("b/Dockerfile", "FROM "+registryAddr+"/base/c:1\n")
+	apply("[{one unchanged} {two updated} {three unchanged}]")
+	got, err := a.st.GetTask(ctx, "two")
+	if err != nil || len(got.Bases) != 1 || got.Bases[0].Ref != registryAddr+"/base/c:1" {
+		t.Errorf("task two after its base changed: %+v (%v), want base %s/base/c:1", got.Bases, err, registryAddr)
+	}
+	before = now()
+
+	// A run that found other bases: the next apply looks again, and puts
+	// back what the Dockerfile says.
+	if err := a.st.SetTaskBases(ctx, "one", []dockerfile.Base{{Ref: registryAddr + "/base/z:1", Role: dockerfile.RoleRuntime}}); err != nil {
+		t.Fatal(err)
+	}
+	apply("[{one updated} {two unchanged} {three unchanged}]")
+	if got := now(); got.inspections != before.inspections+1 {
+		t.Errorf("apply after a run changed the bases: %d inspections, want %d", got.inspections, before.inspections+1)
+	}
+}
