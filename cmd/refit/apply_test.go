@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,5 +87,46 @@ buildArgs: {FOO: "a\nb"}
 	var ts []api.Task
 	if err := json.Unmarshal([]byte(out), &ts); err != nil || len(ts) != 2 {
 		t.Errorf("tasks after apply: %s (%v), want first and second", out, err)
+	}
+}
+
+// TestApplyLargeFileCLI: a task file over 1 MiB (the limit of one task,
+// once the limit of the whole file) is applied in one go; applied again,
+// every task is unchanged.
+func TestApplyLargeFileCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the refit binary and runs refit serve")
+	}
+	bin := refitBinary(t)
+	data := t.TempDir()
+	apiAddr, reg := freePort(t), freePort(t)
+	startProcess(t, bin, data, apiAddr, reg)
+	token := readToken(t, data)
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1500
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "name: t%04d\nsource: {dir: %s}\nimage: fleet/t%04d\nbuildArgs:\n", i, dir, i)
+		for _, k := range []string{"GIT_URL", "DESCRIPTION", "MAINTAINER", "FEATURES"} {
+			fmt.Fprintf(&b, "  %s: %q\n", k, strings.Repeat(strings.ToLower(k), 150/len(k)))
+		}
+		b.WriteString("---\n")
+	}
+	if b.Len() <= 1<<20 {
+		t.Fatalf("task file is %d bytes, want over 1 MiB", b.Len())
+	}
+	file := filepath.Join(dir, "tasks.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"created", "unchanged"} {
+		out, stderr, err := cli(t, bin, apiAddr, token, "", "apply", "-f", file)
+		if err != nil || strings.Count(out, " "+want+"\n") != n {
+			t.Fatalf("apply of %d tasks (%d bytes): %v\nstderr: %s\nwant every task %s, got %d", n, b.Len(), err, stderr, want, strings.Count(out, " "+want+"\n"))
+		}
 	}
 }

@@ -241,7 +241,12 @@ nothing. Relative source.dir paths are taken relative to the file.
 All or nothing: the server checks every task first, as 'task create' does
 (fields, source, Dockerfile, dependency cycles), then stores them in one
 transaction. If any task is refused, none is stored, and every refusal is
-listed.`,
+listed.
+
+A task whose spec and Dockerfile are as at its last apply is 'unchanged':
+it is not checked again and nothing of it is written. A git source on a
+branch or tag is checked every time (the branch may have moved). A file
+holds at most 32 MiB of tasks.`,
 		Example: `  refit apply -f tasks.yaml
 
   # tasks.yaml
