@@ -364,18 +364,84 @@ func CheckCycle(tasks []store.Task, t store.Task, registry string) error {
 // new or replaces the task of its name in tasks. It returns a *CycleError
 // when they would close a cycle.
 func CheckCycles(tasks, changed []store.Task, registry string) error {
+	return NewGraph(tasks, registry).CheckCycles(changed)
+}
+
+// CheckCycles returns a *CycleError when storing changed (each new, or
+// replacing the graph's task of its name) would close a dependency cycle.
+// It walks only what the changed tasks lead to, and leaves g as it is:
+// a graph cached for the stored tasks serves every check until they
+// change.
+func (g *Graph) CheckCycles(changed []store.Task) error {
 	names := make(map[string]bool, len(changed))
+	outputs := make(map[string][]string, len(changed))  // of the changed tasks
+	watchers := make(map[string][]string, len(changed)) // changed tasks by reference
 	for _, t := range changed {
+		t.Spec = t.Spec.Defaults()
 		names[t.Spec.Name] = true
+		outputs[t.Spec.Name] = Outputs(t.Spec, g.registry)
+		for _, ref := range watched(t) {
+			watchers[ref] = append(watchers[ref], t.Spec.Name)
+		}
 	}
-	all := slices.DeleteFunc(slices.Clone(tasks), func(x store.Task) bool { return names[x.Spec.Name] })
-	g := NewGraph(append(all, changed...), registry)
-	c := g.Cycle()
-	if c == nil {
+	// dependents are the tasks that watch one of n's outputs, once the
+	// changed tasks replace theirs.
+	dependents := func(n string) []string {
+		outs := g.outputs[n]
+		if names[n] {
+			outs = outputs[n]
+		}
+		var out []string
+		for _, o := range outs {
+			for _, w := range g.watchers[o] {
+				if !names[w] {
+					out = append(out, w)
+				}
+			}
+			out = append(out, watchers[o]...)
+		}
+		return out
+	}
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[string]int{}
+	var stack, found []string
+	var visit func(n string) bool
+	visit = func(n string) bool {
+		color[n] = grey
+		stack = append(stack, n)
+		for _, m := range dependents(n) {
+			switch color[m] {
+			case grey:
+				if m == n {
+					continue // a task on its own output is not a cycle
+				}
+				i := slices.Index(stack, m)
+				found = append(slices.Clone(stack[i:]), m)
+				return true
+			case white:
+				if visit(m) {
+					return true
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[n] = black
+		return false
+	}
+	for _, t := range changed {
+		if color[t.Spec.Name] == white && visit(t.Spec.Name) {
+			break
+		}
+	}
+	if found == nil {
 		return nil
 	}
-	e := &CycleError{Task: c[0], Cycle: c}
-	for _, n := range c {
+	e := &CycleError{Task: found[0], Cycle: found}
+	for _, n := range found {
 		if names[n] {
 			e.Task = n
 			break

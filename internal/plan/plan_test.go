@@ -1,6 +1,7 @@
 package plan_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -27,5 +28,34 @@ func TestCycleRejected(t *testing.T) {
 	err := plan.CheckCycle(tasks, mk("c", "c", reg+"/b"), reg)
 	if err == nil || !strings.Contains(err.Error(), "a") || !strings.Contains(err.Error(), "c") || !strings.Contains(err.Error(), "cycle") {
 		t.Errorf("cycle a→b→c→a: got %v, want an error naming the tasks", err)
+	}
+}
+
+// TestGraphCheckCycles: the check on a graph of stored tasks sees each
+// changed task in place of the stored one (its old edges gone), finds a
+// cycle through a changed task, and leaves the graph as it was.
+func TestGraphCheckCycles(t *testing.T) {
+	mk := func(name, from string) store.Task {
+		res, err := dockerfile.Parse(strings.NewReader("FROM "+from+"\n"), dockerfile.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.Task{Spec: task.Spec{Name: name, Source: task.Source{Dir: "/"}}, Bases: res.Bases}
+	}
+	// a builds on c, b on a; c on debian.
+	g := plan.NewGraph([]store.Task{mk("a", reg+"/c"), mk("b", reg+"/a"), mk("c", "debian")}, reg)
+	var ce *plan.CycleError
+	if err := g.CheckCycles([]store.Task{mk("c", reg+"/b")}); !errors.As(err, &ce) || ce.Task != "c" || len(ce.Cycle) != 4 {
+		t.Errorf("c changed to build on b: %v, want a cycle of a, b and c naming c", err)
+	}
+	// With a changed off c at the same time, c on b closes nothing.
+	if err := g.CheckCycles([]store.Task{mk("c", reg+"/b"), mk("a", "debian")}); err != nil {
+		t.Errorf("c on b with a on debian: %v, want no cycle (a's old base is gone)", err)
+	}
+	if err := g.CheckCycles([]store.Task{mk("d", reg+"/d")}); err != nil {
+		t.Errorf("a task on its own output: %v, want no cycle", err)
+	}
+	if err := g.CheckCycles(nil); err != nil || g.Cycle() != nil || !g.Watches("a", reg+"/c:latest") {
+		t.Errorf("after the checks the graph changed: %v %v", err, g.Cycle())
 	}
 }

@@ -29,7 +29,6 @@ import (
 	"github.com/refit-dev/refit/internal/hook"
 	"github.com/refit-dev/refit/internal/index"
 	"github.com/refit-dev/refit/internal/lifecycle"
-	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/redact"
 	"github.com/refit-dev/refit/internal/regauth"
 	"github.com/refit-dev/refit/internal/regclient"
@@ -416,11 +415,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Registry:  regAddr,
 		Hooks:     hooks,
 		CheckTasks: func(ctx context.Context, ts []store.Task) error {
-			tasks, err := st.ListTasks(ctx)
-			if err != nil {
-				return err
-			}
-			return plan.CheckCycles(tasks, ts, regAddr)
+			return runs.CheckTasks(ctx, ts) // on the planner's cached task graph
 		},
 		Events: st,
 		Stream: dispatcher.Stream(),

@@ -17,7 +17,6 @@ import (
 	"github.com/refit-dev/refit/internal/events"
 	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/pgtest"
-	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/regauth"
 	"github.com/refit-dev/refit/internal/regclient"
 	"github.com/refit-dev/refit/internal/runner"
@@ -87,11 +86,7 @@ func startAPIWith(t *testing.T, wrap func(*server.Config)) *apiServer {
 		Index:     st,
 		Registry:  registryAddr,
 		CheckTasks: func(ctx context.Context, ts []store.Task) error {
-			tasks, err := st.ListTasks(ctx)
-			if err != nil {
-				return err
-			}
-			return plan.CheckCycles(tasks, ts, registryAddr)
+			return runs.CheckTasks(ctx, ts)
 		},
 		Events:         st,
 		ValidateTarget: func(u string) error { return events.ValidateTarget(u, nil) },

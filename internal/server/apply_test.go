@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -131,5 +132,36 @@ func TestApplyUnchangedWritesNothing(t *testing.T) {
 	apply("[{one updated} {two unchanged} {three unchanged}]")
 	if got := now(); got.inspections != before.inspections+1 {
 		t.Errorf("apply after a run changed the bases: %d inspections, want %d", got.inspections, before.inspections+1)
+	}
+}
+
+// TestApplyCycleWithStoredTask: a task applied alone that closes a cycle
+// with a stored one is refused, and so is one that closes it by a later
+// change of the stored one; a change that opens the cycle again is taken.
+func TestApplyCycleWithStoredTask(t *testing.T) {
+	a := startAPI(t)
+	dir := source(t, map[string]string{
+		"a/Dockerfile": "FROM " + registryAddr + "/b:latest\n",
+		"b/Dockerfile": "FROM " + registryAddr + "/a:latest\n",
+		"c/Dockerfile": "FROM busybox\n",
+	})
+	apply := func(specs ...any) (int, string) {
+		return a.do(t, "POST", "/api/v1/tasks:apply", map[string]any{"tasks": specs})
+	}
+	if code, body := apply(spec("a", dir, map[string]any{"context": "a"})); code != http.StatusOK {
+		t.Fatalf("apply of a: %d %s", code, body)
+	}
+	if code, body := apply(spec("b", dir, map[string]any{"context": "b"})); code != http.StatusBadRequest || !strings.Contains(body, "cycle") || !strings.Contains(body, "a → b → a") && !strings.Contains(body, "b → a → b") {
+		t.Errorf("apply of b, which a builds on and which builds on a: %d %s; want 400 naming the cycle", code, body)
+	}
+	if code, body := apply(spec("b", dir, map[string]any{"context": "c"})); code != http.StatusOK {
+		t.Fatalf("apply of b on busybox: %d %s", code, body)
+	}
+	if code, body := apply(spec("b", dir, map[string]any{"context": "b"})); code != http.StatusBadRequest || !strings.Contains(body, "cycle") {
+		t.Errorf("apply of b changed to build on a: %d %s; want 400 naming the cycle", code, body)
+	}
+	// a stops building on b: now b may build on a.
+	if code, body := apply(spec("a", dir, map[string]any{"context": "c"}), spec("b", dir, map[string]any{"context": "b"})); code != http.StatusOK {
+		t.Errorf("apply of a on busybox and b on a: %d %s, want 200", code, body)
 	}
 }
