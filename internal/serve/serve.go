@@ -412,6 +412,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Store:     st,
 		Runs:      runs,
 		Inspector: run,
+		Bases:     run,
 		Index:     st,
 		Registry:  regAddr,
 		Hooks:     hooks,

@@ -1,0 +1,53 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/regclient"
+)
+
+// CheckBases resolves each base a task builds on, as a run would, and
+// returns a warning for each that cannot be resolved now: "base image X
+// not found in registry Y", or why it could not be checked. Nothing is
+// refused on its account (a registry may be down, an image pushed
+// later); the warnings are for the person creating the task. Bases
+// pinned by digest and scratch are not looked up.
+func (r *Runner) CheckBases(ctx context.Context, bases []dockerfile.Base) []string {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var out []string
+	seen := map[string]bool{}
+	for _, b := range bases {
+		if seen[b.Ref] || strings.Contains(b.Ref, "@") {
+			continue
+		}
+		seen[b.Ref] = true
+		if _, err := r.cfg.Resolver.Resolve(ctx, b.Ref); err != nil {
+			out = append(out, resolveError(b.Ref, err).Error())
+		}
+	}
+	return out
+}
+
+// resolveError says what a failure to resolve base ref means for a user:
+// a registry's 404 is "base image REF not found in registry HOST"; any
+// other failure keeps the registry client's words.
+func resolveError(ref string, err error) error {
+	var re *regclient.Error
+	if errors.As(err, &re) && re.Status == http.StatusNotFound {
+		return fmt.Errorf("base image %s not found in registry %s", ref, registryHost(ref))
+	}
+	return err
+}
+
+// registryHost is the registry part of a normalized reference.
+func registryHost(ref string) string {
+	host, _, _ := strings.Cut(ref, "/")
+	return host
+}
