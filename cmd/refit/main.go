@@ -84,7 +84,7 @@ then, in another shell, define a task and run it:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.server, "server", "", "refit API URL (default $REFIT_SERVER, the config file, or http://127.0.0.1:7300)")
+	root.PersistentFlags().StringVar(&g.server, "server", "", "refit API URL, or HOST:PORT for http (default $REFIT_SERVER, the config file, or http://127.0.0.1:7300)")
 	root.PersistentFlags().StringVar(&g.token, "token", "", "API token (default $REFIT_TOKEN, the config file, or ./refit-data/admin-token)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json (graph: text, dot or json)")
 	root.AddCommand(

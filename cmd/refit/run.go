@@ -25,7 +25,9 @@ func newRunCmd(g *globals) *cobra.Command {
 		Use:   "run TASK",
 		Short: "Queue a manual run of a task",
 		Long: `Queue a run of TASK (cause: manual, by the token's user). With --wait, follow
-its build log live and exit non-zero if the run does not succeed.`,
+its build log live on stderr (like docker buildx: an interactive display on a
+terminal, plain text otherwise), print the outcome on stdout and exit 1 if
+the run does not succeed.`,
 		Example: `  refit run api
   refit run api --wait
   refit run api --wait --progress plain`,
@@ -183,6 +185,9 @@ func newRunsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "runs [RUN]",
 		Short: "List runs, newest first (or show one run)",
+		Long: `List runs, newest first, or show one run. --task names a task that exists
+or once existed (a deleted task's runs stay in the record); another name is
+an error, not an empty list.`,
 		Example: `  refit runs
   refit runs --task api
   refit runs r-7 -o json`,

@@ -40,7 +40,11 @@ func newTaskCreateCmd(g *globals) *cobra.Command {
 		Use:   "create NAME (--git URL[#REF] | --dir PATH)",
 		Short: "Create a task",
 		Long: `Create a task. The server checks the source and parses the Dockerfile; a
-missing Dockerfile or a syntax error is reported with its file and line.
+missing Dockerfile or a syntax error is reported with its file and line. A
+base image that cannot be found is not an error (a registry may be down, the
+image pushed later): the task is created and a warning printed on stderr.
+A task of that name that exists already is left as it is: change it with
+'refit apply -f FILE', or delete it first.
 
 Images named without a registry host (--image api) go to refit's embedded
 registry. Tags are templates: {{.Run.ID}}, {{.Commit.Short}}, {{.Commit.SHA}},

@@ -40,6 +40,13 @@ type apiServer struct {
 
 func startAPI(t *testing.T) *apiServer {
 	t.Helper()
+	return startAPIWith(t, nil)
+}
+
+// startAPIWith is startAPI with the server's config changed by edit
+// (given the runner, as refit serve wires it) before it starts.
+func startAPIWith(t *testing.T, edit func(*server.Config, *runner.Runner)) *apiServer {
+	t.Helper()
 	ctx := context.Background()
 	data := t.TempDir()
 	cfg := store.Config{Path: filepath.Join(data, "refit.db")}
@@ -73,7 +80,7 @@ func startAPI(t *testing.T) *apiServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := server.New(server.Config{
+	scfg := server.Config{
 		Store:     st,
 		Runs:      runs,
 		Inspector: run,
@@ -89,8 +96,11 @@ func startAPI(t *testing.T) *apiServer {
 		Events:         st,
 		ValidateTarget: func(u string) error { return events.ValidateTarget(u, nil) },
 		Credentials:    creds,
-	})
-	srv := httptest.NewServer(h)
+	}
+	if edit != nil {
+		edit(&scfg, run)
+	}
+	srv := httptest.NewServer(server.New(scfg))
 	t.Cleanup(srv.Close)
 	token, err := st.NewToken(ctx, "admin")
 	if err != nil {

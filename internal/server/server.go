@@ -392,10 +392,11 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	warnings := s.checkBases(r.Context(), t)
-	t, err = s.cfg.Store.CreateTask(r.Context(), t)
+	stored, err := s.cfg.Store.CreateTask(r.Context(), t)
 	if err != nil {
 		return taskError(t.Spec.Name, err)
 	}
+	t = stored
 	warn(w, warnings)
 	return writeJSON(w, http.StatusCreated, apiTask(t))
 }
