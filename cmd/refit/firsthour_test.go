@@ -123,6 +123,12 @@ func TestCLIErrorsNameTheThingAndTheNextStep(t *testing.T) {
 			t.Errorf("refit %s: exit %d, stdout %q, stderr %q; want exit 1 and 'task nope does not exist', said once", strings.Join(args, " "), code, out, stderr)
 		}
 	}
+	for _, args := range [][]string{{"runs", "r-99"}, {"logs", "r-99"}} {
+		out, stderr, code := run(args...)
+		if code != 1 || strings.Count(stderr, "r-99") != 1 || !strings.Contains(stderr, "run r-99 does not exist") || out != "" {
+			t.Errorf("refit %s: exit %d, stdout %q, stderr %q; want exit 1 and 'run r-99 does not exist', said once", strings.Join(args, " "), code, out, stderr)
+		}
+	}
 
 	// A failed run --wait: the failure, at step resolve, in words; exit 1
 	// and no "exit status" trailer. --progress tty without a terminal

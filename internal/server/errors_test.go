@@ -40,6 +40,8 @@ func TestTaskAnswersNameTheTask(t *testing.T) {
 		{"POST", "/api/v1/tasks/helo/runs", nil, http.StatusNotFound, "task helo does not exist"},
 		{"GET", "/api/v1/tasks/helo/explain", nil, http.StatusNotFound, "task helo does not exist"},
 		{"GET", "/api/v1/runs?task=helo", nil, http.StatusNotFound, "task helo does not exist"},
+		{"GET", "/api/v1/runs/r-99", nil, http.StatusNotFound, "run r-99 does not exist"},
+		{"GET", "/api/v1/runs/99/logs", nil, http.StatusNotFound, "run r-99 does not exist"},
 	} {
 		code, body := a.do(t, c.method, c.path, c.body)
 		var e api.Error

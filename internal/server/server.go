@@ -307,6 +307,15 @@ func taskError(name string, err error) error {
 	return err
 }
 
+// runError says that run id does not exist (404), in place of the
+// store's wording; other errors pass unchanged.
+func runError(id int64, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return &httpError{http.StatusNotFound, fmt.Sprintf("run %s does not exist", api.FormatRunID(id))}
+	}
+	return err
+}
+
 // invalidError marks a request the client got wrong.
 type invalidError struct{ err error }
 
@@ -499,7 +508,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 	}
 	run, err := s.cfg.Store.GetRun(r.Context(), id)
 	if err != nil {
-		return err
+		return runError(id, err)
 	}
 	return writeJSON(w, http.StatusOK, apiRun(run))
 }
@@ -513,7 +522,7 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if _, err := s.cfg.Store.GetRun(r.Context(), id); err != nil {
-		return err
+		return runError(id, err)
 	}
 	follow := r.URL.Query().Get("follow") == "1" || r.URL.Query().Get("follow") == "true"
 	var after int64
