@@ -15,8 +15,10 @@ func newBasesCmd(g *globals) *cobra.Command {
 		Use:   "bases",
 		Short: "Show the base images tasks build on: current digest, last check, dependents",
 		Long: `Show every base image reference the tasks build on, as refit's index sees
-it: the digest it points to now (per platform), when it was last checked and
-last changed, the last check error, and which tasks use it — "runtime" (the
+it: the digest its tag points to now and its kind (an index, for a
+multi-platform image, or a single manifest) — the digest runs pin and
+'refit explain' shows; each platform's manifest digest is in -o json and
+'refit bases history' — when it was last checked and last changed, the last check error, and which tasks use it — "runtime" (the
 final image's base: a change rebuilds the task) or "build" (build-time only;
 a change rebuilds only tasks with triggers.baseScope: all).`,
 		Example: `  refit bases
@@ -33,7 +35,7 @@ a change rebuilds only tasks with triggers.baseScope: all).`,
 				return err
 			}
 			return g.print(bases, func(w *tabwriter.Writer) {
-				fmt.Fprintln(w, "REFERENCE\tPLATFORM\tDIGEST\tCHECKED\tCHANGED\tTASKS\tERROR")
+				fmt.Fprintln(w, "REFERENCE\tDIGEST\tKIND\tPLATFORMS\tCHECKED\tCHANGED\tTASKS\tERROR")
 				for _, b := range bases {
 					var uses []string
 					for _, u := range b.Tasks {
@@ -47,18 +49,14 @@ a change rebuilds only tasks with triggers.baseScope: all).`,
 					if b.LastError != "" {
 						errMsg = fmt.Sprintf("since %s: %s", b.ErrorSince.Local().Format("01-02 15:04"), b.LastError)
 					}
-					plats := b.Platforms
-					if len(plats) == 0 {
-						fmt.Fprintf(w, "%s\t-\t%s\t%s\t%s\t%s\t%s\n", b.Ref, short(b.Digest), when(b.CheckedAt), when(b.ChangedAt), strings.Join(uses, ", "), errMsg)
-						continue
-					}
-					for i, p := range plats {
-						ref, tasks, e := b.Ref, strings.Join(uses, ", "), errMsg
-						if i > 0 {
-							ref, tasks, e = "", "", ""
+					var plats []string
+					for _, p := range b.Platforms {
+						if p.Platform != "" {
+							plats = append(plats, p.Platform)
 						}
-						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ref, orDash(p.Platform), short(p.Digest), when(b.CheckedAt), when(b.ChangedAt), tasks, e)
 					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Ref, orDash(short(b.Digest)), orDash(digestKind(b.MediaType)),
+						orDash(strings.Join(plats, ", ")), when(b.CheckedAt), when(b.ChangedAt), strings.Join(uses, ", "), errMsg)
 				}
 			})
 		},
@@ -193,8 +191,12 @@ the tasks upstream and downstream of it, and its last runs with their causes.`,
 					if b.Stale {
 						state += ", STALE"
 					}
+					current := orDash(short(b.Current))
+					if k := digestKind(b.MediaType); k != "" {
+						current += " (" + k + ")"
+					}
 					fmt.Fprintf(w, "base\t%s (%s, stage %s): %s; current %s, built on %s; checked %s, changed %s\n",
-						b.Ref, b.Role, b.Stage, state, orDash(short(b.Current)), orDash(short(b.Built)), when(b.CheckedAt), when(b.ChangedAt))
+						b.Ref, b.Role, b.Stage, state, current, orDash(short(b.Built)), when(b.CheckedAt), when(b.ChangedAt))
 				}
 				if len(e.Upstream) > 0 {
 					fmt.Fprintf(w, "builds on\t%s\n", strings.Join(e.Upstream, ", "))
@@ -212,6 +214,19 @@ the tasks upstream and downstream of it, and its last runs with their causes.`,
 			})
 		},
 	}
+}
+
+// digestKind names what a top-level digest is, by its media type:
+// "index" (an OCI index or Docker manifest list: one image per platform)
+// or "manifest" (one image); "" when unknown.
+func digestKind(mediaType string) string {
+	switch {
+	case mediaType == "":
+		return ""
+	case strings.Contains(mediaType, "index") || strings.Contains(mediaType, "manifest.list"):
+		return "index"
+	}
+	return "manifest"
 }
 
 func short(d string) string {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -28,17 +29,28 @@ func main() {
 	err := newRoot().ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "refit:", err)
 		var ee exitError
 		if errors.As(err, &ee) {
+			// The command has said what went wrong; only the status is left.
 			os.Exit(int(ee))
 		}
+		fmt.Fprintln(os.Stderr, "refit:", userMessage(err))
 		os.Exit(1)
 	}
 }
 
-// exitError carries a process exit status (a failed run → 1 after the
-// output has been printed).
+// userMessage is what the CLI prints for err: an unreachable server is
+// said once, with what to do, whatever the command was doing.
+func userMessage(err error) string {
+	var ue *client.UnreachableError
+	if errors.As(err, &ue) {
+		return fmt.Sprintf("%s\nStart it with 'refit serve', or point --server or REFIT_SERVER at the refit you use.", ue.Error())
+	}
+	return err.Error()
+}
+
+// exitError carries a process exit status (a failed run → 1) for a
+// command that has already printed why; main prints nothing more.
 type exitError int
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
@@ -72,7 +84,7 @@ then, in another shell, define a task and run it:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.server, "server", "", "refit API URL (default $REFIT_SERVER, the config file, or http://127.0.0.1:7300)")
+	root.PersistentFlags().StringVar(&g.server, "server", "", "refit API URL, or HOST:PORT for http (default $REFIT_SERVER, the config file, or http://127.0.0.1:7300)")
 	root.PersistentFlags().StringVar(&g.token, "token", "", "API token (default $REFIT_TOKEN, the config file, or ./refit-data/admin-token)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json (graph: text, dot or json)")
 	root.AddCommand(
@@ -132,6 +144,10 @@ func (g *globals) client() (*client.Client, error) {
 	if server == "" {
 		server = "http://127.0.0.1:7300"
 	}
+	server, err := serverURL(server)
+	if err != nil {
+		return nil, err
+	}
 	if token == "" {
 		if b, err := os.ReadFile(filepath.Join(defaultDataDir(), "admin-token")); err == nil {
 			token = strings.TrimSpace(string(b))
@@ -140,7 +156,23 @@ func (g *globals) client() (*client.Client, error) {
 	if token == "" {
 		return nil, errors.New("no API token: set REFIT_TOKEN (refit serve wrote one to <data dir>/admin-token)")
 	}
-	return client.New(server, token), nil
+	c := client.New(server, token)
+	c.OnWarning(func(text string) { fmt.Fprintln(os.Stderr, "Warning:", text) })
+	return c, nil
+}
+
+// serverURL reads the server's address: a URL (http or https) or, as
+// docker and kubectl accept, HOST:PORT, which means http://HOST:PORT.
+func serverURL(s string) (string, error) {
+	raw := s
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" && strings.HasSuffix(u.Host, ":") {
+		return "", fmt.Errorf("refit server %q (--server or REFIT_SERVER): want http://HOST:PORT, https://HOST[:PORT] or HOST:PORT", raw)
+	}
+	return strings.TrimRight(s, "/"), nil
 }
 
 // defaultDataDir is ./refit-data, or $XDG_DATA_HOME/refit when set.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -24,7 +25,9 @@ func newRunCmd(g *globals) *cobra.Command {
 		Use:   "run TASK",
 		Short: "Queue a manual run of a task",
 		Long: `Queue a run of TASK (cause: manual, by the token's user). With --wait, follow
-its build log live and exit non-zero if the run does not succeed.`,
+its build log live on stderr (like docker buildx: an interactive display on a
+terminal, plain text otherwise), print the outcome on stdout and exit 1 if
+the run does not succeed.`,
 		Example: `  refit run api
   refit run api --wait
   refit run api --wait --progress plain`,
@@ -36,7 +39,7 @@ its build log live and exit non-zero if the run does not succeed.`,
 			}
 			run, err := c.Run(cmd.Context(), a[0])
 			if err != nil {
-				return fmt.Errorf("queuing run of %s: %w", a[0], err)
+				return serverSaid(err, "queuing run of %s", a[0])
 			}
 			id := run.ID
 			if !wait {
@@ -45,7 +48,7 @@ its build log live and exit non-zero if the run does not succeed.`,
 				})
 			}
 			fmt.Fprintf(os.Stderr, "run %s queued\n", id)
-			return followRun(cmd.Context(), g, c, id, progress)
+			return followRun(cmd.Context(), g, c, id, progress, os.Stderr, false)
 		},
 	}
 	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "follow the build log and wait for the run to end")
@@ -53,18 +56,22 @@ its build log live and exit non-zero if the run does not succeed.`,
 	return cmd
 }
 
-// followRun renders the run's log until it ends, prints its outcome and
-// returns exitError(1) unless it succeeded.
-func followRun(ctx context.Context, g *globals, c *client.Client, id, progress string) error {
-	if err := renderLogs(ctx, c, id, true, progress); err != nil {
+// followRun renders the run's log on w until the run ends, prints its
+// outcome and returns exitError(1) unless it succeeded. With ndjson the
+// log is the API's stream of chunks and no outcome follows it (it would
+// not be one more chunk).
+func followRun(ctx context.Context, g *globals, c *client.Client, id, progress string, w io.Writer, ndjson bool) error {
+	if err := renderLogs(ctx, c, id, true, progress, w, ndjson); err != nil {
 		return err
 	}
 	run, err := c.GetRun(ctx, id)
 	if err != nil {
 		return err
 	}
-	if err := g.print(run, func(w *tabwriter.Writer) { fmt.Fprintln(w, outcome(run)) }); err != nil {
-		return err
+	if !ndjson {
+		if err := g.print(run, func(w *tabwriter.Writer) { fmt.Fprintln(w, outcome(run)) }); err != nil {
+			return err
+		}
 	}
 	if run.State != api.StateSucceeded {
 		return exitError(1)
@@ -93,17 +100,27 @@ func outcome(r api.Run) string {
 	return fmt.Sprintf("run %s is %s", id, r.State)
 }
 
-// renderLogs shows a run's log with BuildKit's progress display.
-func renderLogs(ctx context.Context, c *client.Client, id string, follow bool, mode string) error {
+// renderLogs shows a run's log on w with BuildKit's progress display
+// (mode auto, tty, plain or rawjson; tty on something that is not a
+// terminal falls back to plain, as docker buildx does). With ndjson it
+// writes the API's NDJSON stream of chunks instead.
+func renderLogs(ctx context.Context, c *client.Client, id string, follow bool, mode string, w io.Writer, ndjson bool) error {
+	if ndjson {
+		enc := json.NewEncoder(w)
+		return c.Logs(ctx, id, follow, func(ch api.LogChunk) error { return enc.Encode(ch) })
+	}
 	if mode == "rawjson" {
 		return c.Logs(ctx, id, follow, func(ch api.LogChunk) error {
-			_, err := fmt.Fprintf(os.Stdout, "%s\n", ch.Data)
+			_, err := fmt.Fprintf(w, "%s\n", ch.Data)
 			return err
 		})
 	}
-	d, err := progressui.NewDisplay(os.Stderr, progressui.DisplayMode(mode))
+	d, err := progressui.NewDisplay(w, progressui.DisplayMode(mode))
+	if err != nil && mode == string(progressui.TtyMode) {
+		d, err = progressui.NewDisplay(w, progressui.PlainMode)
+	}
 	if err != nil {
-		return fmt.Errorf("log display %q: %w", mode, err)
+		return fmt.Errorf("--progress %s: want auto, tty, plain or rawjson", mode)
 	}
 	ch := make(chan *bkclient.SolveStatus)
 	done := make(chan error, 1)
@@ -134,11 +151,16 @@ func newLogsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "logs RUN",
 		Short: "Show a run's build log (BuildKit progress)",
-		Long: `Show a run's build log, rendered like 'docker buildx build' does: an
-interactive display on a terminal, plain text otherwise. With -f, follow a
-run that is still building until it ends.`,
+		Long: `Show a run's build log on stdout, rendered like 'docker buildx build' does:
+an interactive display on a terminal, plain text otherwise (--progress tty
+without a terminal is plain too). With -f, follow a run that is still
+building until it ends, then print its outcome and exit 1 unless it
+succeeded. With -o json, write the log as the API serves it: one JSON
+object per line, {"seq":N,"data":<BuildKit SolveStatus>}.`,
 		Example: `  refit logs r-7
+  refit logs r-7 > build.log
   refit logs r-7 -f
+  refit logs r-7 -o json | jq .data.logs
   refit logs r-7 --progress rawjson | jq .`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -147,9 +169,9 @@ run that is still building until it ends.`,
 				return err
 			}
 			if follow {
-				return followRun(cmd.Context(), g, c, a[0], progress)
+				return followRun(cmd.Context(), g, c, a[0], progress, g.out, g.output == "json")
 			}
-			return renderLogs(cmd.Context(), c, a[0], false, progress)
+			return renderLogs(cmd.Context(), c, a[0], false, progress, g.out, g.output == "json")
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the log until the run ends")
@@ -163,6 +185,9 @@ func newRunsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "runs [RUN]",
 		Short: "List runs, newest first (or show one run)",
+		Long: `List runs, newest first, or show one run. --task names a task that exists
+or once existed (a deleted task's runs stay in the record); another name is
+an error, not an empty list.`,
 		Example: `  refit runs
   refit runs --task api
   refit runs r-7 -o json`,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +40,11 @@ func newTaskCreateCmd(g *globals) *cobra.Command {
 		Use:   "create NAME (--git URL[#REF] | --dir PATH)",
 		Short: "Create a task",
 		Long: `Create a task. The server checks the source and parses the Dockerfile; a
-missing Dockerfile or a syntax error is reported with its file and line.
+missing Dockerfile or a syntax error is reported with its file and line. A
+base image that cannot be found is not an error (a registry may be down, the
+image pushed later): the task is created and a warning printed on stderr.
+A task of that name that exists already is left as it is: change it with
+'refit apply -f FILE', or delete it first.
 
 Images named without a registry host (--image api) go to refit's embedded
 registry. Tags are templates: {{.Run.ID}}, {{.Commit.Short}}, {{.Commit.SHA}},
@@ -76,8 +81,11 @@ registry. Tags are templates: {{.Run.ID}}, {{.Commit.Short}}, {{.Commit.SHA}},
 				return err
 			}
 			t, err := c.CreateTask(cmd.Context(), s)
+			if client.IsStatus(err, http.StatusConflict) {
+				return fmt.Errorf("task %s already exists: change it with 'refit apply -f FILE', or delete it first ('refit task delete %s')", s.Name, s.Name)
+			}
 			if err != nil {
-				return fmt.Errorf("creating task %s: %w", s.Name, err)
+				return serverSaid(err, "creating task %s", s.Name)
 			}
 			return g.print(t, func(w *tabwriter.Writer) {
 				fmt.Fprintf(w, "task %s created: %s → %s\n", t.Name(), sourceString(t.Spec), t.Spec.Image)
@@ -96,6 +104,17 @@ registry. Tags are templates: {{.Run.ID}}, {{.Commit.Short}}, {{.Commit.SHA}},
 	f.StringVar(&s.Image, "image", "", "image repository (default: the task name, in the embedded registry)")
 	f.StringArrayVar(&s.Tags, "tag", nil, "tag template (repeatable; default latest)")
 	return cmd
+}
+
+// serverSaid returns err as it is when it is the server's answer, which
+// names the task already ("task helo does not exist"), and otherwise
+// says what was being done.
+func serverSaid(err error, doing string, args ...any) error {
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		return err
+	}
+	return fmt.Errorf(doing+": %w", append(args, err)...)
 }
 
 func splitRef(s string) (url, ref string) {
@@ -219,7 +238,7 @@ func newTaskDeleteCmd(g *globals) *cobra.Command {
 			}
 			for _, name := range a {
 				if err := c.DeleteTask(cmd.Context(), name); err != nil {
-					return fmt.Errorf("deleting task %s: %w", name, err)
+					return serverSaid(err, "deleting task %s", name)
 				}
 				fmt.Fprintf(g.out, "task %s deleted\n", name)
 			}

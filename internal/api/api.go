@@ -8,12 +8,15 @@
 // examples see. The package imports nothing internal (it is shared by
 // internal/server, internal/client and cmd/refit) and holds no behaviour
 // beyond the wire forms of values (run IDs "r-7", RunState.Done,
-// Cause.String for people) and the description of itself. It does not
+// Cause.String for people, Warning headers) and the description of itself. It does not
 // validate requests: the server does, strictly (task specs through
 // internal/task, whose Spec has the same JSON as TaskSpec).
 package api
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strings"
+)
 
 // Error is the body of every error answer (4xx, 5xx).
 type Error struct {
@@ -32,4 +35,41 @@ type WhoAmI struct {
 type LogChunk struct {
 	Seq  int64           `json:"seq"`
 	Data json.RawMessage `json:"data"`
+}
+
+// WarningHeader renders text as the value of a Warning header (RFC 7234
+// section 5.5, as the Kubernetes API uses it): `299 - "text"`. A
+// successful answer carries one per thing the server noticed but did not
+// refuse, such as a task's base image not found in its registry.
+func WarningHeader(text string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", " ", "\r", " ")
+	return `299 - "` + r.Replace(text) + `"`
+}
+
+// ParseWarningHeader returns the text of a Warning header value written
+// by WarningHeader (any code and agent), and false for anything else.
+func ParseWarningHeader(v string) (string, bool) {
+	code, rest, ok := strings.Cut(strings.TrimSpace(v), " ")
+	if !ok || len(code) != 3 {
+		return "", false
+	}
+	_, rest, ok = strings.Cut(rest, " ") // the agent
+	if !ok || len(rest) < 2 || rest[0] != '"' {
+		return "", false
+	}
+	var b strings.Builder
+	for i := 1; i < len(rest); i++ {
+		switch c := rest[i]; c {
+		case '\\':
+			if i+1 < len(rest) {
+				i++
+				b.WriteByte(rest[i])
+			}
+		case '"':
+			return b.String(), true // a date may follow; it is not needed
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return "", false
 }

@@ -41,3 +41,26 @@ func TestCauseString(t *testing.T) {
 		}
 	}
 }
+
+// TestWarningHeaderRoundTrip: what the server writes in a Warning header
+// the client reads back as it was, quotes and backslashes included, and
+// anything not in that form is not taken for a warning.
+func TestWarningHeaderRoundTrip(t *testing.T) {
+	for _, text := range []string{
+		"base image 127.0.0.1:5000/nope:1 not found in registry 127.0.0.1:5000",
+		`a "quoted" \ text`,
+	} {
+		v := api.WarningHeader(text)
+		if got, ok := api.ParseWarningHeader(v); !ok || got != text {
+			t.Errorf("ParseWarningHeader(WarningHeader(%q) = %q) = %q, %t", text, v, got, ok)
+		}
+	}
+	if got, ok := api.ParseWarningHeader(`299 - "with a date" "Sat, 25 Aug 2012 23:34:45 GMT"`); !ok || got != "with a date" {
+		t.Errorf("with a date: %q, %t", got, ok)
+	}
+	for _, bad := range []string{"", "299", `299 -`, "299 - unquoted", `299 - "unterminated`} {
+		if got, ok := api.ParseWarningHeader(bad); ok {
+			t.Errorf("ParseWarningHeader(%q) = %q, true; want false", bad, got)
+		}
+	}
+}

@@ -12,7 +12,7 @@ type PlatformDigest struct {
 // index sees it, and the tasks that build on it.
 type BaseInfo struct {
 	Ref         string           `json:"ref"`
-	Digest      string           `json:"digest,omitempty"` // top-level (index or manifest)
+	Digest      string           `json:"digest,omitempty"` // what the tag points to (index or manifest): what runs pin
 	MediaType   string           `json:"mediaType,omitempty"`
 	Platforms   []PlatformDigest `json:"platforms,omitempty"`
 	AddedAt     time.Time        `json:"addedAt"`
@@ -80,11 +80,12 @@ type BaseStatus struct {
 	Ref         string    `json:"ref"`
 	Stage       string    `json:"stage"`
 	Role        string    `json:"role"`
-	Watched     bool      `json:"watched"` // a change rebuilds the task
-	Tracked     bool      `json:"tracked"` // in the index
-	Current     string    `json:"current,omitempty"`
-	Built       string    `json:"built,omitempty"` // digest the last successful run used
-	Stale       bool      `json:"stale"`           // built on a digest that is no longer current
+	Watched     bool      `json:"watched"`             // a change rebuilds the task
+	Tracked     bool      `json:"tracked"`             // in the index
+	Current     string    `json:"current,omitempty"`   // the digest the tag points to (as in GET /bases)
+	MediaType   string    `json:"mediaType,omitempty"` // Current's: an index or a manifest
+	Built       string    `json:"built,omitempty"`     // digest the last successful run used
+	Stale       bool      `json:"stale"`               // built on a digest that is no longer current
 	CheckedAt   time.Time `json:"checkedAt,omitzero"`
 	ChangedAt   time.Time `json:"changedAt,omitzero"`
 	NextCheckAt time.Time `json:"nextCheckAt,omitzero"`

@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 
 	"github.com/refit-dev/refit/internal/api"
 )
@@ -23,7 +25,13 @@ type Client struct {
 	base  string
 	token string
 	http  *http.Client
+	warn  func(text string)
 }
+
+// OnWarning sets fn to be called with the text of every Warning header
+// in the server's answers (a task's base image not found, say; the
+// request itself succeeded). Set it before the client is used.
+func (c *Client) OnWarning(fn func(text string)) { c.warn = fn }
 
 // New returns a client for the server at base ("http://127.0.0.1:7300")
 // authenticating with token.
@@ -43,10 +51,34 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status)
 }
 
+// UnreachableError says no refit answered at Server: nothing listens
+// there (connection refused), the host is unknown, or the connection
+// failed otherwise (Err).
+type UnreachableError struct {
+	Server string
+	Err    error
+}
+
+func (e *UnreachableError) Error() string {
+	if errors.Is(e.Err, syscall.ECONNREFUSED) {
+		return fmt.Sprintf("refit is not running at %s (connection refused)", e.Server)
+	}
+	var dnsErr *net.DNSError
+	if errors.As(e.Err, &dnsErr) {
+		return fmt.Sprintf("cannot reach refit at %s: host %s not found", e.Server, dnsErr.Name)
+	}
+	return fmt.Sprintf("cannot reach refit at %s: %v", e.Server, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
 // IsNotFound reports whether err is a 404 from the server.
-func IsNotFound(err error) bool {
+func IsNotFound(err error) bool { return IsStatus(err, http.StatusNotFound) }
+
+// IsStatus reports whether err is the server's answer with HTTP status code.
+func IsStatus(err error, code int) bool {
 	var ae *APIError
-	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
+	return errors.As(err, &ae) && ae.Status == code
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
@@ -85,7 +117,17 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("reaching refit at %s: %w", c.base, err)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s %s: %w", method, path, ctx.Err())
+		}
+		return nil, &UnreachableError{Server: c.base, Err: err}
+	}
+	if c.warn != nil {
+		for _, v := range resp.Header.Values("Warning") {
+			if text, ok := api.ParseWarningHeader(v); ok {
+				c.warn(text)
+			}
+		}
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()

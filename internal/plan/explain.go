@@ -17,8 +17,9 @@ type BaseStatus struct {
 	Watched     bool      `json:"watched"` // a change rebuilds the task
 	Tracked     bool      `json:"tracked"` // in the index
 	Current     string    `json:"current,omitempty"`
-	Built       string    `json:"built,omitempty"` // digest the last successful run used
-	Stale       bool      `json:"stale"`           // built on a digest that is no longer current
+	MediaType   string    `json:"mediaType,omitempty"` // Current's: an index or a manifest
+	Built       string    `json:"built,omitempty"`     // digest the last successful run used
+	Stale       bool      `json:"stale"`               // built on a digest that is no longer current
 	CheckedAt   time.Time `json:"checkedAt,omitzero"`
 	ChangedAt   time.Time `json:"changedAt,omitzero"`
 	NextCheckAt time.Time `json:"nextCheckAt,omitzero"`
@@ -64,7 +65,7 @@ func Explain(g *Graph, t store.Task, refs map[string]store.BaseRef, runs []store
 	for _, b := range t.Bases {
 		s := BaseStatus{Ref: b.Ref, Stage: b.Stage, Role: string(b.Role), Watched: slices.Contains(watchedRefs, b.Ref)}
 		if ref, ok := refs[b.Ref]; ok {
-			s.Tracked, s.Current = true, ref.Digest
+			s.Tracked, s.Current, s.MediaType = true, ref.Digest, ref.MediaType
 			s.CheckedAt, s.ChangedAt, s.NextCheckAt = ref.CheckedAt, ref.ChangedAt, ref.NextCheckAt
 			s.LastError, s.ErrorSince = ref.LastError, ref.ErrorSince
 		}

@@ -88,13 +88,19 @@ func CascadeCause(up store.Run) store.Cause {
 
 // Coalesce returns waiting, a queued run of the task, absorbing a new
 // trigger instead of a second run: a waiting run of the same base update
-// (direct, same base and platform) takes the newest digest, and it waits
-// for blockers too.
+// (direct, same base and platform) takes the newest digest, a waiting
+// cascade of the same upstream run takes that run's cause as it is now,
+// and it waits for blockers too.
 func Coalesce(waiting store.Run, cause store.Cause, direct bool, blockers []int64) store.Run {
 	r := waiting
 	r.BlockedBy = slices.Clone(r.BlockedBy)
 	if direct && r.Cause.Kind == "base" && r.Cause.Base == cause.Base && r.Cause.Platform == cause.Platform {
 		r.Cause.NewDigest, r.Cause.Observation, r.Cause.Source = cause.NewDigest, cause.Observation, cause.Source
+	}
+	// A cascade of the same upstream run carries that run's cause as it
+	// is now: the upstream may have absorbed a newer digest meanwhile.
+	if !direct && r.Cause.Kind == "cascade" && cause.Kind == "cascade" && r.Cause.UpstreamRun == cause.UpstreamRun {
+		r.Cause = cause
 	}
 	for _, b := range blockers {
 		if !slices.Contains(r.BlockedBy, b) && b != r.ID {

@@ -97,6 +97,7 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 	for _, b := range parsed.Bases {
 		dgst, err := cfg.Resolver.Resolve(ctx, b.Ref)
 		if err != nil {
+			err = resolveError(b.Ref, err)
 			step.Done(err)
 			return fail("resolve", err)
 		}

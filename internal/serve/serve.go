@@ -65,9 +65,10 @@ type Config struct {
 	// Debounce delays runs caused by a base update so a burst of updates
 	// yields one run. Default 30 s; negative = none.
 	Debounce time.Duration
-	// HookSecrets enables the registry webhook endpoints
-	// (/hooks/registry/{distribution,harbor,dockerhub,acr}), one secret
-	// per format; a format without a secret is refused.
+	// HookSecrets holds the registry webhook endpoints' secrets
+	// (/hooks/registry/{distribution,harbor,dockerhub,acr}), one per
+	// format; the endpoints are always served, and a format without a
+	// secret is refused (403).
 	HookSecrets map[string]string
 	// DatabaseURL, when set, keeps refit's state in PostgreSQL
 	// (postgres://user:password@host:5432/refit) instead of SQLite in
@@ -385,32 +386,32 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening for the API on %s: %w", cfg.Listen, err)
 	}
-	var hooks http.Handler
-	if len(cfg.HookSecrets) > 0 {
-		secrets := map[hook.Format]string{}
-		for k, v := range cfg.HookSecrets {
-			secrets[hook.Format(k)] = v
-		}
-		hooks = hook.Handler(hook.Config{
-			Secrets: secrets,
-			Logger:  log.With("component", "hooks"),
-			Accept: func(ctx context.Context, _ hook.Format, pushes []hook.Push) error {
-				for _, p := range pushes {
-					if p.Tag == "" {
-						continue // a push by digest moves no tag
-					}
-					if err := watcher.Hint(ctx, []string{p.Ref()}, "webhook", p.EventID); err != nil {
-						return err
-					}
-				}
-				return nil
-			},
-		})
+	// The webhook endpoints are always served: a format without a secret
+	// answers 403 "webhook source X is not configured".
+	secrets := map[hook.Format]string{}
+	for k, v := range cfg.HookSecrets {
+		secrets[hook.Format(k)] = v
 	}
+	hooks := hook.Handler(hook.Config{
+		Secrets: secrets,
+		Logger:  log.With("component", "hooks"),
+		Accept: func(ctx context.Context, _ hook.Format, pushes []hook.Push) error {
+			for _, p := range pushes {
+				if p.Tag == "" {
+					continue // a push by digest moves no tag
+				}
+				if err := watcher.Hint(ctx, []string{p.Ref()}, "webhook", p.EventID); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
 	api := server.New(server.Config{
 		Store:     st,
 		Runs:      runs,
 		Inspector: run,
+		Bases:     run,
 		Index:     st,
 		Registry:  regAddr,
 		Hooks:     hooks,

@@ -42,9 +42,9 @@ func startAPI(t *testing.T) *apiServer {
 	return startAPIWith(t, nil)
 }
 
-// startAPIWith is startAPI with wrap, when not nil, given the server's
-// configuration before the server is made (to wrap a part of it).
-func startAPIWith(t *testing.T, wrap func(*server.Config)) *apiServer {
+// startAPIWith is startAPI with the server's config changed by edit
+// (given the runner, as refit serve wires it) before it starts.
+func startAPIWith(t *testing.T, edit func(*server.Config, *runner.Runner)) *apiServer {
 	t.Helper()
 	ctx := context.Background()
 	data := t.TempDir()
@@ -92,8 +92,8 @@ func startAPIWith(t *testing.T, wrap func(*server.Config)) *apiServer {
 		ValidateTarget: func(u string) error { return events.ValidateTarget(u, nil) },
 		Credentials:    creds,
 	}
-	if wrap != nil {
-		wrap(&scfg)
+	if edit != nil {
+		edit(&scfg, run)
 	}
 	srv := httptest.NewServer(server.New(scfg))
 	t.Cleanup(srv.Close)

@@ -39,8 +39,8 @@ func (c *countingInspector) Inspect(ctx context.Context, spec task.Spec) ([]dock
 func TestApplyUnchangedWritesNothing(t *testing.T) {
 	insp := &countingInspector{}
 	var cycleChecks atomic.Int64
-	a := startAPIWith(t, func(cfg *server.Config) {
-		insp.Runner = cfg.Inspector.(*runner.Runner)
+	a := startAPIWith(t, func(cfg *server.Config, run *runner.Runner) {
+		insp.Runner = run
 		cfg.Inspector = insp
 		check := cfg.CheckTasks
 		cfg.CheckTasks = func(ctx context.Context, ts []store.Task) error {

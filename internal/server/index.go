@@ -95,7 +95,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	t, err := s.cfg.Store.GetTask(ctx, r.PathValue("name"))
 	if err != nil {
-		return err
+		return taskError(r.PathValue("name"), err)
 	}
 	tasks, err := s.cfg.Store.ListTasks(ctx)
 	if err != nil {

@@ -58,12 +58,22 @@ type inspector interface {
 	Inspect(ctx context.Context, spec task.Spec) ([]dockerfile.Base, error)
 }
 
+// baseChecker looks up a task's bases as a run would (the runner) and
+// says, as warnings, which cannot be resolved now.
+type baseChecker interface {
+	CheckBases(ctx context.Context, bases []dockerfile.Base) []string
+}
+
 // Config configures the API server.
 type Config struct {
 	Store     apiStore   // required
 	Runs      runQueuer  // required to queue runs and follow logs
 	Inspector inspector  // required to create and apply tasks
 	Index     indexStore // required: the base image index
+	// Bases warns, in Warning headers of the answer to a create or put,
+	// of bases that cannot be resolved (the task is stored all the same);
+	// nil = no check.
+	Bases baseChecker
 	// Registry is the embedded registry's host:port (to match task
 	// outputs to other tasks' bases).
 	Registry string
@@ -285,6 +295,28 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, code, api.Error{Message: err.Error()})
 }
 
+// taskError says, once, that the task name does not exist (404) or
+// already exists (409), in place of the store's wording; other errors
+// pass unchanged.
+func taskError(name string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return &httpError{http.StatusNotFound, fmt.Sprintf("task %s does not exist", name)}
+	case errors.Is(err, store.ErrExists):
+		return &httpError{http.StatusConflict, fmt.Sprintf("task %s already exists", name)}
+	}
+	return err
+}
+
+// runError says that run id does not exist (404), in place of the
+// store's wording; other errors pass unchanged.
+func runError(id int64, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return &httpError{http.StatusNotFound, fmt.Sprintf("run %s does not exist", api.FormatRunID(id))}
+	}
+	return err
+}
+
 // invalidError marks a request the client got wrong.
 type invalidError struct{ err error }
 
@@ -369,10 +401,13 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err = s.cfg.Store.CreateTask(r.Context(), t)
+	warnings := s.checkBases(r.Context(), t)
+	stored, err := s.cfg.Store.CreateTask(r.Context(), t)
 	if err != nil {
-		return err
+		return taskError(t.Spec.Name, err)
 	}
+	t = stored
+	warn(w, warnings)
 	return writeJSON(w, http.StatusCreated, apiTask(t))
 }
 
@@ -381,6 +416,7 @@ func (s *Server) putTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	warnings := s.checkBases(r.Context(), t)
 	t, created, changed, err := s.cfg.Store.PutTask(r.Context(), t)
 	if err != nil {
 		return err
@@ -389,20 +425,38 @@ func (s *Server) putTask(w http.ResponseWriter, r *http.Request) error {
 	if created {
 		code = http.StatusCreated
 	}
+	warn(w, warnings)
 	return writeJSON(w, code, api.PutResult{Task: apiTask(t), Created: created, Changed: changed})
+}
+
+// warn adds each warning to the answer as a Warning header, as the
+// Kubernetes API does: `Warning: 299 - "base image … not found …"`.
+// Clients show them (the CLI on stderr); the request succeeded.
+func warn(w http.ResponseWriter, warnings []string) {
+	for _, text := range warnings {
+		w.Header().Add("Warning", api.WarningHeader(text))
+	}
+}
+
+// checkBases returns the warnings of Config.Bases about t's bases.
+func (s *Server) checkBases(ctx context.Context, t store.Task) []string {
+	if s.cfg.Bases == nil {
+		return nil
+	}
+	return s.cfg.Bases.CheckBases(ctx, t.Bases)
 }
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 	t, err := s.cfg.Store.GetTask(r.Context(), r.PathValue("name"))
 	if err != nil {
-		return err
+		return taskError(r.PathValue("name"), err)
 	}
 	return writeJSON(w, http.StatusOK, apiTask(t))
 }
 
 func (s *Server) deleteTask(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.DeleteTask(r.Context(), r.PathValue("name")); err != nil {
-		return err
+		return taskError(r.PathValue("name"), err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -411,7 +465,7 @@ func (s *Server) deleteTask(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) queueRun(w http.ResponseWriter, r *http.Request) error {
 	run, err := s.cfg.Runs.Queue(r.Context(), r.PathValue("name"), store.Cause{Kind: "manual", User: user(r)})
 	if err != nil {
-		return err
+		return taskError(r.PathValue("name"), err)
 	}
 	return writeJSON(w, http.StatusCreated, apiRun(run))
 }
@@ -429,6 +483,13 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 	runs, err := s.cfg.Store.ListRuns(r.Context(), f)
 	if err != nil {
 		return err
+	}
+	if len(runs) == 0 && f.Task != "" {
+		// A deleted task's runs stay listed; a name that never had a
+		// task is most likely a typo, not "no runs yet".
+		if _, err := s.cfg.Store.GetTask(r.Context(), f.Task); err != nil {
+			return taskError(f.Task, err)
+		}
 	}
 	return writeJSON(w, http.StatusOK, apiList(runs, apiRun))
 }
@@ -448,7 +509,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 	}
 	run, err := s.cfg.Store.GetRun(r.Context(), id)
 	if err != nil {
-		return err
+		return runError(id, err)
 	}
 	return writeJSON(w, http.StatusOK, apiRun(run))
 }
@@ -462,7 +523,7 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if _, err := s.cfg.Store.GetRun(r.Context(), id); err != nil {
-		return err
+		return runError(id, err)
 	}
 	follow := r.URL.Query().Get("follow") == "1" || r.URL.Query().Get("follow") == "true"
 	var after int64

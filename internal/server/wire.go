@@ -108,7 +108,7 @@ func apiExplanation(e plan.Explanation) api.Explanation {
 		out.Bases = make([]api.BaseStatus, len(e.Bases))
 		for i, b := range e.Bases {
 			out.Bases[i] = api.BaseStatus{Ref: b.Ref, Stage: b.Stage, Role: b.Role, Watched: b.Watched,
-				Tracked: b.Tracked, Current: b.Current, Built: b.Built, Stale: b.Stale, CheckedAt: b.CheckedAt,
+				Tracked: b.Tracked, Current: b.Current, MediaType: b.MediaType, Built: b.Built, Stale: b.Stale, CheckedAt: b.CheckedAt,
 				ChangedAt: b.ChangedAt, NextCheckAt: b.NextCheckAt, LastError: b.LastError,
 				ErrorSince: b.ErrorSince, Pinned: b.Pinned}
 		}

@@ -268,21 +268,36 @@ func parseTime(s string) time.Time {
 	return t
 }
 
-// translate maps driver errors to the package's sentinels.
+// translate maps driver errors to the package's sentinels. A unique
+// violation reads as ErrExists alone: the driver's text (SQLite's
+// "UNIQUE constraint failed: tasks.name (1555)", PostgreSQL's
+// "duplicate key value violates unique constraint …") is not for users;
+// it stays reachable with errors.As for debugging.
 func translate(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
-		return fmt.Errorf("%w: %v", ErrExists, err)
+		return &sentinelError{ErrExists, err}
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() {
 		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
-			return fmt.Errorf("%w: %v", ErrExists, err)
+			return &sentinelError{ErrExists, err}
 		}
 	}
 	return err
 }
+
+// sentinelError reads as its sentinel and keeps the driver error it
+// stands for in the chain.
+type sentinelError struct {
+	sentinel error
+	driver   error
+}
+
+func (e *sentinelError) Error() string        { return e.sentinel.Error() }
+func (e *sentinelError) Is(target error) bool { return target == e.sentinel }
+func (e *sentinelError) Unwrap() error        { return e.driver }

@@ -195,6 +195,11 @@ func TestCreateTask(t *testing.T) {
 	if !errors.Is(err, store.ErrExists) {
 		t.Errorf("second CreateTask(api) error = %v, want ErrExists", err)
 	}
+	// The driver's words (SQLite's "UNIQUE constraint failed: tasks.name
+	// (1555)", PostgreSQL's "duplicate key value …") stay inside the store.
+	if err != nil && err.Error() != "creating task api: already exists" {
+		t.Errorf("second CreateTask(api) error = %q, want %q", err, "creating task api: already exists")
+	}
 	if got2, _ := s.GetTask(ctx, "api"); !cmpEqual(got2, got) {
 		t.Errorf("failed CreateTask changed the task: %s", cmpDiff(got, got2))
 	}
