@@ -158,6 +158,7 @@ type Client struct {
 
 	mu    sync.Mutex
 	hosts map[string]*hostState
+	pings *pingCache
 }
 
 // hostState is the Client's state for one registry host.
@@ -180,6 +181,7 @@ func New(cfg Config) *Client {
 		timeout:     cfg.Timeout,
 		hosts:       map[string]*hostState{},
 	}
+	c.pings = &pingCache{insecure: c.insecure.Has, entries: map[string]*pingEntry{}}
 	if c.keychain == nil {
 		c.keychain = authn.DefaultKeychain
 	}
@@ -309,6 +311,16 @@ func (c *Client) session(ctx context.Context, ref string, r name.Reference,
 // check does the requests of one Check.
 func (c *Client) check(ctx context.Context, p *remote.Puller, r name.Reference, known Result, st *callState) (Result, error) {
 	opts := []remote.Option{remote.Reuse(p), remote.WithContext(ctx)}
+	if _, byDigest := r.(name.Digest); known.Digest == "" && !byDigest {
+		// First sight: nothing to compare a HEAD with, so GET the
+		// manifest by tag at once — digest and body in one request —
+		// verified as a GET after a digest-less HEAD is.
+		d, err := getVerified(r, st, opts, "the registry's manifest GET")
+		if err != nil {
+			return Result{}, err
+		}
+		return describe(d)
+	}
 	desc, err := remote.Head(r, opts...)
 	if err != nil {
 		if !st.headAnswered() {
@@ -320,12 +332,15 @@ func (c *Client) check(ctx context.Context, p *remote.Puller, r name.Reference, 
 		if gerr != nil {
 			return Result{}, gerr
 		}
-		if known.Digest != "" && d.Digest.String() == known.Digest {
+		if known.Digest != "" && d.Digest.String() == known.Digest && len(known.Platforms) > 0 {
 			return unchanged(known, d.MediaType), nil
 		}
 		return describe(d)
 	}
-	if known.Digest != "" && desc.Digest.String() == known.Digest {
+	// Unchanged and its platforms known: nothing more to fetch. Known
+	// without platforms (a run's resolution seeded only the digest):
+	// fetch the body once, so the index learns each platform's digest.
+	if known.Digest != "" && desc.Digest.String() == known.Digest && len(known.Platforms) > 0 {
 		return unchanged(known, desc.MediaType), nil
 	}
 	// By digest, so that the tag moving between HEAD and GET cannot mix
@@ -346,12 +361,18 @@ func (c *Client) check(ctx context.Context, p *remote.Puller, r name.Reference, 
 // must equal the GET's Docker-Content-Digest when there is one. An
 // empty or garbage answer is an error, never a digest.
 func getWithoutDigest(r name.Reference, st *callState, opts []remote.Option) (*remote.Descriptor, error) {
+	return getVerified(r, st, opts, "the registry answered the manifest HEAD without Docker-Content-Digest, and its GET")
+}
+
+// getVerified GETs the manifest r points to and checks it as
+// getWithoutDigest describes; what names the request in errors.
+func getVerified(r name.Reference, st *callState, opts []remote.Option, what string) (*remote.Descriptor, error) {
 	d, err := remote.Get(r, opts...)
 	if err != nil {
 		return nil, err
 	}
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("the registry answered the manifest HEAD without Docker-Content-Digest, and its GET is no manifest: "+format, args...)
+		return fmt.Errorf(what+" is no manifest: "+format, args...)
 	}
 	if len(d.Manifest) > maxManifest {
 		return nil, bad("%d bytes, over the %d-byte limit", len(d.Manifest), maxManifest)
@@ -579,7 +600,7 @@ func (c *Client) puller(host string, h *hostState) (*remote.Puller, error) {
 	}
 	p, err := remote.NewPuller(
 		remote.WithAuthFromKeychain(c.keychain),
-		remote.WithTransport(&recorder{next: c.transport}),
+		remote.WithTransport(c.pings.wrap(&recorder{next: c.transport})),
 		remote.WithUserAgent(userAgent),
 		// No retries inside go-containerregistry: by default it retries
 		// 408/429/5xx and temporary network errors up to 3 times (1s, 3s
