@@ -371,6 +371,9 @@ func getVerified(r name.Reference, st *callState, opts []remote.Option, what str
 	if err != nil {
 		return nil, err
 	}
+	if st.getDigestValue() == "" && !strings.Contains(what, "Docker-Content-Digest") {
+		what += " (answered without Docker-Content-Digest)"
+	}
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf(what+" is no manifest: "+format, args...)
 	}
