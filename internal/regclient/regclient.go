@@ -1,12 +1,14 @@
 // Package regclient is refit's one registry client: it looks up what an
-// image reference points to (Check, for the watcher) and resolves a tag
-// to its digest (Resolve, for a run's base pins). It owns everything
-// about talking to registries: a session and credentials per registry
-// (from a keychain, dropped when the keychain's logins change), a limit
-// on concurrent requests per registry, rate limiting answers and their
-// Retry-After (Error, Backoff), a HEAD first and a GET only when
-// something changed or the HEAD said too little (a manifest fetched
-// without a digest is verified before it is trusted), size limits on
+// image reference points to (Check, for the watcher and a run's first
+// look at a tag) and resolves a reference to its digest (Resolve). It
+// owns everything about talking to registries: a session and credentials
+// per registry (one ping per registry and scheme, token scopes per
+// repository; credentials from a keychain, dropped when the keychain's
+// logins change), a limit on concurrent requests per registry, rate
+// limiting answers and their Retry-After (Error, Backoff), a GET at once
+// when nothing is known, else a HEAD first and a GET only when something
+// changed, the platforms are unknown, or the HEAD said too little (a
+// manifest fetched without a digest is verified before it is trusted), size limits on
 // what it reads, and which registries are reached over plain HTTP
 // (Insecure, the rule the runner and BuildKit's configuration follow
 // too). It does not decide what to check when — that is internal/index's
@@ -207,18 +209,23 @@ func New(cfg Config) *Client {
 }
 
 // Check looks up what ref (a normalized "registry/repo:tag") points to.
-// known is the last Result stored for ref (zero value if none): when
-// the HEAD's digest equals known.Digest, Check returns known's Platforms
+// known is the last Result stored for ref (zero value if none). With
+// nothing known, Check GETs the manifest by tag at once (digest and body
+// in one request, verified as below) instead of a HEAD. When the HEAD's
+// digest equals known.Digest and known has Platforms, Check returns them
 // without any further request (exactly one request for an unchanged
-// reference, once the registry session is set up). When the digest
-// changed (or is unknown) and the manifest is an index, it GETs the index
+// reference, once the registry session is set up); known without
+// Platforms (a digest a run seeded) gets the body fetched once. When the
+// digest changed and the manifest is an index, it GETs the index
 // by digest (one more request) to fill Platforms; for a single manifest
 // it GETs the manifest and the config blob to learn the platform. It
 // falls back to GET when the registry's HEAD answer lacks the
 // Docker-Content-Digest header, and then takes the digest only from a
 // body that is a manifest (see getWithoutDigest): an empty or garbage
-// answer is an error, never an observation. The first check of a repository also
-// pings the registry (and fetches a token where it uses them); a bearer
+// answer is an error, never an observation. The first check of a registry
+// also pings it (once per Client and scheme; an HTTPS probe of an
+// Insecure registry is never made), and the first of a repository
+// fetches a token where the registry uses them; a bearer
 // token expiring (Docker Hub's last 5 min) costs a 401 and a token request
 // on the next check. Nothing is retried. Check waits for a
 // slot of the registry's PerRegistry limit, and the whole check is bounded
