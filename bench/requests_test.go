@@ -195,4 +195,3 @@ func (c *probeConn) Read(p []byte) (int, error) {
 	})
 	return c.r.Read(p)
 }
-
