@@ -290,7 +290,7 @@ func (w *Watcher) check(ctx context.Context, b store.BaseRef) {
 	if source == "" {
 		source = "poll"
 	}
-	o := Observation{Ref: b.Ref, Digest: res.Digest, MediaType: res.MediaType, Platforms: res.Platforms, Source: source, Next: w.next(b.Ref)}
+	o := Observation{Ref: b.Ref, Digest: res.Digest, MediaType: res.MediaType, Platforms: res.Platforms, Source: source, Next: w.next(b)}
 	changed, err := w.cfg.Observer.Observe(ctx, o)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -326,14 +326,28 @@ func (w *Watcher) recordError(ctx context.Context, ref, msg string, next time.Ti
 	w.storeErr.Succeed()
 }
 
-// next spreads checks over the interval: each reference keeps a stable
-// phase (a hash of its name) with a little jitter, so references added
-// together do not stay in step.
-func (w *Watcher) next(ref string) time.Time {
+// next is when to check b again after this check. A reference checked on
+// schedule is due one interval after it was due this time — not after the
+// check finished, which would let the tick and the check's own time push
+// a short interval's check past the next slot, checking it only every
+// other interval (a check that came a whole interval late stands for the
+// next slot too). Otherwise (its first check, after a hint or a failure,
+// or when it is more than an interval late, as after a restart) it takes
+// a stable phase in the interval (a hash of its name) at least half an
+// interval away, with a little jitter, so that references added together
+// do not stay in step.
+func (w *Watcher) next(b store.BaseRef) time.Time {
 	iv := w.cfg.Interval
-	h := fnv.New32a()
-	h.Write([]byte(ref))
 	now := time.Now()
+	if b.HintSource == "" && !b.CheckedAt.IsZero() && b.Failures == 0 && !b.NextCheckAt.IsZero() && now.Sub(b.NextCheckAt) < 2*iv {
+		at := b.NextCheckAt.Add(iv)
+		if !at.After(now) {
+			at = at.Add(iv) // this check took the next slot's turn
+		}
+		return at
+	}
+	h := fnv.New32a()
+	h.Write([]byte(b.Ref))
 	phase := time.Duration(h.Sum32()) % iv
 	at := now.Truncate(iv).Add(phase)
 	for !at.After(now.Add(iv / 2)) {

@@ -32,7 +32,10 @@ type Result struct {
 // the tasks of the wave it caused (in build order).
 type BaseUpdated struct {
 	store.Observation
-	Tasks []string `json:"tasks"`
+	// Change is "changed" (the platform's manifest moved from OldDigest)
+	// or "added" (a platform the reference did not have before).
+	Change string   `json:"change"`
+	Tasks  []string `json:"tasks"`
 }
 
 // Observe commits what a check saw (see Commit) and returns how many
@@ -114,7 +117,11 @@ func (l *Runs) commit(tx *store.Tx, o index.Observation) (res Result, err error)
 		order, upstream = g.Wave(direct)
 	}
 	for _, ob := range res.Changed {
-		if err := tx.Emit(store.EventBaseUpdated, o.Ref, BaseUpdated{Observation: ob, Tasks: order}); err != nil {
+		change := "changed"
+		if ob.OldDigest == "" {
+			change = "added"
+		}
+		if err := tx.Emit(store.EventBaseUpdated, o.Ref, BaseUpdated{Observation: ob, Change: change, Tasks: order}); err != nil {
 			return res, err
 		}
 	}

@@ -111,34 +111,47 @@ func Coalesce(waiting store.Run, cause store.Cause, direct bool, blockers []int6
 }
 
 // Sightings decides what a check that saw seen records against old, the
-// reference as stored: one history entry per platform whose digest moved
-// (old digests filled in), stamped with source and at. The first check
-// of a reference is a baseline (even when a run's resolution seeded the
-// same digest): every platform is recorded, and none counts as a change.
-// An identical top-level digest after that records nothing (record is
-// nil and baseline false: only the check is saved).
+// reference as stored: one history entry per platform whose digest moved,
+// stamped with source and at. A platform's old digest is that platform's
+// previous manifest, never the index's digest; a platform not there
+// before has none ("added", not "changed"). Only when the stored state
+// knows no platforms (a run's resolution seeded the digest alone) and
+// seen is a single manifest is the old top-level digest that manifest's
+// old digest. The first check of a reference is a baseline: every
+// platform is recorded (unless a run's resolution already recorded the
+// same digest with its platforms), and none counts as a change. An
+// identical top-level digest after that records nothing (record is nil
+// and baseline false: only the check is saved).
 func Sightings(old, seen store.BaseRef, source string, at time.Time) (record []store.Observation, baseline bool) {
 	baseline = old.Digest == "" || old.CheckedAt.IsZero() && old.Digest == seen.Digest
-	if old.Digest == seen.Digest && !baseline {
-		return nil, false
+	if old.Digest == seen.Digest && (!baseline || len(old.Platforms) > 0) {
+		return nil, baseline
 	}
 	before := map[string]string{}
 	for _, pd := range old.Platforms {
 		before[pd.Platform] = pd.Digest
 	}
+	single := len(seen.Platforms) == 1 && !isIndex(seen.MediaType)
 	for _, pd := range seen.Platforms {
-		if !baseline && before[pd.Platform] == pd.Digest {
+		prev := before[pd.Platform]
+		if !baseline && prev == pd.Digest {
 			continue
 		}
-		prev := before[pd.Platform]
-		if prev == "" && len(old.Platforms) == 0 {
-			// Seeded by a run's resolution: only the top digest is known.
+		switch {
+		case baseline:
+			prev = ""
+		case prev == "" && len(old.Platforms) == 0 && single:
 			prev = old.Digest
 		}
 		record = append(record, store.Observation{Ref: seen.Ref, Platform: pd.Platform, Digest: pd.Digest, OldDigest: prev,
 			TopDigest: seen.Digest, Source: source, SeenAt: at})
 	}
 	return record, baseline
+}
+
+// isIndex reports whether mt is an image index or manifest list.
+func isIndex(mt string) bool {
+	return mt == "application/vnd.oci.image.index.v1+json" || mt == "application/vnd.docker.distribution.manifest.list.v2+json"
 }
 
 // Task returns the graph's task of that name.

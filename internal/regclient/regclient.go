@@ -1,12 +1,14 @@
 // Package regclient is refit's one registry client: it looks up what an
-// image reference points to (Check, for the watcher) and resolves a tag
-// to its digest (Resolve, for a run's base pins). It owns everything
-// about talking to registries: a session and credentials per registry
-// (from a keychain, dropped when the keychain's logins change), a limit
-// on concurrent requests per registry, rate limiting answers and their
-// Retry-After (Error, Backoff), a HEAD first and a GET only when
-// something changed or the HEAD said too little (a manifest fetched
-// without a digest is verified before it is trusted), size limits on
+// image reference points to (Check, for the watcher and a run's first
+// look at a tag) and resolves a reference to its digest (Resolve). It
+// owns everything about talking to registries: a session and credentials
+// per registry (one ping per registry and scheme, token scopes per
+// repository; credentials from a keychain, dropped when the keychain's
+// logins change), a limit on concurrent requests per registry, rate
+// limiting answers and their Retry-After (Error, Backoff), a GET at once
+// when nothing is known, else a HEAD first and a GET only when something
+// changed, the platforms are unknown, or the HEAD said too little (a
+// manifest fetched without a digest is verified before it is trusted), size limits on
 // what it reads, and which registries are reached over plain HTTP
 // (Insecure, the rule the runner and BuildKit's configuration follow
 // too). It does not decide what to check when — that is internal/index's
@@ -158,6 +160,7 @@ type Client struct {
 
 	mu    sync.Mutex
 	hosts map[string]*hostState
+	pings *pingCache
 }
 
 // hostState is the Client's state for one registry host.
@@ -180,6 +183,7 @@ func New(cfg Config) *Client {
 		timeout:     cfg.Timeout,
 		hosts:       map[string]*hostState{},
 	}
+	c.pings = &pingCache{insecure: c.insecure.Has, entries: map[string]*pingEntry{}}
 	if c.keychain == nil {
 		c.keychain = authn.DefaultKeychain
 	}
@@ -205,18 +209,23 @@ func New(cfg Config) *Client {
 }
 
 // Check looks up what ref (a normalized "registry/repo:tag") points to.
-// known is the last Result stored for ref (zero value if none): when
-// the HEAD's digest equals known.Digest, Check returns known's Platforms
+// known is the last Result stored for ref (zero value if none). With
+// nothing known, Check GETs the manifest by tag at once (digest and body
+// in one request, verified as below) instead of a HEAD. When the HEAD's
+// digest equals known.Digest and known has Platforms, Check returns them
 // without any further request (exactly one request for an unchanged
-// reference, once the registry session is set up). When the digest
-// changed (or is unknown) and the manifest is an index, it GETs the index
+// reference, once the registry session is set up); known without
+// Platforms (a digest a run seeded) gets the body fetched once. When the
+// digest changed and the manifest is an index, it GETs the index
 // by digest (one more request) to fill Platforms; for a single manifest
 // it GETs the manifest and the config blob to learn the platform. It
 // falls back to GET when the registry's HEAD answer lacks the
 // Docker-Content-Digest header, and then takes the digest only from a
 // body that is a manifest (see getWithoutDigest): an empty or garbage
-// answer is an error, never an observation. The first check of a repository also
-// pings the registry (and fetches a token where it uses them); a bearer
+// answer is an error, never an observation. The first check of a registry
+// also pings it (once per Client and scheme; an HTTPS probe of an
+// Insecure registry is never made), and the first of a repository
+// fetches a token where the registry uses them; a bearer
 // token expiring (Docker Hub's last 5 min) costs a 401 and a token request
 // on the next check. Nothing is retried. Check waits for a
 // slot of the registry's PerRegistry limit, and the whole check is bounded
@@ -309,6 +318,16 @@ func (c *Client) session(ctx context.Context, ref string, r name.Reference,
 // check does the requests of one Check.
 func (c *Client) check(ctx context.Context, p *remote.Puller, r name.Reference, known Result, st *callState) (Result, error) {
 	opts := []remote.Option{remote.Reuse(p), remote.WithContext(ctx)}
+	if _, byDigest := r.(name.Digest); known.Digest == "" && !byDigest {
+		// First sight: nothing to compare a HEAD with, so GET the
+		// manifest by tag at once — digest and body in one request —
+		// verified as a GET after a digest-less HEAD is.
+		d, err := getVerified(r, st, opts, "the registry's manifest GET")
+		if err != nil {
+			return Result{}, err
+		}
+		return describe(d)
+	}
 	desc, err := remote.Head(r, opts...)
 	if err != nil {
 		if !st.headAnswered() {
@@ -320,12 +339,15 @@ func (c *Client) check(ctx context.Context, p *remote.Puller, r name.Reference, 
 		if gerr != nil {
 			return Result{}, gerr
 		}
-		if known.Digest != "" && d.Digest.String() == known.Digest {
+		if known.Digest != "" && d.Digest.String() == known.Digest && len(known.Platforms) > 0 {
 			return unchanged(known, d.MediaType), nil
 		}
 		return describe(d)
 	}
-	if known.Digest != "" && desc.Digest.String() == known.Digest {
+	// Unchanged and its platforms known: nothing more to fetch. Known
+	// without platforms (a run's resolution seeded only the digest):
+	// fetch the body once, so the index learns each platform's digest.
+	if known.Digest != "" && desc.Digest.String() == known.Digest && len(known.Platforms) > 0 {
 		return unchanged(known, desc.MediaType), nil
 	}
 	// By digest, so that the tag moving between HEAD and GET cannot mix
@@ -346,12 +368,21 @@ func (c *Client) check(ctx context.Context, p *remote.Puller, r name.Reference, 
 // must equal the GET's Docker-Content-Digest when there is one. An
 // empty or garbage answer is an error, never a digest.
 func getWithoutDigest(r name.Reference, st *callState, opts []remote.Option) (*remote.Descriptor, error) {
+	return getVerified(r, st, opts, "the registry answered the manifest HEAD without Docker-Content-Digest, and its GET")
+}
+
+// getVerified GETs the manifest r points to and checks it as
+// getWithoutDigest describes; what names the request in errors.
+func getVerified(r name.Reference, st *callState, opts []remote.Option, what string) (*remote.Descriptor, error) {
 	d, err := remote.Get(r, opts...)
 	if err != nil {
 		return nil, err
 	}
+	if st.getDigestValue() == "" && !strings.Contains(what, "Docker-Content-Digest") {
+		what += " (answered without Docker-Content-Digest)"
+	}
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("the registry answered the manifest HEAD without Docker-Content-Digest, and its GET is no manifest: "+format, args...)
+		return fmt.Errorf(what+" is no manifest: "+format, args...)
 	}
 	if len(d.Manifest) > maxManifest {
 		return nil, bad("%d bytes, over the %d-byte limit", len(d.Manifest), maxManifest)
@@ -579,7 +610,7 @@ func (c *Client) puller(host string, h *hostState) (*remote.Puller, error) {
 	}
 	p, err := remote.NewPuller(
 		remote.WithAuthFromKeychain(c.keychain),
-		remote.WithTransport(&recorder{next: c.transport}),
+		remote.WithTransport(c.pings.wrap(&recorder{next: c.transport})),
 		remote.WithUserAgent(userAgent),
 		// No retries inside go-containerregistry: by default it retries
 		// 408/429/5xx and temporary network errors up to 3 times (1s, 3s

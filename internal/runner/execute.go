@@ -95,19 +95,29 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 	pins := map[string]string{}
 	var runtimeBase *store.UsedBase
 	for _, b := range parsed.Bases {
-		dgst, err := cfg.Resolver.Resolve(ctx, b.Ref)
+		// A tag is looked up with its platforms (one GET of the manifest
+		// — an index lists them — plus the config of a single image), so
+		// that the index, seeded from this sighting, knows each
+		// platform's manifest when the tag moves before its first check.
+		var seen regclient.Result
+		if strings.Contains(b.Ref, "@") {
+			seen.Digest, err = cfg.Resolver.Resolve(ctx, b.Ref)
+		} else {
+			seen, err = cfg.Resolver.Check(ctx, b.Ref, regclient.Result{})
+		}
 		if err != nil {
 			err = resolveError(b.Ref, err)
 			step.Done(err)
 			return fail("resolve", err)
 		}
+		dgst := seen.Digest
 		key, err := dockerfile.ContextKey(b.Name)
 		if err != nil {
 			return fail("resolve", err)
 		}
 		pins[key] = stripDigest(b.Ref) + "@" + dgst
 		if !strings.Contains(b.Ref, "@") {
-			if err := cfg.Store.SeedBaseRef(ctx, b.Ref, dgst); err != nil {
+			if err := cfg.Store.SeedBase(ctx, store.BaseRef{Ref: b.Ref, Digest: dgst, MediaType: seen.MediaType, Platforms: seen.Platforms}); err != nil {
 				return err
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/lifecycle"
+	"github.com/refit-dev/refit/internal/regclient"
 	"github.com/refit-dev/refit/internal/source"
 	"github.com/refit-dev/refit/internal/store"
 )
@@ -22,7 +23,7 @@ import (
 // runStore is what a run records of what it discovers.
 type runStore interface {
 	SetTaskBases(ctx context.Context, name string, bases []dockerfile.Base) error
-	SeedBaseRef(ctx context.Context, ref, digest string) error
+	SeedBase(ctx context.Context, b store.BaseRef) error
 }
 
 // builder builds and pushes an image.
@@ -30,9 +31,12 @@ type builder interface {
 	Build(ctx context.Context, req build.Request, status chan *client.SolveStatus) (build.Result, error)
 }
 
-// resolver returns the digest a reference points to now.
+// resolver returns what a reference points to now: Resolve its digest
+// (none fetched for a reference pinned by digest), Check its digest and
+// platforms (a *regclient.Client).
 type resolver interface {
 	Resolve(ctx context.Context, ref string) (string, error)
+	Check(ctx context.Context, ref string, known regclient.Result) (regclient.Result, error)
 }
 
 var (

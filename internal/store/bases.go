@@ -173,23 +173,44 @@ func (s *Store) HintRefs(ctx context.Context, refs []string, source, eventID str
 }
 
 // SeedBaseRef records digest as what a tracked reference points to when
-// the index has not checked it yet: a run that resolved it is the first
-// sighting, so a move before the first check still counts as a change.
-// The sighting goes into the reference's history with source "run".
+// the index has not checked it yet (see SeedBase), its platforms unknown.
 func (s *Store) SeedBaseRef(ctx context.Context, ref, digest string) error {
-	err := s.InTx(ctx, func(tx *Tx) error {
-		res, err := tx.tx.ExecContext(ctx, `UPDATE base_refs SET digest = $1 WHERE ref = $2 AND digest = ''`, digest, ref)
+	return s.SeedBase(ctx, BaseRef{Ref: ref, Digest: digest})
+}
+
+// SeedBase records b (digest, media type, platforms) as what a tracked
+// reference points to when the index has not checked it yet: a run that
+// resolved it is the first sighting, so a move before the first check
+// still counts as a change, each platform against its own manifest. The
+// sighting goes into the reference's history with source "run", one
+// entry per platform (one with platform "" when none are known).
+func (s *Store) SeedBase(ctx context.Context, b BaseRef) error {
+	plats, err := json.Marshal(b.Platforms)
+	if err != nil {
+		return err
+	}
+	err = s.InTx(ctx, func(tx *Tx) error {
+		res, err := tx.tx.ExecContext(ctx, `UPDATE base_refs SET digest = $1, media_type = $2, platforms = $3 WHERE ref = $4 AND digest = ''`,
+			b.Digest, b.MediaType, string(plats), b.Ref)
 		if err != nil {
 			return translate(err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
 		}
-		_, err = tx.AddObservation(Observation{Ref: ref, Digest: digest, TopDigest: digest, Source: "run"})
-		return err
+		if len(b.Platforms) == 0 {
+			_, err = tx.AddObservation(Observation{Ref: b.Ref, Digest: b.Digest, TopDigest: b.Digest, Source: "run"})
+			return err
+		}
+		for _, pd := range b.Platforms {
+			if _, err := tx.AddObservation(Observation{Ref: b.Ref, Platform: pd.Platform, Digest: pd.Digest, TopDigest: b.Digest, Source: "run"}); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("seeding base reference %s: %w", ref, err)
+		return fmt.Errorf("seeding base reference %s: %w", b.Ref, err)
 	}
 	return nil
 }
