@@ -15,6 +15,7 @@ import (
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/lifecycle"
+	"github.com/refit-dev/refit/internal/regclient"
 	"github.com/refit-dev/refit/internal/source"
 	"github.com/refit-dev/refit/internal/store"
 )
@@ -30,15 +31,18 @@ type builder interface {
 	Build(ctx context.Context, req build.Request, status chan *client.SolveStatus) (build.Result, error)
 }
 
-// resolver returns the digest a reference points to now.
+// resolver returns the digest a reference points to now, and reads what
+// a pushed image holds (its per-platform manifest digests).
 type resolver interface {
 	Resolve(ctx context.Context, ref string) (string, error)
+	Check(ctx context.Context, ref string, known regclient.Result) (regclient.Result, error)
 }
 
 var (
 	_ builder            = (*build.Builder)(nil)
 	_ runStore           = (*store.Store)(nil)
 	_ lifecycle.Executor = (*Runner)(nil)
+	_ resolver           = (*regclient.Client)(nil)
 )
 
 // Config configures a Runner.
@@ -47,7 +51,8 @@ type Config struct {
 	Store runStore
 	// Builder builds images (required).
 	Builder builder
-	// Resolver resolves base tags to digests (required).
+	// Resolver resolves base tags to digests and reads the platform
+	// manifest digests of each pushed image (required).
 	Resolver resolver
 	// Registry is the embedded registry's host:port; images named without
 	// a registry host are pushed there (required).
