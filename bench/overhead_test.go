@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -153,22 +154,28 @@ func BenchmarkOverhead(b *testing.B) {
 	}
 
 	// The plain side does what refit's build does (internal/build,
-	// internal/runner/worker.go): same frontend and build args, the base
+	// internal/runner/execute.go): same frontend and build args, the base
 	// pinned by digest through a named context, the same labels and
-	// manifest+index annotations, mode=max provenance, push to the same
-	// registry.
+	// manifest+index annotations, mode=max provenance, a reproducible
+	// build (SOURCE_DATE_EPOCH from the context's newest file, as refit
+	// takes it for a dir source, and rewrite-timestamp), push to the
+	// same registry.
 	pinKey, err := dockerfile.ContextKey(baseRef)
+	if err != nil {
+		b.Fatal(err)
+	}
+	epoch, err := newestModTime(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
 	plainRef := s.RegistryAddr + "/plain:latest"
 	plain := func(nonce string) (sample, error) {
 		ann := map[string]string{
-			runner.AnnotationCreated:    time.Now().UTC().Format(time.RFC3339),
+			runner.AnnotationCreated:    epoch.UTC().Format(time.RFC3339),
 			runner.AnnotationBaseName:   baseRef,
 			runner.AnnotationBaseDigest: baseDigest,
 		}
-		out := "type=image,name=" + plainRef + ",push=true,registry.insecure=true"
+		out := "type=image,name=" + plainRef + ",push=true,registry.insecure=true,rewrite-timestamp=true"
 		args := []string{"--addr", s.BuildKitAddr, "build", "--progress", "plain",
 			"--frontend", "dockerfile.v0",
 			"--local", "context=" + dir, "--local", "dockerfile=" + dir,
@@ -178,6 +185,7 @@ func BenchmarkOverhead(b *testing.B) {
 			"--opt", "build-arg:NONCE=" + nonce,
 			"--opt", "context:" + pinKey + "=docker-image://" + baseRef + "@" + baseDigest,
 			"--opt", "attest:provenance=mode=max",
+			"--opt", "build-arg:SOURCE_DATE_EPOCH=" + strconv.FormatInt(epoch.Unix(), 10),
 		}
 		for _, k := range slices.Sorted(maps.Keys(ann)) {
 			args = append(args, "--opt", "label:"+k+"="+ann[k])
@@ -431,4 +439,24 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n:]
+}
+
+// newestModTime is the newest modification time under dir: what refit
+// takes as a dir source's SOURCE_DATE_EPOCH (it has no ignore file).
+func newestModTime(dir string) (time.Time, error) {
+	var newest time.Time
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.ModTime().After(newest) {
+			newest = fi.ModTime()
+		}
+		return nil
+	})
+	return newest.Truncate(time.Second), err
 }

@@ -53,6 +53,11 @@ type Run struct {
 	// BlockedBy lists the numbers of upstream runs of the same wave this
 	// run waits for (7 for r-7).
 	BlockedBy []int64 `json:"blockedBy,omitempty"`
+	// Platforms are the pushed image's per-platform manifest digests
+	// (Digest is the index's, which differs with its provenance alone):
+	// the same inputs give the same ones, and a run whose are unchanged
+	// rebuilds nothing downstream.
+	Platforms []PlatformDigest `json:"platforms,omitempty"`
 }
 
 // UsedBase is a base image a run resolved and pinned.

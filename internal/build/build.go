@@ -14,7 +14,9 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/types"
@@ -63,6 +65,13 @@ type Request struct {
 	Labels map[string]string
 	// Provenance turns on the SLSA provenance attestation (mode=max).
 	Provenance bool
+	// SourceDateEpoch, when not zero, makes the build reproducible: it is
+	// passed as the SOURCE_DATE_EPOCH build arg (BuildKit stamps the image
+	// config's created time and history with it) and the exporter
+	// rewrites every layer file newer than it to it (rewrite-timestamp),
+	// so the same inputs give the same platform image digest. Zero =
+	// BuildKit's defaults (build time, files' own times).
+	SourceDateEpoch time.Time
 }
 
 // Result is what a successful build pushed.
@@ -157,6 +166,9 @@ func (b *Builder) Build(ctx context.Context, req Request, status chan *client.So
 	for k, v := range req.BuildArgs {
 		attrs["build-arg:"+k] = v
 	}
+	if !req.SourceDateEpoch.IsZero() {
+		attrs["build-arg:SOURCE_DATE_EPOCH"] = strconv.FormatInt(req.SourceDateEpoch.Unix(), 10)
+	}
 	for k, v := range req.Pins {
 		attrs["context:"+k] = "docker-image://" + v
 	}
@@ -173,6 +185,9 @@ func (b *Builder) Build(ctx context.Context, req Request, status chan *client.So
 	}
 	if req.Insecure {
 		export["registry.insecure"] = "true"
+	}
+	if !req.SourceDateEpoch.IsZero() {
+		export["rewrite-timestamp"] = "true"
 	}
 	for _, k := range slices.Sorted(maps.Keys(req.Annotations)) {
 		export["annotation-manifest."+k] = req.Annotations[k]

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +64,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[Args]) error {
 // else failed, at the step a *StepError names.
 func ended(ctx context.Context, run store.Run, out Outcome, err error) store.Run {
 	run.Commit, run.Bases, run.Digest, run.Image, run.Tags = out.Commit, out.Bases, out.Digest, out.Image, out.Tags
+	run.Platforms = out.Platforms
 	run.Timings = map[string]string{"queued": run.StartedAt.Sub(run.CreatedAt).Round(time.Millisecond).String()}
 	maps.Copy(run.Timings, out.Timings)
 	run.FinishedAt = time.Now().UTC()
@@ -89,7 +91,9 @@ func ended(ctx context.Context, run store.Run, out Outcome, err error) store.Run
 // runs of its wave that waited for it — when it succeeded, each with no
 // other blocker left is enqueued; when it did not, they are canceled,
 // transitively, each saying which upstream run stopped it — and, when it
-// succeeded, cascades to the tasks built on its output.
+// succeeded and pushed a different image than the task's previous
+// succeeded run (see samePlatforms), cascades to the tasks built on its
+// output: a rebuild that changed nothing rebuilds nothing.
 func (l *Runs) finish(ctx context.Context, r store.Run) error {
 	if !r.State.Done() {
 		return fmt.Errorf("finishing run %s: state %s is not an end", store.FormatRunID(r.ID), r.State)
@@ -102,8 +106,34 @@ func (l *Runs) finish(ctx context.Context, r store.Run) error {
 		if err != nil || r.State != store.StateSucceeded {
 			return err
 		}
+		prev, err := tx.PreviousSucceeded(r.Task, r.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err == nil && samePlatforms(prev.Platforms, r.Platforms) {
+			l.cfg.Logger.Info("image unchanged: no cascade", "run", store.FormatRunID(r.ID),
+				"same_as", store.FormatRunID(prev.ID), "digest", r.Digest)
+			return nil
+		}
 		return l.cascade(tx, r, released)
 	})
+}
+
+// samePlatforms reports whether two pushes hold the same images: the
+// same digest for every platform, and at least one known. An index
+// digest is not compared: it moves with the provenance's timestamps
+// alone. Unknown platform digests (a run from before they were
+// recorded, or whose read-back failed) count as a change.
+func samePlatforms(a, b []store.PlatformDigest) bool {
+	if len(a) == 0 || len(a) != len(b) {
+		return false
+	}
+	sorted := func(p []store.PlatformDigest) []store.PlatformDigest {
+		return slices.SortedFunc(slices.Values(p), func(x, y store.PlatformDigest) int {
+			return cmp.Or(cmp.Compare(x.Platform, y.Platform), cmp.Compare(x.Digest, y.Digest))
+		})
+	}
+	return slices.Equal(sorted(a), sorted(b))
 }
 
 // release updates the runs that waited for up and returns their IDs.

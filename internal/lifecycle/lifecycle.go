@@ -54,6 +54,9 @@ type Outcome struct {
 	Digest string           // digest pushed
 	Image  string           // repository@digest pushed
 	Tags   []string         // tags pushed
+	// Platforms are the pushed image's per-platform manifest digests:
+	// what decides whether the push changed anything (see finish).
+	Platforms []store.PlatformDigest
 	// Timings are the steps' durations ("source": "1.2s"); the lifecycle
 	// adds "queued" and "total".
 	Timings map[string]string

@@ -228,6 +228,58 @@ func TestCascade(t *testing.T) {
 	}
 }
 
+// TestUnchangedImageCascadesNothing: a succeeded run whose platform
+// image digests equal the task's previous succeeded run's (a rebuild of
+// the same inputs; only the index digest differs) rebuilds nothing built
+// on it; a run whose digests differ, or are unknown, cascades.
+func TestUnchangedImageCascadesNothing(t *testing.T) {
+	f := startLife(t, -1)
+	f.addTask(t, task.Spec{Name: "base", Image: "acme/base"}, "FROM debian:12\n")
+	f.addTask(t, task.Spec{Name: "app"}, "FROM "+reg+"/acme/base:latest\n")
+	f.on("app", func(context.Context, store.Run, lifecycle.Logs) (lifecycle.Outcome, error) {
+		return lifecycle.Outcome{}, nil
+	})
+	same := []store.PlatformDigest{{Platform: "linux/amd64", Digest: "sha256:a1"}, {Platform: "linux/arm64", Digest: "sha256:b1"}}
+	for i, step := range []struct {
+		name      string
+		platforms []store.PlatformDigest
+		cascades  bool
+	}{
+		{"first build", same, true},
+		{"same platform digests, new index", []store.PlatformDigest{same[1], same[0]}, false},
+		{"one platform changed", []store.PlatformDigest{same[0], {Platform: "linux/arm64", Digest: "sha256:b2"}}, true},
+		{"digests unknown", nil, true},
+	} {
+		f.on("base", func(context.Context, store.Run, lifecycle.Logs) (lifecycle.Outcome, error) {
+			d := fmt.Sprintf("sha256:index%d", i)
+			return lifecycle.Outcome{Digest: d, Image: reg + "/acme/base@" + d, Platforms: step.platforms}, nil
+		})
+		before := len(f.exec.executed())
+		up, err := f.l.Queue(t.Context(), "base", store.Cause{Kind: "manual", User: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.waitEnded(t, up.ID); got.State != store.StateSucceeded || !slices.Equal(got.Platforms, step.platforms) {
+			t.Fatalf("%s: base run %s platforms %v, want succeeded with %v", step.name, got.State, got.Platforms, step.platforms)
+		}
+		// The cascade, if any, was created in the finish transaction.
+		app, err := f.st.ListRuns(t.Context(), store.RunFilter{Task: "app", Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cascaded := len(app) > 0 && app[0].Cause.UpstreamRun == up.ID
+		if cascaded != step.cascades {
+			t.Errorf("%s: app rebuilt = %v, want %v", step.name, cascaded, step.cascades)
+		}
+		if cascaded {
+			f.waitEnded(t, app[0].ID)
+			if n := len(f.exec.executed()) - before; n != 2 {
+				t.Errorf("%s: %d runs executed, want base and app", step.name, n)
+			}
+		}
+	}
+}
+
 // TestFailureCancelsDependents: when a run of a wave fails, the runs that
 // waited for it end canceled at step "upstream", saying which run stopped
 // them, transitively — also a run that waited for two of them — and none

@@ -1,9 +1,12 @@
 package runner
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -11,6 +14,8 @@ import (
 	"time"
 
 	"github.com/moby/buildkit/client"
+	"github.com/moby/patternmatcher/ignorefile"
+	"github.com/tonistiigi/fsutil"
 
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/dockerfile"
@@ -145,7 +150,17 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 	for _, t := range tags {
 		names = append(names, repo+":"+t)
 	}
-	ann := map[string]string{AnnotationCreated: time.Now().UTC().Format(time.RFC3339)}
+	epoch := commit.Time
+	if spec.Source.Git == "" {
+		if epoch, err = dirEpoch(ctx, root, spec, src); err != nil {
+			return fail("source", err)
+		}
+	}
+	if epoch.IsZero() {
+		epoch = time.Now() // no commit time known: not reproducible
+	}
+	epoch = epoch.UTC().Truncate(time.Second)
+	ann := map[string]string{AnnotationCreated: epoch.Format(time.RFC3339)}
 	if runtimeBase != nil {
 		ann[AnnotationBaseName] = runtimeBase.Ref
 		ann[AnnotationBaseDigest] = runtimeBase.Digest
@@ -181,6 +196,9 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 		Annotations:    ann,
 		Labels:         ann,
 		Provenance:     true,
+		// The same inputs (commit or dir content, pinned bases, args)
+		// give the same platform image digests: see SourceDateEpoch.
+		SourceDateEpoch: epoch,
 	}, status)
 	<-done
 	mark("build", t0)
@@ -188,7 +206,69 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 		return fail("build", err)
 	}
 	out.Digest, out.Image, out.Tags = res.Digest, repo+"@"+res.Digest, tags
+
+	// 4. Read back the platform image digests: what dependents build on,
+	// and what decides whether this push changed anything (the index
+	// digest moves with the provenance's timestamps alone). A failed read
+	// does not fail a pushed build; without them the run counts as a
+	// change.
+	step = logs.Step("read platform digests of " + out.Image)
+	pushed, err := cfg.Resolver.Check(ctx, out.Image, regclient.Result{})
+	if err == nil {
+		out.Platforms = pushed.Platforms
+		for _, p := range pushed.Platforms {
+			step.Logf("%s %s\n", cmp.Or(p.Platform, "(no platform)"), p.Digest)
+		}
+	}
+	step.Done(err)
 	return nil
+}
+
+// dirEpoch is a dir source's SOURCE_DATE_EPOCH: the newest modification
+// time among the files the build sends (the context after its ignore
+// file) and the Dockerfile. It stays put while the directory is
+// unchanged, moves when a file is written, and ignores files the build
+// does not see (logs, node_modules excluded by .dockerignore).
+func dirEpoch(ctx context.Context, root string, spec task.Spec, src *sourceFiles) (time.Time, error) {
+	var newest time.Time
+	tree, err := os.OpenRoot(root)
+	if err != nil {
+		return newest, fmt.Errorf("opening the source: %w", err)
+	}
+	defer tree.Close()
+	if fi, err := tree.Stat(path.Join(spec.Context, spec.Dockerfile)); err == nil {
+		newest = fi.ModTime()
+	}
+	var excludes []string
+	if src.ignore != nil {
+		if excludes, err = ignorefile.ReadAll(bytes.NewReader(src.ignore)); err != nil {
+			return newest, fmt.Errorf("dockerignore: %w", err)
+		}
+	}
+	ctxFS, err := fsutil.NewFilterFS(fsutil.NewRootFS(fsutil.NewRoot(src.context)), &fsutil.FilterOpt{ExcludePatterns: excludes})
+	if err != nil {
+		return newest, fmt.Errorf("dockerignore: %w", err)
+	}
+	err = ctxFS.Walk(ctx, "/", func(_ string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e == nil {
+			return nil
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if fi.ModTime().After(newest) {
+			newest = fi.ModTime()
+		}
+		return nil
+	})
+	if err != nil {
+		return newest, fmt.Errorf("reading the context's modification times: %w", err)
+	}
+	return newest, nil
 }
 
 func (r *Runner) insecure(repo string) bool {

@@ -33,7 +33,8 @@ type builder interface {
 
 // resolver returns what a reference points to now: Resolve its digest
 // (none fetched for a reference pinned by digest), Check its digest and
-// platforms (a *regclient.Client).
+// platforms (a *regclient.Client) — for a base before the build, and for
+// the image a run has pushed (its per-platform manifest digests).
 type resolver interface {
 	Resolve(ctx context.Context, ref string) (string, error)
 	Check(ctx context.Context, ref string, known regclient.Result) (regclient.Result, error)
@@ -43,6 +44,7 @@ var (
 	_ builder            = (*build.Builder)(nil)
 	_ runStore           = (*store.Store)(nil)
 	_ lifecycle.Executor = (*Runner)(nil)
+	_ resolver           = (*regclient.Client)(nil)
 )
 
 // Config configures a Runner.
@@ -51,7 +53,8 @@ type Config struct {
 	Store runStore
 	// Builder builds images (required).
 	Builder builder
-	// Resolver resolves base tags to digests (required).
+	// Resolver resolves base tags to digests and reads the platform
+	// manifest digests of each pushed image (required).
 	Resolver resolver
 	// Registry is the embedded registry's host:port; images named without
 	// a registry host are pushed there (required).

@@ -69,6 +69,9 @@ func apiRun(r store.Run) api.Run {
 			out.Bases[i] = api.UsedBase{Ref: b.Ref, Name: b.Name, Stage: b.Stage, Role: b.Role, Digest: b.Digest}
 		}
 	}
+	for _, p := range r.Platforms {
+		out.Platforms = append(out.Platforms, api.PlatformDigest{Platform: p.Platform, Digest: p.Digest})
+	}
 	return out
 }
 

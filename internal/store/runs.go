@@ -74,23 +74,26 @@ type UsedBase struct {
 
 // Run is one execution of a task.
 type Run struct {
-	ID         int64             `json:"-"`
-	Task       string            `json:"task"`
-	Spec       task.Spec         `json:"spec"`
-	State      State             `json:"state"`
-	Cause      Cause             `json:"cause"`
-	Attempts   int               `json:"attempts"`
-	CreatedAt  time.Time         `json:"createdAt"`
-	StartedAt  time.Time         `json:"startedAt,omitzero"`
-	FinishedAt time.Time         `json:"finishedAt,omitzero"`
-	Commit     string            `json:"commit,omitempty"`
-	Image      string            `json:"image,omitempty"`  // repository@digest pushed
-	Digest     string            `json:"digest,omitempty"` // digest pushed
-	Tags       []string          `json:"tags,omitempty"`
-	Bases      []UsedBase        `json:"bases,omitempty"`
-	Step       string            `json:"step,omitempty"`  // step that failed
-	Error      string            `json:"error,omitempty"` // why it failed
-	Timings    map[string]string `json:"timings,omitempty"`
+	ID         int64     `json:"-"`
+	Task       string    `json:"task"`
+	Spec       task.Spec `json:"spec"`
+	State      State     `json:"state"`
+	Cause      Cause     `json:"cause"`
+	Attempts   int       `json:"attempts"`
+	CreatedAt  time.Time `json:"createdAt"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	Commit     string    `json:"commit,omitempty"`
+	Image      string    `json:"image,omitempty"`  // repository@digest pushed
+	Digest     string    `json:"digest,omitempty"` // digest pushed
+	// Platforms are the pushed image's per-platform manifest digests
+	// (Digest is the index's, which moves with provenance alone).
+	Platforms []PlatformDigest  `json:"platforms,omitempty"`
+	Tags      []string          `json:"tags,omitempty"`
+	Bases     []UsedBase        `json:"bases,omitempty"`
+	Step      string            `json:"step,omitempty"`  // step that failed
+	Error     string            `json:"error,omitempty"` // why it failed
+	Timings   map[string]string `json:"timings,omitempty"`
 	// BlockedBy lists upstream runs of the same wave this run waits for.
 	BlockedBy []int64 `json:"blockedBy,omitempty"`
 }
@@ -118,7 +121,7 @@ func (s *Store) CreateRun(ctx context.Context, r Run, enqueue Enqueuer) (Run, er
 }
 
 const runColumns = `id, task_name, spec, state, cause, attempts, created_at, started_at, finished_at,
-	commit_sha, image, digest, tags, bases, step, error, timings, blocked_by`
+	commit_sha, image, digest, tags, bases, step, error, timings, blocked_by, platforms`
 
 // GetRun returns the run or ErrNotFound.
 func (s *Store) GetRun(ctx context.Context, id int64) (Run, error) {
@@ -222,11 +225,16 @@ func saveRun(ctx context.Context, db execer, r Run) error {
 	tags, _ := json.Marshal(r.Tags)
 	bases, _ := json.Marshal(r.Bases)
 	timings, _ := json.Marshal(r.Timings)
+	platforms, _ := json.Marshal(r.Platforms)
+	if r.Platforms == nil {
+		platforms = []byte("[]")
+	}
 	res, err := db.ExecContext(ctx, `UPDATE runs SET state = $1, started_at = $2, finished_at = $3,
-		commit_sha = $4, image = $5, digest = $6, tags = $7, bases = $8, step = $9, error = $10, timings = $11
-		WHERE id = $12 AND state NOT IN ('succeeded', 'failed', 'canceled', 'superseded')`,
+		commit_sha = $4, image = $5, digest = $6, tags = $7, bases = $8, step = $9, error = $10, timings = $11,
+		platforms = $12
+		WHERE id = $13 AND state NOT IN ('succeeded', 'failed', 'canceled', 'superseded')`,
 		string(r.State), formatTime(r.StartedAt), formatTime(r.FinishedAt), r.Commit, r.Image, r.Digest,
-		string(tags), string(bases), r.Step, r.Error, string(timings), r.ID)
+		string(tags), string(bases), r.Step, r.Error, string(timings), string(platforms), r.ID)
 	if err != nil {
 		return fmt.Errorf("saving run %s: %w", FormatRunID(r.ID), translate(err))
 	}
@@ -234,6 +242,18 @@ func saveRun(ctx context.Context, db execer, r Run) error {
 		return fmt.Errorf("saving run %s: %w", FormatRunID(r.ID), ErrFinished)
 	}
 	return emitRunEnd(ctx, db, r)
+}
+
+// PreviousSucceeded returns the task's last succeeded run before the run
+// before (by end time; the run itself excluded), or ErrNotFound.
+func (t *Tx) PreviousSucceeded(task string, before int64) (Run, error) {
+	r, err := scanRun(t.tx.QueryRowContext(t.ctx, `SELECT `+runColumns+` FROM runs
+		WHERE task_name = $1 AND state = 'succeeded' AND id <> $2
+		ORDER BY finished_at DESC, id DESC LIMIT 1`, task, before))
+	if err != nil {
+		return Run{}, fmt.Errorf("previous succeeded run of task %s: %w", task, err)
+	}
+	return r, nil
 }
 
 // ErrFinished is returned when writing to a run that has already ended.
@@ -244,9 +264,10 @@ func scanRun(row scanner) (Run, error) {
 		r                                     Run
 		spec, state, cause, tags, bases, tims string
 		created, started, finished, blocked   string
+		platforms                             string
 	)
 	err := row.Scan(&r.ID, &r.Task, &spec, &state, &cause, &r.Attempts, &created, &started, &finished,
-		&r.Commit, &r.Image, &r.Digest, &tags, &bases, &r.Step, &r.Error, &tims, &blocked)
+		&r.Commit, &r.Image, &r.Digest, &tags, &bases, &r.Step, &r.Error, &tims, &blocked, &platforms)
 	if err != nil {
 		return Run{}, translate(err)
 	}
@@ -256,7 +277,7 @@ func scanRun(row scanner) (Run, error) {
 		what string
 		src  string
 		dst  any
-	}{{"spec", spec, &r.Spec}, {"cause", cause, &r.Cause}, {"tags", tags, &r.Tags}, {"bases", bases, &r.Bases}, {"timings", tims, &r.Timings}, {"blocked_by", blocked, &r.BlockedBy}} {
+	}{{"spec", spec, &r.Spec}, {"cause", cause, &r.Cause}, {"tags", tags, &r.Tags}, {"bases", bases, &r.Bases}, {"timings", tims, &r.Timings}, {"blocked_by", blocked, &r.BlockedBy}, {"platforms", platforms, &r.Platforms}} {
 		if err := json.Unmarshal([]byte(f.src), f.dst); err != nil {
 			return Run{}, fmt.Errorf("decoding stored run %s: %w", f.what, err)
 		}
