@@ -171,6 +171,9 @@ type hostState struct {
 	puller    *remote.Puller
 	pullerAt  time.Time
 	pullerGen uint64 // the keychain's generation when puller was built
+	// holdUntil is when the registry's last 429 or 503 Retry-After ends:
+	// until then no caller (watcher, run, task check) sends it a request.
+	holdUntil time.Time
 }
 
 // New returns a Client configured by cfg, defaults filled in.
@@ -301,18 +304,44 @@ func (c *Client) session(ctx context.Context, ref string, r name.Reference,
 		return st, &Error{Ref: ref, Err: fmt.Errorf("waiting for a request slot for %s: %w", host, ctx.Err())}
 	}
 	defer func() { <-h.sem }()
+	if wait := c.held(h); wait > 0 {
+		return st, &Error{Ref: ref, Status: http.StatusTooManyRequests, RetryAfter: wait,
+			Err: fmt.Errorf("registry %s asked refit to wait (Retry-After); not asked again before then", host)}
+	}
 	p, err := c.puller(host, h)
 	if err != nil {
 		return st, &Error{Ref: ref, Err: err}
 	}
 	if err := fn(ctx, p, st); err != nil {
 		rerr := c.registryError(ctx, ref, st, err)
-		if rerr.Status == http.StatusUnauthorized || rerr.Status == http.StatusForbidden {
+		switch {
+		case rerr.Status == http.StatusUnauthorized || rerr.Status == http.StatusForbidden:
 			c.dropPuller(h, p)
+		case rerr.RetryAfter > 0:
+			c.hold(h, rerr.RetryAfter)
 		}
 		return st, rerr
 	}
 	return st, nil
+}
+
+// held returns how much longer the registry's Retry-After lasts; 0 if
+// it is over or there was none.
+func (c *Client) held(h *hostState) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Until(h.holdUntil).Round(time.Second)
+}
+
+// hold keeps every caller's requests away from the registry for d: a
+// registry's Retry-After is about the registry, not about one reference
+// or one caller.
+func (c *Client) hold(h *hostState, d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if until := time.Now().Add(d); until.After(h.holdUntil) {
+		h.holdUntil = until
+	}
 }
 
 // check does the requests of one Check.

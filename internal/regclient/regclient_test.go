@@ -453,6 +453,24 @@ func TestRetryAfter(t *testing.T) {
 			if res.Requests < 2 {
 				t.Errorf("Requests = %d, want the ping and the HEAD counted", res.Requests)
 			}
+
+			// The Retry-After is the registry's: no caller asks it about
+			// any of its repositories before it ends.
+			other := host + "/lib/other:1"
+			_, cerr := c.Check(t.Context(), other, stale)
+			_, rerr := c.Resolve(t.Context(), other)
+			if tc.min == 0 {
+				if counts := cnt.snapshot(); counts["HEAD /v2/lib/other/manifests/1"]+counts["GET /v2/lib/other/manifests/1"] == 0 {
+					t.Errorf("after a %d without Retry-After, the next check sent nothing: %v", tc.status, counts)
+				}
+				return
+			}
+			wantCounts(t, cnt, map[string]int{"GET /v2/": 1, "HEAD /v2/lib/limited/manifests/1": 1})
+			for _, err := range []error{cerr, rerr} {
+				if !errors.As(err, &re) || re.Status != http.StatusTooManyRequests || re.RetryAfter <= 0 || re.RetryAfter > tc.max {
+					t.Errorf("within the Retry-After: %v, want a 429 *Error with the time left", err)
+				}
+			}
 		})
 	}
 }
