@@ -343,7 +343,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil
 	})
 
-	// Events: the dispatcher delivers the outbox; every commit wakes it.
+	// Events: the dispatcher delivers the outbox; a commit wakes it when
+	// it wrote events a subscription or sink wants.
 	dispatcher, err := events.New(events.Config{
 		Store:      st,
 		RetryFor:   cfg.EventRetryFor,
@@ -364,7 +365,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := st.KeepSinks(ctx, sinkNames...); err != nil {
 		return nil, err
 	}
-	st.OnCommit(dispatcher.Notify)
+	st.OnCommit(dispatcher.Committed)
 	eventsCtx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
 	var eventsDone sync.WaitGroup
 	eventsDone.Go(func() { dispatcher.Run(eventsCtx) })
