@@ -110,7 +110,7 @@ type Config struct {
 	// Poll is how often the queue looks for jobs nobody woke it for:
 	// committed by another process, or left queued by a restart. Jobs
 	// this process commits wake the queue at once (see wake.go), and a
-	// debounced one when it falls due. Default 2 s.
+	// debounced one when it falls due. Default 5 s.
 	Poll time.Duration
 	// Logger gets one line per run state change and per base update.
 	// nil = discard.
@@ -169,7 +169,7 @@ func New(ctx context.Context, cfg Config) (*Runs, error) {
 		cfg.RunTimeout = time.Hour
 	}
 	if cfg.Poll <= 0 {
-		cfg.Poll = 2 * time.Second
+		cfg.Poll = 5 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
