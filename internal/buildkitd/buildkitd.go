@@ -594,10 +594,15 @@ func (d *Daemon) waitReady(ctx context.Context, p *proc) error {
 }
 
 // probe asks the daemon for its workers once.
-func (d *Daemon) probe(ctx context.Context) error {
+func (d *Daemon) probe(ctx context.Context) error { return Probe(ctx, d.Address()) }
+
+// Probe asks the BuildKit daemon at addr (unix://, tcp://,
+// docker-container://) for its workers, within 2 s, and returns nil when
+// it answers with at least one.
+func Probe(ctx context.Context, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	c, err := client.New(ctx, d.Address())
+	c, err := client.New(ctx, addr)
 	if err != nil {
 		return err
 	}
@@ -610,6 +615,28 @@ func (d *Daemon) probe(ctx context.Context) error {
 		return errors.New("no workers")
 	}
 	return nil
+}
+
+// Wait waits until the BuildKit daemon at addr answers (see Probe),
+// probing every 100 ms at first and backing off to every 5 s, and returns
+// nil then, or an error naming addr and the last probe's error once ctx
+// ends. A daemon that is not running yet costs nothing but the probes.
+func Wait(ctx context.Context, addr string) error {
+	every := pollInterval
+	for {
+		err := Probe(ctx, addr)
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("buildkit at %s does not answer: %w", addr, err)
+		case <-t.C:
+		}
+		every = min(every*2, 5*time.Second)
+	}
 }
 
 // supervise watches p, restarting the daemon when it dies, until ctx ends.

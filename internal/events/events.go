@@ -81,7 +81,11 @@ type Config struct {
 	// a hanging receiver holds at most this many workers. Default 2.
 	PerSubscription int
 	// Poll is how often to look for new events and due deliveries when
-	// not woken by Notify. Default 250ms.
+	// nothing woke the dispatcher: Committed (or Notify) wakes it for the
+	// events it has to deliver, and it keeps its own timers for retries,
+	// pruning and, while deliveries are pending, lag; so polling only
+	// finds what another process wrote. Streams and sinks poll as often.
+	// Default 1 min.
 	Poll time.Duration
 	// Retention is how long events are kept once delivered to every
 	// subscription that wanted them; Run prunes hourly. Default 30 days.
@@ -108,7 +112,7 @@ const (
 	DefaultMaxBackoff      = time.Hour
 	DefaultWorkers         = 8
 	DefaultPerSubscription = 2
-	DefaultPoll            = 250 * time.Millisecond
+	DefaultPoll            = time.Minute
 	DefaultRetention       = 30 * 24 * time.Hour
 )
 
@@ -136,6 +140,10 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced by Notify, for streams
+
+	subsMu    sync.Mutex
+	subs      []store.Subscription // as Run last listed them
+	subsKnown bool                 // Run has listed them
 }
 
 // New checks cfg, fills in defaults and returns a Dispatcher.
@@ -186,13 +194,56 @@ func setDefault[T comparable](v *T, def T) {
 	}
 }
 
-// Notify wakes Run and every open stream to look for new events now. Call
-// it after committing a transaction that emitted events. It never blocks.
+// Notify wakes Run and every open stream and sink to look for new events
+// now. It never blocks.
 func (d *Dispatcher) Notify() {
+	d.wakeRun()
+	d.wakeStreams()
+}
+
+// Committed is the store's OnCommit hook: a transaction that wrote events
+// wakes the streams and sinks, and wakes Run only when one of its events
+// matches a subscription or it changed subscriptions or deliveries
+// (everything else Run waits for — retries, pruning — is its own timer).
+// It never blocks.
+func (d *Dispatcher) Committed(c store.Commit) {
+	if c.Deliveries || d.wanted(c.Events) {
+		d.wakeRun()
+	}
+	if len(c.Events) > 0 {
+		d.wakeStreams()
+	}
+}
+
+// wanted reports whether a subscription wants one of evs; before Run has
+// listed the subscriptions, any event may be wanted.
+func (d *Dispatcher) wanted(evs []store.Event) bool {
+	if len(evs) == 0 {
+		return false
+	}
+	d.subsMu.Lock()
+	defer d.subsMu.Unlock()
+	if !d.subsKnown {
+		return true
+	}
+	for _, sub := range d.subs {
+		for _, e := range evs {
+			if Match(sub, e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (d *Dispatcher) wakeRun() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
 	}
+}
+
+func (d *Dispatcher) wakeStreams() {
 	d.mu.Lock()
 	close(d.changed)
 	d.changed = make(chan struct{})
@@ -242,6 +293,7 @@ type loop struct {
 	lagged   map[string]bool
 	prune    time.Time
 	lag      time.Time
+	behind   bool // the last lag measured found pending deliveries
 
 	// The store failing: reading or fanning out (storeErr), or
 	// recording attempts (recordErr). Either backs the loop off instead
@@ -297,6 +349,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		if w := l.recordErr.Wait(); w > 0 {
 			wait = min(wait, w) // then start the probe
 		}
+		if l.behind && d.cfg.Metrics != nil {
+			wait = min(wait, max(time.Until(l.lag), 0)) // the lag grows: measure it again
+		}
+		wait = min(wait, max(time.Until(l.prune), 0))
 		if w := l.storeErr.Wait(); w > 0 {
 			wait = w
 		}
@@ -374,6 +430,9 @@ func (l *loop) step(ctx context.Context) {
 	for _, s := range subs {
 		l.subs[s.ID] = s
 	}
+	d.subsMu.Lock()
+	d.subs, d.subsKnown = subs, true
+	d.subsMu.Unlock()
 	if err := l.fanOut(ctx, subs); err != nil {
 		fail(err)
 	}
@@ -529,6 +588,7 @@ func (l *loop) measureLag(ctx context.Context, subs []store.Subscription) error 
 		}
 	}
 	l.lagged = seen
+	l.behind = len(oldest) > 0
 	return nil
 }
 

@@ -1118,7 +1118,7 @@ func TestNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	if d.cfg.Source != "/refit" || d.cfg.Workers != 8 || d.cfg.PerSubscription != 2 || d.cfg.Timeout != 10*time.Second ||
-		d.cfg.RetryFor != 24*time.Hour || d.cfg.Poll != 250*time.Millisecond {
+		d.cfg.RetryFor != 24*time.Hour || d.cfg.Poll != time.Minute {
 		t.Errorf("defaults: %+v", d.cfg)
 	}
 	d.Notify()

@@ -98,7 +98,7 @@ func (l *Runs) finish(ctx context.Context, r store.Run) error {
 	if !r.State.Done() {
 		return fmt.Errorf("finishing run %s: state %s is not an end", store.FormatRunID(r.ID), r.State)
 	}
-	return l.cfg.Store.InTx(ctx, func(tx *store.Tx) error {
+	return l.inTx(ctx, func(tx *store.Tx) error {
 		if err := tx.SaveRun(r); err != nil {
 			return err
 		}

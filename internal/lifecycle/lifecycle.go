@@ -107,6 +107,11 @@ type Config struct {
 	Workers int
 	// RunTimeout bounds one run's execution. Default 1 h.
 	RunTimeout time.Duration
+	// Poll is how often the queue looks for jobs nobody woke it for:
+	// committed by another process, or left queued by a restart. Jobs
+	// this process commits wake the queue at once (see wake.go), and a
+	// debounced one when it falls due. Default 5 s.
+	Poll time.Duration
 	// Logger gets one line per run state change and per base update.
 	// nil = discard.
 	Logger *slog.Logger
@@ -117,6 +122,7 @@ type Config struct {
 type Runs struct {
 	cfg   Config
 	river *river.Client[*sql.Tx]
+	pilot *wakePilot // wakes river's producer after a commit
 
 	mu    sync.Mutex
 	ended map[int64]*waiters
@@ -162,6 +168,9 @@ func New(ctx context.Context, cfg Config) (*Runs, error) {
 	if cfg.RunTimeout <= 0 {
 		cfg.RunTimeout = time.Hour
 	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 5 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -178,21 +187,20 @@ func New(ctx context.Context, cfg Config) (*Runs, error) {
 	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		return nil, fmt.Errorf("migrating queue tables: %w", err)
 	}
-	l := &Runs{cfg: cfg, ended: map[int64]*waiters{}}
+	l := &Runs{cfg: cfg, ended: map[int64]*waiters{}, pilot: &wakePilot{}}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &worker{l: l}); err != nil {
 		return nil, fmt.Errorf("registering run worker: %w", err)
 	}
-	l.river, err = river.NewClient(driver, &river.Config{
+	l.river, err = river.NewClient[*sql.Tx](&wakeDriver{Driver: driver, pilot: l.pilot}, &river.Config{
 		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},
 		Workers:              workers,
 		JobTimeout:           cfg.RunTimeout,
 		RescueStuckJobsAfter: cfg.RunTimeout + time.Minute,
-		// With SQLite, River only learns of a job inserted in a
-		// transaction by polling; a short interval keeps the queue wait
-		// (and refit's overhead over a plain build) to tens of ms.
-		FetchPollInterval: 50 * time.Millisecond,
-		FetchCooldown:     10 * time.Millisecond,
+		// Jobs committed here wake the producer (wake.go); the poll
+		// only finds what nobody woke it for.
+		FetchPollInterval: cfg.Poll,
+		FetchCooldown:     5 * time.Millisecond,
 		Logger:            slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -221,6 +229,7 @@ func (l *Runs) Start(ctx context.Context) error {
 // Stop cancels running executions (their runs end canceled) and waits
 // for the workers to return, bounded by ctx.
 func (l *Runs) Stop(ctx context.Context) error {
+	l.pilot.stop()
 	if err := l.river.StopAndCancel(ctx); err != nil {
 		return fmt.Errorf("stopping job queue: %w", err)
 	}
@@ -235,7 +244,21 @@ func (l *Runs) Queue(ctx context.Context, taskName string, cause store.Cause) (s
 		return store.Run{}, err
 	}
 	run := store.Run{Task: t.Spec.Name, Spec: t.Spec, Cause: cause}
-	return l.cfg.Store.CreateRun(ctx, run, l.enqueuer(0))
+	run, err = l.cfg.Store.CreateRun(ctx, run, l.enqueuer(0))
+	if err == nil {
+		l.pilot.wake()
+	}
+	return run, err
+}
+
+// inTx runs fn in one write transaction and, once it committed, wakes
+// the queue for the jobs it may have made available.
+func (l *Runs) inTx(ctx context.Context, fn func(*store.Tx) error) error {
+	if err := l.cfg.Store.InTx(ctx, fn); err != nil {
+		return err
+	}
+	l.pilot.wake()
+	return nil
 }
 
 // enqueuer returns the job inserter for runs that may start after delay,

@@ -60,6 +60,9 @@ func (l *Runs) Commit(ctx context.Context, o index.Observation) (Result, error) 
 	if err != nil {
 		return Result{}, fmt.Errorf("observing %s: %w", o.Ref, err)
 	}
+	if len(res.Runs) > 0 {
+		l.pilot.wake() // a wave without debounce starts now
+	}
 	if len(res.Changed) > 0 {
 		l.cfg.Logger.Info("base updated", "ref", o.Ref, "digest", o.Digest, "source", o.Source,
 			"platforms", len(res.Changed), "runs", len(res.Runs), "coalesced", res.Coalesced, "own", res.Own)

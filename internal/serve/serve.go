@@ -20,7 +20,6 @@ import (
 	"sync"
 	"time"
 
-	bkclient "github.com/moby/buildkit/client"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/refit-dev/refit/internal/build"
@@ -50,7 +49,9 @@ type Config struct {
 	// "127.0.0.1:5000"; port 0 picks one.
 	RegistryListen string
 	// BuildKit is the address of an existing BuildKit daemon (unix://,
-	// tcp://, docker-container://). "" = start a managed buildkitd.
+	// tcp://, docker-container://). "" = start a managed buildkitd. The
+	// daemon need not answer at start: until it does, /readyz says builds
+	// are unavailable and runs wait for it.
 	BuildKit string
 	// BuildKitBinary is the buildkitd to manage; "" = search (see
 	// buildkitd.Config.Binary).
@@ -223,18 +224,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// and loopback (see regclient.Insecure).
 	insecure := regclient.Insecure(append([]string{regAddr}, cfg.Insecure...))
 
-	// BuildKit.
+	// BuildKit. A given daemon need not answer yet: refit starts without
+	// it, /readyz says builds are unavailable, and runs wait for it.
 	bkAddr := cfg.BuildKit
 	var daemon *buildkitd.Daemon
-	ready := func(ctx context.Context) error {
-		c, err := bkclient.New(ctx, bkAddr)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.ListWorkers(ctx)
-		return err
-	}
+	// ready waits until BuildKit answers (before each build); readyz
+	// asks it once (for /readyz).
+	var ready, readyz func(ctx context.Context) error
 	if bkAddr == "" {
 		daemon, err = buildkitd.Start(ctx, buildkitd.Config{
 			Binary:             cfg.BuildKitBinary,
@@ -247,13 +243,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		cleanups = append(cleanups, daemon.Stop)
 		bkAddr = daemon.Address()
-		ready = daemon.Ready
+		ready, readyz = daemon.Ready, daemon.Ready
 	} else {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := ready(rctx)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("buildkit at %s does not answer: %w", bkAddr, err)
+		addr := bkAddr
+		ready = func(ctx context.Context) error { return buildkitd.Wait(ctx, addr) }
+		readyz = func(ctx context.Context) error {
+			if err := buildkitd.Probe(ctx, addr); err != nil {
+				return fmt.Errorf("buildkit at %s does not answer: %w", addr, err)
+			}
+			return nil
+		}
+		if err := readyz(ctx); err != nil {
+			log.Warn("builds are unavailable until buildkit answers; runs wait for it", "err", err)
 		}
 	}
 
@@ -343,7 +344,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil
 	})
 
-	// Events: the dispatcher delivers the outbox; every commit wakes it.
+	// Events: the dispatcher delivers the outbox; a commit wakes it when
+	// it wrote events a subscription or sink wants.
 	dispatcher, err := events.New(events.Config{
 		Store:      st,
 		RetryFor:   cfg.EventRetryFor,
@@ -364,7 +366,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := st.KeepSinks(ctx, sinkNames...); err != nil {
 		return nil, err
 	}
-	st.OnCommit(dispatcher.Notify)
+	st.OnCommit(dispatcher.Committed)
 	eventsCtx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
 	var eventsDone sync.WaitGroup
 	eventsDone.Go(func() { dispatcher.Run(eventsCtx) })
@@ -424,7 +426,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return events.ValidateTarget(u, cfg.SubscriptionHosts)
 		},
 		Credentials: creds,
-		Ready:       ready,
+		Ready:       readyz,
 		Logger:      log.With("component", "api"),
 		Metrics:     metrics,
 	})

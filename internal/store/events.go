@@ -58,6 +58,9 @@ func emit(ctx context.Context, db execer, typ, subject string, data any) error {
 	if err != nil {
 		return fmt.Errorf("writing %s event: %w", typ, translate(err))
 	}
+	if c := record(db); c != nil {
+		c.Events = append(c.Events, Event{Type: typ, Subject: subject, Data: b})
+	}
 	return nil
 }
 
@@ -224,6 +227,7 @@ func (s *Store) CreateSubscription(ctx context.Context, sub Subscription) (Subsc
 		_, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (id, url, types, task_glob, ref_glob, secret, created_at, cursor)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, sub.ID, sub.URL, string(types), sub.TaskGlob, sub.RefGlob, sub.Secret,
 			formatTime(sub.CreatedAt), sub.Cursor)
+		markDeliveries(tx)
 		return err
 	})
 	if err != nil {
@@ -276,6 +280,7 @@ func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
 			return ErrNotFound
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM deliveries WHERE subscription_id = $1`, id)
+		markDeliveries(tx)
 		return err
 	})
 	if err != nil {
@@ -469,6 +474,7 @@ func (s *Store) Redeliver(ctx context.Context, f RedeliverFilter) (int, error) {
 	}
 	var n int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		markDeliveries(tx)
 		now := formatTime(time.Now())
 		res, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', next_attempt_at = $1, last_error = '',
 			attempts = 0, retry_since = $1

@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,14 +49,47 @@ type Store struct {
 	read  *sql.DB // readers, for API queries
 	pg    bool    // PostgreSQL rather than SQLite
 
-	onCommit atomic.Pointer[func()]
+	onCommit atomic.Pointer[func(Commit)]
 	onQueued atomic.Pointer[func(Run)]
 }
 
+// Commit is what a committed write transaction changed, for the event
+// dispatcher to decide whether it has anything to do.
+type Commit struct {
+	// Events are the events the transaction wrote, in order: their Type,
+	// Subject and Data, what subscriptions match on (no Seq, ID or Time).
+	Events []Event
+	// Deliveries is true when the transaction changed subscriptions or
+	// made deliveries due (created or deleted a subscription,
+	// redelivered).
+	Deliveries bool
+}
+
+// commits holds the Commit being recorded for each open write
+// transaction (keyed by its *sql.Tx), filled in by emit and
+// markDeliveries.
+var commits sync.Map
+
+// record returns the Commit being recorded for db, or nil when db is no
+// transaction opened by Store.tx.
+func record(db any) *Commit {
+	if c, ok := commits.Load(db); ok {
+		return c.(*Commit)
+	}
+	return nil
+}
+
+// markDeliveries notes that tx changed subscriptions or deliveries.
+func markDeliveries(tx *sql.Tx) {
+	if c := record(tx); c != nil {
+		c.Deliveries = true
+	}
+}
+
 // OnCommit sets a function called after every committed write
-// transaction (the event dispatcher is woken this way); it must not
-// block. nil removes it.
-func (s *Store) OnCommit(fn func()) {
+// transaction with what it changed (the event dispatcher is woken this
+// way); it must not block. nil removes it.
+func (s *Store) OnCommit(fn func(Commit)) {
 	if fn == nil {
 		s.onCommit.Store(nil)
 		return
@@ -223,13 +257,19 @@ func (s *Store) migrate(ctx context.Context, upTo int) error {
 }
 
 // tx runs fn in a write transaction, committing when it returns nil,
-// then calls the OnCommit hook.
+// then calls the OnCommit hook with what it changed.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	if err := s.quietTx(ctx, fn); err != nil {
+	var c Commit
+	err := s.quietTx(ctx, func(tx *sql.Tx) error {
+		commits.Store(tx, &c)
+		defer commits.Delete(tx)
+		return fn(tx)
+	})
+	if err != nil {
 		return err
 	}
 	if h := s.onCommit.Load(); h != nil {
-		(*h)()
+		(*h)(c)
 	}
 	return nil
 }
