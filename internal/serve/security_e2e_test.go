@@ -229,7 +229,10 @@ func TestSourceCannotReachServerFiles(t *testing.T) {
 				if !link {
 					t.Errorf("%s: the image lacks app/link as a symlink", spec.Name)
 				}
-			case tc.name == "cpl" && (run.State != api.StateFailed || !strings.Contains(run.Error, "link")):
+			case tc.name == "cpl" && (run.State != api.StateFailed || !strings.Contains(run.Error, "link") && !logNames(t, r.c, run.ID, "link: path escapes")):
+				// BuildKit sometimes reports a sibling step's cancellation
+				// as the solve's error; the COPY's own error is then in
+				// the run's log.
 				t.Errorf("%s: run %s: %s; want COPY of a link leading out to fail naming it", spec.Name, run.State, run.Error)
 			}
 		}
@@ -467,4 +470,24 @@ func TestDirSourceStaysOutOfServerState(t *testing.T) {
 	if ts, err := r.c.ListTasks(ctx); err != nil || len(ts) != 1 {
 		t.Errorf("tasks after the refusals: %d (%v), want only the allowed one", len(ts), err)
 	}
+}
+
+// logNames reports whether a step of run id's BuildKit log failed with an
+// error containing text.
+func logNames(t *testing.T, c *client.Client, id, text string) bool {
+	t.Helper()
+	found := false
+	err := c.Logs(context.Background(), id, false, func(ch api.LogChunk) error {
+		var s bkclient.SolveStatus
+		if json.Unmarshal(ch.Data, &s) == nil {
+			for _, v := range s.Vertexes {
+				found = found || strings.Contains(v.Error, text)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("reading the log of %s: %v", id, err)
+	}
+	return found
 }
