@@ -37,22 +37,18 @@ type apiServer struct {
 	st    *store.Store
 }
 
-func startAPI(t *testing.T) *apiServer {
+// openState opens a store (SQLite in a temporary data directory, or
+// PostgreSQL with REFIT_TEST_POSTGRES=1) and the registry logins sealed
+// with a key in that directory, as refit serve does; both close with the
+// test.
+func openState(t *testing.T) (string, *store.Store, *regauth.Credentials) {
 	t.Helper()
-	return startAPIWith(t, nil)
-}
-
-// startAPIWith is startAPI with the server's config changed by edit
-// (given the runner, as refit serve wires it) before it starts.
-func startAPIWith(t *testing.T, edit func(*server.Config, *runner.Runner)) *apiServer {
-	t.Helper()
-	ctx := context.Background()
 	data := t.TempDir()
 	cfg := store.Config{Path: filepath.Join(data, "refit.db")}
 	if pgtest.Wanted() {
 		cfg = store.Config{URL: pgtest.URL(t)}
 	}
-	st, err := store.Open(ctx, cfg)
+	st, err := store.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +61,20 @@ func startAPIWith(t *testing.T, edit func(*server.Config, *runner.Runner)) *apiS
 	if err != nil {
 		t.Fatal(err)
 	}
+	return data, st, creds
+}
+
+func startAPI(t *testing.T) *apiServer {
+	t.Helper()
+	return startAPIWith(t, nil)
+}
+
+// startAPIWith is startAPI with the server's config changed by edit
+// (given the runner, as refit serve wires it) before it starts.
+func startAPIWith(t *testing.T, edit func(*server.Config, *runner.Runner)) *apiServer {
+	t.Helper()
+	ctx := context.Background()
+	data, st, creds := openState(t)
 	run, err := runner.New(runner.Config{
 		Store:    st,
 		Builder:  build.New(func() string { return "unix://" + filepath.Join(data, "no-buildkitd.sock") }, creds),

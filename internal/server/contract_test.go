@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -18,9 +17,7 @@ import (
 	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/events"
-	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/plan"
-	"github.com/refit-dev/refit/internal/regauth"
 	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
@@ -75,24 +72,7 @@ type contractAPI struct {
 func startContractAPI(t *testing.T) *contractAPI {
 	t.Helper()
 	ctx := context.Background()
-	data := t.TempDir()
-	cfg := store.Config{Path: filepath.Join(data, "refit.db")}
-	if pgtest.Wanted() {
-		cfg = store.Config{URL: pgtest.URL(t)}
-	}
-	st, err := store.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	key, err := regauth.LoadKey(filepath.Join(data, "secret.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds, err := regauth.New(regauth.Config{Store: st, Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, st, creds := openState(t)
 	runs := &fakeRuns{st: st, ended: map[int64]chan struct{}{}}
 	h := server.New(server.Config{
 		Store:     st,
