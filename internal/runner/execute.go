@@ -272,8 +272,7 @@ func dirEpoch(ctx context.Context, root string, spec task.Spec, src *sourceFiles
 }
 
 func (r *Runner) insecure(repo string) bool {
-	host, _, _ := strings.Cut(repo, "/")
-	return regclient.Insecure(r.cfg.Insecure).Has(host)
+	return regclient.Insecure(r.cfg.Insecure).Has(registryHost(repo))
 }
 
 // stripDigest removes an "@sha256:…" suffix, keeping repository and tag.

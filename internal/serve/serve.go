@@ -410,18 +410,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		},
 	})
 	api := server.New(server.Config{
-		Store:     st,
-		Runs:      runs,
-		Inspector: run,
-		Bases:     run,
-		Index:     st,
-		Registry:  regAddr,
-		Hooks:     hooks,
-		CheckTasks: func(ctx context.Context, ts []store.Task) error {
-			return runs.CheckTasks(ctx, ts) // on the planner's cached task graph
-		},
-		Events: st,
-		Stream: dispatcher.Stream(),
+		Store:      st,
+		Runs:       runs,
+		Inspector:  run,
+		Bases:      run,
+		Index:      st,
+		Registry:   regAddr,
+		Hooks:      hooks,
+		CheckTasks: runs.CheckTasks, // on the planner's cached task graph
+		Events:     st,
+		Stream:     dispatcher.Stream(),
 		ValidateTarget: func(u string) error {
 			return events.ValidateTarget(u, cfg.SubscriptionHosts)
 		},

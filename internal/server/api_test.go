@@ -90,14 +90,12 @@ func startAPIWith(t *testing.T, edit func(*server.Config, *runner.Runner)) *apiS
 		t.Fatal(err)
 	}
 	scfg := server.Config{
-		Store:     st,
-		Runs:      runs,
-		Inspector: run,
-		Index:     st,
-		Registry:  registryAddr,
-		CheckTasks: func(ctx context.Context, ts []store.Task) error {
-			return runs.CheckTasks(ctx, ts)
-		},
+		Store:          st,
+		Runs:           runs,
+		Inspector:      run,
+		Index:          st,
+		Registry:       registryAddr,
+		CheckTasks:     runs.CheckTasks,
 		Events:         st,
 		ValidateTarget: func(u string) error { return events.ValidateTarget(u, nil) },
 		Credentials:    creds,
