@@ -85,6 +85,9 @@ type Triggers struct {
 	BaseScope string `json:"baseScope,omitempty"`
 	// Patch is "rebuild" (default) or "rebase".
 	Patch string `json:"patch,omitempty"`
+	// BaseTags follow new version tags of base repositories (see
+	// BaseTag). Default none.
+	BaseTags []BaseTag `json:"baseTags,omitempty"`
 }
 
 // FieldError says which field of a spec is wrong and why.
@@ -214,6 +217,9 @@ func (s Spec) Validate() error {
 		case "", "rebuild", "rebase":
 		default:
 			return &FieldError{"triggers.patch", fmt.Sprintf("%q must be rebuild or rebase", tr.Patch)}
+		}
+		if err := validateBaseTags(tr.BaseTags); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -365,10 +371,31 @@ func DecodeJSON(r io.Reader) (Spec, error) {
 // by "---", or a document with a top-level "tasks:" list, of at most
 // MaxFileBytes. Unknown fields
 // are errors that name the document; every bad document is reported (the
-// errors joined), not only the first.
+// errors joined), not only the first. A file of watches alone is "no
+// tasks": DecodeFile reads both.
 func DecodeYAML(data []byte) ([]Spec, error) {
+	f, err := DecodeFile(data)
+	if err != nil {
+		return nil, err
+	}
+	if len(f.Tasks) == 0 {
+		return nil, errors.New("no tasks in file")
+	}
+	return f.Tasks, nil
+}
+
+// File is what a task file holds: tasks and references to watch.
+type File struct {
+	Tasks   []Spec
+	Watches []WatchSpec
+}
+
+// DecodeFile decodes a task file as DecodeYAML does, where a document
+// may also be (or hold beside "tasks:") a top-level "watches:" list of
+// WatchSpec. A file with neither tasks nor watches is an error.
+func DecodeFile(data []byte) (File, error) {
 	if len(data) > MaxFileBytes {
-		return nil, fmt.Errorf("task file is %d bytes, more than the %d allowed (split it into several files)", len(data), MaxFileBytes)
+		return File{}, fmt.Errorf("task file is %d bytes, more than the %d allowed (split it into several files)", len(data), MaxFileBytes)
 	}
 	var docs []string // the documents with more than comments
 	for _, doc := range splitYAML(data) {
@@ -379,8 +406,9 @@ func DecodeYAML(data []byte) ([]Spec, error) {
 	// Documents decode independently: a file of thousands of tasks
 	// decodes on every CPU, the results kept in the file's order.
 	type decoded struct {
-		specs []Spec
-		err   error
+		specs   []Spec
+		watches []WatchSpec
+		err     error
 	}
 	out := make([]decoded, len(docs))
 	next := make(chan int)
@@ -388,7 +416,7 @@ func DecodeYAML(data []byte) ([]Spec, error) {
 	for range min(runtime.GOMAXPROCS(0), len(docs)) {
 		wg.Go(func() {
 			for i := range next {
-				out[i].specs, out[i].err = decodeYAMLDoc(docs[i])
+				out[i].specs, out[i].watches, out[i].err = decodeYAMLDoc(docs[i])
 			}
 		})
 	}
@@ -397,39 +425,42 @@ func DecodeYAML(data []byte) ([]Spec, error) {
 	}
 	close(next)
 	wg.Wait()
-	var specs []Spec
+	var f File
 	var errs []error
 	for i, d := range out {
 		if d.err != nil {
 			errs = append(errs, fmt.Errorf("document %d: %w", i+1, d.err))
 			continue
 		}
-		specs = append(specs, d.specs...)
+		f.Tasks = append(f.Tasks, d.specs...)
+		f.Watches = append(f.Watches, d.watches...)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return File{}, errors.Join(errs...)
 	}
-	if len(specs) == 0 {
-		return nil, errors.New("no tasks in file")
+	if len(f.Tasks) == 0 && len(f.Watches) == 0 {
+		return File{}, errors.New("no tasks in file")
 	}
-	return specs, nil
+	return f, nil
 }
 
-// decodeYAMLDoc decodes one document of DecodeYAML: a task, or a
-// "tasks:" list.
-func decodeYAMLDoc(doc string) ([]Spec, error) {
-	if strings.HasPrefix(strings.TrimSpace(stripComments(doc)), "tasks:") {
+// decodeYAMLDoc decodes one document of DecodeFile: a task, or a
+// document of "tasks:" and "watches:" lists.
+func decodeYAMLDoc(doc string) ([]Spec, []WatchSpec, error) {
+	body := strings.TrimSpace(stripComments(doc))
+	if strings.HasPrefix(body, "tasks:") || strings.HasPrefix(body, "watches:") {
 		var list struct {
-			Tasks []Spec `json:"tasks"`
+			Tasks   []Spec      `json:"tasks"`
+			Watches []WatchSpec `json:"watches"`
 		}
 		err := yaml.UnmarshalStrict([]byte(doc), &list)
-		return list.Tasks, err
+		return list.Tasks, list.Watches, err
 	}
 	var s Spec
 	if err := yaml.UnmarshalStrict([]byte(doc), &s); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return []Spec{s}, nil
+	return []Spec{s}, nil, nil
 }
 
 func splitYAML(data []byte) []string {
