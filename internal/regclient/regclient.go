@@ -141,8 +141,16 @@ type Config struct {
 	// to one registry host. Default 4.
 	PerRegistry int
 	// Timeout bounds one check: waiting for a slot and all its requests.
-	// Default 20s.
+	// Default 20s. A tag listing (Tags) is bounded by it per page.
 	Timeout time.Duration
+	// TagPageSize is how many tags a listing asks for per page (?n=).
+	// Default 1000.
+	TagPageSize int
+	// MaxTagPages and MaxTags stop a listing that goes on longer: it is
+	// an error. Defaults 1000 pages, 100,000 tags.
+	MaxTagPages, MaxTags int
+	// MaxPageBytes bounds one page of a tag listing. Default 4 MiB.
+	MaxPageBytes int64
 }
 
 // Client looks up what image references point to, with as few requests
@@ -157,6 +165,9 @@ type Client struct {
 	insecure    Insecure
 	perRegistry int
 	timeout     time.Duration
+
+	tagPageSize, maxTagPages, maxTags int
+	maxPageBytes                      int64
 
 	mu    sync.Mutex
 	hosts map[string]*hostState
@@ -174,6 +185,8 @@ type hostState struct {
 	// holdUntil is when the registry's last 429 or 503 Retry-After ends:
 	// until then no caller (watcher, run, task check) sends it a request.
 	holdUntil time.Time
+	// tagSessions are the listing sessions per repository (Tags).
+	tagSessions map[string]tagSession
 }
 
 // New returns a Client configured by cfg, defaults filled in.
@@ -185,6 +198,11 @@ func New(cfg Config) *Client {
 		perRegistry: cfg.PerRegistry,
 		timeout:     cfg.Timeout,
 		hosts:       map[string]*hostState{},
+
+		tagPageSize:  cmp.Or(max(cfg.TagPageSize, 0), defaultTagPageSize),
+		maxTagPages:  cmp.Or(max(cfg.MaxTagPages, 0), defaultMaxTagPages),
+		maxTags:      cmp.Or(max(cfg.MaxTags, 0), defaultMaxTags),
+		maxPageBytes: cmp.Or(max(cfg.MaxPageBytes, 0), defaultMaxPageBytes),
 	}
 	c.pings = &pingCache{insecure: c.insecure.Has, entries: map[string]*pingEntry{}}
 	if c.keychain == nil {
