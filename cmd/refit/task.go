@@ -288,10 +288,11 @@ holds at most 32 MiB of tasks.`,
 			if err != nil {
 				return err
 			}
-			specs, err := task.DecodeYAML(data)
+			f, err := task.DecodeFile(data)
 			if err != nil {
 				return fmt.Errorf("%s: %w", file, err)
 			}
+			specs := f.Tasks
 			for i, s := range specs {
 				if s.Source.Dir != "" && !filepath.IsAbs(s.Source.Dir) {
 					specs[i].Source.Dir = filepath.Join(filepath.Dir(mustAbs(file)), s.Source.Dir)
@@ -305,13 +306,27 @@ holds at most 32 MiB of tasks.`,
 			if err != nil {
 				return err
 			}
-			results, err := c.ApplyTasks(cmd.Context(), wire)
+			req := api.ApplyRequest{Tasks: wire}
+			for _, w := range f.Watches {
+				req.Watches = append(req.Watches, api.WatchRequest{Ref: w.Ref, Semver: w.Semver, Prerelease: w.Prerelease})
+			}
+			res, err := c.Apply(cmd.Context(), req)
 			if err != nil {
 				return applyError(file, len(specs), err)
 			}
-			return g.print(results, func(w *tabwriter.Writer) {
-				for _, r := range results {
+			if len(res.Watches) == 0 {
+				return g.print(res.Tasks, func(w *tabwriter.Writer) {
+					for _, r := range res.Tasks {
+						fmt.Fprintf(w, "task %s %s\n", r.Name, r.Action)
+					}
+				})
+			}
+			return g.print(res, func(w *tabwriter.Writer) {
+				for _, r := range res.Tasks {
 					fmt.Fprintf(w, "task %s %s\n", r.Name, r.Action)
+				}
+				for _, r := range res.Watches {
+					fmt.Fprintf(w, "watch %s %s\n", r.Ref, r.Action)
 				}
 			})
 		},

@@ -98,6 +98,13 @@ func Routes() []Route {
 		{Method: http.MethodPut, Path: "/api/v1/registries/{host}", Summary: "Store a login for a registry host",
 			Request: CredentialRequest{}, Status: http.StatusOK, Response: RegistryCredential{}},
 		{Method: http.MethodDelete, Path: "/api/v1/registries/{host}", Summary: "Remove the login stored for a registry host", Status: http.StatusNoContent},
+		{Method: http.MethodGet, Path: "/api/v1/watches", Summary: "List references watched without building",
+			Status: http.StatusOK, Response: []Watch{}},
+		{Method: http.MethodPost, Path: "/api/v1/watches", Summary: "Watch a reference without building: create (201) or update (200)",
+			Request: WatchRequest{}, Status: http.StatusOK, Response: WatchResult{}},
+		{Method: http.MethodDelete, Path: "/api/v1/watches", Summary: "Stop watching a reference", Query: []Param{
+			{"ref", "string", "the watch's reference, as listed or as given to add", true},
+		}, Status: http.StatusNoContent},
 		{Method: http.MethodGet, Path: "/api/v1/whoami", Summary: "The name of the token in use", Status: http.StatusOK, Response: WhoAmI{}},
 		{Method: http.MethodGet, Path: "/api/v1/openapi.json", Summary: "This description (OpenAPI 3.1)", Status: http.StatusOK, Response: map[string]any{}, Public: true},
 	}

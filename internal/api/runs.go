@@ -71,7 +71,7 @@ type UsedBase struct {
 
 // Cause says why a run exists. Kind selects which other fields are set.
 type Cause struct {
-	// Kind is manual, commit, base, schedule or cascade.
+	// Kind is manual, commit, base, schedule, cascade or baseTag.
 	Kind string `json:"kind"`
 	// User started a manual run.
 	User string `json:"user,omitempty"`
@@ -87,6 +87,11 @@ type Cause struct {
 	NewDigest string `json:"newDigest,omitempty"`
 	// Schedule is the cron spec of a scheduled run.
 	Schedule string `json:"schedule,omitempty"`
+	// OldTag and NewTag describe a new base version tag (kind baseTag):
+	// Base is the repository, NewDigest what NewTag pointed to, OldTag
+	// the newest matching tag seen before.
+	OldTag string `json:"oldTag,omitempty"`
+	NewTag string `json:"newTag,omitempty"`
 	// Observation is the index observation a base update came from.
 	Observation int64 `json:"observation,omitempty"`
 	// Source says how a base update was seen: poll, webhook or push.
@@ -108,6 +113,8 @@ func (c Cause) String() string {
 		return fmt.Sprintf("base: %s %.19s → %.19s", c.Base, c.OldDigest, c.NewDigest)
 	case "schedule":
 		return "schedule: " + c.Schedule
+	case "baseTag":
+		return fmt.Sprintf("baseTag: %s %s → %s", c.Base, c.OldTag, c.NewTag)
 	case "cascade":
 		s := "cascade of " + FormatRunID(c.UpstreamRun)
 		if c.Upstream != nil {

@@ -47,6 +47,19 @@ type Triggers struct {
 	Schedule  string `json:"schedule,omitempty"`
 	BaseScope string `json:"baseScope,omitempty"` // "runtime" (default) or "all"
 	Patch     string `json:"patch,omitempty"`     // "rebuild" (default) or "rebase"
+	// BaseTags follow new version tags of base repositories.
+	BaseTags []BaseTag `json:"baseTags,omitempty"`
+}
+
+// BaseTag follows a base repository's version tags: a new tag matching
+// Semver rebuilds the task with Arg set to it (action "rebuild", the
+// default) or only emits a base.tagged event ("notify").
+type BaseTag struct {
+	Ref        string `json:"ref"`                  // repository without tag ("docker.io/library/python")
+	Arg        string `json:"arg,omitempty"`        // build-arg carrying the tag; required for rebuild
+	Semver     string `json:"semver"`               // constraint ("~3.12"), Masterminds/semver syntax
+	Prerelease bool   `json:"prerelease,omitempty"` // count pre-release (and suffixed) tags
+	Action     string `json:"action,omitempty"`     // "rebuild" (default) or "notify"
 }
 
 // Base is one image reference a task's Dockerfile builds on.
@@ -67,6 +80,10 @@ type Task struct {
 	Bases     []Base    `json:"bases"`
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
+	// TagArgs are the build args triggers.baseTags set to the newest tag
+	// seen (arg → tag): every run of the task builds with them, over
+	// spec.buildArgs. Shown by GET /tasks/{name} only.
+	TagArgs map[string]string `json:"tagArgs,omitempty"`
 }
 
 // Name returns the task's name.
@@ -83,11 +100,20 @@ type PutResult struct {
 // or update together, all or none.
 type ApplyRequest struct {
 	Tasks []TaskSpec `json:"tasks"`
+	// Watches are created or updated with the tasks (never removed).
+	Watches []WatchRequest `json:"watches,omitempty"`
 }
 
 // ApplyResult answers an apply that stored every task (200).
 type ApplyResult struct {
-	Tasks []AppliedTask `json:"tasks"` // in the request's order
+	Tasks   []AppliedTask  `json:"tasks"`             // in the request's order
+	Watches []AppliedWatch `json:"watches,omitempty"` // in the request's order
+}
+
+// AppliedWatch says what an apply did to one watch.
+type AppliedWatch struct {
+	Ref    string `json:"ref"`    // normalized
+	Action string `json:"action"` // "created" or "updated"
 }
 
 // AppliedTask says what an apply did to one task.

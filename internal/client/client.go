@@ -389,3 +389,30 @@ func (c *Client) PutRegistryCredential(ctx context.Context, host, username, pass
 func (c *Client) DeleteRegistryCredential(ctx context.Context, host string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/registries/"+url.PathEscape(host), nil, nil)
 }
+
+// Apply creates or updates tasks and watches together (POST
+// /api/v1/tasks:apply).
+func (c *Client) Apply(ctx context.Context, req api.ApplyRequest) (api.ApplyResult, error) {
+	var out api.ApplyResult
+	err := c.do(ctx, http.MethodPost, "/api/v1/tasks:apply", req, &out)
+	return out, err
+}
+
+// ListWatches returns the references watched without building.
+func (c *Client) ListWatches(ctx context.Context) ([]api.Watch, error) {
+	var out []api.Watch
+	err := c.do(ctx, http.MethodGet, "/api/v1/watches", nil, &out)
+	return out, err
+}
+
+// AddWatch watches a reference without building (or updates its range).
+func (c *Client) AddWatch(ctx context.Context, req api.WatchRequest) (api.WatchResult, error) {
+	var out api.WatchResult
+	err := c.do(ctx, http.MethodPost, "/api/v1/watches", req, &out)
+	return out, err
+}
+
+// RemoveWatch stops watching ref.
+func (c *Client) RemoveWatch(ctx context.Context, ref string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/watches?ref="+url.QueryEscape(ref), nil, nil)
+}

@@ -40,13 +40,23 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 	// An api.ApplyRequest, each task kept raw to be decoded strictly and
 	// refused alone.
 	var req struct {
-		Tasks []json.RawMessage `json:"tasks"`
+		Tasks   []json.RawMessage  `json:"tasks"`
+		Watches []api.WatchRequest `json:"watches,omitempty"`
 	}
 	if err := decodeJSON(w, r, MaxApplyBytes, "tasks", &req); err != nil {
 		return err
 	}
-	if len(req.Tasks) == 0 {
+	if len(req.Tasks) == 0 && len(req.Watches) == 0 {
 		return &invalidError{errors.New("tasks: no tasks to apply")}
+	}
+	// Watches are checked before anything is stored: a bad one refuses
+	// the apply, naming it.
+	watches := make([]store.Watch, len(req.Watches))
+	for i, wr := range req.Watches {
+		var err error
+		if watches[i], err = checkWatch(fmt.Sprintf("watches[%d].", i), wr); err != nil {
+			return err
+		}
 	}
 	n := len(req.Tasks)
 	var refused []api.TaskError
@@ -145,6 +155,18 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 		})
 	}
 
+	out := api.ApplyResult{Tasks: make([]api.AppliedTask, n)}
+	for _, wt := range watches {
+		created, err := s.cfg.Store.PutWatch(ctx, wt)
+		if err != nil {
+			return err
+		}
+		action := "updated"
+		if created {
+			action = "created"
+		}
+		out.Watches = append(out.Watches, api.AppliedWatch{Ref: wt.Ref, Action: action})
+	}
 	var results []store.PutResult
 	if len(changed) > 0 {
 		var err error
@@ -152,7 +174,6 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	out := api.ApplyResult{Tasks: make([]api.AppliedTask, n)}
 	for i := range specs {
 		action := "unchanged"
 		if !same[i] {

@@ -314,6 +314,30 @@ func TestContract(t *testing.T) {
 	if code, _ := a.do(t, "DELETE", "/api/v1/registries/ghcr.io", nil); code != http.StatusNoContent {
 		t.Errorf("logout = %d, want 204", code)
 	}
+	// Watches: added (201), re-added (200), listed, a bad range refused
+	// naming the field, removed by the reference as given.
+	cover("POST", "/api/v1/watches")
+	wr := call[api.WatchResult](t, a, "POST", "/api/v1/watches", api.WatchRequest{Ref: "python:3.12", Semver: "~3.12"}, http.StatusCreated)
+	if !wr.Created || wr.Watch.Ref != "docker.io/library/python:3.12" || !wr.Watch.ByDigest || wr.Watch.Repository != "docker.io/library/python" {
+		t.Errorf("watch add = %+v", wr)
+	}
+	if wr := call[api.WatchResult](t, a, "POST", "/api/v1/watches", api.WatchRequest{Ref: "python:3.12", Semver: "~3.13"}, http.StatusOK); wr.Created || wr.Watch.Semver != "~3.13" {
+		t.Errorf("watch re-add = %+v, want updated", wr)
+	}
+	if e := call[api.Error](t, a, "POST", "/api/v1/watches", api.WatchRequest{Ref: "python", Semver: "~three"}, http.StatusBadRequest); !strings.Contains(e.Message, "semver:") {
+		t.Errorf("bad semver: %+v", e)
+	}
+	cover("GET", "/api/v1/watches")
+	if ws := call[[]api.Watch](t, a, "GET", "/api/v1/watches", nil, http.StatusOK); len(ws) != 1 || ws[0].Semver != "~3.13" {
+		t.Errorf("watches = %+v", ws)
+	}
+	cover("DELETE", "/api/v1/watches")
+	if code, _ := a.do(t, "DELETE", "/api/v1/watches?ref=python:3.12", nil); code != http.StatusNoContent {
+		t.Errorf("watch remove = %d, want 204", code)
+	}
+	if e := call[api.Error](t, a, "DELETE", "/api/v1/watches?ref=python:3.12", nil, http.StatusNotFound); !strings.Contains(e.Message, "not watched") {
+		t.Errorf("remove again: %+v", e)
+	}
 	cover("GET", "/api/v1/whoami")
 	if w := call[api.WhoAmI](t, a, "GET", "/api/v1/whoami", nil, http.StatusOK); w.User != "admin" {
 		t.Errorf("whoami = %+v", w)

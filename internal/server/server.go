@@ -38,6 +38,7 @@ type apiStore interface {
 	GetTask(ctx context.Context, name string) (store.Task, error)
 	ListTasks(ctx context.Context) ([]store.Task, error)
 	DeleteTask(ctx context.Context, name string) error
+	watchStore
 	GetRun(ctx context.Context, id int64) (store.Run, error)
 	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error)
 	Logs(ctx context.Context, runID, after int64, limit int) ([]store.LogChunk, error)
@@ -203,6 +204,9 @@ func New(cfg Config) *Server {
 		handle("PUT /api/v1/registries/{host}", s.putCredential)
 		handle("DELETE /api/v1/registries/{host}", s.deleteCredential)
 	}
+	handle("GET /api/v1/watches", s.listWatches)
+	handle("POST /api/v1/watches", s.addWatch)
+	handle("DELETE /api/v1/watches", s.deleteWatch)
 	handle("GET /api/v1/whoami", func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, api.WhoAmI{User: user(r)})
 	})

@@ -27,6 +27,10 @@ func apiSpec(s task.Spec) api.TaskSpec {
 	if tr := s.Triggers; tr != nil {
 		out.Triggers = &api.Triggers{Commit: tr.Commit, Base: tr.Base, Manual: tr.Manual,
 			Schedule: tr.Schedule, BaseScope: tr.BaseScope, Patch: tr.Patch}
+		for _, bt := range tr.BaseTags {
+			out.Triggers.BaseTags = append(out.Triggers.BaseTags, api.BaseTag{Ref: bt.Ref, Arg: bt.Arg, Semver: bt.Semver,
+				Prerelease: bt.Prerelease, Action: bt.Action})
+		}
 	}
 	return out
 }
@@ -44,13 +48,13 @@ func apiBases(bs []dockerfile.Base) []api.Base {
 }
 
 func apiTask(t store.Task) api.Task {
-	return api.Task{Spec: apiSpec(t.Spec), Bases: apiBases(t.Bases), CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
+	return api.Task{Spec: apiSpec(t.Spec), Bases: apiBases(t.Bases), CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, TagArgs: t.TagArgs}
 }
 
 func apiCause(c store.Cause) api.Cause {
 	out := api.Cause{Kind: c.Kind, User: c.User, Repo: c.Repo, Ref: c.Ref, SHA: c.SHA, Author: c.Author,
 		Base: c.Base, Platform: c.Platform, OldDigest: c.OldDigest, NewDigest: c.NewDigest,
-		Schedule: c.Schedule, Observation: c.Observation, Source: c.Source, UpstreamRun: c.UpstreamRun}
+		Schedule: c.Schedule, OldTag: c.OldTag, NewTag: c.NewTag, Observation: c.Observation, Source: c.Source, UpstreamRun: c.UpstreamRun}
 	if c.Upstream != nil {
 		up := apiCause(*c.Upstream)
 		out.Upstream = &up

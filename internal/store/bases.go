@@ -402,8 +402,15 @@ func (t *Tx) PendingRuns() (map[string][]Run, error) {
 
 // CreateRun stores a queued run. A run with BlockedBy waits for those runs
 // and gets its job when they succeed (Tx.Enqueue); otherwise enqueue is
-// called now, in this transaction.
+// called now, in this transaction. The run's spec is r.Spec with the
+// build arguments baseTags set for the task (SetTaskTagArg) applied: what
+// the run builds with is what it records.
 func (t *Tx) CreateRun(r Run, enqueue Enqueuer) (Run, error) {
+	args, err := taskTagArgs(t.ctx, t.tx, r.Task)
+	if err != nil {
+		return Run{}, err
+	}
+	r.Spec = r.Spec.TagArgs(args)
 	r.State = StateQueued
 	r.CreatedAt = time.Now().UTC()
 	spec, err := json.Marshal(r.Spec)

@@ -37,7 +37,7 @@ func (s State) Done() bool {
 
 // Cause says why a run exists. Kind selects which other fields are set.
 type Cause struct {
-	// Kind is manual, commit, base, schedule or cascade.
+	// Kind is manual, commit, base, schedule, cascade or baseTag.
 	Kind string `json:"kind"`
 	// User started a manual run.
 	User string `json:"user,omitempty"`
@@ -53,6 +53,11 @@ type Cause struct {
 	NewDigest string `json:"newDigest,omitempty"`
 	// Schedule is the cron spec of a scheduled run.
 	Schedule string `json:"schedule,omitempty"`
+	// OldTag and NewTag describe a new base version tag (kind baseTag):
+	// Base is the repository, NewDigest what NewTag pointed to, OldTag
+	// the newest matching tag seen before.
+	OldTag string `json:"oldTag,omitempty"`
+	NewTag string `json:"newTag,omitempty"`
 	// Observation is the index observation a base update came from.
 	Observation int64 `json:"observation,omitempty"`
 	// Source says how a base update was seen: poll, webhook or push.

@@ -21,6 +21,9 @@ type Task struct {
 	Bases     []dockerfile.Base `json:"bases"`
 	CreatedAt time.Time         `json:"createdAt"`
 	UpdatedAt time.Time         `json:"updatedAt"`
+	// TagArgs are the build args triggers.baseTags set (SetTaskTagArg):
+	// arg → the newest tag seen. Only GetTask reads them.
+	TagArgs map[string]string `json:"tagArgs,omitempty"`
 	// Hash is what an apply stored the task with (task.Spec.Hash of the
 	// spec and of what its inspection read); "" = unknown. Only PutTask(s)
 	// and TaskHashes read it.
@@ -46,6 +49,9 @@ func (s *Store) CreateTask(ctx context.Context, t Task) (Task, error) {
 			return translate(err)
 		}
 		if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "created", Image: t.Spec.Image}); err != nil {
+			return err
+		}
+		if err := trackTaskTags(ctx, tx, t.Spec); err != nil {
 			return err
 		}
 		return trackBases(ctx, tx, t.Bases, nil)
@@ -167,6 +173,9 @@ func putTaskTx(ctx context.Context, tx *taskTx, t Task) (PutResult, error) {
 		if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "created", Image: t.Spec.Image}); err != nil {
 			return PutResult{}, err
 		}
+		if err := trackTaskTags(ctx, tx, t.Spec); err != nil {
+			return PutResult{}, err
+		}
 		return PutResult{Task: t, Created: true, Changed: true}, trackBases(ctx, tx, t.Bases, tx.tracked)
 	case err != nil:
 		return PutResult{}, err
@@ -193,6 +202,9 @@ func putTaskTx(ctx context.Context, tx *taskTx, t Task) (PutResult, error) {
 		return PutResult{}, translate(err)
 	}
 	if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "updated", Image: t.Spec.Image}); err != nil {
+		return PutResult{}, err
+	}
+	if err := trackTaskTags(ctx, tx, t.Spec); err != nil {
 		return PutResult{}, err
 	}
 	return PutResult{Task: t, Changed: true}, trackBases(ctx, tx, t.Bases, tx.tracked)
@@ -263,6 +275,9 @@ func (s *Store) GetTask(ctx context.Context, name string) (Task, error) {
 	if err != nil {
 		return Task{}, fmt.Errorf("task %s: %w", name, err)
 	}
+	if t.TagArgs, err = taskTagArgs(ctx, s.read, name); err != nil {
+		return Task{}, err
+	}
 	return t, nil
 }
 
@@ -313,6 +328,9 @@ func (s *Store) DeleteTask(ctx context.Context, name string) error {
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM task_tag_args WHERE task_name = $1`, name); err != nil {
+			return translate(err)
 		}
 		return emit(ctx, tx, EventTaskChanged, name, TaskChanged{Task: name, Action: "deleted"})
 	})
