@@ -5,6 +5,8 @@
 // pushes and webhooks (Watcher.Hint). It asks the registry client
 // (internal/regclient) what a reference points to, and hands each
 // successful check on as one Observation to an Observer it declares
-// (internal/lifecycle commits it with the runs it causes). It does not
-// build or plan.
+// (internal/lifecycle commits it with the runs it causes). It also lists
+// the tags of followed repositories (triggers.baseTags, watches with a
+// semver range) on the same due-time scheme, and hands the newest
+// matching tags to a TagObserver. It does not build or plan.
 package index

@@ -77,6 +77,12 @@ type WatcherConfig struct {
 	Logger *slog.Logger
 	// Metrics, when set, count checks, requests and changes.
 	Metrics *Metrics
+	// Tags lists followed repositories' tags (triggers.baseTags, watches
+	// with a semver range), each once per Interval with the references'
+	// due-time scheme, and TagObserver commits what a listing found. Both
+	// nil (and a Store without the tag methods) = no tag listing.
+	Tags        tagLister
+	TagObserver TagObserver
 }
 
 // Watcher polls due references and checks at once those a push or a
@@ -153,8 +159,9 @@ func (w *Watcher) Wake() {
 	}
 }
 
-// Run checks due references until ctx ends, then waits for the checks in
-// flight. It first makes the index match the tasks (tracking every base
+// Run checks due references (and, with Tags, lists due followed
+// repositories) until ctx ends, then waits for the checks in flight. It
+// first makes the index match the tasks and watches (tracking every base
 // they use, retiring what none uses), and does so again every interval.
 func (w *Watcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
@@ -234,6 +241,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 		}
 		w.mu.Unlock()
+		if !probe {
+			dispatched += w.dispatchTags(ctx, sem, func(fn func()) { wg.Go(fn) })
+		}
 		if dispatched > 0 && len(due) == limit && !probe {
 			continue // more may be due: refill as slots free, not once a tick
 		}
@@ -337,17 +347,24 @@ func (w *Watcher) recordError(ctx context.Context, ref, msg string, next time.Ti
 // interval away, with a little jitter, so that references added together
 // do not stay in step.
 func (w *Watcher) next(b store.BaseRef) time.Time {
+	return w.due(b.Ref, b.HintSource != "", b.CheckedAt, b.NextCheckAt, b.Failures)
+}
+
+// due is next for any watched item: name (its phase), whether a hint
+// made it due, when it was last checked, when this check was due, and
+// its failures before this check.
+func (w *Watcher) due(name string, hinted bool, checkedAt, nextAt time.Time, failures int) time.Time {
 	iv := w.cfg.Interval
 	now := time.Now()
-	if b.HintSource == "" && !b.CheckedAt.IsZero() && b.Failures == 0 && !b.NextCheckAt.IsZero() && now.Sub(b.NextCheckAt) < 2*iv {
-		at := b.NextCheckAt.Add(iv)
+	if !hinted && !checkedAt.IsZero() && failures == 0 && !nextAt.IsZero() && now.Sub(nextAt) < 2*iv {
+		at := nextAt.Add(iv)
 		if !at.After(now) {
 			at = at.Add(iv) // this check took the next slot's turn
 		}
 		return at
 	}
 	h := fnv.New32a()
-	h.Write([]byte(b.Ref))
+	h.Write([]byte(name))
 	phase := time.Duration(h.Sum32()) % iv
 	at := now.Truncate(iv).Add(phase)
 	for !at.After(now.Add(iv / 2)) {
@@ -374,7 +391,9 @@ func (w *Watcher) disallowed(host string) string {
 	return fmt.Sprintf("registry %s is not on the watcher's allow list", host)
 }
 
-// sync makes the tracked references those the tasks use.
+// sync makes the tracked references those the tasks use and the
+// watches name, and the followed tag repositories those the tasks'
+// baseTags and the watches' ranges name.
 func (w *Watcher) sync(ctx context.Context) error {
 	tasks, err := w.cfg.Store.ListTasks(ctx)
 	if err != nil {
@@ -388,6 +407,16 @@ func (w *Watcher) sync(ctx context.Context) error {
 				keep[b.Ref] = true
 				refs = append(refs, b.Ref)
 			}
+		}
+	}
+	watched, err := w.syncTags(ctx, tasks)
+	if err != nil {
+		return err
+	}
+	for _, r := range watched {
+		if !keep[r] {
+			keep[r] = true
+			refs = append(refs, r)
 		}
 	}
 	if err := w.cfg.Store.TrackRefs(ctx, refs); err != nil {

@@ -304,6 +304,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Deny:     cfg.WatchDeny,
 		Logger:   log.With("component", "watcher"),
 		Metrics:  index.NewMetrics(metrics),
+		// Followed repositories' tags (triggers.baseTags, watches) are
+		// listed by the same client, on the same sessions and limits.
+		Tags:        checker,
+		TagObserver: runs,
 	})
 	if err != nil {
 		return nil, err

@@ -244,3 +244,13 @@ func (w WatchSpec) Check() (Watch, error) {
 	}
 	return out, nil
 }
+
+// TagVersion returns the version a tag stands for; false for a tag that
+// is no version ("latest").
+func TagVersion(tag string) (*semver.Version, bool) {
+	v, err := semver.NewVersion(tag)
+	return v, err == nil
+}
+
+// Allows reports whether version v (of TagVersion) meets the rule.
+func (r *TagRule) Allows(v *semver.Version) bool { return r.c.Check(v) }
