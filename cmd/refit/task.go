@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -217,6 +218,9 @@ func newTaskShowCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "tags\t%s\n", strings.Join(s.Tags, ", "))
 				if tr := s.Triggers; tr != nil {
 					fmt.Fprintf(w, "triggers\tcommit=%t base=%t (scope %s, %s) manual=%t schedule=%q\n", tr.Commit, tr.Base, tr.BaseScope, tr.Patch, tr.Manual, tr.Schedule)
+					for _, bt := range tr.BaseTags {
+						fmt.Fprintf(w, "base-tags\t%s\n", baseTagString(bt, t.TagArgs))
+					}
 				}
 				fmt.Fprintf(w, "updated\t%s\n", t.UpdatedAt.Local().Format("2006-01-02 15:04:05"))
 				printBases(w, t)
@@ -377,4 +381,23 @@ func mustAbs(p string) string {
 		return p
 	}
 	return abs
+}
+
+// baseTagString renders a baseTags entry and, for a rebuild, the tag its
+// arg carries now: "docker.io/library/python ~3.12 → PYTHON_TAG (rebuild;
+// now 3.12.9)".
+func baseTagString(bt api.BaseTag, tagArgs map[string]string) string {
+	action := cmp.Or(bt.Action, "rebuild")
+	s := bt.Ref + " " + bt.Semver
+	if bt.Prerelease {
+		s += " (+prerelease)"
+	}
+	if bt.Arg != "" {
+		s += " → " + bt.Arg
+	}
+	s += " (" + action
+	if v, ok := tagArgs[bt.Arg]; ok && action == "rebuild" {
+		s += "; now " + v
+	}
+	return s + ")"
 }

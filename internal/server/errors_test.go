@@ -117,3 +117,42 @@ func TestMissingBaseWarns(t *testing.T) {
 		t.Errorf("create on an existing base = %d, Warning %q; want 201 and none", resp.StatusCode, resp.Header.Values("Warning"))
 	}
 }
+
+// TestBaseTagsWarnsAndRefuses: a baseTags entry with a bad constraint is
+// refused (400) naming the field; one whose repository no FROM builds on
+// is stored with a Warning; one the Dockerfile names through its arg
+// gives none.
+func TestBaseTagsWarnsAndRefuses(t *testing.T) {
+	a := startAPIWith(t, func(*server.Config, *runner.Runner) {})
+	dir := source(t, map[string]string{"Dockerfile": "ARG PYTHON_TAG=3.12.8\nFROM python:${PYTHON_TAG}\n"})
+	body := func(name, ref, semver string) string {
+		return `{"name":"` + name + `","source":{"dir":"` + dir + `"},"triggers":{"base":true,"baseTags":[{"ref":"` + ref +
+			`","arg":"PYTHON_TAG","semver":"` + semver + `"}]}}`
+	}
+	post := func(b string) (*http.Response, string) {
+		req, _ := http.NewRequest("POST", a.url+"/api/v1/tasks", strings.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+a.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		text, _ := io.ReadAll(resp.Body)
+		return resp, string(text)
+	}
+	if resp, text := post(body("bad", "docker.io/library/python", "~three")); resp.StatusCode != http.StatusBadRequest ||
+		!strings.Contains(text, "triggers.baseTags[0].semver") {
+		t.Errorf("bad constraint = %d %s, want 400 naming triggers.baseTags[0].semver", resp.StatusCode, text)
+	}
+	resp, _ := post(body("other", "docker.io/library/node", "^20"))
+	if w := resp.Header.Values("Warning"); resp.StatusCode != http.StatusCreated || len(w) != 1 || !strings.Contains(w[0], "no FROM of the Dockerfile builds on docker.io/library/node") {
+		t.Errorf("unused repository = %d, Warning %q; want 201 and a warning", resp.StatusCode, w)
+	}
+	resp, _ = post(body("py", "python", "~3.12"))
+	if resp.StatusCode != http.StatusCreated || len(resp.Header.Values("Warning")) != 0 {
+		t.Errorf("repository used in FROM = %d, Warning %q; want 201 and none", resp.StatusCode, resp.Header.Values("Warning"))
+	}
+	if code, text := a.do(t, "GET", "/api/v1/tasks/py", nil); code != http.StatusOK || !strings.Contains(text, `"semver": "~3.12"`) {
+		t.Errorf("stored task = %d %s, want its baseTags", code, text)
+	}
+}

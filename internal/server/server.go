@@ -442,12 +442,14 @@ func warn(w http.ResponseWriter, warnings []string) {
 	}
 }
 
-// checkBases returns the warnings of Config.Bases about t's bases.
+// checkBases returns the warnings of Config.Bases about t's bases, and
+// of baseTags entries no FROM uses.
 func (s *Server) checkBases(ctx context.Context, t store.Task) []string {
+	warnings := baseTagWarnings(t)
 	if s.cfg.Bases == nil {
-		return nil
+		return warnings
 	}
-	return s.cfg.Bases.CheckBases(ctx, t.Bases)
+	return append(warnings, s.cfg.Bases.CheckBases(ctx, t.Bases)...)
 }
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {

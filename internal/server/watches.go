@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
@@ -103,4 +105,46 @@ func (s *Server) deleteWatch(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// baseTagWarnings warns of each triggers.baseTags rebuild entry whose
+// repository no FROM of the task's Dockerfile builds on: its arg is then
+// not what picks the base, and a new tag would rebuild the same image.
+// The task is stored all the same (a FROM may name the repository
+// through another argument's default).
+func baseTagWarnings(t store.Task) []string {
+	if t.Spec.Triggers == nil {
+		return nil
+	}
+	var out []string
+	for i, bt := range t.Spec.Triggers.BaseTags {
+		if bt.Action == "notify" {
+			continue
+		}
+		repo, err := task.Repository(bt.Ref)
+		if err != nil {
+			continue
+		}
+		found := false
+		for _, b := range t.Bases {
+			if b.Kind == dockerfile.KindFrom && repositoryOf(b.Ref) == repo {
+				found = true
+				break
+			}
+		}
+		if !found {
+			out = append(out, fmt.Sprintf("triggers.baseTags[%d]: no FROM of the Dockerfile builds on %s; name it through the build arg: ARG %s, FROM %s:${%s}",
+				i, repo, bt.Arg, bt.Ref, bt.Arg))
+		}
+	}
+	return out
+}
+
+// repositoryOf is a normalized reference without its tag and digest.
+func repositoryOf(ref string) string {
+	ref, _, _ = strings.Cut(ref, "@")
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		ref = ref[:i]
+	}
+	return ref
 }
