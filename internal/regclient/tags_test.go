@@ -281,11 +281,19 @@ func FuzzParseTagsPage(f *testing.F) {
 	})
 }
 
-// BenchmarkTags10k lists a repository of 10,000 tags served in pages of
-// 1,000 by an httptest server speaking the distribution API, and reports
-// the requests per listing and the peak heap in use while listing.
-func BenchmarkTags10k(b *testing.B) {
-	ts := newTagServer(10_000)
+// BenchmarkTags lists repositories of 1,000, 10,000 and 100,000 tags
+// served in pages of 1,000 by an httptest server speaking the
+// distribution API, and reports the requests per listing and the peak
+// heap in use while listing, over the heap before it. Linear: time and
+// requests grow with the tags, the peak heap does not.
+func BenchmarkTags(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		b.Run(fmt.Sprintf("tags=%d", n), func(b *testing.B) { benchTags(b, n) })
+	}
+}
+
+func benchTags(b *testing.B, n int) {
+	ts := newTagServer(n)
 	srv := httptest.NewServer(ts)
 	defer srv.Close()
 	repo := strings.TrimPrefix(srv.URL, "http://") + "/lib/python"
@@ -296,7 +304,6 @@ func BenchmarkTags10k(b *testing.B) {
 	runtime.GC()
 	var base runtime.MemStats
 	runtime.ReadMemStats(&base)
-	b.ResetTimer()
 	for b.Loop() {
 		count := 0
 		res, err := c.Tags(ctx, repo, func(tag string) {
@@ -307,7 +314,7 @@ func BenchmarkTags10k(b *testing.B) {
 				peak = max(peak, ms.HeapInuse)
 			}
 		})
-		if err != nil || count != 10_000 {
+		if err != nil || count != n {
 			b.Fatalf("listed %d tags: %v", count, err)
 		}
 		requests = res.Requests
