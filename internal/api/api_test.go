@@ -33,6 +33,8 @@ func TestCauseString(t *testing.T) {
 		{api.Cause{Kind: "commit", Ref: "main", SHA: "0123456789abcdef"}, "commit: main 0123456"},
 		{api.Cause{Kind: "schedule", Schedule: "@daily"}, "schedule: @daily"},
 		{api.Cause{Kind: "cascade", UpstreamRun: 3}, "cascade of r-3"},
+		{api.Cause{Kind: "baseTag", Base: "docker.io/library/python", OldTag: "3.12.8", NewTag: "3.12.9"}, "baseTag: docker.io/library/python 3.12.8 → 3.12.9"},
+		{api.Cause{Kind: "cascade", UpstreamRun: 4, Upstream: &api.Cause{Kind: "baseTag", Base: "python", OldTag: "1", NewTag: "2"}}, "cascade of r-4 ← baseTag: python 1 → 2"},
 		{api.Cause{Kind: "odd"}, "odd"},
 	}
 	for _, tt := range tests {

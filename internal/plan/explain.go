@@ -54,6 +54,13 @@ func Explain(g *Graph, t store.Task, refs map[string]store.BaseRef, runs []store
 	default:
 		e.Trigger = "on, scope runtime: only an update of the final stage's base rebuilds it"
 	}
+	for _, bt := range tr.BaseTags {
+		if bt.Action == "notify" {
+			e.Trigger += fmt.Sprintf("; new tags of %s matching %s are announced (base.tagged), not built", bt.Ref, bt.Semver)
+			continue
+		}
+		e.Trigger += fmt.Sprintf("; a new tag of %s matching %s rebuilds it with %s set to that tag", bt.Ref, bt.Semver, bt.Arg)
+	}
 	var lastOK *store.Run
 	for i := range runs {
 		if runs[i].State == store.StateSucceeded {

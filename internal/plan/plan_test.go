@@ -59,3 +59,16 @@ func TestGraphCheckCycles(t *testing.T) {
 		t.Errorf("after the checks the graph changed: %v %v", err, g.Cycle())
 	}
 }
+
+// TestExplainBaseTags: explain says what a task's baseTags entries do.
+func TestExplainBaseTags(t *testing.T) {
+	tk := store.Task{Spec: task.Spec{Name: "py", Source: task.Source{Dir: "/s"}, Triggers: &task.Triggers{Base: true, BaseTags: []task.BaseTag{
+		{Ref: "python", Arg: "PYTHON_TAG", Semver: "~3.12"}, {Ref: "node", Semver: "^22", Action: "notify"}}}}}
+	e := plan.Explain(plan.NewGraph([]store.Task{tk}, "127.0.0.1:5000"), tk, nil, nil)
+	for _, want := range []string{"a new tag of python matching ~3.12 rebuilds it with PYTHON_TAG set to that tag",
+		"new tags of node matching ^22 are announced (base.tagged), not built"} {
+		if !strings.Contains(e.Trigger, want) {
+			t.Errorf("trigger = %q, want it to say %q", e.Trigger, want)
+		}
+	}
+}
