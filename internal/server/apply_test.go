@@ -165,3 +165,37 @@ func TestApplyCycleWithStoredTask(t *testing.T) {
 		t.Errorf("apply of a on busybox and b on a: %d %s, want 200", code, body)
 	}
 }
+
+// TestApplyWatches: an apply's watches are stored with its tasks (or
+// alone), re-applying updates them, and a bad one refuses the whole
+// apply, naming it, with nothing stored.
+func TestApplyWatches(t *testing.T) {
+	a := startAPI(t)
+	dir := source(t, map[string]string{"Dockerfile": "FROM " + registryAddr + "/base/a:1\n"})
+	body := map[string]any{"tasks": []any{spec("one", dir, nil)},
+		"watches": []any{map[string]any{"ref": "python:3.12", "semver": "~3.12"}, map[string]any{"ref": "docker.io/library/node", "semver": "^22"}}}
+	code, text := a.do(t, "POST", "/api/v1/tasks:apply", body)
+	var res api.ApplyResult
+	json.Unmarshal([]byte(text), &res)
+	if code != http.StatusOK || len(res.Tasks) != 1 || len(res.Watches) != 2 || res.Watches[0] != (api.AppliedWatch{Ref: "docker.io/library/python:3.12", Action: "created"}) {
+		t.Fatalf("apply = %d %s", code, text)
+	}
+	code, text = a.do(t, "POST", "/api/v1/tasks:apply", map[string]any{"watches": []any{map[string]any{"ref": "docker.io/library/node", "semver": "^20"}}})
+	if code != http.StatusOK || !strings.Contains(text, `"action": "updated"`) {
+		t.Errorf("apply of watches alone = %d %s, want the watch updated", code, text)
+	}
+	code, text = a.do(t, "POST", "/api/v1/tasks:apply", map[string]any{"tasks": []any{spec("two", dir, nil)},
+		"watches": []any{map[string]any{"ref": "debian:12"}, map[string]any{"ref": "Debian", "semver": "1"}}})
+	if code != http.StatusBadRequest || !strings.Contains(text, "watches[1].ref") {
+		t.Errorf("apply with a bad watch = %d %s, want 400 naming watches[1].ref", code, text)
+	}
+	code, text = a.do(t, "GET", "/api/v1/watches", nil)
+	var ws []api.Watch
+	json.Unmarshal([]byte(text), &ws)
+	if code != http.StatusOK || len(ws) != 2 || ws[0].Semver != "^20" {
+		t.Errorf("watches = %d %s, want python and node (^20), nothing of the refused apply", code, text)
+	}
+	if code, _ := a.do(t, "GET", "/api/v1/tasks/two", nil); code != http.StatusNotFound {
+		t.Errorf("task of the refused apply: %d, want 404", code)
+	}
+}
