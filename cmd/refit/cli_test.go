@@ -85,3 +85,45 @@ func TestRegistryLoginCLI(t *testing.T) {
 		t.Error("the password is in the database file in the clear")
 	}
 }
+
+// TestWatchCLI: `refit watch add` watches a reference (again: updates
+// its range), `list` shows it, `remove` stops it, a bad range fails
+// naming the field, and `refit apply -f` takes a file of watches alone.
+func TestWatchCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the refit binary and runs refit serve")
+	}
+	bin := refitBinary(t)
+	data := t.TempDir()
+	apiAddr, reg := freePort(t), freePort(t)
+	startProcess(t, bin, data, apiAddr, reg)
+	token := readToken(t, data)
+
+	out, stderr, err := cli(t, bin, apiAddr, token, "", "watch", "add", "python:3.12", "--semver", "~3.12")
+	if err != nil || !strings.Contains(out, "watch docker.io/library/python:3.12 added") {
+		t.Fatalf("watch add: %v\nstdout: %s\nstderr: %s", err, out, stderr)
+	}
+	if out, _, err := cli(t, bin, apiAddr, token, "", "watch", "add", "python:3.12", "--semver", "~3.13"); err != nil || !strings.Contains(out, "updated") {
+		t.Errorf("watch add again: %v %s, want updated", err, out)
+	}
+	if _, stderr, err := cli(t, bin, apiAddr, token, "", "watch", "add", "python", "--semver", "~three"); err == nil || !strings.Contains(stderr, "semver:") {
+		t.Errorf("bad range: %v, stderr %q; want a failure naming semver", err, stderr)
+	}
+	file := t.TempDir() + "/watches.yaml"
+	os.WriteFile(file, []byte("watches:\n  - ref: docker.io/library/node\n    semver: \"^22\"\n"), 0o644)
+	if out, stderr, err := cli(t, bin, apiAddr, token, "", "apply", "-f", file); err != nil || !strings.Contains(out, "watch docker.io/library/node created") {
+		t.Errorf("apply of watches: %v\n%s%s", err, out, stderr)
+	}
+	table, _, _ := cli(t, bin, apiAddr, token, "", "watch", "list")
+	for _, want := range []string{"REF", "docker.io/library/python:3.12", "~3.13", "docker.io/library/node", "no (tags only)", "^22"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("watch list lacks %q:\n%s", want, table)
+		}
+	}
+	if out, stderr, err := cli(t, bin, apiAddr, token, "", "watch", "remove", "python:3.12"); err != nil || !strings.Contains(out, "removed") {
+		t.Fatalf("watch remove: %v\n%s%s", err, out, stderr)
+	}
+	if _, stderr, err := cli(t, bin, apiAddr, token, "", "watch", "remove", "python:3.12"); err == nil || !strings.Contains(stderr, "not watched") {
+		t.Errorf("remove again: %v, stderr %q; want not watched", err, stderr)
+	}
+}
