@@ -53,10 +53,11 @@ func TestBaseTagRebuildE2E(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"Dockerfile": "ARG PYTHON_TAG=3.12.8\nFROM " + python + ":${PYTHON_TAG}\nRUN echo built > /built\n"})
 	t0 := time.Now()
-	_, err := r.c.CreateTask(ctx, api.TaskSpec{Name: "py", Source: api.TaskSource{Dir: dir},
+	spec := api.TaskSpec{Name: "py", Source: api.TaskSource{Dir: dir},
 		BuildArgs: map[string]string{"PYTHON_TAG": "3.12.8"},
 		Triggers: &api.Triggers{Base: true, Manual: true, BaseTags: []api.BaseTag{
-			{Ref: python, Arg: "PYTHON_TAG", Semver: "~3.12"}}}})
+			{Ref: python, Arg: "PYTHON_TAG", Semver: "~3.12"}}}}
+	_, err := r.c.CreateTask(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +81,15 @@ func TestBaseTagRebuildE2E(t *testing.T) {
 	checkBuiltOn(t, run, base9, python+":3.12.9", d9)
 	if tk, err := r.c.GetTask(ctx, "py"); err != nil || tk.TagArgs["PYTHON_TAG"] != "3.12.9" {
 		t.Errorf("task's effective args = %v, %v; want PYTHON_TAG=3.12.9", tk.TagArgs, err)
+	}
+	// The task put again as written (PYTHON_TAG=3.12.8 in its buildArgs)
+	// keeps the base its runs build on, the one the index watches.
+	put, err := r.c.PutTask(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(put.Task.Bases) != 1 || put.Task.Bases[0].Ref != python+":3.12.9" {
+		t.Errorf("bases after a put = %+v, want %s:3.12.9", put.Task.Bases, python)
 	}
 
 	t1 := time.Now()

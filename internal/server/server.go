@@ -38,6 +38,7 @@ type apiStore interface {
 	GetTask(ctx context.Context, name string) (store.Task, error)
 	ListTasks(ctx context.Context) ([]store.Task, error)
 	DeleteTask(ctx context.Context, name string) error
+	TaskTagArgs(ctx context.Context, taskName string) (map[string]string, error)
 	watchStore
 	GetRun(ctx context.Context, id int64) (store.Run, error)
 	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error)
@@ -380,7 +381,18 @@ func (s *Server) checkSpec(ctx context.Context, spec task.Spec) (store.Task, err
 	if err := spec.Validate(); err != nil {
 		return store.Task{}, err
 	}
-	bases, err := s.cfg.Inspector.Inspect(ctx, spec)
+	// The Dockerfile is read with the build args the task's runs build
+	// with: those its baseTags set override the spec's, so the bases
+	// stored (and watched) are the ones built on.
+	inspect := spec
+	if spec.Triggers != nil && len(spec.Triggers.BaseTags) > 0 {
+		args, err := s.cfg.Store.TaskTagArgs(ctx, spec.Name)
+		if err != nil {
+			return store.Task{}, err
+		}
+		inspect = spec.TagArgs(args)
+	}
+	bases, err := s.cfg.Inspector.Inspect(ctx, inspect)
 	if err != nil {
 		if ctx.Err() != nil {
 			return store.Task{}, err
