@@ -125,7 +125,8 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 }
 
 // Hint commits that refs (as a push or webhook named them) should be
-// checked now: it marks the tracked ones among them due, noting source
+// checked now: it marks the tracked ones among them (and the followed
+// tag repositories of all of them) due, noting source
 // ("push", "webhook"), and takes eventID (when not "") so that a replayed
 // webhook hints nothing — all in one transaction, which outlives ctx's
 // cancelation (an acknowledged hint is never lost). Then it wakes the

@@ -246,3 +246,43 @@ func TestBaseTagsRebuild(t *testing.T) {
 		t.Errorf("watches queued runs: %d runs, want %d", n, runsBefore)
 	}
 }
+
+// TestBaseTagsHint: with an interval of an hour, a push hint naming a
+// new tag of a followed repository (as the embedded registry and
+// registry webhooks give) lists it at once and rebuilds.
+func TestBaseTagsHint(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	regh, err := registry.New(ctx, registry.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(regh)
+	defer srv.Close()
+	python := strings.TrimPrefix(srv.URL, "http://") + "/library/python"
+	pushTag(t, python+":3.12.8")
+	f := newFixture(t)
+	f.addTask(t, task.Spec{Name: "py", Triggers: &task.Triggers{Base: true, BaseTags: []task.BaseTag{
+		{Ref: python, Arg: "PYTHON_TAG", Semver: "~3.12"}}}}, "ARG PYTHON_TAG=3.12.8\nFROM "+python+":${PYTHON_TAG}\n")
+	rc := regclient.New(regclient.Config{Keychain: authn.NewMultiKeychain()})
+	w, err := index.NewWatcher(index.WatcherConfig{Store: f.st, Checker: rc, Observer: f.l, Tags: rc, TagObserver: f.l,
+		Interval: time.Hour, Tick: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the first listing", func() bool {
+		rs, _ := f.st.ListTagRepos(ctx)
+		return len(rs) == 1 && rs[0].Newest["~3.12"].Tag == "3.12.8"
+	})
+	pushTag(t, python+":3.12.9")
+	if err := w.Hint(ctx, []string{python + ":3.12.9"}, "push", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a run for 3.12.9 after the hint", func() bool { return len(f.runs(t)) == 1 })
+	if got := f.runs(t)[0].Spec.BuildArgs["PYTHON_TAG"]; got != "3.12.9" {
+		t.Errorf("PYTHON_TAG = %q, want 3.12.9", got)
+	}
+}

@@ -143,8 +143,9 @@ func (s *Store) GetBaseRef(ctx context.Context, ref string) (BaseRef, error) {
 }
 
 // HintRefs asks for an immediate check of the tracked references among
-// refs, noting source ("push", "webhook"), and reports how many are
-// tracked. With an eventID it first takes the event, in the same
+// refs, noting source ("push", "webhook"), and an immediate listing of
+// the followed tag repositories among theirs, and reports how many of
+// both there are. With an eventID it first takes the event, in the same
 // transaction: a replayed event hints nothing and returns fresh=false.
 func (s *Store) HintRefs(ctx context.Context, refs []string, source, eventID string) (tracked int, fresh bool, err error) {
 	fresh = true
@@ -162,6 +163,14 @@ func (s *Store) HintRefs(ctx context.Context, refs []string, source, eventID str
 				return translate(err)
 			}
 			n, _ := res.RowsAffected()
+			tracked += int(n)
+			// A push to a repository whose tags are followed may be a
+			// new version: list it now too.
+			res, err = tx.tx.ExecContext(ctx, `UPDATE tag_repos SET next_list_at = $1 WHERE repository = $2 AND next_list_at > $1`, now, repositoryOf(r))
+			if err != nil {
+				return translate(err)
+			}
+			n, _ = res.RowsAffected()
 			tracked += int(n)
 		}
 		return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/refit-dev/refit/internal/task"
@@ -417,4 +418,13 @@ func (s *Store) DeleteWatch(ctx context.Context, ref string) error {
 		return fmt.Errorf("watch %s: %w", ref, ErrNotFound)
 	}
 	return nil
+}
+
+// repositoryOf is a normalized reference without its tag and digest.
+func repositoryOf(ref string) string {
+	ref, _, _ = strings.Cut(ref, "@")
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		ref = ref[:i]
+	}
+	return ref
 }

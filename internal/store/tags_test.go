@@ -56,6 +56,13 @@ func TestTagRepos(t *testing.T) {
 	if len(rs) != 1 || len(rs[0].Newest) != 0 {
 		t.Errorf("after the second sync = %+v, want python alone, its ~3.12 newest dropped with the rule", rs)
 	}
+	// A push of a tag of a followed repository makes it due at once.
+	if n, _, err := s.HintRefs(ctx, []string{"docker.io/library/python:3.12.9"}, "push", ""); err != nil || n != 1 {
+		t.Errorf("hinting a new tag: %d, %v; want the followed repository counted", n, err)
+	}
+	if due, _ := s.DueTagRepos(ctx, time.Now(), 10); len(due) != 1 || due[0].Repository != "docker.io/library/python" {
+		t.Errorf("due after a push hint = %+v, want python", due)
+	}
 	next := time.Now().Add(time.Minute)
 	if err := s.RecordTagListError(ctx, "docker.io/library/python", "429 Too Many Requests", next); err != nil {
 		t.Fatal(err)
@@ -78,7 +85,9 @@ func TestTaskTagArgs(t *testing.T) {
 	if _, err := s.CreateTask(ctx, store.Task{Spec: sp}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.InTx(ctx, func(tx *store.Tx) error { return tx.SetTaskTagArg("py", "PYTHON_TAG", "3.12.9", "docker.io/library/python") }); err != nil {
+	if err := s.InTx(ctx, func(tx *store.Tx) error {
+		return tx.SetTaskTagArg("py", "PYTHON_TAG", "3.12.9", "docker.io/library/python")
+	}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := s.CreateRun(ctx, store.Run{Task: "py", Spec: sp, Cause: store.Cause{Kind: "manual"}}, nil)
