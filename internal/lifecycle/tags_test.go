@@ -3,9 +3,13 @@ package lifecycle_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -284,5 +288,79 @@ func TestBaseTagsHint(t *testing.T) {
 	waitFor(t, "a run for 3.12.9 after the hint", func() bool { return len(f.runs(t)) == 1 })
 	if got := f.runs(t)[0].Spec.BuildArgs["PYTHON_TAG"]; got != "3.12.9" {
 		t.Errorf("PYTHON_TAG = %q, want 3.12.9", got)
+	}
+}
+
+// TestBaseTagsNewestOf10k: the watcher finds the newest tag per
+// constraint among 10,000 served in pages of 1,000, in one listing of
+// 10 page requests, and resolves only those.
+func TestBaseTagsNewestOf10k(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	regh, err := registry.New(ctx, registry.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags []string
+	for i := range 10_000 {
+		tags = append(tags, fmt.Sprintf("1.%d.%d", i/100, i%100))
+	}
+	slices.Sort(tags)
+	var pages atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/tags/list") {
+			regh.ServeHTTP(w, r)
+			return
+		}
+		pages.Add(1)
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		start := 0
+		if last := r.URL.Query().Get("last"); last != "" {
+			start, _ = slices.BinarySearch(tags, last)
+			start++
+		}
+		end := min(start+n, len(tags))
+		if end < len(tags) {
+			w.Header().Set("Link", fmt.Sprintf(`<%s?n=%d&last=%s>; rel="next"`, r.URL.Path, n, tags[end-1]))
+		}
+		json.NewEncoder(w).Encode(map[string]any{"name": "lib/python", "tags": tags[start:end]})
+	}))
+	defer srv.Close()
+	python := strings.TrimPrefix(srv.URL, "http://") + "/lib/python"
+	d42 := pushTag(t, python+":1.42.99")
+	d99 := pushTag(t, python+":1.99.99")
+
+	f := newFixture(t)
+	f.addTask(t, task.Spec{Name: "a", Triggers: &task.Triggers{BaseTags: []task.BaseTag{
+		{Ref: python, Arg: "V", Semver: "~1.42"}, {Ref: python, Arg: "W", Semver: "^1"}}}}, "ARG V=1.42.0\nFROM "+python+":${V}\n")
+	rc := regclient.New(regclient.Config{Keychain: authn.NewMultiKeychain()})
+	w, err := index.NewWatcher(index.WatcherConfig{Store: f.st, Checker: rc, Observer: f.l, Tags: rc, TagObserver: f.l,
+		Interval: time.Hour, Tick: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	var repo store.TagRepo
+	waitFor(t, "the listing", func() bool {
+		rs, _ := f.st.ListTagRepos(ctx)
+		if len(rs) == 1 && !rs[0].ListedAt.IsZero() {
+			repo = rs[0]
+			return true
+		}
+		return false
+	})
+	if repo.TagCount != 10_000 || repo.LastError != "" {
+		t.Fatalf("listing = %+v", repo)
+	}
+	if got := repo.Newest["~1.42"]; got.Tag != "1.42.99" || got.Digest != d42 {
+		t.Errorf("newest ~1.42 = %+v, want 1.42.99 at %s", got, d42)
+	}
+	if got := repo.Newest["^1"]; got.Tag != "1.99.99" || got.Digest != d99 {
+		t.Errorf("newest ^1 = %+v, want 1.99.99 at %s", got, d99)
+	}
+	if p := pages.Load(); p != 10 {
+		t.Errorf("%d page requests, want 10", p)
 	}
 }
