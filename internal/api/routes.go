@@ -98,6 +98,10 @@ func Routes() []Route {
 		{Method: http.MethodPut, Path: "/api/v1/registries/{host}", Summary: "Store a login for a registry host",
 			Request: CredentialRequest{}, Status: http.StatusOK, Response: RegistryCredential{}},
 		{Method: http.MethodDelete, Path: "/api/v1/registries/{host}", Summary: "Remove the login stored for a registry host", Status: http.StatusNoContent},
+		{Method: http.MethodGet, Path: "/api/v1/images/explain", Summary: "Explain why an image exists, from the run that pushed it", Query: []Param{
+			{"ref", "string", "the image by digest: repository@sha256:…", true},
+		}, Status: http.StatusOK, Response: ImageExplanation{}},
+		{Method: http.MethodGet, Path: "/api/v1/signing-key", Summary: "The public key attestations are signed with", Status: http.StatusOK, Response: SigningKey{}, Public: true},
 		{Method: http.MethodGet, Path: "/api/v1/whoami", Summary: "The name of the token in use", Status: http.StatusOK, Response: WhoAmI{}},
 		{Method: http.MethodGet, Path: "/api/v1/openapi.json", Summary: "This description (OpenAPI 3.1)", Status: http.StatusOK, Response: map[string]any{}, Public: true},
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/attest"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
@@ -105,6 +106,16 @@ type Config struct {
 	// Metrics is the registry /metrics serves; the server adds its own
 	// collectors. nil = a new one.
 	Metrics *prometheus.Registry
+	// Images finds the runs that pushed an image, for GET
+	// /api/v1/images/explain; nil = every image is unknown (404).
+	Images imageStore
+	// Signer is the key attestations are signed with: its ID is the
+	// server id in stories, and GET /api/v1/signing-key serves its
+	// public half; nil = that route answers 404.
+	Signer *attest.Key
+	// Tags resolves an image's tags (which point at it now?); nil =
+	// not asked.
+	Tags attest.Resolver
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -157,6 +168,14 @@ func New(cfg Config) *Server {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openapi)
 	})
+	// The signing key's public half is public too: it verifies
+	// attestations offline.
+	s.patterns = append(s.patterns, "GET /api/v1/signing-key")
+	s.mux.HandleFunc("GET /api/v1/signing-key", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.signingKey(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+	})
 	handle("GET /api/v1/tasks", s.listTasks)
 	handle("POST /api/v1/tasks", s.createTask)
 	handle("POST /api/v1/tasks:apply", s.applyTasks)
@@ -171,6 +190,7 @@ func New(cfg Config) *Server {
 	handle("GET /api/v1/bases/history", s.baseHistory)
 	handle("GET /api/v1/graph", s.graph)
 	handle("GET /api/v1/tasks/{name}/explain", s.explain)
+	handle("GET /api/v1/images/explain", s.explainImage)
 	if cfg.Hooks != nil {
 		s.mux.Handle("/hooks/registry/", cfg.Hooks)
 	}
