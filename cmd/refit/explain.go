@@ -39,6 +39,7 @@ func explainImage(ctx context.Context, g *globals, ref, publicKeyFile string) er
 		}
 	}
 	var pub ed25519.PublicKey
+	keyFrom := "--public-key " + publicKeyFile
 	switch {
 	case publicKeyFile != "":
 		b, err := os.ReadFile(publicKeyFile)
@@ -51,6 +52,7 @@ func explainImage(ctx context.Context, g *globals, ref, publicKeyFile string) er
 	case cerr == nil && c != nil:
 		if k, err := c.SigningKey(ctx); err == nil {
 			pub, _ = attest.ParsePublicKey([]byte(k.PublicKey))
+			keyFrom = "the server's key (an image built by another refit, or before its key changed, needs --public-key FILE with that server's key)"
 		}
 	}
 	e, err := attest.FromRegistry(ctx, regclient.New(regclient.Config{}), ref, pub)
@@ -64,7 +66,7 @@ func explainImage(ctx context.Context, g *globals, ref, publicKeyFile string) er
 		return err
 	}
 	if pub != nil && !e.Verified {
-		return fmt.Errorf("the attestation of %s does not verify with key %s: do not trust this story", ref, attest.KeyID(pub))
+		return fmt.Errorf("the attestation of %s does not verify with %s, key %s: do not trust this story", ref, keyFrom, attest.KeyID(pub))
 	}
 	return nil
 }

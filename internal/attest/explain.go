@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/refit-dev/refit/internal/api"
 )
@@ -40,14 +41,20 @@ func Explanation(image, from string, p Predicate) api.ImageExplanation {
 	return e
 }
 
+// tagsTimeout bounds TagsNow.
+const tagsTimeout = 10 * time.Second
+
 // Resolver resolves a tag to the digest it points to now.
 type Resolver interface {
 	Resolve(ctx context.Context, ref string) (string, error)
 }
 
 // TagsNow asks the registry what each of img's tags points to now, and
-// whether that is img.
+// whether that is img, within 10 s in all.
 func TagsNow(ctx context.Context, r Resolver, img Image) []api.TagNow {
+	// An unreachable registry costs the story its tags, not a long wait.
+	ctx, cancel := context.WithTimeout(ctx, tagsTimeout)
+	defer cancel()
 	var out []api.TagNow
 	for _, t := range img.Tags {
 		tn := api.TagNow{Tag: t}

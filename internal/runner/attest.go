@@ -17,6 +17,8 @@ func (r *Runner) attach(ctx context.Context, run store.Run, out *lifecycle.Outco
 	if r.cfg.Signer == nil || out.Digest == "" {
 		return
 	}
+	t0 := time.Now()
+	defer func() { out.Timings["attest"] = time.Since(t0).Round(time.Millisecond).String() }()
 	step := logs.Step("attach attestation to " + out.Image)
 	run.Commit, run.Bases, run.Digest, run.Image, run.Tags, run.Platforms = commit, out.Bases, out.Digest, out.Image, out.Tags, out.Platforms
 	run.State, run.FinishedAt = "", time.Now().UTC() // pushed; the run ends after this

@@ -70,9 +70,10 @@ func TestExplainImageFromDatabaseAndAttestation(t *testing.T) {
 			t.Fatalf("wave run %s of %s: %s %s", x.ID, x.Task, x.State, x.Error)
 		}
 	}
-	if !logHas(t, r.c, a.ID, "[refit] attach attestation to "+a.Image) {
-		t.Errorf("app's run log has no attestation step")
+	if !logHas(t, r.c, a.ID, "[refit] attach attestation to "+a.Image) || a.Timings["attest"] == "" {
+		t.Errorf("app's run log has no attestation step (timings %v)", a.Timings)
 	}
+	t.Logf("app's run: build %s, attest %s, total %s", a.Timings["build"], a.Timings["attest"], a.Timings["total"])
 
 	// checkStory holds a story to the wave: app ← mid ← base ← the update.
 	checkStory := func(how string, e api.ImageExplanation) {
