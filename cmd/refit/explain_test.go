@@ -23,8 +23,9 @@ import (
 // TestExplainImageOffline: with no refit server, `refit explain
 // IMAGE@DIGEST --public-key FILE` tells the image's story from its
 // attestation in the registry (the embedded one: tag schema fallback),
-// marked verified; with another key it is marked UNVERIFIED and the
-// command fails.
+// marked verified; with a server whose database does not know the
+// image, the server's key verifies it; with another key it is marked
+// UNVERIFIED and the command fails.
 func TestExplainImageOffline(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the refit binary")
@@ -47,7 +48,13 @@ func TestExplainImageOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, _ := img.Digest()
-	key, err := attest.LoadKey(filepath.Join(t.TempDir(), "signing.key"))
+	// A refit server whose database has never heard of the image, but
+	// whose key signed its attestation.
+	data := t.TempDir()
+	apiAddr := freePort(t)
+	startProcess(t, bin, data, apiAddr, freePort(t))
+	token := readToken(t, data)
+	key, err := attest.LoadKey(filepath.Join(data, "signing.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +97,13 @@ func TestExplainImageOffline(t *testing.T) {
 	var e api.ImageExplanation
 	if err != nil || json.Unmarshal([]byte(out), &e) != nil || e.From != "attestation" || !e.Verified || e.Attestation.Cause[1].NewDigest != new {
 		t.Errorf("explain -o json = %s (%v)", out, err)
+	}
+
+	// With the server: it knows no run that pushed the image (404), so
+	// the CLI reads the attestation and verifies it with the server's key.
+	out, stderr, err = cli(t, bin, apiAddr, token, "", "explain", repo+"@"+d.String())
+	if err != nil || !strings.Contains(out, "the image's attestation (verified)") || !strings.Contains(out, "to "+new) {
+		t.Errorf("explain with a server that does not know the image: %v\nstdout: %s\nstderr: %s", err, out, stderr)
 	}
 
 	other, _ := attest.LoadKey(filepath.Join(t.TempDir(), "other.key"))
