@@ -106,6 +106,19 @@ func TestExplainImageOffline(t *testing.T) {
 		t.Errorf("explain with a server that does not know the image: %v\nstdout: %s\nstderr: %s", err, out, stderr)
 	}
 
+	// A later decision attaches a fuller statement beside the first: the
+	// newest is the story, with its test result and approval.
+	p.Test = &attest.TestResult{Result: "passed", Target: "test", At: time.Now()}
+	p.Approvals = []attest.Approval{{User: "alice", Decision: "approved", Comment: "CVE-2026-1234", At: time.Now()}}
+	p.AttestedAt = p.AttestedAt.Add(time.Minute)
+	if _, err := attest.Attach(ctx, regclient.New(regclient.Config{}), key, p); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err = cli(t, bin, apiAddr, token, "", "explain", repo+"@"+d.String())
+	if err != nil || !strings.Contains(out, "passed, target test") || !strings.Contains(out, `alice approved`) || !strings.Contains(out, `"CVE-2026-1234"`) {
+		t.Errorf("explain after a test and an approval: %v\nstdout: %s\nstderr: %s", err, out, stderr)
+	}
+
 	other, _ := attest.LoadKey(filepath.Join(t.TempDir(), "other.key"))
 	os.WriteFile(pubFile, other.PublicPEM(), 0o644)
 	out, stderr, err = cli(t, bin, noServer, "tok", "", "explain", repo+"@"+d.String(), "--public-key", pubFile)

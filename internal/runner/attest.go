@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/refit-dev/refit/internal/attest"
@@ -9,10 +10,33 @@ import (
 	"github.com/refit-dev/refit/internal/store"
 )
 
-// attach signs and pushes the attestation of the image run pushed (see
-// internal/attest): a step of the run's log, whose failure is a warning
-// there and leaves the run as it is. The image and its tags are not
-// touched.
+// ErrNoSigner is returned by Attest when the Runner has no Signer.
+var ErrNoSigner = errors.New("attestations are off: no signing key")
+
+// Attest signs and attaches a statement about the image run pushed
+// (run.Image, run.Digest, run.Platforms as recorded), told from refit's
+// database (attest.FromRun), after fill — when not nil — has added what
+// the run learned since its push: the test result (p.Test), approvals
+// (p.Approvals), its state. Each call attaches a new, complete
+// statement beside the earlier ones; the newest is the image's story.
+// The image and its tags are not touched. The steps that decide a
+// run's test and approvals call it after each decision.
+func (r *Runner) Attest(ctx context.Context, run store.Run, fill func(*attest.Predicate)) (attest.Attached, error) {
+	if r.cfg.Signer == nil {
+		return attest.Attached{}, ErrNoSigner
+	}
+	p, err := attest.FromRun(ctx, r.cfg.Store, run, r.cfg.Signer.ID)
+	if err != nil {
+		return attest.Attached{}, err
+	}
+	if fill != nil {
+		fill(&p)
+	}
+	return attest.Attach(ctx, r.cfg.Attestations, r.cfg.Signer, p)
+}
+
+// attach attests the image run has just pushed: a step of the run's
+// log, whose failure is a warning there and leaves the run as it is.
 func (r *Runner) attach(ctx context.Context, run store.Run, out *lifecycle.Outcome, commit string, logs *progress) {
 	if r.cfg.Signer == nil || out.Digest == "" {
 		return
@@ -22,14 +46,9 @@ func (r *Runner) attach(ctx context.Context, run store.Run, out *lifecycle.Outco
 	step := logs.Step("attach attestation to " + out.Image)
 	run.Commit, run.Bases, run.Digest, run.Image, run.Tags, run.Platforms = commit, out.Bases, out.Digest, out.Image, out.Tags, out.Platforms
 	run.State, run.FinishedAt = "", time.Now().UTC() // pushed; the run ends after this
-	p, err := attest.FromRun(ctx, r.cfg.Store, run, r.cfg.Signer.ID)
-	if err == nil {
-		var at attest.Attached
-		if at, err = attest.Attach(ctx, r.cfg.Attestations, r.cfg.Signer, p); err == nil {
-			for _, a := range at.Artifacts {
-				step.Logf("%s (%s)\n", a, at.Via)
-			}
-		}
+	at, err := r.Attest(ctx, run, nil)
+	for _, a := range at.Artifacts {
+		step.Logf("%s (%s)\n", a, at.Via)
 	}
 	if err != nil {
 		step.Logf("warning: the image has no attestation: %v\n", err)
