@@ -221,7 +221,7 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-func saveRun(ctx context.Context, db execer, r Run) error {
+func saveRun(ctx context.Context, db queryExecer, r Run) error {
 	tags, _ := json.Marshal(r.Tags)
 	bases, _ := json.Marshal(r.Bases)
 	timings, _ := json.Marshal(r.Timings)
@@ -240,6 +240,24 @@ func saveRun(ctx context.Context, db execer, r Run) error {
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("saving run %s: %w", FormatRunID(r.ID), ErrFinished)
+	}
+	if r.State.Done() {
+		d := map[string]any{"run": FormatRunID(r.ID), "state": r.State, "cause": r.Cause}
+		if r.Digest != "" {
+			d["image"], d["digest"], d["tags"], d["platforms"] = r.Image, r.Digest, r.Tags, r.Platforms
+		}
+		if len(r.Bases) > 0 {
+			d["bases"] = r.Bases
+		}
+		if r.Commit != "" {
+			d["commit"] = r.Commit
+		}
+		if r.Error != "" {
+			d["step"], d["error"] = r.Step, r.Error
+		}
+		if err := appendAudit(ctx, db, AuditRecord{Actor: "system", Action: "run.finish", Subject: r.Task, Details: d}); err != nil {
+			return err
+		}
 	}
 	return emitRunEnd(ctx, db, r)
 }
