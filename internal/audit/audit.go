@@ -103,6 +103,7 @@ func (e *BreakError) Error() string {
 type Verifier struct {
 	n    int64 // entries accepted
 	head Entry // the last accepted entry
+	prev Entry // the one before it
 }
 
 // Add checks e against the entries before it: its seq is the next one,
@@ -114,9 +115,9 @@ func (v *Verifier) Add(e Entry) error {
 	case e.Seq < want:
 		return &BreakError{e.Seq, fmt.Sprintf("out of order: it comes after entry %d", v.head.Seq)}
 	case e.Seq == want+1:
-		return &BreakError{want, "missing (deleted)"}
+		return &BreakError{want, "missing: deleted, or moved elsewhere"}
 	case e.Seq > want:
-		return &BreakError{want, fmt.Sprintf("missing (deleted), with the entries up to %d", e.Seq-1)}
+		return &BreakError{want, fmt.Sprintf("missing, with the entries up to %d: deleted, or moved elsewhere", e.Seq-1)}
 	}
 	if Hash(e) != e.Hash {
 		return &BreakError{e.Seq, "its content does not match its hash (altered, or moved from another position)"}
@@ -125,9 +126,14 @@ func (v *Verifier) Add(e Entry) error {
 		if v.n == 0 {
 			return &BreakError{e.Seq, "it names a predecessor, but the log starts here"}
 		}
-		return &BreakError{v.head.Seq, fmt.Sprintf("replaced: entry %d records another hash for it", e.Seq)}
+		// The previous entry hashes right but is not the one its
+		// successor followed: it was rewritten and rehashed. It is the
+		// first broken entry; take it back.
+		broken := v.head.Seq
+		v.n, v.head = v.n-1, v.prev
+		return &BreakError{broken, fmt.Sprintf("replaced: entry %d records another hash for it (rewritten and rehashed)", e.Seq)}
 	}
-	v.n, v.head = e.Seq, e
+	v.n, v.prev, v.head = e.Seq, v.head, e
 	return nil
 }
 

@@ -68,14 +68,22 @@ type contractAPI struct {
 	apiServer
 	srv  *server.Server
 	runs *fakeRuns
+	data string // the data directory (the SQLite database, the secret key)
 }
 
 func startContractAPI(t *testing.T) *contractAPI {
 	t.Helper()
+	return startContractAPIWith(t, nil)
+}
+
+// startContractAPIWith is startContractAPI with the server's config
+// changed by edit before it starts.
+func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI {
+	t.Helper()
 	ctx := context.Background()
-	_, st, creds := openState(t)
+	data, st, creds := openState(t)
 	runs := &fakeRuns{st: st, ended: map[int64]chan struct{}{}}
-	h := server.New(server.Config{
+	cfg := server.Config{
 		Store:     st,
 		Runs:      runs,
 		Inspector: fakeInspector{},
@@ -94,14 +102,18 @@ func startContractAPI(t *testing.T) *contractAPI {
 		Credentials:    creds,
 		LogPoll:        10 * time.Millisecond,
 		AuditKey:       audit.SigningKey([]byte("contract test key")),
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	h := server.New(cfg)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	token, err := st.NewToken(ctx, "admin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &contractAPI{apiServer: apiServer{url: srv.URL, token: token, st: st}, srv: h, runs: runs}
+	return &contractAPI{apiServer: apiServer{url: srv.URL, token: token, st: st}, srv: h, runs: runs, data: data}
 }
 
 // call sends a request and decodes the answer strictly into a new value
