@@ -127,7 +127,10 @@ func TestAuditTamper(t *testing.T) {
 	}
 
 	// Alter and rehash it (without the key to the chain's later links).
-	var row struct{ seq int64; time, actor, action, subject, details, prev, hash string }
+	var row struct {
+		seq                                               int64
+		time, actor, action, subject, details, prev, hash string
+	}
 	if err := db.QueryRowContext(ctx, `SELECT seq, time, actor, action, subject, details, prev_hash, hash FROM audit_log WHERE seq = 20`).
 		Scan(&row.seq, &row.time, &row.actor, &row.action, &row.subject, &row.details, &row.prev, &row.hash); err != nil {
 		t.Fatal(err)
