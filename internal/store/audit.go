@@ -27,9 +27,12 @@ type AuditRecord struct {
 	Details any
 }
 
-// auditLock serializes appends on PostgreSQL (the events use 7306117,
-// migrations 7306118).
-const auditLock = 7306119
+// auditLock serializes appends on PostgreSQL. It is the lock event
+// inserts take (migration 0003) so that a transaction writing both
+// events and entries, in either order, never waits on another holding
+// one of two locks (a deadlock); such transactions are serialized
+// together anyway.
+const auditLock = 7306117
 
 // queryExecer is a transaction, or a taskTx.
 type queryExecer interface {

@@ -241,6 +241,9 @@ func saveRun(ctx context.Context, db queryExecer, r Run) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("saving run %s: %w", FormatRunID(r.ID), ErrFinished)
 	}
+	if err := emitRunEnd(ctx, db, r); err != nil {
+		return err
+	}
 	if r.State.Done() {
 		d := map[string]any{"run": FormatRunID(r.ID), "state": r.State, "cause": r.Cause}
 		if r.Digest != "" {
@@ -255,11 +258,9 @@ func saveRun(ctx context.Context, db queryExecer, r Run) error {
 		if r.Error != "" {
 			d["step"], d["error"] = r.Step, r.Error
 		}
-		if err := appendAudit(ctx, db, AuditRecord{Actor: "system", Action: "run.finish", Subject: r.Task, Details: d}); err != nil {
-			return err
-		}
+		return appendAudit(ctx, db, AuditRecord{Actor: "system", Action: "run.finish", Subject: r.Task, Details: d})
 	}
-	return emitRunEnd(ctx, db, r)
+	return nil
 }
 
 // PreviousSucceeded returns the task's last succeeded run before the run
