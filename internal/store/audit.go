@@ -158,3 +158,29 @@ func (s *Store) EachAuditEntry(ctx context.Context, fn func(audit.Entry) error) 
 
 // actor returns the user the context carries, or "system".
 func actor(ctx context.Context) string { return identity.Actor(ctx) }
+
+// lastEditorQuery finds the newest create or update of a task in the
+// audit log.
+const lastEditorQuery = `SELECT actor FROM audit_log WHERE subject = $1 AND action IN ('task.create', 'task.update')
+	ORDER BY seq DESC LIMIT 1`
+
+// TaskEditor returns who last created or changed the task's spec, from
+// the audit log (for separation of duties: the task's last editor may
+// not approve a run its change caused), or ErrNotFound when the log has
+// no such entry.
+func (s *Store) TaskEditor(ctx context.Context, task string) (string, error) {
+	var actor string
+	if err := s.read.QueryRowContext(ctx, lastEditorQuery, task).Scan(&actor); err != nil {
+		return "", fmt.Errorf("last editor of task %s: %w", task, translate(err))
+	}
+	return actor, nil
+}
+
+// TaskEditor is Store.TaskEditor in the transaction.
+func (t *Tx) TaskEditor(task string) (string, error) {
+	var actor string
+	if err := t.tx.QueryRowContext(t.ctx, lastEditorQuery, task).Scan(&actor); err != nil {
+		return "", fmt.Errorf("last editor of task %s: %w", task, translate(err))
+	}
+	return actor, nil
+}
