@@ -98,7 +98,7 @@ func Routes() []Route {
 		{Method: http.MethodPut, Path: "/api/v1/registries/{host}", Summary: "Store a login for a registry host",
 			Request: CredentialRequest{}, Status: http.StatusOK, Response: RegistryCredential{}},
 		{Method: http.MethodDelete, Path: "/api/v1/registries/{host}", Summary: "Remove the login stored for a registry host", Status: http.StatusNoContent},
-		{Method: http.MethodGet, Path: "/api/v1/whoami", Summary: "The name of the token in use", Status: http.StatusOK, Response: WhoAmI{}},
+		{Method: http.MethodGet, Path: "/api/v1/whoami", Summary: "Who the token in use authenticates: user, roles, kind", Status: http.StatusOK, Response: WhoAmI{}},
 		{Method: http.MethodGet, Path: "/api/v1/tokens", Summary: "List API tokens, revoked ones too (never secrets)", Status: http.StatusOK, Response: []Token{}},
 		{Method: http.MethodPost, Path: "/api/v1/tokens", Summary: "Create a token for a user with roles (its secret is answered this once)",
 			Request: TokenRequest{}, Status: http.StatusCreated, Response: NewToken{}},
