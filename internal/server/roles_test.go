@@ -31,6 +31,8 @@ func TestEveryRouteHasARole(t *testing.T) {
 		switch {
 		case strings.HasPrefix(rt.Path, "/api/v1/tokens"), rt.Path == "/api/v1/audit:export":
 			want = identity.Admin
+		case rt.Method == http.MethodPost && (strings.HasSuffix(rt.Path, ":approve") || strings.HasSuffix(rt.Path, ":reject")):
+			want = identity.Approver
 		case rt.Method != http.MethodGet:
 			want = identity.Operator
 		}
