@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/refit-dev/refit/internal/attest"
+	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/buildkitd"
 	"github.com/refit-dev/refit/internal/events"
@@ -443,6 +444,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Images:      st,
 		Signer:      signer,
 		Tags:        checker,
+		// Audit export checkpoints are signed with a key derived from the
+		// secret key: no other secret to keep.
+		AuditKey: audit.SigningKey(key),
 	})
 	apiSrv := &http.Server{
 		Handler:           api,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/attest"
+	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
@@ -96,6 +97,8 @@ func TestWireMirrorsRows(t *testing.T) {
 		{attest.Platform{}, api.PlatformDigest{}},
 		{attest.TestResult{}, api.TestResult{}},
 		{attest.Approval{}, api.Approval{}},
+		{store.Token{}, api.Token{}},
+		{audit.Entry{}, api.AuditEntry{}},
 	} {
 		row, wire := jsonTags(reflect.TypeOf(p.row)), jsonTags(reflect.TypeOf(p.wire))
 		if !slices.Equal(row, wire) {
