@@ -102,6 +102,8 @@ then, in another shell, define a task and run it:
 		newEventsCmd(g),
 		newRegistryCmd(g),
 		newWatchCmd(g),
+		newTokenCmd(g),
+		newAuditCmd(g),
 		newVersionCmd(g),
 	)
 	root.Version = readVersion().String()

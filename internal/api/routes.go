@@ -105,7 +105,28 @@ func Routes() []Route {
 		{Method: http.MethodDelete, Path: "/api/v1/watches", Summary: "Stop watching a reference", Query: []Param{
 			{"ref", "string", "the watch's reference, as listed or as given to add", true},
 		}, Status: http.StatusNoContent},
-		{Method: http.MethodGet, Path: "/api/v1/whoami", Summary: "The name of the token in use", Status: http.StatusOK, Response: WhoAmI{}},
+		{Method: http.MethodGet, Path: "/api/v1/images/explain", Summary: "Explain why an image exists, from the run that pushed it", Query: []Param{
+			{"ref", "string", "the image by digest: repository@sha256:…", true},
+		}, Status: http.StatusOK, Response: ImageExplanation{}},
+		{Method: http.MethodGet, Path: "/api/v1/signing-key", Summary: "The public key attestations are signed with", Status: http.StatusOK, Response: SigningKey{}, Public: true},
+		{Method: http.MethodGet, Path: "/api/v1/whoami", Summary: "Who the token in use authenticates: user, roles, kind", Status: http.StatusOK, Response: WhoAmI{}},
+		{Method: http.MethodGet, Path: "/api/v1/tokens", Summary: "List API tokens, revoked ones too (never secrets)", Status: http.StatusOK, Response: []Token{}},
+		{Method: http.MethodPost, Path: "/api/v1/tokens", Summary: "Create a token for a user with roles (its secret is answered this once)",
+			Request: TokenRequest{}, Status: http.StatusCreated, Response: NewToken{}},
+		{Method: http.MethodDelete, Path: "/api/v1/tokens/{id}", Summary: "Revoke a token by ID, or every token of a user by name",
+			Status: http.StatusOK, Response: RevokeResult{}},
+		{Method: http.MethodGet, Path: "/api/v1/audit", Summary: "List audit log entries, oldest first", Query: []Param{
+			{"after", "integer", "only entries with a seq after this", false},
+			{"since", "string", "only entries at or after this time (RFC 3339) or this long ago (2h)", false},
+			{"subject", "string", "only this subject (task name, user, host…)", false},
+			{"actor", "string", "only this actor (a user, or system)", false},
+			{"action", "string", "only this action (task.update, run.queue…)", false},
+			limit,
+		}, Status: http.StatusOK, Response: []AuditEntry{}},
+		{Method: http.MethodGet, Path: "/api/v1/audit:verify", Summary: "Recompute the audit log's hash chain; name the first broken entry",
+			Status: http.StatusOK, Response: AuditVerification{}},
+		{Method: http.MethodGet, Path: "/api/v1/audit:export", Summary: "The whole audit log as JSON Lines, closed by a signed checkpoint line {\"checkpoint\":…}",
+			Status: http.StatusOK, Response: AuditEntry{}, Stream: "application/x-ndjson"},
 		{Method: http.MethodGet, Path: "/api/v1/openapi.json", Summary: "This description (OpenAPI 3.1)", Status: http.StatusOK, Response: map[string]any{}, Public: true},
 	}
 }

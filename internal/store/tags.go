@@ -59,11 +59,6 @@ func (w Watch) Rule() string {
 	return task.RuleKey(w.Semver, w.Prerelease)
 }
 
-type querier interface {
-	execer
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 const tagRepoColumns = `repository, rules, newest, added_at, listed_at, next_list_at, tag_count, failures, last_error, error_since`
 
 func scanTagRepo(row scanner) (TagRepo, error) {
@@ -87,7 +82,7 @@ func scanTagRepo(row scanner) (TagRepo, error) {
 
 // trackTagRepo adds rules to repository's followed constraints, adding
 // the repository (due at once) when it is new.
-func trackTagRepo(ctx context.Context, tx querier, repository string, rules []string) error {
+func trackTagRepo(ctx context.Context, tx queryExecer, repository string, rules []string) error {
 	var cur string
 	err := tx.QueryRowContext(ctx, `SELECT rules FROM tag_repos WHERE repository = $1`, repository).Scan(&cur)
 	if err == sql.ErrNoRows {
@@ -114,7 +109,7 @@ func trackTagRepo(ctx context.Context, tx querier, repository string, rules []st
 }
 
 // trackTaskTags follows the repositories of a task's triggers.baseTags.
-func trackTaskTags(ctx context.Context, tx querier, s task.Spec) error {
+func trackTaskTags(ctx context.Context, tx queryExecer, s task.Spec) error {
 	if s.Triggers == nil {
 		return nil
 	}
@@ -303,7 +298,8 @@ func (t *Tx) SetTaskTagArg(taskName, arg, value, repository string) error {
 	if err != nil {
 		return fmt.Errorf("setting %s of task %s: %w", arg, taskName, translate(err))
 	}
-	return nil
+	return appendAudit(t.ctx, t.tx, AuditRecord{Actor: "system", Action: "task.tagarg", Subject: taskName, Details: map[string]any{
+		"arg": arg, "tag": value, "repository": repository}})
 }
 
 // TaskTagArgs returns the build arguments baseTags set for a task (arg →
@@ -351,7 +347,7 @@ func (s *Store) PutWatch(ctx context.Context, w Watch) (created bool, err error)
 	return created, nil
 }
 
-func putWatch(ctx context.Context, tx querier, w Watch) (bool, error) {
+func putWatch(ctx context.Context, tx queryExecer, w Watch) (bool, error) {
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM watches WHERE ref = $1`, w.Ref).Scan(&n); err != nil {
 		return false, translate(err)
@@ -376,7 +372,9 @@ func putWatch(ctx context.Context, tx querier, w Watch) (bool, error) {
 			return false, err
 		}
 	}
-	return n == 0, nil
+	err = appendAudit(ctx, tx, AuditRecord{Action: "watch.set", Subject: w.Ref, Details: map[string]any{
+		"semver": w.Semver, "prerelease": w.Prerelease, "byDigest": w.ByDigest}})
+	return n == 0, err
 }
 
 func boolInt(b bool) int {
@@ -410,12 +408,18 @@ func (s *Store) ListWatches(ctx context.Context) ([]Watch, error) {
 // DeleteWatch removes a watch, or returns ErrNotFound. What it tracked
 // is retired by the watcher's next sync when nothing else uses it.
 func (s *Store) DeleteWatch(ctx context.Context, ref string) error {
-	res, err := s.write.ExecContext(ctx, `DELETE FROM watches WHERE ref = $1`, ref)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM watches WHERE ref = $1`, ref)
+		if err != nil {
+			return translate(err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return appendAudit(ctx, tx, AuditRecord{Action: "watch.delete", Subject: ref})
+	})
 	if err != nil {
-		return fmt.Errorf("deleting watch %s: %w", ref, translate(err))
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("watch %s: %w", ref, ErrNotFound)
+		return fmt.Errorf("watch %s: %w", ref, err)
 	}
 	return nil
 }

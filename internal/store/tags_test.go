@@ -3,6 +3,7 @@ package store_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,6 +101,10 @@ func TestTaskTagArgs(t *testing.T) {
 	if tk, _ := s.GetTask(ctx, "py"); tk.TagArgs["PYTHON_TAG"] != "3.12.9" {
 		t.Errorf("task's tag args = %v", tk.TagArgs)
 	}
+	if es, err := s.AuditEntries(ctx, store.AuditFilter{Action: "task.tagarg"}); err != nil || len(es) != 1 || es[0].Actor != "system" ||
+		!strings.Contains(string(es[0].Details), `"tag":"3.12.9"`) {
+		t.Errorf("audit of the tag arg = %+v, %v; want one by system naming 3.12.9", es, err)
+	}
 	if err := s.DeleteTask(ctx, "py"); err != nil {
 		t.Fatal(err)
 	}
@@ -136,5 +141,16 @@ func TestWatches(t *testing.T) {
 	}
 	if err := s.DeleteWatch(ctx, w.Ref); err != nil {
 		t.Error(err)
+	}
+	var actions []string
+	es, err := s.AuditEntries(ctx, store.AuditFilter{Subject: w.Ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		actions = append(actions, e.Action)
+	}
+	if !slices.Equal(actions, []string{"watch.set", "watch.set", "watch.delete"}) {
+		t.Errorf("audit of the watch = %q, want set, set, delete", actions)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,6 +53,9 @@ func (s *Store) CreateTask(ctx context.Context, t Task) (Task, error) {
 			return err
 		}
 		if err := trackTaskTags(ctx, tx, t.Spec); err != nil {
+			return err
+		}
+		if err := appendAudit(ctx, tx, auditTaskCreate(t.Spec)); err != nil {
 			return err
 		}
 		return trackBases(ctx, tx, t.Bases, nil)
@@ -176,6 +180,9 @@ func putTaskTx(ctx context.Context, tx *taskTx, t Task) (PutResult, error) {
 		if err := trackTaskTags(ctx, tx, t.Spec); err != nil {
 			return PutResult{}, err
 		}
+		if err := appendAudit(ctx, tx, auditTaskCreate(t.Spec)); err != nil {
+			return PutResult{}, err
+		}
 		return PutResult{Task: t, Created: true, Changed: true}, trackBases(ctx, tx, t.Bases, tx.tracked)
 	case err != nil:
 		return PutResult{}, err
@@ -205,6 +212,9 @@ func putTaskTx(ctx context.Context, tx *taskTx, t Task) (PutResult, error) {
 		return PutResult{}, err
 	}
 	if err := trackTaskTags(ctx, tx, t.Spec); err != nil {
+		return PutResult{}, err
+	}
+	if err := appendAudit(ctx, tx, auditTaskUpdate(old, t)); err != nil {
 		return PutResult{}, err
 	}
 	return PutResult{Task: t, Changed: true}, trackBases(ctx, tx, t.Bases, tx.tracked)
@@ -322,17 +332,20 @@ func (s *Store) TaskHashes(ctx context.Context) (map[string]string, error) {
 // returns ErrNotFound when there is no such task.
 func (s *Store) DeleteTask(ctx context.Context, name string) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE name = $1`, name)
+		old, err := scanTask(tx.QueryRowContext(ctx, `SELECT spec, bases, created_at, updated_at FROM tasks WHERE name = $1`, name))
 		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE name = $1`, name); err != nil {
 			return translate(err)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
+		if err := emit(ctx, tx, EventTaskChanged, name, TaskChanged{Task: name, Action: "deleted"}); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM task_tag_args WHERE task_name = $1`, name); err != nil {
 			return translate(err)
 		}
-		return emit(ctx, tx, EventTaskChanged, name, TaskChanged{Task: name, Action: "deleted"})
+		return appendAudit(ctx, tx, AuditRecord{Action: "task.delete", Subject: name, Details: map[string]any{"old": old.Spec}})
 	})
 	if err != nil {
 		return fmt.Errorf("deleting task %s: %w", name, err)
@@ -373,4 +386,54 @@ func marshalTask(t Task) (spec, bases string, err error) {
 		return "", "", fmt.Errorf("encoding bases of task %s: %w", t.Spec.Name, err)
 	}
 	return string(sb), string(bb), nil
+}
+
+// auditTaskCreate is the audit record of a created task: its spec
+// (redacted by appendAudit).
+func auditTaskCreate(spec task.Spec) AuditRecord {
+	return AuditRecord{Action: "task.create", Subject: spec.Name, Details: map[string]any{"new": spec}}
+}
+
+// auditTaskUpdate is the audit record of a changed task: the old and new
+// spec (redacted by appendAudit), the spec fields that changed, the
+// build arguments whose values changed (by name: their values are never
+// recorded), and whether the bases changed.
+func auditTaskUpdate(old, t Task) AuditRecord {
+	var a, b map[string]json.RawMessage
+	ja, _ := json.Marshal(old.Spec)
+	jb, _ := json.Marshal(t.Spec)
+	json.Unmarshal(ja, &a)
+	json.Unmarshal(jb, &b)
+	changed := []string{}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			changed = append(changed, k)
+		}
+	}
+	for k, v := range b {
+		if !bytes.Equal(a[k], v) {
+			changed = append(changed, k)
+		}
+	}
+	slices.Sort(changed)
+	args := []string{}
+	for k, v := range t.Spec.BuildArgs {
+		if ov, ok := old.Spec.BuildArgs[k]; !ok || ov != v {
+			args = append(args, k)
+		}
+	}
+	for k := range old.Spec.BuildArgs {
+		if _, ok := t.Spec.BuildArgs[k]; !ok {
+			args = append(args, k)
+		}
+	}
+	slices.Sort(args)
+	d := map[string]any{"old": old.Spec, "new": t.Spec, "changed": changed}
+	if len(args) > 0 {
+		d["changedBuildArgs"] = args
+	}
+	if !reflect.DeepEqual(normBases(old.Bases), normBases(t.Bases)) {
+		d["basesChanged"] = true
+	}
+	return AuditRecord{Action: "task.update", Subject: t.Spec.Name, Details: d}
 }
