@@ -171,6 +171,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 	tick := time.NewTicker(w.cfg.Tick)
 	defer tick.Stop()
 	var lastSync time.Time
+	// Followed repositories are looked for less often than references
+	// (an idle server should not pay a second query every tick), but at
+	// once after a wake-up: a hint may have made one due.
+	tagEvery := min(5*w.cfg.Tick, w.cfg.Interval/4)
+	var lastTags time.Time
+	woken := true
 	for {
 		if wait := w.storeErr.Wait(); wait > 0 {
 			// Backing off store errors: ticks and wake-ups wait too.
@@ -242,8 +248,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 		}
 		w.mu.Unlock()
-		if !probe {
+		if !probe && (woken || time.Since(lastTags) >= tagEvery) {
 			dispatched += w.dispatchTags(ctx, sem, func(fn func()) { wg.Go(fn) })
+			lastTags, woken = time.Now(), false
 		}
 		if dispatched > 0 && len(due) == limit && !probe {
 			continue // more may be due: refill as slots free, not once a tick
@@ -253,6 +260,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		case <-w.wake:
+			woken = true
 		}
 	}
 }
