@@ -120,6 +120,16 @@ func TestWatchCLI(t *testing.T) {
 			t.Errorf("watch list lacks %q:\n%s", want, table)
 		}
 	}
+	// A task following tags: task show prints the entry.
+	src := t.TempDir()
+	os.WriteFile(src+"/Dockerfile", []byte("ARG PYTHON_TAG=3.12.8\nFROM python:${PYTHON_TAG}\n"), 0o644)
+	os.WriteFile(file, []byte("name: py\nsource: {dir: "+src+"}\ntriggers:\n  base: true\n  baseTags:\n    - {ref: docker.io/library/python, arg: PYTHON_TAG, semver: \"~3.12\"}\n"), 0o644)
+	if out, stderr, err := cli(t, bin, apiAddr, token, "", "apply", "-f", file); err != nil || !strings.Contains(out, "task py created") {
+		t.Fatalf("apply of a baseTags task: %v\n%s%s", err, out, stderr)
+	}
+	if out, _, err := cli(t, bin, apiAddr, token, "", "task", "show", "py"); err != nil || !strings.Contains(out, "docker.io/library/python ~3.12 → PYTHON_TAG (rebuild)") {
+		t.Errorf("task show: %v\n%s", err, out)
+	}
 	if out, stderr, err := cli(t, bin, apiAddr, token, "", "watch", "remove", "python:3.12"); err != nil || !strings.Contains(out, "removed") {
 		t.Fatalf("watch remove: %v\n%s%s", err, out, stderr)
 	}
