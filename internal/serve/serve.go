@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/refit-dev/refit/internal/attest"
-	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/buildkitd"
 	"github.com/refit-dev/refit/internal/events"
@@ -444,9 +443,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Images:      st,
 		Signer:      signer,
 		Tags:        checker,
-		// Audit export checkpoints are signed with a key derived from the
-		// secret key: no other secret to keep.
-		AuditKey: audit.SigningKey(key),
+		// One signing key for everything the server signs: attestations
+		// and the audit export's checkpoint.
+		AuditKey: signer.PrivateKey(),
 	})
 	apiSrv := &http.Server{
 		Handler:           api,

@@ -109,7 +109,7 @@ func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI 
 		LogPoll:        10 * time.Millisecond,
 		Images:         st,
 		Signer:         signer,
-		AuditKey:       audit.SigningKey([]byte("contract test key")),
+		AuditKey:       testSigningKey("contract test key"),
 	}
 	if edit != nil {
 		edit(&cfg)

@@ -127,7 +127,7 @@ type Config struct {
 	// not asked.
 	Tags attest.Resolver
 	// AuditKey signs the checkpoint that closes an audit export
-	// (audit.SigningKey of the server's secret key). nil = exports are
+	// (the server's one signing key, as for attestations). nil = exports are
 	// refused (501).
 	AuditKey ed25519.PrivateKey
 }
