@@ -17,11 +17,19 @@ import (
 	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/events"
+	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
+
+// nopExecutor is the executor of a lifecycle that is never started.
+type nopExecutor struct{}
+
+func (nopExecutor) Execute(context.Context, store.Run, lifecycle.Logs) (lifecycle.Outcome, error) {
+	return lifecycle.Outcome{}, nil
+}
 
 // fakeRuns queues a run as the lifecycle does at its row: a queued run of
 // the stored task, written to the real store (no job: nothing executes
@@ -74,7 +82,14 @@ func startContractAPI(t *testing.T) *contractAPI {
 	ctx := context.Background()
 	_, st, creds := openState(t)
 	runs := &fakeRuns{st: st, ended: map[int64]chan struct{}{}}
+	// The real owner of runs decides approvals (never started: its jobs
+	// are only committed).
+	promos, err := lifecycle.New(ctx, lifecycle.Config{Store: st, Executor: nopExecutor{}, Registry: registryAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := server.New(server.Config{
+		Promotions: promos,
 		Store:     st,
 		Runs:      runs,
 		Inspector: fakeInspector{},
@@ -327,6 +342,47 @@ func TestContract(t *testing.T) {
 	if e := call[api.Error](t, a, "GET", "/api/v1/nothing", nil, http.StatusNotFound); !strings.Contains(e.Message, "no API endpoint") {
 		t.Errorf("unknown endpoint: %+v", e)
 	}
+
+	// Approvals and rollback: a run of a gated task awaits approval; the
+	// user who queued it may not approve it, another may; a rollback to
+	// a digest never promoted is refused.
+	gated := spec("gated")
+	gated.Test = &api.TaskTest{Command: []string{"/bin/true"}}
+	gated.Promote = &api.Promote{Tags: []string{"stable"}, Policy: "approval"}
+	call[api.Task](t, a, "POST", "/api/v1/tasks", gated, http.StatusCreated)
+	waiting := call[api.Run](t, a, "POST", "/api/v1/tasks/gated/runs", nil, http.StatusCreated)
+	wid, _ := api.ParseRunID(waiting.ID)
+	wrun, err := a.st.GetRun(ctx, wid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrun.State, wrun.Digest = store.StateAwaitingApproval, "sha256:"+strings.Repeat("d", 64)
+	if err := a.st.SaveRun(ctx, wrun); err != nil {
+		t.Fatal(err)
+	}
+	cover("POST", "/api/v1/runs/{id}/approve")
+	if e := call[api.Error](t, a, "POST", "/api/v1/runs/"+waiting.ID+"/approve", api.DecisionRequest{Comment: "mine"}, http.StatusForbidden); !strings.Contains(e.Message, "admin caused run "+waiting.ID) {
+		t.Errorf("self-approval refused with %q, want it to say admin caused the run", e.Message)
+	}
+	bobToken, err := a.st.NewToken(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := *a
+	bob.token = bobToken
+	if got := call[api.Run](t, &bob, "POST", "/api/v1/runs/"+waiting.ID+"/approve", api.DecisionRequest{Comment: "CVE-2026-1234"}, http.StatusOK); got.State != api.StatePromoting {
+		t.Errorf("approved run is %s, want promoting", got.State)
+	}
+	cover("POST", "/api/v1/runs/{id}/reject")
+	if e := call[api.Error](t, &bob, "POST", "/api/v1/runs/"+waiting.ID+"/reject", nil, http.StatusConflict); !strings.Contains(e.Message, "promoting") {
+		t.Errorf("rejecting a promoting run: %q, want it to say the run is promoting", e.Message)
+	}
+	call[api.Error](t, &bob, "POST", "/api/v1/runs/r-99/reject", nil, http.StatusNotFound)
+	cover("POST", "/api/v1/tasks/{name}/promote")
+	if e := call[api.Error](t, a, "POST", "/api/v1/tasks/gated/promote", api.PromoteRequest{Digest: "sha256:" + strings.Repeat("e", 64)}, http.StatusBadRequest); !strings.Contains(e.Message, "never promoted") {
+		t.Errorf("rollback to a digest never promoted: %q", e.Message)
+	}
+	call[api.Error](t, a, "POST", "/api/v1/tasks/app/promote", api.PromoteRequest{Digest: "sha256:" + strings.Repeat("e", 64)}, http.StatusBadRequest)
 
 	for _, rt := range api.Routes() {
 		if !covered[rt.Method+" "+rt.Path] {

@@ -105,6 +105,9 @@ type Config struct {
 	// Metrics is the registry /metrics serves; the server adds its own
 	// collectors. nil = a new one.
 	Metrics *prometheus.Registry
+	// Promotions approves, rejects and rolls back (the lifecycle's Runs);
+	// nil = those routes answer 501.
+	Promotions promoter
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -167,6 +170,13 @@ func New(cfg Config) *Server {
 	handle("GET /api/v1/runs", s.listRuns)
 	handle("GET /api/v1/runs/{id}", s.getRun)
 	handle("GET /api/v1/runs/{id}/logs", s.runLogs)
+	if cfg.Promotions == nil {
+		cfg.Promotions = noPromotions{}
+		s.cfg.Promotions = cfg.Promotions
+	}
+	handle("POST /api/v1/runs/{id}/approve", s.approveRun)
+	handle("POST /api/v1/runs/{id}/reject", s.rejectRun)
+	handle("POST /api/v1/tasks/{name}/promote", s.promoteTask)
 	handle("GET /api/v1/bases", s.listBases)
 	handle("GET /api/v1/bases/history", s.baseHistory)
 	handle("GET /api/v1/graph", s.graph)
@@ -563,8 +573,8 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 		if flusher != nil {
 			flusher.Flush()
 		}
-		if !follow || run.State.Done() {
-			return nil
+		if !follow || run.State.Done() || run.State == store.StateAwaitingApproval {
+			return nil // an approval writes no log
 		}
 		select {
 		case <-r.Context().Done():

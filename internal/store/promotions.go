@@ -273,3 +273,22 @@ func (t *Tx) NextRollbackKey() (string, error) {
 	}
 	return fmt.Sprintf("rollback:%d:%s", n+1, newEventID()[:8]), nil
 }
+
+// InsertJob calls insert with the transaction's connection, so a queue
+// job (the lifecycle's promotion job) commits, or not, with the rows the
+// transaction writes.
+func (t *Tx) InsertJob(insert func(ctx context.Context, tx *sql.Tx) error) error {
+	return insert(t.ctx, t.tx)
+}
+
+// RunDecision is the data of run.approved: one approval, and how many of
+// the approvals needed the run has now.
+type RunDecision struct {
+	Run       string `json:"run"`
+	Task      string `json:"task"`
+	Digest    string `json:"digest"`
+	User      string `json:"user"`
+	Comment   string `json:"comment,omitempty"`
+	Approvals int    `json:"approvals"`
+	Needed    int    `json:"needed"`
+}

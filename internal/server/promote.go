@@ -1,0 +1,108 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/lifecycle"
+	"github.com/refit-dev/refit/internal/store"
+)
+
+// promoter decides on runs awaiting approval and rolls promote tags back
+// (the owner of a run's life).
+type promoter interface {
+	Approve(ctx context.Context, d lifecycle.Decision) (store.Run, error)
+	Reject(ctx context.Context, d lifecycle.Decision) (store.Run, error)
+	Rollback(ctx context.Context, task, digest, user string) ([]store.Promotion, error)
+}
+
+var _ promoter = (*lifecycle.Runs)(nil)
+
+// caller is who makes the request, for the decisions and rollbacks it
+// records. Today: the token's name. (The identity and role checks of
+// issue 13 item 3 replace this one function; approve and reject then
+// need the task's promote.approvers.role, rollback "approver" too.)
+func caller(r *http.Request) string { return user(r) }
+
+// maxDecisionBody bounds an approve, reject or promote body.
+const maxDecisionBody = 64 << 10
+
+func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) error {
+	return s.decide(w, r, s.cfg.Promotions.Approve)
+}
+
+func (s *Server) rejectRun(w http.ResponseWriter, r *http.Request) error {
+	return s.decide(w, r, s.cfg.Promotions.Reject)
+}
+
+func (s *Server) decide(w http.ResponseWriter, r *http.Request, fn func(context.Context, lifecycle.Decision) (store.Run, error)) error {
+	id, err := runID(r)
+	if err != nil {
+		return err
+	}
+	var req api.DecisionRequest
+	if r.ContentLength != 0 {
+		if err := decodeJSON(w, r, maxDecisionBody, "decision", &req); err != nil {
+			return err
+		}
+	}
+	run, err := fn(r.Context(), lifecycle.Decision{RunID: id, User: caller(r), Comment: req.Comment})
+	if err != nil {
+		return promoteError(runError(id, err))
+	}
+	return writeJSON(w, http.StatusOK, apiRun(run))
+}
+
+func (s *Server) promoteTask(w http.ResponseWriter, r *http.Request) error {
+	var req api.PromoteRequest
+	if err := decodeJSON(w, r, maxDecisionBody, "promotion", &req); err != nil {
+		return err
+	}
+	if req.Digest == "" {
+		return &httpError{http.StatusBadRequest, "digest is required (sha256:… of an image the task promoted before)"}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+	defer cancel()
+	ps, err := s.cfg.Promotions.Rollback(ctx, r.PathValue("name"), req.Digest, caller(r))
+	if err != nil {
+		return promoteError(taskError(r.PathValue("name"), err))
+	}
+	out := []api.Promotion{}
+	for _, p := range ps {
+		out = append(out, api.Promotion{Task: p.Task, Repository: p.Repository, Tag: p.Tag, OldDigest: p.OldDigest,
+			NewDigest: p.NewDigest, By: p.By, CreatedAt: p.CreatedAt, DoneAt: p.DoneAt})
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// promoteError gives the lifecycle's refusals their status codes.
+func promoteError(err error) error {
+	switch {
+	case errors.Is(err, lifecycle.ErrSelfApproval):
+		return &httpError{http.StatusForbidden, err.Error()}
+	case errors.Is(err, lifecycle.ErrNotAwaiting), errors.Is(err, store.ErrDuplicate):
+		return &httpError{http.StatusConflict, err.Error()}
+	case errors.Is(err, lifecycle.ErrNotPromoted), errors.Is(err, lifecycle.ErrNoPromote):
+		return &httpError{http.StatusBadRequest, err.Error()}
+	}
+	return err
+}
+
+// noPromotions answers the promotion routes of a server configured
+// without them.
+type noPromotions struct{}
+
+var errNoPromotions = &httpError{http.StatusNotImplemented, "this server does not promote images"}
+
+func (noPromotions) Approve(context.Context, lifecycle.Decision) (store.Run, error) {
+	return store.Run{}, errNoPromotions
+}
+func (noPromotions) Reject(context.Context, lifecycle.Decision) (store.Run, error) {
+	return store.Run{}, errNoPromotions
+}
+func (noPromotions) Rollback(context.Context, string, string, string) ([]store.Promotion, error) {
+	return nil, errNoPromotions
+}
