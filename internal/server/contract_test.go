@@ -90,11 +90,11 @@ func startContractAPI(t *testing.T) *contractAPI {
 	}
 	h := server.New(server.Config{
 		Promotions: promos,
-		Store:     st,
-		Runs:      runs,
-		Inspector: fakeInspector{},
-		Index:     st,
-		Registry:  registryAddr,
+		Store:      st,
+		Runs:       runs,
+		Inspector:  fakeInspector{},
+		Index:      st,
+		Registry:   registryAddr,
 		CheckTasks: func(ctx context.Context, ts []store.Task) error {
 			tasks, err := st.ListTasks(ctx)
 			if err != nil {
