@@ -317,3 +317,37 @@ func TestPromotionCompletesOnceAfterCrash(t *testing.T) {
 		t.Errorf("stable = %s after rollback, want %s", d, built.Digest)
 	}
 }
+
+// TestCascadeWaitsForPromotion: a task built FROM a gated task's promote
+// tag gets no run while its upstream awaits approval, and a cascade run
+// once the upstream is promoted.
+func TestCascadeWaitsForPromotion(t *testing.T) {
+	p := newPromoteRig(t)
+	p.addTask(t, 1)
+	f := &fixture{st: p.st}
+	f.addTask(t, task.Spec{Name: "web"}, "FROM "+p.repo+":stable\n")
+	l := p.life(t, nil, true)
+	ctx := context.Background()
+
+	up, err := l.Queue(ctx, "app", store.Cause{Kind: "manual", User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.waitState(t, up.ID, store.StateAwaitingApproval)
+	time.Sleep(200 * time.Millisecond) // a cascade, if wrongly made, would exist by now
+	if rs, _ := p.st.ListRuns(ctx, store.RunFilter{Task: "web"}); len(rs) != 0 {
+		t.Fatalf("web has runs %+v while its upstream awaits approval", rs)
+	}
+	if _, err := l.Approve(ctx, lifecycle.Decision{RunID: up.ID, User: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	p.waitState(t, up.ID, store.StateSucceeded)
+	f.l = l
+	down := f.runOf(t, "web")
+	if down.Cause.Kind != "cascade" || down.Cause.UpstreamRun != up.ID {
+		t.Errorf("web's run cause = %+v, want a cascade of %s", down.Cause, store.FormatRunID(up.ID))
+	}
+	if r := f.waitEnded(t, down.ID); r.State != store.StateSucceeded {
+		t.Errorf("web's run %s: %s", r.State, r.Error)
+	}
+}
