@@ -351,3 +351,36 @@ func TestCascadeWaitsForPromotion(t *testing.T) {
 		t.Errorf("web's run %s: %s", r.State, r.Error)
 	}
 }
+
+// TestApprovalByCauseKind: with requireApprovalFor [base], a manual run
+// is promoted as soon as it built and a base update's run waits.
+func TestApprovalByCauseKind(t *testing.T) {
+	p := newPromoteRig(t)
+	spec := task.Spec{Name: "app", Image: p.repo, Source: task.Source{Dir: "/src"},
+		Test:    &task.Test{Target: "test"},
+		Promote: &task.Promote{Tags: []string{"stable", "prod"}, Policy: "approval", RequireApprovalFor: []string{"base"}}}
+	if _, err := p.st.CreateTask(context.Background(), store.Task{Spec: spec.Defaults()}); err != nil {
+		t.Fatal(err)
+	}
+	l := p.life(t, nil, true)
+	ctx := context.Background()
+	manual, err := l.Queue(ctx, "app", store.Cause{Kind: "manual", User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := p.waitState(t, manual.ID, store.StateSucceeded)
+	for _, tag := range []string{"stable", "prod"} {
+		if d, err := p.tags.TagDigest(ctx, p.repo, tag); err != nil || d != done.Digest {
+			t.Errorf("%s = %s (%v), want the manual run's %s", tag, d, err, done.Digest)
+		}
+	}
+	evs := p.events(t, "image.promoted")
+	if len(evs) != 1 || !strings.Contains(string(evs[0].Data), `"by":"system"`) && !strings.Contains(string(evs[0].Data), `"by": "system"`) {
+		t.Errorf("image.promoted = %d events (%+v), want one by system", len(evs), evs)
+	}
+	base, err := l.Queue(ctx, "app", store.Cause{Kind: "base", Base: "debian:12"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.waitState(t, base.ID, store.StateAwaitingApproval)
+}
