@@ -76,6 +76,7 @@ func TestWireMirrorsRows(t *testing.T) {
 		{task.Test{}, api.TaskTest{}},
 		{task.Promote{}, api.Promote{}},
 		{task.Approvers{}, api.Approvers{}},
+		{store.Promotion{}, api.Promotion{}},
 		{dockerfile.Base{}, api.Base{}},
 		{store.Task{}, api.Task{}},
 		{store.Cause{}, api.Cause{}},
