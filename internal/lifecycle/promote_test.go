@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -272,9 +273,11 @@ func TestPromotionCompletesOnceAfterCrash(t *testing.T) {
 	if d := p.stable(t); d != built.Digest {
 		t.Errorf("stable = %s, want %s", d, built.Digest)
 	}
+	flaky.mu.Lock()
 	if flaky.puts < 2 {
 		t.Errorf("%d tag writes, want the failed attempt retried", flaky.puts)
 	}
+	flaky.mu.Unlock()
 	ps, err := p.st.Promotions(ctx, "app")
 	if err != nil {
 		t.Fatal(err)
@@ -383,4 +386,40 @@ func TestApprovalByCauseKind(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.waitState(t, base.ID, store.StateAwaitingApproval)
+}
+
+// TestReapproveOnChange: with reapproveOnChange false, a rebuild whose
+// platform images equal the promoted run's is promoted without a new
+// approval; one whose images differ waits.
+func TestReapproveOnChange(t *testing.T) {
+	p := newPromoteRig(t)
+	no := false
+	spec := task.Spec{Name: "app", Image: p.repo, Source: task.Source{Dir: "/src"}, Test: &task.Test{Target: "test"},
+		Promote: &task.Promote{Tags: []string{"stable"}, Policy: "approval", ReapproveOnChange: &no}}
+	if _, err := p.st.CreateTask(context.Background(), store.Task{Spec: spec.Defaults()}); err != nil {
+		t.Fatal(err)
+	}
+	var platform atomic.Value
+	platform.Store("sha256:" + strings.Repeat("a", 64))
+	p.exec.byTask["app"] = func(ctx context.Context, run store.Run, logs lifecycle.Logs) (lifecycle.Outcome, error) {
+		d := p.push(t, "") // a new index digest every time
+		return lifecycle.Outcome{Digest: d, Image: p.repo + "@" + d,
+			Platforms: []store.PlatformDigest{{Platform: "linux/amd64", Digest: platform.Load().(string)}}}, nil
+	}
+	l := p.life(t, nil, true)
+	ctx := context.Background()
+	r1, _ := l.Queue(ctx, "app", store.Cause{Kind: "base"})
+	p.waitState(t, r1.ID, store.StateAwaitingApproval)
+	if _, err := l.Approve(ctx, lifecycle.Decision{RunID: r1.ID, User: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	p.waitState(t, r1.ID, store.StateSucceeded)
+	r2, _ := l.Queue(ctx, "app", store.Cause{Kind: "base"})
+	same := p.waitState(t, r2.ID, store.StateSucceeded)
+	if d := p.stable(t); d != same.Digest {
+		t.Errorf("stable = %s, want the unchanged rebuild's %s", d, same.Digest)
+	}
+	platform.Store("sha256:" + strings.Repeat("b", 64))
+	r3, _ := l.Queue(ctx, "app", store.Cause{Kind: "base"})
+	p.waitState(t, r3.ID, store.StateAwaitingApproval)
 }

@@ -42,7 +42,7 @@ type Promotion struct {
 }
 
 // ErrDuplicate is returned when a user decides on a run twice.
-var ErrDuplicate = errors.New("already decided")
+var ErrDuplicate = errors.New("a user decides on a run once: another user's approval is needed")
 
 // GetRun returns the run as the transaction sees it, or ErrNotFound.
 func (t *Tx) GetRun(id int64) (Run, error) {
@@ -62,7 +62,7 @@ func (t *Tx) AddApproval(a Approval) error {
 		return fmt.Errorf("recording the decision on run %s: %w", FormatRunID(a.RunID), translate(err))
 	}
 	if n > 0 {
-		return fmt.Errorf("user %s on run %s: %w", a.User, FormatRunID(a.RunID), ErrDuplicate)
+		return fmt.Errorf("%s already decided on run %s (%w)", a.User, FormatRunID(a.RunID), ErrDuplicate)
 	}
 	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO approvals (run_id, user_name, decision, comment, digest, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6)`, a.RunID, a.User, a.Decision, a.Comment, a.Digest, formatTime(time.Now()))
