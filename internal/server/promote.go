@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -27,8 +28,12 @@ var _ promoter = (*lifecycle.Runs)(nil)
 // need the task's promote.approvers.role, rollback "approver" too.)
 func caller(r *http.Request) string { return user(r) }
 
-// maxDecisionBody bounds an approve, reject or promote body.
-const maxDecisionBody = 64 << 10
+// maxDecisionBody bounds an approve, reject or promote body; maxComment
+// a decision's comment (it is kept with the decision and sent in events).
+const (
+	maxDecisionBody = 64 << 10
+	maxComment      = 4 << 10
+)
 
 func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) error {
 	return s.decide(w, r, s.cfg.Promotions.Approve)
@@ -48,6 +53,9 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, fn func(context.
 		if err := decodeJSON(w, r, maxDecisionBody, "decision", &req); err != nil {
 			return err
 		}
+	}
+	if len(req.Comment) > maxComment {
+		return &httpError{http.StatusBadRequest, fmt.Sprintf("comment is %d bytes, more than the %d allowed", len(req.Comment), maxComment)}
 	}
 	run, err := fn(r.Context(), lifecycle.Decision{RunID: id, User: caller(r), Comment: req.Comment})
 	if err != nil {
