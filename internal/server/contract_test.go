@@ -370,6 +370,9 @@ func TestContract(t *testing.T) {
 	}
 	bob := *a
 	bob.token = bobToken
+	if e := call[api.Error](t, &bob, "POST", "/api/v1/runs/"+waiting.ID+"/approve", api.DecisionRequest{Comment: strings.Repeat("x", 5000)}, http.StatusBadRequest); !strings.Contains(e.Message, "comment is 5000 bytes") {
+		t.Errorf("a 5000-byte comment: %q, want it refused by size", e.Message)
+	}
 	if got := call[api.Run](t, &bob, "POST", "/api/v1/runs/"+waiting.ID+"/approve", api.DecisionRequest{Comment: "CVE-2026-1234"}, http.StatusOK); got.State != api.StatePromoting {
 		t.Errorf("approved run is %s, want promoting", got.State)
 	}
