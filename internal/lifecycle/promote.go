@@ -340,6 +340,9 @@ func causers(c store.Cause) []string {
 // decidable returns the run if it awaits approval, else an error that
 // says what it is instead.
 func decidable(tx *store.Tx, id int64) (store.Run, error) {
+	if err := tx.LockRun(id); err != nil {
+		return store.Run{}, err
+	}
 	r, err := tx.GetRun(id)
 	if err != nil {
 		return r, err

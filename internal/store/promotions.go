@@ -292,3 +292,14 @@ type RunDecision struct {
 	Approvals int    `json:"approvals"`
 	Needed    int    `json:"needed"`
 }
+
+// LockRun holds the run's row until the transaction ends, so two
+// processes deciding on one run (PostgreSQL with several nodes) take
+// turns: the second sees the first's approval. (SQLite's write
+// transactions exclude each other already.)
+func (t *Tx) LockRun(id int64) error {
+	if _, err := t.tx.ExecContext(t.ctx, `UPDATE runs SET state = state WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("locking run %s: %w", FormatRunID(id), translate(err))
+	}
+	return nil
+}
