@@ -63,6 +63,12 @@ func Routes() []Route {
 			{"follow", "boolean", "1 or true: keep streaming until the run has ended", false},
 			{"after", "integer", "only chunks after this seq", false},
 		}, Status: http.StatusOK, Response: LogChunk{}, Stream: "application/x-ndjson"},
+		{Method: http.MethodPost, Path: "/api/v1/runs/{id}/approve", Summary: "Approve a run awaiting approval (403 for the user who caused it; 409 when it is not awaiting approval)",
+			Request: DecisionRequest{}, Status: http.StatusOK, Response: Run{}},
+		{Method: http.MethodPost, Path: "/api/v1/runs/{id}/reject", Summary: "Reject a run awaiting approval: it is never promoted",
+			Request: DecisionRequest{}, Status: http.StatusOK, Response: Run{}},
+		{Method: http.MethodPost, Path: "/api/v1/tasks/{name}/promote", Summary: "Point the task's promote tags back at a digest it promoted before (rollback); answers when done",
+			Request: PromoteRequest{}, Status: http.StatusOK, Response: []Promotion{}},
 		{Method: http.MethodGet, Path: "/api/v1/bases", Summary: "Base references in the index and the tasks that use them",
 			Status: http.StatusOK, Response: []BaseInfo{}},
 		{Method: http.MethodGet, Path: "/api/v1/bases/history", Summary: "Every digest a reference has pointed to, newest first", Query: []Param{

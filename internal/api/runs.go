@@ -10,7 +10,8 @@ import (
 // RunState is where a run is in its life.
 type RunState string
 
-// Run states. Queued, Running and Testing are live; the rest are ends.
+// Run states. Queued, Running, Testing, AwaitingApproval and Promoting
+// are live; the rest are ends.
 const (
 	StateQueued     RunState = "queued"
 	StateRunning    RunState = "running"
@@ -19,12 +20,19 @@ const (
 	StateFailed     RunState = "failed"
 	StateCanceled   RunState = "canceled"
 	StateSuperseded RunState = "superseded"
+	// StateAwaitingApproval: built, tested, pushed by digest; waits for
+	// POST /api/v1/runs/{id}/approve (or reject).
+	StateAwaitingApproval RunState = "awaiting_approval"
+	// StatePromoting: its promote tags are being moved to its digest.
+	StatePromoting RunState = "promoting"
+	// StateRejected: an approver rejected it; never promoted.
+	StateRejected RunState = "rejected"
 )
 
 // Done reports whether the state is an end: the run will not change again.
 func (s RunState) Done() bool {
 	switch s {
-	case StateSucceeded, StateFailed, StateCanceled, StateSuperseded:
+	case StateSucceeded, StateFailed, StateCanceled, StateSuperseded, StateRejected:
 		return true
 	}
 	return false

@@ -30,6 +30,35 @@ type TaskSpec struct {
 	// Triggers say which events start a run. Default: commit, base and
 	// manual.
 	Triggers *Triggers `json:"triggers,omitempty"`
+	// Test checks the pushed image before promotion; nil = none.
+	Test *TaskTest `json:"test,omitempty"`
+	// Promote moves tags to a tested (and, by policy, approved) digest;
+	// nil = tags are pushed by the build.
+	Promote *Promote `json:"promote,omitempty"`
+}
+
+// TaskTest is a task's test step: a Dockerfile stage that must build,
+// and/or a command run inside the built image.
+type TaskTest struct {
+	Target  string   `json:"target,omitempty"`
+	Command []string `json:"command,omitempty"`
+}
+
+// Promote is a task's promotion policy.
+type Promote struct {
+	Tags   []string `json:"tags"`
+	Policy string   `json:"policy,omitempty"` // auto, after-test or approval
+	// Approvers: default {role: approver, count: 1}.
+	Approvers *Approvers `json:"approvers,omitempty"`
+	// RequireApprovalFor: the cause kinds that need approval (default all).
+	RequireApprovalFor []string `json:"requireApprovalFor,omitempty"`
+	ReapproveOnChange  *bool    `json:"reapproveOnChange,omitempty"` // default true
+}
+
+// Approvers is how many distinct users with which role must approve.
+type Approvers struct {
+	Role  string `json:"role,omitempty"`
+	Count int    `json:"count,omitempty"`
 }
 
 // TaskSource is exactly one of Git (with Ref) or Dir.

@@ -301,6 +301,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Interval: cfg.PollInterval,
 		Workers:  cfg.Workers,
 		Logger:   log.With("component", "runs"),
+		Tagger:   checker, // promotions move tags through the one registry client
 	})
 	if err != nil {
 		return nil, err
@@ -425,6 +426,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	api := server.New(server.Config{
 		Store:      st,
 		Runs:       runs,
+		Promotions: runs,
 		Inspector:  run,
 		Bases:      run,
 		Index:      st,

@@ -130,6 +130,9 @@ type Config struct {
 	// (the server's one signing key, as for attestations). nil = exports are
 	// refused (501).
 	AuditKey ed25519.PrivateKey
+	// Promotions approves, rejects and rolls back (the lifecycle's Runs);
+	// nil = those routes answer 501.
+	Promotions promoter
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -200,6 +203,13 @@ func New(cfg Config) *Server {
 	handle("GET /api/v1/runs", s.listRuns)
 	handle("GET /api/v1/runs/{id}", s.getRun)
 	handle("GET /api/v1/runs/{id}/logs", s.runLogs)
+	if cfg.Promotions == nil {
+		cfg.Promotions = noPromotions{}
+		s.cfg.Promotions = cfg.Promotions
+	}
+	handle("POST /api/v1/runs/{id}/approve", s.approveRun)
+	handle("POST /api/v1/runs/{id}/reject", s.rejectRun)
+	handle("POST /api/v1/tasks/{name}/promote", s.promoteTask)
 	handle("GET /api/v1/bases", s.listBases)
 	handle("GET /api/v1/bases/history", s.baseHistory)
 	handle("GET /api/v1/graph", s.graph)
@@ -621,8 +631,8 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 		if flusher != nil {
 			flusher.Flush()
 		}
-		if !follow || run.State.Done() {
-			return nil
+		if !follow || run.State.Done() || run.State == store.StateAwaitingApproval {
+			return nil // an approval writes no log
 		}
 		select {
 		case <-r.Context().Done():

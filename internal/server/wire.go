@@ -28,6 +28,16 @@ func apiSpec(s task.Spec) api.TaskSpec {
 		out.Triggers = &api.Triggers{Commit: tr.Commit, Base: tr.Base, Manual: tr.Manual,
 			Schedule: tr.Schedule, BaseScope: tr.BaseScope, Patch: tr.Patch}
 	}
+	if t := s.Test; t != nil {
+		out.Test = &api.TaskTest{Target: t.Target, Command: t.Command}
+	}
+	if p := s.Promote; p != nil {
+		out.Promote = &api.Promote{Tags: p.Tags, Policy: p.Policy, RequireApprovalFor: p.RequireApprovalFor,
+			ReapproveOnChange: p.ReapproveOnChange}
+		if a := p.Approvers; a != nil {
+			out.Promote.Approvers = &api.Approvers{Role: a.Role, Count: a.Count}
+		}
+	}
 	return out
 }
 

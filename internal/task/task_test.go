@@ -537,6 +537,7 @@ func FuzzDecodeYAML(f *testing.F) {
 		"name: [a\n",
 		"- 1\n- 2\n",
 		"{\"name\": \"a\", \"tags\": [\"{{.Run.ID}}\"]}",
+		"name: a\nsource: {dir: /x}\ntest: {target: t, command: [sh]}\npromote: {tags: [stable], policy: approval, approvers: {count: 2}, requireApprovalFor: [base]}\n",
 	} {
 		f.Add([]byte(s))
 	}
