@@ -412,7 +412,7 @@ func (l *Runs) Approve(ctx context.Context, d Decision) (store.Run, error) {
 			}
 		}
 		need := r.Spec.Defaults().Promote.Approvers.Count
-		if err := tx.Audit(store.AuditRecord{Action: "run.approve", Subject: store.FormatRunID(r.ID),
+		if err := tx.Audit(store.AuditRecord{Actor: d.User, Action: "run.approve", Subject: store.FormatRunID(r.ID),
 			Details: map[string]any{"task": r.Task, "digest": r.Digest, "comment": d.Comment, "approvals": len(users), "needed": need}}); err != nil {
 			return err
 		}
@@ -451,7 +451,7 @@ func (l *Runs) Reject(ctx context.Context, d Decision) (store.Run, error) {
 			Comment: d.Comment, Digest: r.Digest}); err != nil {
 			return err
 		}
-		if err := tx.Audit(store.AuditRecord{Action: "run.reject", Subject: store.FormatRunID(r.ID),
+		if err := tx.Audit(store.AuditRecord{Actor: d.User, Action: "run.reject", Subject: store.FormatRunID(r.ID),
 			Details: map[string]any{"task": r.Task, "digest": r.Digest, "comment": d.Comment}}); err != nil {
 			return err
 		}
@@ -500,7 +500,7 @@ func (l *Runs) Rollback(ctx context.Context, taskName, digest, user string) ([]s
 		if key, err = tx.NextRollbackKey(); err != nil {
 			return err
 		}
-		if err := tx.Audit(store.AuditRecord{Action: "image.rollback", Subject: taskName,
+		if err := tx.Audit(store.AuditRecord{Actor: user, Action: "image.rollback", Subject: taskName,
 			Details: map[string]any{"repository": p.Repository, "digest": digest, "tags": spec.Promote.Tags, "promotion": key}}); err != nil {
 			return err
 		}

@@ -292,6 +292,19 @@ func TestPromotionCompletesOnceAfterCrash(t *testing.T) {
 	if n := len(p.events(t, "run.succeeded")); n != 1 || done.FinishedAt.IsZero() {
 		t.Errorf("%d run.succeeded events, want 1", n)
 	}
+	// The auditor sees bob's approval and one promotion by bob with the
+	// tag's old and new digest, though the tag write was retried.
+	for action, actor := range map[string]string{"run.approve": "bob", "image.promote": "bob"} {
+		es, err := p.st.AuditEntries(ctx, store.AuditFilter{Action: action})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(es) != 1 || es[0].Actor != actor {
+			t.Errorf("%s audit entries = %+v, want one by %s", action, es, actor)
+		} else if action == "image.promote" && (!strings.Contains(string(es[0].Details), before) || !strings.Contains(string(es[0].Details), built.Digest)) {
+			t.Errorf("image.promote details %s, want the old digest %s and the new %s", es[0].Details, before, built.Digest)
+		}
+	}
 
 	// Rollback: to the digest promoted before, not to one never promoted.
 	l := p.life(t, nil, true)
