@@ -1,0 +1,187 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// VulnAdvisory is one advisory of the offline vulnerability database, as
+// internal/vulndb imports it.
+type VulnAdvisory struct {
+	ID       string
+	Summary  string
+	Aliases  []string
+	Modified time.Time // zero = not given
+	Affected []VulnAffected
+}
+
+// VulnAffected is one package an advisory affects. Match says which
+// versions, in a form internal/vulndb writes and reads (the store keeps
+// it as text and never interprets it).
+type VulnAffected struct {
+	Ecosystem string // OSV ecosystem: "Debian:12", "Alpine:v3.19"
+	Package   string
+	Severity  string // low, medium, high, critical or unknown
+	Match     string
+}
+
+// VulnMatch is an affected package read back for matching, with its
+// advisory's ID, summary and aliases.
+type VulnMatch struct {
+	VulnAffected
+	AdvisoryID string
+	Summary    string
+	Aliases    []string
+}
+
+// VulnImport is what an import wrote, for `refit vulndb status`.
+type VulnImport struct {
+	ImportedAt     time.Time
+	SHA256         string // of the imported file
+	Size           int64  // bytes of the imported file
+	Advisories     int
+	Skipped        int       // advisories or affected entries not imported (withdrawn, other ecosystems)
+	NewestModified time.Time // the newest advisory's modified time
+	Ecosystems     []VulnEcosystem
+}
+
+// VulnEcosystem counts one ecosystem's share of an import.
+type VulnEcosystem struct {
+	Ecosystem      string
+	Advisories     int // advisories with at least one package in the ecosystem
+	Packages       int // distinct package names
+	NewestModified time.Time
+}
+
+// ReplaceVulns replaces the whole vulnerability database in one write
+// transaction: it deletes every advisory, then fill calls put for each
+// new one, then the import's summary is stored. When fill or a put
+// fails, the transaction rolls back and the previous database stays as
+// it was. fill returns how many advisories or entries it passed over
+// (imp.Skipped). An advisory ID given twice is ErrExists. The writer is
+// held for the whole fill, so fill should only parse.
+func (s *Store) ReplaceVulns(ctx context.Context, imp VulnImport, fill func(put func(VulnAdvisory) error) (skipped int, err error)) (VulnImport, error) {
+	err := s.quietTx(ctx, func(tx *sql.Tx) error {
+		for _, table := range []string{"vuln_affected", "vuln_advisories", "vuln_ecosystems", "vuln_import"} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table); err != nil {
+				return fmt.Errorf("clearing %s: %w", table, err)
+			}
+		}
+		insAdv, err := tx.PrepareContext(ctx, `INSERT INTO vuln_advisories (id, summary, aliases, modified) VALUES ($1, $2, $3, $4)`)
+		if err != nil {
+			return err
+		}
+		defer insAdv.Close()
+		insAff, err := tx.PrepareContext(ctx, `INSERT INTO vuln_affected (advisory_id, ecosystem, package, severity, match) VALUES ($1, $2, $3, $4, $5)`)
+		if err != nil {
+			return err
+		}
+		defer insAff.Close()
+		type eco struct {
+			advisories int
+			packages   map[string]bool
+			newest     time.Time
+		}
+		ecos := map[string]*eco{}
+		imp.Advisories, imp.NewestModified = 0, time.Time{}
+		put := func(a VulnAdvisory) error {
+			if _, err := insAdv.ExecContext(ctx, a.ID, a.Summary, strings.Join(a.Aliases, " "), formatTime(a.Modified)); err != nil {
+				return fmt.Errorf("storing advisory %s: %w", a.ID, translate(err))
+			}
+			imp.Advisories++
+			if a.Modified.After(imp.NewestModified) {
+				imp.NewestModified = a.Modified
+			}
+			seen := map[string]bool{}
+			for _, af := range a.Affected {
+				if _, err := insAff.ExecContext(ctx, a.ID, af.Ecosystem, af.Package, af.Severity, af.Match); err != nil {
+					return fmt.Errorf("storing advisory %s for %s %s: %w", a.ID, af.Ecosystem, af.Package, translate(err))
+				}
+				e := ecos[af.Ecosystem]
+				if e == nil {
+					e = &eco{packages: map[string]bool{}}
+					ecos[af.Ecosystem] = e
+				}
+				e.packages[af.Package] = true
+				if !seen[af.Ecosystem] {
+					seen[af.Ecosystem] = true
+					e.advisories++
+					if a.Modified.After(e.newest) {
+						e.newest = a.Modified
+					}
+				}
+			}
+			return nil
+		}
+		if imp.Skipped, err = fill(put); err != nil {
+			return err
+		}
+		for name, e := range ecos {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO vuln_ecosystems (ecosystem, advisories, packages, newest_modified) VALUES ($1, $2, $3, $4)`,
+				name, e.advisories, len(e.packages), formatTime(e.newest)); err != nil {
+				return fmt.Errorf("storing ecosystem %s: %w", name, err)
+			}
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO vuln_import (id, imported_at, sha256, size, advisories, skipped, newest_modified) VALUES (1, $1, $2, $3, $4, $5, $6)`,
+			formatTime(imp.ImportedAt), imp.SHA256, imp.Size, imp.Advisories, imp.Skipped, formatTime(imp.NewestModified))
+		return err
+	})
+	if err != nil {
+		return VulnImport{}, fmt.Errorf("replacing the vulnerability database: %w", err)
+	}
+	return s.VulnStatus(ctx)
+}
+
+// VulnStatus returns what the last import stored, or ErrNotFound when
+// nothing was ever imported. Ecosystems are sorted by name.
+func (s *Store) VulnStatus(ctx context.Context) (VulnImport, error) {
+	var imp VulnImport
+	var at, newest string
+	err := s.read.QueryRowContext(ctx, `SELECT imported_at, sha256, size, advisories, skipped, newest_modified FROM vuln_import WHERE id = 1`).
+		Scan(&at, &imp.SHA256, &imp.Size, &imp.Advisories, &imp.Skipped, &newest)
+	if err != nil {
+		return VulnImport{}, fmt.Errorf("reading the vulnerability database's status: %w", translate(err))
+	}
+	imp.ImportedAt, imp.NewestModified = parseTime(at), parseTime(newest)
+	rows, err := s.read.QueryContext(ctx, `SELECT ecosystem, advisories, packages, newest_modified FROM vuln_ecosystems ORDER BY ecosystem`)
+	if err != nil {
+		return VulnImport{}, fmt.Errorf("reading the vulnerability database's ecosystems: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e VulnEcosystem
+		if err := rows.Scan(&e.Ecosystem, &e.Advisories, &e.Packages, &newest); err != nil {
+			return VulnImport{}, err
+		}
+		e.NewestModified = parseTime(newest)
+		imp.Ecosystems = append(imp.Ecosystems, e)
+	}
+	return imp, rows.Err()
+}
+
+// VulnMatches returns every affected entry of package name in
+// ecosystem, with its advisory (an indexed look-up), ordered by
+// advisory ID. None is an empty slice, not an error.
+func (s *Store) VulnMatches(ctx context.Context, ecosystem, name string) ([]VulnMatch, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT f.advisory_id, f.ecosystem, f.package, f.severity, f.match, a.summary, a.aliases
+		FROM vuln_affected f JOIN vuln_advisories a ON a.id = f.advisory_id
+		WHERE f.ecosystem = $1 AND f.package = $2 ORDER BY f.advisory_id`, ecosystem, name)
+	if err != nil {
+		return nil, fmt.Errorf("looking up vulnerabilities of %s %s: %w", ecosystem, name, err)
+	}
+	defer rows.Close()
+	var out []VulnMatch
+	for rows.Next() {
+		var m VulnMatch
+		var aliases string
+		if err := rows.Scan(&m.AdvisoryID, &m.Ecosystem, &m.Package, &m.Severity, &m.Match, &m.Summary, &aliases); err != nil {
+			return nil, fmt.Errorf("looking up vulnerabilities of %s %s: %w", ecosystem, name, err)
+		}
+		m.Aliases = strings.Fields(aliases)
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
