@@ -14,6 +14,9 @@ type Route struct {
 	Query   []Param
 	// Request is a zero value of the body's type; nil = no body.
 	Request any
+	// RequestMedia, when set, is the media type of a body that is a
+	// file, not JSON ("application/zip"); Request is then nil.
+	RequestMedia string
 	// Status is the answer's status on success.
 	Status int
 	// Response is a zero value of the answer's type; nil = no body.
@@ -98,6 +101,10 @@ func Routes() []Route {
 		{Method: http.MethodPut, Path: "/api/v1/registries/{host}", Summary: "Store a login for a registry host",
 			Request: CredentialRequest{}, Status: http.StatusOK, Response: RegistryCredential{}},
 		{Method: http.MethodDelete, Path: "/api/v1/registries/{host}", Summary: "Remove the login stored for a registry host", Status: http.StatusNoContent},
+		{Method: http.MethodGet, Path: "/api/v1/vulndb", Summary: "What the offline vulnerability database holds, per ecosystem, and its age",
+			Status: http.StatusOK, Response: VulnDBStatus{}},
+		{Method: http.MethodPost, Path: "/api/v1/vulndb", Summary: "Replace the vulnerability database with an OSV export (the zip OSV publishes per ecosystem), all or nothing",
+			RequestMedia: "application/zip", Status: http.StatusOK, Response: VulnDBStatus{}},
 		{Method: http.MethodGet, Path: "/api/v1/whoami", Summary: "The name of the token in use", Status: http.StatusOK, Response: WhoAmI{}},
 		{Method: http.MethodGet, Path: "/api/v1/openapi.json", Summary: "This description (OpenAPI 3.1)", Status: http.StatusOK, Response: map[string]any{}, Public: true},
 	}

@@ -95,6 +95,14 @@ type Config struct {
 	// Credentials stores registry logins for /api/v1/registries; nil =
 	// not served.
 	Credentials registryCredentials
+	// VulnDB serves /api/v1/vulndb (the offline vulnerability database);
+	// nil = not served.
+	VulnDB vulnDB
+	// VulnDBMaxBytes bounds an uploaded OSV export. Default
+	// DefaultVulnDBMaxBytes (1 GiB).
+	VulnDBMaxBytes int64
+	// TempDir holds uploads while they are imported. "" = os.TempDir().
+	TempDir string
 	// Ready reports whether refit can build now (for /readyz); nil = always.
 	Ready func(ctx context.Context) error
 	// Logger gets one line per request error. nil = discard.
@@ -135,6 +143,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
+	}
+	if cfg.VulnDBMaxBytes <= 0 {
+		cfg.VulnDBMaxBytes = DefaultVulnDBMaxBytes
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), metrics: cfg.Metrics}
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -202,6 +213,10 @@ func New(cfg Config) *Server {
 		handle("GET /api/v1/registries", s.listCredentials)
 		handle("PUT /api/v1/registries/{host}", s.putCredential)
 		handle("DELETE /api/v1/registries/{host}", s.deleteCredential)
+	}
+	if cfg.VulnDB != nil {
+		handle("GET /api/v1/vulndb", s.vulnDBStatus)
+		handle("POST /api/v1/vulndb", s.importVulnDB)
 	}
 	handle("GET /api/v1/whoami", func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, api.WhoAmI{User: user(r)})

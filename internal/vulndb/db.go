@@ -89,7 +89,8 @@ func (db *DB) Import(ctx context.Context, r io.ReaderAt, size int64) (store.Vuln
 	}
 	imp := store.VulnImport{ImportedAt: db.cfg.Now().UTC(), SHA256: hex.EncodeToString(h.Sum(nil)), Size: size}
 	skipped := 0
-	return db.cfg.Store.ReplaceVulns(ctx, imp, func(put func(store.VulnAdvisory) error) (int, error) {
+	var refused error // the export's own fault, said without the store's wrapping
+	imp, err := db.cfg.Store.ReplaceVulns(ctx, imp, func(put func(store.VulnAdvisory) error) (int, error) {
 		err := readExport(ctx, r, size, db.cfg.Limits, func(entry string, p parsed) error {
 			if p.withdrawn {
 				skipped++
@@ -104,12 +105,19 @@ func (db *DB) Import(ctx context.Context, r io.ReaderAt, size int64) (store.Vuln
 			}
 			err := put(p.advisory)
 			if errors.Is(err, store.ErrExists) {
-				return fmt.Errorf("advisory %s is in the export twice", p.advisory.ID)
+				return refuse("advisory %s is in the export twice", p.advisory.ID)
 			}
 			return err
 		})
+		if errors.Is(err, ErrRefused) {
+			refused = err
+		}
 		return skipped, err
 	})
+	if refused != nil {
+		return store.VulnImport{}, refused
+	}
+	return imp, err
 }
 
 // Status returns what the last import holds, or ErrNotImported.

@@ -213,6 +213,9 @@ func TestImportRefuses(t *testing.T) {
 			t.Errorf("%s: imported, want refused", c.name)
 			continue
 		}
+		if !errors.Is(err, vulndb.ErrRefused) {
+			t.Errorf("%s: %v is not ErrRefused (the API would answer 500, not 400)", c.name, err)
+		}
 		for _, w := range c.wants {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: error %q does not say %q", c.name, err, w)

@@ -52,6 +52,22 @@ func (e *EntryError) Error() string {
 
 func (e *EntryError) Unwrap() error { return e.Err }
 
+// Is makes every EntryError an ErrRefused.
+func (e *EntryError) Is(target error) bool { return target == ErrRefused }
+
+// ErrRefused marks an export refused for what it holds (not for a
+// failure of the store or a canceled request): an *EntryError, a zip
+// beyond the Limits, a file that is not an OSV export.
+var ErrRefused = errors.New("OSV export refused")
+
+// refusal is an error of the export itself: errors.Is(err, ErrRefused).
+type refusal struct{ error }
+
+func (r refusal) Is(target error) bool { return target == ErrRefused }
+func (r refusal) Unwrap() error        { return r.error }
+
+func refuse(format string, a ...any) error { return refusal{fmt.Errorf(format, a...)} }
+
 // quoteName shows an entry name safely in an error: quoted, cut at 200
 // bytes.
 func quoteName(name string) string {
@@ -76,14 +92,14 @@ func readExport(ctx context.Context, r io.ReaderAt, size int64, lim Limits, fn f
 		return err
 	}
 	if n > uint64(lim.MaxEntries) {
-		return fmt.Errorf("the zip holds %d files, more than the %d allowed (an OSV export per ecosystem holds far fewer)", n, lim.MaxEntries)
+		return refuse("the zip holds %d files, more than the %d allowed (an OSV export per ecosystem holds far fewer)", n, lim.MaxEntries)
 	}
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNotOSVExport, err)
+		return refuse("%w: %v", ErrNotOSVExport, err)
 	}
 	if len(zr.File) > lim.MaxEntries {
-		return fmt.Errorf("the zip holds %d files, more than the %d allowed", len(zr.File), lim.MaxEntries)
+		return refuse("the zip holds %d files, more than the %d allowed", len(zr.File), lim.MaxEntries)
 	}
 	var total int64
 	buf := new(bytes.Buffer)
@@ -125,11 +141,14 @@ func readExport(ctx context.Context, r io.ReaderAt, size int64, lim Limits, fn f
 		}
 		records++
 		if err := fn(f.Name, p); err != nil {
-			return &EntryError{f.Name, err}
+			if errors.Is(err, ErrRefused) {
+				return &EntryError{f.Name, err}
+			}
+			return fmt.Errorf("storing %s: %w", quoteName(f.Name), err)
 		}
 	}
 	if records == 0 {
-		return fmt.Errorf("%w: the zip holds no .json file", ErrNotOSVExport)
+		return refuse("%w: the zip holds no .json file", ErrNotOSVExport)
 	}
 	return nil
 }
@@ -141,7 +160,7 @@ func countEntries(r io.ReaderAt, size int64) (uint64, error) {
 	const eocdLen, maxComment = 22, 65535
 	tail := min(size, eocdLen+maxComment)
 	if tail < eocdLen {
-		return 0, fmt.Errorf("%w: %d bytes is too short for a zip", ErrNotOSVExport, size)
+		return 0, refuse("%w: %d bytes is too short for a zip", ErrNotOSVExport, size)
 	}
 	b := make([]byte, tail)
 	if _, err := r.ReadAt(b, size-tail); err != nil && err != io.EOF {
@@ -149,7 +168,7 @@ func countEntries(r io.ReaderAt, size int64) (uint64, error) {
 	}
 	i := bytes.LastIndex(b[:len(b)-eocdLen+4], []byte("PK\x05\x06"))
 	if i < 0 {
-		return 0, fmt.Errorf("%w: no zip directory at its end", ErrNotOSVExport)
+		return 0, refuse("%w: no zip directory at its end", ErrNotOSVExport)
 	}
 	n := uint64(binary.LittleEndian.Uint16(b[i+10:]))
 	if n != 0xFFFF {
@@ -159,19 +178,19 @@ func countEntries(r io.ReaderAt, size int64) (uint64, error) {
 	// zip64 end-of-central-directory record.
 	locAt := size - tail + int64(i) - 20
 	if locAt < 0 {
-		return 0, fmt.Errorf("%w: a zip64 directory without its locator", ErrNotOSVExport)
+		return 0, refuse("%w: a zip64 directory without its locator", ErrNotOSVExport)
 	}
 	loc := make([]byte, 20)
 	if _, err := r.ReadAt(loc, locAt); err != nil || !bytes.HasPrefix(loc, []byte("PK\x06\x07")) {
-		return 0, fmt.Errorf("%w: a zip64 directory without its locator", ErrNotOSVExport)
+		return 0, refuse("%w: a zip64 directory without its locator", ErrNotOSVExport)
 	}
 	at := binary.LittleEndian.Uint64(loc[8:])
 	rec := make([]byte, 56)
 	if at > uint64(size) || int64(at) > size-56 {
-		return 0, fmt.Errorf("%w: the zip64 directory is outside the file", ErrNotOSVExport)
+		return 0, refuse("%w: the zip64 directory is outside the file", ErrNotOSVExport)
 	}
 	if _, err := r.ReadAt(rec, int64(at)); err != nil || !bytes.HasPrefix(rec, []byte("PK\x06\x06")) {
-		return 0, fmt.Errorf("%w: no zip64 directory where its locator points", ErrNotOSVExport)
+		return 0, refuse("%w: no zip64 directory where its locator points", ErrNotOSVExport)
 	}
 	return binary.LittleEndian.Uint64(rec[32:]), nil
 }
