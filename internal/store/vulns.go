@@ -70,16 +70,24 @@ func (s *Store) ReplaceVulns(ctx context.Context, imp VulnImport, fill func(put 
 				return fmt.Errorf("clearing %s: %w", table, err)
 			}
 		}
-		insAdv, err := tx.PrepareContext(ctx, `INSERT INTO vuln_advisories (id, summary, aliases, modified) VALUES ($1, $2, $3, $4)`)
-		if err != nil {
-			return err
+		// Rows go in batches of vulnBatch, a multi-row INSERT each: one
+		// statement per row costs a round trip per row on PostgreSQL.
+		var advs, affs []any
+		flush := func() error {
+			if len(advs) > 0 {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO vuln_advisories (id, summary, aliases, modified) VALUES `+placeholders(len(advs)/4, 4), advs...); err != nil {
+					return fmt.Errorf("storing advisories %s…: %w", advs[0], translate(err))
+				}
+				advs = advs[:0]
+			}
+			if len(affs) > 0 {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO vuln_affected (advisory_id, ecosystem, package, severity, match) VALUES `+placeholders(len(affs)/5, 5), affs...); err != nil {
+					return fmt.Errorf("storing affected packages of advisories %s…: %w", affs[0], translate(err))
+				}
+				affs = affs[:0]
+			}
+			return nil
 		}
-		defer insAdv.Close()
-		insAff, err := tx.PrepareContext(ctx, `INSERT INTO vuln_affected (advisory_id, ecosystem, package, severity, match) VALUES ($1, $2, $3, $4, $5)`)
-		if err != nil {
-			return err
-		}
-		defer insAff.Close()
 		type eco struct {
 			advisories int
 			packages   map[string]bool
@@ -88,18 +96,14 @@ func (s *Store) ReplaceVulns(ctx context.Context, imp VulnImport, fill func(put 
 		ecos := map[string]*eco{}
 		imp.Advisories, imp.NewestModified = 0, time.Time{}
 		put := func(a VulnAdvisory) error {
-			if _, err := insAdv.ExecContext(ctx, a.ID, a.Summary, strings.Join(a.Aliases, " "), formatTime(a.Modified)); err != nil {
-				return fmt.Errorf("storing advisory %s: %w", a.ID, translate(err))
-			}
+			advs = append(advs, a.ID, a.Summary, strings.Join(a.Aliases, " "), formatTime(a.Modified))
 			imp.Advisories++
 			if a.Modified.After(imp.NewestModified) {
 				imp.NewestModified = a.Modified
 			}
 			seen := map[string]bool{}
 			for _, af := range a.Affected {
-				if _, err := insAff.ExecContext(ctx, a.ID, af.Ecosystem, af.Package, af.Severity, af.Match); err != nil {
-					return fmt.Errorf("storing advisory %s for %s %s: %w", a.ID, af.Ecosystem, af.Package, translate(err))
-				}
+				affs = append(affs, a.ID, af.Ecosystem, af.Package, af.Severity, af.Match)
 				e := ecos[af.Ecosystem]
 				if e == nil {
 					e = &eco{packages: map[string]bool{}}
@@ -114,9 +118,16 @@ func (s *Store) ReplaceVulns(ctx context.Context, imp VulnImport, fill func(put 
 					}
 				}
 			}
+			if len(advs) >= 4*vulnBatch || len(affs) >= 5*vulnBatch {
+				return flush()
+			}
 			return nil
 		}
+		var err error
 		if imp.Skipped, err = fill(put); err != nil {
+			return err
+		}
+		if err := flush(); err != nil {
 			return err
 		}
 		for name, e := range ecos {
@@ -133,6 +144,31 @@ func (s *Store) ReplaceVulns(ctx context.Context, imp VulnImport, fill func(put 
 		return VulnImport{}, fmt.Errorf("replacing the vulnerability database: %w", err)
 	}
 	return s.VulnStatus(ctx)
+}
+
+// vulnBatch is how many rows one INSERT of an import writes (5 columns
+// each: far below SQLite's and PostgreSQL's parameter limits).
+const vulnBatch = 500
+
+// placeholders returns "($1, $2), ($3, $4)" for rows of cols columns.
+func placeholders(rows, cols int) string {
+	var b strings.Builder
+	n := 1
+	for r := range rows {
+		if r > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for c := range cols {
+			if c > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "$%d", n)
+			n++
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
 }
 
 // VulnStatus returns what the last import stored, or ErrNotFound when

@@ -89,6 +89,7 @@ func (db *DB) Import(ctx context.Context, r io.ReaderAt, size int64) (store.Vuln
 	}
 	imp := store.VulnImport{ImportedAt: db.cfg.Now().UTC(), SHA256: hex.EncodeToString(h.Sum(nil)), Size: size}
 	skipped := 0
+	seen := map[string]bool{} // advisory IDs, to name the file that repeats one
 	var refused error // the export's own fault, said without the store's wrapping
 	imp, err := db.cfg.Store.ReplaceVulns(ctx, imp, func(put func(store.VulnAdvisory) error) (int, error) {
 		err := readExport(ctx, r, size, db.cfg.Limits, func(entry string, p parsed) error {
@@ -103,11 +104,11 @@ func (db *DB) Import(ctx context.Context, r io.ReaderAt, size int64) (store.Vuln
 				}
 				return nil
 			}
-			err := put(p.advisory)
-			if errors.Is(err, store.ErrExists) {
+			if seen[p.advisory.ID] {
 				return refuse("advisory %s is in the export twice", p.advisory.ID)
 			}
-			return err
+			seen[p.advisory.ID] = true
+			return put(p.advisory)
 		})
 		if errors.Is(err, ErrRefused) {
 			refused = err

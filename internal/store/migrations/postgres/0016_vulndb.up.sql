@@ -10,14 +10,13 @@ CREATE TABLE vuln_advisories (
     modified TEXT NOT NULL   -- '' = not given
 );
 CREATE TABLE vuln_affected (
-    advisory_id TEXT NOT NULL REFERENCES vuln_advisories (id) ON DELETE CASCADE,
+    advisory_id TEXT NOT NULL REFERENCES vuln_advisories (id),
     ecosystem TEXT NOT NULL, -- OSV ecosystem: Debian:12, Alpine:v3.19
     package TEXT NOT NULL,
     severity TEXT NOT NULL,  -- low, medium, high, critical or unknown
     match TEXT NOT NULL
 );
 CREATE INDEX vuln_affected_package ON vuln_affected (ecosystem, package);
-CREATE INDEX vuln_affected_advisory ON vuln_affected (advisory_id);
 -- What the last import held, per ecosystem, for refit vulndb status.
 CREATE TABLE vuln_ecosystems (
     ecosystem TEXT PRIMARY KEY,
