@@ -1,10 +1,12 @@
 package main
 
 import (
+	"archive/zip"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -26,13 +28,27 @@ database, all or nothing. To cover several distributions, import a zip
 holding the records of each (they are JSON files; merge the zips).`,
 	}
 	imp := &cobra.Command{
-		Use:   "import FILE",
-		Short: "Replace the vulnerability database with an OSV export (a zip of OSV JSON records)",
+		Use:   "import FILE...",
+		Short: "Replace the vulnerability database with OSV exports (zips of OSV JSON records)",
+		Long: `Replace the vulnerability database with one or more OSV exports: the zip of
+JSON records OSV publishes per ecosystem (all.zip). Several files are
+merged (their records copied, not recompressed, into one zip) and
+imported together; the server replaces its whole database with them in
+one transaction, or refuses them all and keeps what it had.`,
 		Example: `  refit vulndb import debian-all.zip
-  refit vulndb import osv.zip -o json`,
-		Args: cobra.ExactArgs(1),
+  refit vulndb import debian-all.zip alpine-all.zip -o json`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			f, err := os.Open(a[0])
+			path := a[0]
+			if len(a) > 1 {
+				merged, err := mergeZips(a)
+				if err != nil {
+					return err
+				}
+				defer os.Remove(merged)
+				path = merged
+			}
+			f, err := os.Open(path)
 			if err != nil {
 				return fmt.Errorf("opening the OSV export: %w", err)
 			}
@@ -42,7 +58,7 @@ holding the records of each (they are JSON files; merge the zips).`,
 				return fmt.Errorf("opening the OSV export: %w", err)
 			}
 			if !fi.Mode().IsRegular() {
-				return fmt.Errorf("%s is not a file (want the OSV export's zip)", a[0])
+				return fmt.Errorf("%s is not a file (want the OSV export's zip)", path)
 			}
 			c, err := g.client()
 			if err != nil {
@@ -53,7 +69,7 @@ holding the records of each (they are JSON files; merge the zips).`,
 				return err
 			}
 			if g.output != "json" {
-				fmt.Fprintf(g.out, "imported %d advisories from %s (%d skipped: withdrawn, or of ecosystems refit cannot match)\n", st.Advisories, a[0], st.Skipped)
+				fmt.Fprintf(g.out, "imported %d advisories from %s (%d skipped: withdrawn, or of ecosystems refit cannot match)\n", st.Advisories, strings.Join(a, ", "), st.Skipped)
 			}
 			return printVulnDB(g, st)
 		},
@@ -80,6 +96,39 @@ holding the records of each (they are JSON files; merge the zips).`,
 	}
 	cmd.AddCommand(imp, status)
 	return cmd
+}
+
+// mergeZips copies the files of the zips at paths into one temporary
+// zip, as they are (compressed), and returns its path. The server checks
+// what they hold.
+func mergeZips(paths []string) (string, error) {
+	out, err := os.CreateTemp("", "refit-vulndb-*.zip")
+	if err != nil {
+		return "", fmt.Errorf("merging the OSV exports: %w", err)
+	}
+	err = func() error {
+		zw := zip.NewWriter(out)
+		for _, p := range paths {
+			zr, err := zip.OpenReader(p)
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", p, err)
+			}
+			for _, f := range zr.File {
+				if err := zw.Copy(f); err != nil {
+					zr.Close()
+					return fmt.Errorf("copying %s from %s: %w", f.Name, p, err)
+				}
+			}
+			zr.Close()
+		}
+		return errors.Join(zw.Close(), out.Close())
+	}()
+	if err != nil {
+		out.Close()
+		os.Remove(out.Name())
+		return "", fmt.Errorf("merging the OSV exports: %w", err)
+	}
+	return out.Name(), nil
 }
 
 // printVulnDB prints the database's status: the JSON, or a table of

@@ -85,6 +85,13 @@ func TestVulnDBCLI(t *testing.T) {
 
 	second := write("second.zip", osvtest.Zip(map[string]string{"ALPINE-CVE-2025-0001.json": `{"id":"ALPINE-CVE-2025-0001","modified":"2026-11-28T00:00:00Z",
 		"affected":[{"package":{"ecosystem":"Alpine:v3.20","name":"musl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1.2.5-r1"}]}]}]}`}))
+	// Two exports at once: merged by the CLI, imported together.
+	if out, stderr, err := cli(t, bin, apiAddr, token, "", "vulndb", "import", all, second); err != nil || !strings.Contains(out, "imported 7 advisories from "+all+", "+second) {
+		t.Fatalf("import of two exports: %v\n%s%s", err, out, stderr)
+	}
+	if out, _, _ := cli(t, bin, apiAddr, token, "", "vulndb", "status"); !strings.Contains(out, "Alpine:v3.20") || !strings.Contains(out, "Debian:12") {
+		t.Errorf("after importing two exports, status lacks one:\n%s", out)
+	}
 	if out, stderr, err := cli(t, bin, apiAddr, token, "", "vulndb", "import", second); err != nil || !strings.Contains(out, "imported 1 advisories") {
 		t.Fatalf("second import: %v\n%s%s", err, out, stderr)
 	}
