@@ -24,8 +24,8 @@ an offline copy of OSV advisories; it never reaches the network for them.
 Load the export OSV publishes per ecosystem — the file all.zip of each of
 Debian, Ubuntu, Alpine, Rocky Linux, AlmaLinux, … — with 'refit vulndb
 import', and refresh it the same way: each import replaces the whole
-database, all or nothing. To cover several distributions, import a zip
-holding the records of each (they are JSON files; merge the zips).`,
+database, all or nothing, so give every export you want at once:
+refit vulndb import debian-all.zip alpine-all.zip.`,
 	}
 	imp := &cobra.Command{
 		Use:   "import FILE...",
