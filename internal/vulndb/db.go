@@ -37,6 +37,12 @@ type Vuln struct {
 	Summary string
 }
 
+// String says the vulnerability as a diff shows it: "CVE-2024-0727
+// (high) in openssl".
+func (v Vuln) String() string {
+	return fmt.Sprintf("%s (%s) in %s", v.ID, v.Severity, v.Package)
+}
+
 // rows is what the database keeps in the store.
 type rows interface {
 	ReplaceVulns(ctx context.Context, imp store.VulnImport, fill func(put func(store.VulnAdvisory) error) (int, error)) (store.VulnImport, error)
@@ -90,7 +96,7 @@ func (db *DB) Import(ctx context.Context, r io.ReaderAt, size int64) (store.Vuln
 	imp := store.VulnImport{ImportedAt: db.cfg.Now().UTC(), SHA256: hex.EncodeToString(h.Sum(nil)), Size: size}
 	skipped := 0
 	seen := map[string]bool{} // advisory IDs, to name the file that repeats one
-	var refused error // the export's own fault, said without the store's wrapping
+	var refused error         // the export's own fault, said without the store's wrapping
 	imp, err := db.cfg.Store.ReplaceVulns(ctx, imp, func(put func(store.VulnAdvisory) error) (int, error) {
 		err := readExport(ctx, r, size, db.cfg.Limits, func(entry string, p parsed) error {
 			if p.withdrawn {

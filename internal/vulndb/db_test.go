@@ -253,3 +253,34 @@ func lyingZip(t *testing.T, name string, claimed, actual int) []byte {
 	}
 	return buf.Bytes()
 }
+
+// TestImportCountsZip64Entries: a zip of more than 65,535 files (whose
+// count only its zip64 directory holds) is refused from that count,
+// before archive/zip reads a header.
+func TestImportCountsZip64Entries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes a zip of 70,000 files")
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for i := range 70_000 {
+		if _, err := zw.CreateHeader(&zip.FileHeader{Name: fmt.Sprintf("%d.json", i), Method: zip.Store}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db := vulndb.New(vulndb.Config{Store: openStore(t), Limits: vulndb.Limits{MaxEntries: 65_536}})
+	_, err := importZip(t, db, buf.Bytes())
+	if err == nil || !strings.Contains(err.Error(), "holds 70000 files, more than the 65536 allowed (an OSV export") || !errors.Is(err, vulndb.ErrRefused) {
+		t.Errorf("import of 70,000 files: %v, want refused from the zip64 directory's count", err)
+	}
+}
+
+func TestVulnString(t *testing.T) {
+	v := vulndb.Vuln{ID: "CVE-2024-0727", Severity: "high", Package: "openssl", Summary: "PKCS12 crash"}
+	if got := v.String(); got != "CVE-2024-0727 (high) in openssl" {
+		t.Errorf("String() = %q", got)
+	}
+}
