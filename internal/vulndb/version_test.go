@@ -50,6 +50,17 @@ func TestOrdering(t *testing.T) {
 			t.Errorf("%s: compare(%s, itself) = %d, want 0", c.ecosystem, c.older, got)
 		}
 	}
+	// Versions as installed images carry them are all readable.
+	for eco, vs := range map[string][]string{
+		"Alpine:v3.19": {"2024a-r0", "1.2.4_git20230717-r4", "20240226-r0", "6.4_p20231125-r0", "0.3.1_pre1-r0"},
+		"Debian:12":    {"2.36-9+deb12u4", "1:2.38.1-5+deb12u1", "252.22-1~deb12u1", "0.0~git20230107.2b9b6cc-1", "2024a-0+deb12u1", "12.4+deb12u5", "5.2.15-2+b2"},
+	} {
+		for _, v := range vs {
+			if err := orderingOf(eco).Check(v); err != nil {
+				t.Errorf("%s: %q refused: %v", eco, v, err)
+			}
+		}
+	}
 	if orderingOf("npm") != nil || orderingOf("") != nil {
 		t.Error("npm and \"\" have an ordering; want none (not imported)")
 	}
