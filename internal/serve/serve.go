@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/buildkitd"
 	"github.com/refit-dev/refit/internal/events"
@@ -431,6 +432,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Ready:       readyz,
 		Logger:      log.With("component", "api"),
 		Metrics:     metrics,
+		// Audit export checkpoints are signed with a key derived from the
+		// secret key: no other secret to keep.
+		AuditKey: audit.SigningKey(key),
 
 		VulnDB:         vulndb.New(vulndb.Config{Store: st}),
 		VulnDBMaxBytes: cfg.VulnDBMaxBytes,

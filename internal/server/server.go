@@ -8,6 +8,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +24,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/identity"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
@@ -42,6 +45,13 @@ type apiStore interface {
 	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error)
 	Logs(ctx context.Context, runID, after int64, limit int) ([]store.LogChunk, error)
 	TokenName(ctx context.Context, secret string) (string, error)
+	// Tokens and the audit log (tokens.go, audit.go).
+	LookupToken(ctx context.Context, secret string) (store.Token, error)
+	CreateToken(ctx context.Context, user string, roles []string) (store.Token, string, error)
+	ListTokens(ctx context.Context) ([]store.Token, error)
+	RevokeTokens(ctx context.Context, idOrUser string) ([]store.Token, error)
+	AuditEntries(ctx context.Context, f store.AuditFilter) ([]audit.Entry, error)
+	EachAuditEntry(ctx context.Context, fn func(audit.Entry) error) error
 }
 
 // runQueuer queues manual runs and says when a run ends (the owner of a
@@ -113,6 +123,10 @@ type Config struct {
 	// Metrics is the registry /metrics serves; the server adds its own
 	// collectors. nil = a new one.
 	Metrics *prometheus.Registry
+	// AuditKey signs the checkpoint that closes an audit export
+	// (audit.SigningKey of the server's secret key). nil = exports are
+	// refused (501).
+	AuditKey ed25519.PrivateKey
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -156,7 +170,7 @@ func New(cfg Config) *Server {
 
 	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
 		s.patterns = append(s.patterns, pattern)
-		s.mux.Handle(pattern, s.auth(h))
+		s.mux.Handle(pattern, s.auth(pattern, h))
 	}
 	// The description of the API is public: it holds no data.
 	openapi, err := api.OpenAPI()
@@ -194,7 +208,7 @@ func New(cfg Config) *Server {
 	handle("DELETE /api/v1/deliveries", s.discardDead)
 	if cfg.Stream != nil {
 		s.patterns = append(s.patterns, "GET /api/v1/events/stream")
-		s.mux.Handle("GET /api/v1/events/stream", s.auth(func(w http.ResponseWriter, r *http.Request) error {
+		s.mux.Handle("GET /api/v1/events/stream", s.auth("GET /api/v1/events/stream", func(w http.ResponseWriter, r *http.Request) error {
 			// after=-1 means "from now on".
 			if r.URL.Query().Get("after") == "-1" && r.Header.Get("Last-Event-ID") == "" {
 				last, err := cfg.Events.LastEventSeq(r.Context())
@@ -219,9 +233,20 @@ func New(cfg Config) *Server {
 		handle("POST /api/v1/vulndb", s.importVulnDB)
 	}
 	handle("GET /api/v1/whoami", func(w http.ResponseWriter, r *http.Request) error {
-		return writeJSON(w, http.StatusOK, api.WhoAmI{User: user(r)})
+		id := Caller(r)
+		who := api.WhoAmI{User: id.User, Kind: id.Kind, Roles: []string{}}
+		for _, role := range id.Roles {
+			who.Roles = append(who.Roles, string(role))
+		}
+		return writeJSON(w, http.StatusOK, who)
 	})
-	s.mux.Handle("/api/", s.auth(func(w http.ResponseWriter, r *http.Request) error {
+	handle("GET /api/v1/tokens", s.listTokens)
+	handle("POST /api/v1/tokens", s.createToken)
+	handle("DELETE /api/v1/tokens/{id}", s.revokeTokens)
+	handle("GET /api/v1/audit", s.listAudit)
+	handle("GET /api/v1/audit:verify", s.verifyAudit)
+	handle("GET /api/v1/audit:export", s.exportAudit)
+	s.mux.Handle("/api/", s.auth("/api/", func(w http.ResponseWriter, r *http.Request) error {
 		return &httpError{http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path)}
 	}))
 	return s
@@ -241,12 +266,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
-type userKey struct{}
-
-func user(r *http.Request) string {
-	u, _ := r.Context().Value(userKey{}).(string)
-	return u
-}
+// user returns the caller's user name (see Caller).
+func user(r *http.Request) string { return Caller(r).User }
 
 // httpError is an error with the status code to answer.
 type httpError struct {
@@ -256,12 +277,17 @@ type httpError struct {
 
 func (e *httpError) Error() string { return e.msg }
 
-// auth checks the bearer token, then calls h and turns its error into a
-// JSON error answer. The scheme is matched without regard to case (RFC
+// auth checks the bearer token, puts the caller's identity in the
+// request's context (Caller, identity.FromContext: the store records it
+// as the actor of audit entries), checks that it holds the role the
+// route pattern needs (roleFor: 403 naming the role and the user; a
+// pattern without a role is refused to all), then calls h and turns its
+// error into a JSON error answer. The scheme is matched without regard to case (RFC
 // 7235: "bearer" is "Bearer"); every 401 carries WWW-Authenticate with
 // the Bearer scheme, and error="invalid_token" when a token was presented
 // but is not known (RFC 6750).
-func (s *Server) auth(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+func (s *Server) auth(pattern string, h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	need, defined := roleFor(pattern)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme, secret, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		secret = strings.TrimLeft(secret, " ")
@@ -270,7 +296,7 @@ func (s *Server) auth(h func(w http.ResponseWriter, r *http.Request) error) http
 			s.fail(w, r, &httpError{http.StatusUnauthorized, "missing bearer token (set REFIT_TOKEN)"})
 			return
 		}
-		name, err := s.cfg.Store.TokenName(r.Context(), secret)
+		tok, err := s.cfg.Store.LookupToken(r.Context(), secret)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="refit", error="invalid_token"`)
@@ -279,7 +305,19 @@ func (s *Server) auth(h func(w http.ResponseWriter, r *http.Request) error) http
 			s.fail(w, r, err)
 			return
 		}
-		r = r.WithContext(context.WithValue(r.Context(), userKey{}, name))
+		id := identity.Identity{User: tok.User, Kind: identity.KindToken, ID: tok.ID}
+		for _, role := range tok.Roles {
+			id.Roles = append(id.Roles, identity.Role(role))
+		}
+		r = r.WithContext(identity.NewContext(r.Context(), id))
+		if !defined {
+			s.fail(w, r, &httpError{http.StatusForbidden, fmt.Sprintf("%s has no role defined: refused to everyone (a server bug; report it)", pattern)})
+			return
+		}
+		if !id.Has(need) {
+			s.fail(w, r, forbidden(id, need))
+			return
+		}
 		if err := h(w, r); err != nil {
 			s.fail(w, r, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
@@ -85,6 +86,8 @@ func TestWireMirrorsRows(t *testing.T) {
 		{store.Delivery{}, api.Delivery{}},
 		{store.RegistryCredential{}, api.RegistryCredential{}},
 		{plan.BaseStatus{}, api.BaseStatus{}},
+		{store.Token{}, api.Token{}},
+		{audit.Entry{}, api.AuditEntry{}},
 	} {
 		row, wire := jsonTags(reflect.TypeOf(p.row)), jsonTags(reflect.TypeOf(p.wire))
 		if !slices.Equal(row, wire) {
