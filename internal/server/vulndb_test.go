@@ -10,6 +10,7 @@ import (
 
 	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/server"
+	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/vulndb"
 	"github.com/refit-dev/refit/internal/vulndb/osvtest"
 )
@@ -64,6 +65,25 @@ func TestVulnDBImportRefusals(t *testing.T) {
 		if _, now := a.do(t, "GET", "/api/v1/vulndb", nil); now != good {
 			t.Errorf("%s: status changed to %s, want %s", c.name, now, good)
 		}
+	}
+	// The one good import is audited, with the file's hash; the refusals
+	// rolled back theirs.
+	entries, err := st.AuditEntries(t.Context(), store.AuditFilter{Action: "vulndb.import"})
+	if err != nil || len(entries) != 1 || entries[0].Actor != "admin" || entries[0].Subject != "vulndb" ||
+		!strings.Contains(string(entries[0].Details), `"advisories":6`) || !strings.Contains(string(entries[0].Details), `"sha256":"`) {
+		t.Errorf("vulndb.import audit entries = %+v, %v; want one by admin with the counts and hash", entries, err)
+	}
+	// A viewer may read the status, not replace the database.
+	_, viewer, err := st.CreateToken(t.Context(), "vera", []string{"viewer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asViewer := &apiServer{url: srv.URL, token: viewer}
+	if code, _ := asViewer.do(t, "GET", "/api/v1/vulndb", nil); code != http.StatusOK {
+		t.Errorf("status as a viewer = %d, want 200", code)
+	}
+	if code, text := asViewer.do(t, "POST", "/api/v1/vulndb", string(osvtest.Zip(osvtest.Fixture()))); code != http.StatusForbidden || !strings.Contains(text, "operator") {
+		t.Errorf("import as a viewer = %d %s, want 403 naming the operator role", code, text)
 	}
 	noToken := &apiServer{url: srv.URL}
 	if code, _ := noToken.do(t, "POST", "/api/v1/vulndb", string(osvtest.Zip(osvtest.Fixture()))); code != http.StatusUnauthorized {

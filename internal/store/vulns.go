@@ -58,13 +58,14 @@ type VulnEcosystem struct {
 
 // ReplaceVulns replaces the whole vulnerability database in one write
 // transaction: it deletes every advisory, then fill calls put for each
-// new one, then the import's summary is stored. When fill or a put
+// new one, then the import's summary is stored and a vulndb.import audit
+// entry (the file's hash and size, the counts per ecosystem) appended. When fill or a put
 // fails, the transaction rolls back and the previous database stays as
 // it was. fill returns how many advisories or entries it passed over
 // (imp.Skipped). An advisory ID given twice is ErrExists. The writer is
 // held for the whole fill, so fill should only parse.
 func (s *Store) ReplaceVulns(ctx context.Context, imp VulnImport, fill func(put func(VulnAdvisory) error) (skipped int, err error)) (VulnImport, error) {
-	err := s.quietTx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
 		for _, table := range []string{"vuln_affected", "vuln_advisories", "vuln_ecosystems", "vuln_import"} {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table); err != nil {
 				return fmt.Errorf("clearing %s: %w", table, err)
@@ -136,9 +137,17 @@ func (s *Store) ReplaceVulns(ctx context.Context, imp VulnImport, fill func(put 
 				return fmt.Errorf("storing ecosystem %s: %w", name, err)
 			}
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO vuln_import (id, imported_at, sha256, size, advisories, skipped, newest_modified) VALUES (1, $1, $2, $3, $4, $5, $6)`,
-			formatTime(imp.ImportedAt), imp.SHA256, imp.Size, imp.Advisories, imp.Skipped, formatTime(imp.NewestModified))
-		return err
+		if _, err := tx.ExecContext(ctx, `INSERT INTO vuln_import (id, imported_at, sha256, size, advisories, skipped, newest_modified) VALUES (1, $1, $2, $3, $4, $5, $6)`,
+			formatTime(imp.ImportedAt), imp.SHA256, imp.Size, imp.Advisories, imp.Skipped, formatTime(imp.NewestModified)); err != nil {
+			return err
+		}
+		perEcosystem := map[string]int{}
+		for name, e := range ecos {
+			perEcosystem[name] = e.advisories
+		}
+		return appendAudit(ctx, tx, AuditRecord{Action: "vulndb.import", Subject: "vulndb", Details: map[string]any{
+			"sha256": imp.SHA256, "size": imp.Size, "advisories": imp.Advisories, "skipped": imp.Skipped,
+			"ecosystems": perEcosystem, "newestModified": formatTime(imp.NewestModified)}})
 	})
 	if err != nil {
 		return VulnImport{}, fmt.Errorf("replacing the vulnerability database: %w", err)
