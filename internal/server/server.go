@@ -112,6 +112,8 @@ type Config struct {
 	// DefaultVulnDBMaxBytes (1 GiB).
 	VulnDBMaxBytes int64
 	// TempDir holds uploads while they are imported. "" = os.TempDir().
+	// When set it is this server's own: New removes uploads a server
+	// that died mid-import left there.
 	TempDir string
 	// Ready reports whether refit can build now (for /readyz); nil = always.
 	Ready func(ctx context.Context) error
@@ -160,6 +162,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.VulnDBMaxBytes <= 0 {
 		cfg.VulnDBMaxBytes = DefaultVulnDBMaxBytes
+	}
+	if cfg.TempDir != "" {
+		removeStaleUploads(cfg.TempDir, cfg.Logger)
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), metrics: cfg.Metrics}
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 
 	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/store"
@@ -23,6 +25,20 @@ var _ vulnDB = (*vulndb.DB)(nil)
 
 // DefaultVulnDBMaxBytes is the default bound of an uploaded OSV export.
 const DefaultVulnDBMaxBytes = 1 << 30
+
+// uploadPattern names the spooled uploads in TempDir.
+const uploadPattern = "refit-vulndb-*.zip"
+
+// removeStaleUploads removes uploads left in dir by a server that died
+// while importing one (up to 1 GiB each).
+func removeStaleUploads(dir string, log *slog.Logger) {
+	stale, _ := filepath.Glob(filepath.Join(dir, uploadPattern))
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil {
+			log.Warn("removing an upload left by an interrupted vulnerability database import", "file", f, "err", err)
+		}
+	}
+}
 
 func (s *Server) vulnDBStatus(w http.ResponseWriter, r *http.Request) error {
 	imp, err := s.cfg.VulnDB.Status(r.Context())
@@ -43,7 +59,7 @@ func (s *Server) importVulnDB(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength > limit {
 		return &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("vulnerability database: the export is %s, larger than the %s allowed (refit serve --vulndb-max-bytes)", byteSize(r.ContentLength), byteSize(limit))}
 	}
-	f, err := os.CreateTemp(s.cfg.TempDir, "refit-vulndb-*.zip")
+	f, err := os.CreateTemp(s.cfg.TempDir, uploadPattern)
 	if err != nil {
 		return fmt.Errorf("spooling the export: %w", err)
 	}

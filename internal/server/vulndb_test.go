@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,10 +20,18 @@ import (
 // with a hostile record is a 400 naming the file, a body beyond the
 // server's limit is a 413 naming the limit and the flag, an empty body is
 // a 400, no token is a 401 — and after each, the database is the last
-// good import, untouched; the spooled upload is removed.
+// good import, untouched; the spooled upload is removed, and so is one
+// an earlier server left behind.
 func TestVulnDBImportRefusals(t *testing.T) {
 	_, st, _ := openState(t)
 	tmp := t.TempDir()
+	// An upload left by a server that died mid-import is removed when the
+	// next one starts; other files stay.
+	for _, f := range []string{"refit-vulndb-123.zip", "keep.zip"} {
+		if err := os.WriteFile(filepath.Join(tmp, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	srv := httptest.NewServer(server.New(server.Config{Store: st, Events: st, Index: st,
 		VulnDB: vulndb.New(vulndb.Config{Store: st}), VulnDBMaxBytes: 64 << 10, TempDir: tmp}))
 	t.Cleanup(srv.Close)
@@ -93,7 +102,7 @@ func TestVulnDBImportRefusals(t *testing.T) {
 	if err := decodeStrict(good, &v); err != nil || v.Advisories != 6 {
 		t.Errorf("status %s: %v", good, err)
 	}
-	if left, _ := filepath.Glob(filepath.Join(tmp, "*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(tmp, "*")); len(left) != 1 || filepath.Base(left[0]) != "keep.zip" {
 		t.Errorf("uploads left in the temporary directory: %v", left)
 	}
 }
