@@ -105,6 +105,10 @@ func Routes() []Route {
 			Status: http.StatusOK, Response: VulnDBStatus{}},
 		{Method: http.MethodPost, Path: "/api/v1/vulndb", Summary: "Replace the vulnerability database with an OSV export (the zip OSV publishes per ecosystem), all or nothing",
 			RequestMedia: "application/zip", Status: http.StatusOK, Response: VulnDBStatus{}},
+		{Method: http.MethodGet, Path: "/api/v1/images/explain", Summary: "Explain why an image exists, from the run that pushed it", Query: []Param{
+			{"ref", "string", "the image by digest: repository@sha256:…", true},
+		}, Status: http.StatusOK, Response: ImageExplanation{}},
+		{Method: http.MethodGet, Path: "/api/v1/signing-key", Summary: "The public key attestations are signed with", Status: http.StatusOK, Response: SigningKey{}, Public: true},
 		{Method: http.MethodGet, Path: "/api/v1/whoami", Summary: "Who the token in use authenticates: user, roles, kind", Status: http.StatusOK, Response: WhoAmI{}},
 		{Method: http.MethodGet, Path: "/api/v1/tokens", Summary: "List API tokens, revoked ones too (never secrets)", Status: http.StatusOK, Response: []Token{}},
 		{Method: http.MethodPost, Path: "/api/v1/tokens", Summary: "Create a token for a user with roles (its secret is answered this once)",

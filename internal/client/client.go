@@ -275,6 +275,20 @@ func (c *Client) Explain(ctx context.Context, taskName string) (api.Explanation,
 	return e, c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(taskName)+"/explain", nil, &e)
 }
 
+// ExplainImage returns why the image ref (repository@sha256:…) exists,
+// from the run that pushed it; a 404 (IsNotFound) when no run of this
+// server did.
+func (c *Client) ExplainImage(ctx context.Context, ref string) (api.ImageExplanation, error) {
+	var e api.ImageExplanation
+	return e, c.do(ctx, http.MethodGet, "/api/v1/images/explain?ref="+url.QueryEscape(ref), nil, &e)
+}
+
+// SigningKey returns the public key the server signs attestations with.
+func (c *Client) SigningKey(ctx context.Context) (api.SigningKey, error) {
+	var k api.SigningKey
+	return k, c.do(ctx, http.MethodGet, "/api/v1/signing-key", nil, &k)
+}
+
 // CreateSubscription subscribes a URL to events.
 func (c *Client) CreateSubscription(ctx context.Context, req api.SubscriptionRequest) (api.Subscription, error) {
 	var sub api.Subscription

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/attest"
 	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/events"
@@ -85,6 +87,10 @@ func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI 
 	ctx := context.Background()
 	data, st, creds := openState(t)
 	runs := &fakeRuns{st: st, ended: map[int64]chan struct{}{}}
+	signer, err := attest.LoadKey(filepath.Join(t.TempDir(), "signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := server.Config{
 		Store:     st,
 		Runs:      runs,
@@ -104,7 +110,9 @@ func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI 
 		Credentials:    creds,
 		VulnDB:         vulndb.New(vulndb.Config{Store: st}),
 		LogPoll:        10 * time.Millisecond,
-		AuditKey:       audit.SigningKey([]byte("contract test key")),
+		Images:         st,
+		Signer:         signer,
+		AuditKey:       testSigningKey("contract test key"),
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -345,6 +353,29 @@ func TestContract(t *testing.T) {
 	if code, _ := a.do(t, "DELETE", "/api/v1/registries/ghcr.io", nil); code != http.StatusNoContent {
 		t.Errorf("logout = %d, want 204", code)
 	}
+	// Images: why one exists, from the run that pushed it.
+	pushed, err := a.st.CreateRun(ctx, store.Run{Task: "app", Spec: task.Spec{Name: "app", Source: task.Source{Dir: "/src/app"}}, Cause: store.Cause{Kind: "manual", User: "admin"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := "sha256:" + strings.Repeat("d", 64)
+	pushed.State, pushed.Digest, pushed.Image, pushed.Tags = store.StateSucceeded, digest, registryAddr+"/app@"+digest, []string{"latest"}
+	pushed.Platforms = []store.PlatformDigest{{Platform: "linux/amd64", Digest: "sha256:" + strings.Repeat("e", 64)}}
+	if err := a.st.SaveRun(ctx, pushed); err != nil {
+		t.Fatal(err)
+	}
+	cover("GET", "/api/v1/images/explain")
+	ie := call[api.ImageExplanation](t, a, "GET", "/api/v1/images/explain?ref="+registryAddr+"/app@sha256:"+strings.Repeat("e", 64), nil, http.StatusOK)
+	if ie.From != "database" || ie.Attestation.Run.ID != store.FormatRunID(pushed.ID) || len(ie.Attestation.Cause) != 1 || ie.Attestation.Cause[0].User != "admin" || ie.Attestation.Image.Digest != digest {
+		t.Errorf("explain image (by its platform digest) = %+v, want the run that pushed it, from the database", ie)
+	}
+	call[api.Error](t, a, "GET", "/api/v1/images/explain?ref=app@sha256:"+strings.Repeat("f", 64), nil, http.StatusNotFound)
+	call[api.Error](t, a, "GET", "/api/v1/images/explain?ref=app:latest", nil, http.StatusBadRequest)
+	cover("GET", "/api/v1/signing-key")
+	if k := call[api.SigningKey](t, a, "GET", "/api/v1/signing-key", nil, http.StatusOK); k.KeyID != ie.Attestation.Server.ID || !strings.Contains(k.PublicKey, "PUBLIC KEY") {
+		t.Errorf("signing key = %+v, want the server id %s", k, ie.Attestation.Server.ID)
+	}
+
 	cover("GET", "/api/v1/whoami")
 	if w := call[api.WhoAmI](t, a, "GET", "/api/v1/whoami", nil, http.StatusOK); w.User != "admin" {
 		t.Errorf("whoami = %+v", w)

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/attest"
 	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/identity"
@@ -125,8 +126,18 @@ type Config struct {
 	// Metrics is the registry /metrics serves; the server adds its own
 	// collectors. nil = a new one.
 	Metrics *prometheus.Registry
+	// Images finds the runs that pushed an image, for GET
+	// /api/v1/images/explain; nil = every image is unknown (404).
+	Images imageStore
+	// Signer is the key attestations are signed with: its ID is the
+	// server id in stories, and GET /api/v1/signing-key serves its
+	// public half; nil = that route answers 404.
+	Signer *attest.Key
+	// Tags resolves an image's tags (which point at it now?); nil =
+	// not asked.
+	Tags attest.Resolver
 	// AuditKey signs the checkpoint that closes an audit export
-	// (audit.SigningKey of the server's secret key). nil = exports are
+	// (the server's one signing key, as for attestations). nil = exports are
 	// refused (501).
 	AuditKey ed25519.PrivateKey
 }
@@ -187,6 +198,14 @@ func New(cfg Config) *Server {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openapi)
 	})
+	// The signing key's public half is public too: it verifies
+	// attestations offline.
+	s.patterns = append(s.patterns, "GET /api/v1/signing-key")
+	s.mux.HandleFunc("GET /api/v1/signing-key", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.signingKey(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+	})
 	handle("GET /api/v1/tasks", s.listTasks)
 	handle("POST /api/v1/tasks", s.createTask)
 	handle("POST /api/v1/tasks:apply", s.applyTasks)
@@ -201,6 +220,7 @@ func New(cfg Config) *Server {
 	handle("GET /api/v1/bases/history", s.baseHistory)
 	handle("GET /api/v1/graph", s.graph)
 	handle("GET /api/v1/tasks/{name}/explain", s.explain)
+	handle("GET /api/v1/images/explain", s.explainImage)
 	if cfg.Hooks != nil {
 		s.mux.Handle("/hooks/registry/", cfg.Hooks)
 	}
