@@ -106,6 +106,7 @@ then, in another shell, define a task and run it:
 		newRegistryCmd(g),
 		newTokenCmd(g),
 		newAuditCmd(g),
+		newVulnDBCmd(g),
 		newVersionCmd(g),
 	)
 	root.Version = readVersion().String()

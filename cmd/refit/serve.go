@@ -90,6 +90,7 @@ builds are canceled and their runs marked canceled.`,
 	f.StringVar(&cfg.NATS.Stream, "nats-stream", events.DefaultNATSStream, "JetStream stream for events; created (subjects <prefix>.>) if missing")
 	f.StringVar(&cfg.NATS.Prefix, "nats-subject-prefix", events.DefaultNATSPrefix, "events are published on <prefix>.<type>, e.g. refit.base.updated")
 	f.StringVar(&cfg.NATS.CredsFile, "nats-creds", "", "NATS credentials file (JWT and seed)")
+	f.Int64Var(&cfg.VulnDBMaxBytes, "vulndb-max-bytes", 1<<30, "largest OSV export 'refit vulndb import' may upload (bytes)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }

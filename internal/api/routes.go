@@ -14,6 +14,9 @@ type Route struct {
 	Query   []Param
 	// Request is a zero value of the body's type; nil = no body.
 	Request any
+	// RequestMedia, when set, is the media type of a body that is a
+	// file, not JSON ("application/zip"); Request is then nil.
+	RequestMedia string
 	// Status is the answer's status on success.
 	Status int
 	// Response is a zero value of the answer's type; nil = no body.
@@ -104,6 +107,10 @@ func Routes() []Route {
 		{Method: http.MethodPut, Path: "/api/v1/registries/{host}", Summary: "Store a login for a registry host",
 			Request: CredentialRequest{}, Status: http.StatusOK, Response: RegistryCredential{}},
 		{Method: http.MethodDelete, Path: "/api/v1/registries/{host}", Summary: "Remove the login stored for a registry host", Status: http.StatusNoContent},
+		{Method: http.MethodGet, Path: "/api/v1/vulndb", Summary: "What the offline vulnerability database holds, per ecosystem, and its age",
+			Status: http.StatusOK, Response: VulnDBStatus{}},
+		{Method: http.MethodPost, Path: "/api/v1/vulndb", Summary: "Replace the vulnerability database with an OSV export (the zip OSV publishes per ecosystem), all or nothing",
+			RequestMedia: "application/zip", Status: http.StatusOK, Response: VulnDBStatus{}},
 		{Method: http.MethodGet, Path: "/api/v1/images/explain", Summary: "Explain why an image exists, from the run that pushed it", Query: []Param{
 			{"ref", "string", "the image by digest: repository@sha256:…", true},
 		}, Status: http.StatusOK, Response: ImageExplanation{}},

@@ -37,6 +37,7 @@ import (
 	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/source"
 	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/vulndb"
 )
 
 // Config is everything `refit serve` can be told.
@@ -104,6 +105,9 @@ type Config struct {
 	// NATS, when its URL is set, also publishes every event to NATS
 	// JetStream (subjects "refit.<type>").
 	NATS events.NATSConfig
+	// VulnDBMaxBytes bounds an OSV export uploaded to POST /api/v1/vulndb.
+	// Default 1 GiB.
+	VulnDBMaxBytes int64
 	// Logger receives the server's log. nil = text to stderr.
 	Logger *slog.Logger
 	// Out receives the start-up banner. nil = stdout.
@@ -448,6 +452,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		// One signing key for everything the server signs: attestations
 		// and the audit export's checkpoint.
 		AuditKey: signer.PrivateKey(),
+
+		VulnDB:         vulndb.New(vulndb.Config{Store: st}),
+		VulnDBMaxBytes: cfg.VulnDBMaxBytes,
+		TempDir:        cfg.DataDir, // uploads are spooled beside the data, not in a RAM-backed /tmp
 	})
 	apiSrv := &http.Server{
 		Handler:           api,

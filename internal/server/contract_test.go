@@ -25,6 +25,8 @@ import (
 	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
+	"github.com/refit-dev/refit/internal/vulndb"
+	"github.com/refit-dev/refit/internal/vulndb/osvtest"
 )
 
 // nopExecutor is the executor of a lifecycle that is never started.
@@ -121,6 +123,7 @@ func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI 
 		Stream:         http.NotFoundHandler(),
 		ValidateTarget: func(u string) error { return events.ValidateTarget(u, nil) },
 		Credentials:    creds,
+		VulnDB:         vulndb.New(vulndb.Config{Store: st}),
 		LogPoll:        10 * time.Millisecond,
 		Images:         st,
 		Signer:         signer,
@@ -335,6 +338,20 @@ func TestContract(t *testing.T) {
 	cover("DELETE", "/api/v1/subscriptions/{id}")
 	if code, text := a.do(t, "DELETE", "/api/v1/subscriptions/"+sub.ID, nil); code != http.StatusNoContent || text != "" {
 		t.Errorf("delete subscription = %d %q, want 204", code, text)
+	}
+
+	// The vulnerability database: empty, then an OSV export's zip as the body.
+	cover("GET", "/api/v1/vulndb")
+	if v := call[api.VulnDBStatus](t, a, "GET", "/api/v1/vulndb", nil, http.StatusOK); v.Imported || v.Ecosystems == nil || len(v.Ecosystems) != 0 {
+		t.Errorf("status before any import = %+v, want not imported, no ecosystems ([])", v)
+	}
+	cover("POST", "/api/v1/vulndb")
+	imported := call[api.VulnDBStatus](t, a, "POST", "/api/v1/vulndb", string(osvtest.Zip(osvtest.Fixture())), http.StatusOK)
+	if !imported.Imported || imported.Advisories != 6 || len(imported.Ecosystems) != 3 || imported.ImportedAt.IsZero() || imported.NewestModified.IsZero() {
+		t.Errorf("import = %+v, want 6 advisories in 3 ecosystems", imported)
+	}
+	if v := call[api.VulnDBStatus](t, a, "GET", "/api/v1/vulndb", nil, http.StatusOK); !reflect.DeepEqual(v, imported) {
+		t.Errorf("status = %+v, want what the import answered, %+v", v, imported)
 	}
 
 	// Registries, whoami, deletes.

@@ -49,6 +49,8 @@ var routeRoles = map[string]identity.Role{
 	"GET /api/v1/audit":                 identity.Viewer,
 	"GET /api/v1/audit:verify":          identity.Viewer,
 	"GET /api/v1/audit:export":          identity.Admin,
+	"GET /api/v1/vulndb":                identity.Viewer,
+	"POST /api/v1/vulndb":               identity.Operator,
 	// Decisions on runs awaiting approval, and rolling promote tags back
 	// (a run's task may ask a stronger role: promote.approvers.role).
 	"POST /api/v1/runs/{id}/approve":    identity.Approver,

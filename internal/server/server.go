@@ -106,6 +106,16 @@ type Config struct {
 	// Credentials stores registry logins for /api/v1/registries; nil =
 	// not served.
 	Credentials registryCredentials
+	// VulnDB serves /api/v1/vulndb (the offline vulnerability database);
+	// nil = not served.
+	VulnDB vulnDB
+	// VulnDBMaxBytes bounds an uploaded OSV export. Default
+	// DefaultVulnDBMaxBytes (1 GiB).
+	VulnDBMaxBytes int64
+	// TempDir holds uploads while they are imported. "" = os.TempDir().
+	// When set it is this server's own: New removes uploads a server
+	// that died mid-import left there.
+	TempDir string
 	// Ready reports whether refit can build now (for /readyz); nil = always.
 	Ready func(ctx context.Context) error
 	// Logger gets one line per request error. nil = discard.
@@ -163,6 +173,12 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
+	}
+	if cfg.VulnDBMaxBytes <= 0 {
+		cfg.VulnDBMaxBytes = DefaultVulnDBMaxBytes
+	}
+	if cfg.TempDir != "" {
+		removeStaleUploads(cfg.TempDir, cfg.Logger)
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), metrics: cfg.Metrics}
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -246,6 +262,10 @@ func New(cfg Config) *Server {
 		handle("GET /api/v1/registries", s.listCredentials)
 		handle("PUT /api/v1/registries/{host}", s.putCredential)
 		handle("DELETE /api/v1/registries/{host}", s.deleteCredential)
+	}
+	if cfg.VulnDB != nil {
+		handle("GET /api/v1/vulndb", s.vulnDBStatus)
+		handle("POST /api/v1/vulndb", s.importVulnDB)
 	}
 	handle("GET /api/v1/whoami", func(w http.ResponseWriter, r *http.Request) error {
 		id := Caller(r)
