@@ -26,7 +26,10 @@ func apiSpec(s task.Spec) api.TaskSpec {
 	}
 	if tr := s.Triggers; tr != nil {
 		out.Triggers = &api.Triggers{Commit: tr.Commit, Base: tr.Base, Manual: tr.Manual,
-			Schedule: tr.Schedule, BaseScope: tr.BaseScope, Patch: tr.Patch}
+			BaseScope: tr.BaseScope, Patch: tr.Patch}
+		for _, e := range tr.Schedule {
+			out.Triggers.Schedule = append(out.Triggers.Schedule, api.Schedule(e))
+		}
 	}
 	return out
 }
