@@ -27,6 +27,7 @@ directory), where to push it and when. Create tasks one at a time here, or
 declaratively with 'refit apply -f tasks.yaml'.`,
 	}
 	cmd.AddCommand(newTaskCreateCmd(g), newTaskListCmd(g), newTaskShowCmd(g), newTaskDeleteCmd(g))
+	cmd.AddCommand(newTaskTriggersCmd(g))
 	return cmd
 }
 

@@ -266,6 +266,12 @@ func (c *Client) Explain(ctx context.Context, taskName string) (api.Explanation,
 	return e, c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(taskName)+"/explain", nil, &e)
 }
 
+// Triggers returns what starts runs of a task, a section per kind.
+func (c *Client) Triggers(ctx context.Context, taskName string) (api.TaskTriggers, error) {
+	var tr api.TaskTriggers
+	return tr, c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(taskName)+"/triggers", nil, &tr)
+}
+
 // CreateSubscription subscribes a URL to events.
 func (c *Client) CreateSubscription(ctx context.Context, req api.SubscriptionRequest) (api.Subscription, error) {
 	var sub api.Subscription

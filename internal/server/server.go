@@ -42,6 +42,7 @@ type apiStore interface {
 	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error)
 	Logs(ctx context.Context, runID, after int64, limit int) ([]store.LogChunk, error)
 	TokenName(ctx context.Context, secret string) (string, error)
+	TaskSchedules(ctx context.Context, task string) ([]store.ScheduleState, error)
 }
 
 // runQueuer queues manual runs and says when a run ends (the owner of a
@@ -171,6 +172,7 @@ func New(cfg Config) *Server {
 	handle("GET /api/v1/bases/history", s.baseHistory)
 	handle("GET /api/v1/graph", s.graph)
 	handle("GET /api/v1/tasks/{name}/explain", s.explain)
+	handle("GET /api/v1/tasks/{name}/triggers", s.triggers)
 	if cfg.Hooks != nil {
 		s.mux.Handle("/hooks/registry/", cfg.Hooks)
 	}
