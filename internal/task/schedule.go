@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	// The zone database, for hosts without /usr/share/zoneinfo (an image
+	// from scratch): a schedule's zone must mean the same everywhere.
+	_ "time/tzdata"
 
 	"github.com/robfig/cron/v3"
 )
