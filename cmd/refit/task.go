@@ -21,7 +21,7 @@ import (
 func newTaskCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "task",
-		Short: "Create, list, show and delete build tasks",
+		Short: "Create, list, show and delete build tasks; show what triggers them",
 		Long: `A task says what to build (a Dockerfile in a git repository or a local
 directory), where to push it and when. Create tasks one at a time here, or
 declaratively with 'refit apply -f tasks.yaml'.`,

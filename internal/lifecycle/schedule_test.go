@@ -314,3 +314,37 @@ func TestScheduleTwoProcesses(t *testing.T) {
 		t.Errorf("%d jobs queued, want %d (one per run)", jobs, len(want))
 	}
 }
+
+// TestSchedulerRunWakesAndStops: a running scheduler with no schedule
+// sleeps; a task created through the store wakes it (OnCommit), its
+// "@every 1s" schedule queues a run within seconds, and canceling the
+// context returns Run.
+func TestSchedulerRunWakesAndStops(t *testing.T) {
+	f := newFixture(t)
+	s, err := lifecycle.NewScheduler(lifecycle.SchedulerConfig{Runs: f.l, Store: f.st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.st.OnCommit(s.Committed)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx)
+	}()
+	time.Sleep(100 * time.Millisecond) // asleep, with nothing scheduled
+	f.addScheduled(t, "api", task.Schedule{Name: "often", Cron: "@every 1s"})
+	deadline := time.Now().Add(10 * time.Second)
+	for len(f.scheduledDues(t)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no scheduled run 10 s after creating a task with an @every 1s schedule")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return 5 s after its context ended")
+	}
+}
