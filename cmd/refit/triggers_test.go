@@ -15,7 +15,7 @@ import (
 )
 
 // TestScheduleAndTriggersCLI: through a real `refit serve`, a task with
-// an "@every 2s" schedule gets a run whose cause names the schedule and
+// an "@every 2s" schedule applies (a second apply changes nothing), gets a run whose cause names the schedule and
 // its tick, and `refit task triggers` shows every section: commit (off,
 // a dir source), base, manual, and each schedule with its next three due
 // times in its zone and its last run; -o json gives the same as the API.
@@ -47,8 +47,10 @@ triggers:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, stderr, err := cli(t, bin, apiAddr, token, "", "apply", "-f", file); err != nil {
-		t.Fatalf("apply: %v\n%s%s", err, out, stderr)
+	for _, want := range []string{"created", "unchanged"} { // the schedules hash alike
+		if out, stderr, err := cli(t, bin, apiAddr, token, "", "apply", "-f", file); err != nil || !strings.Contains(out, "task app "+want) {
+			t.Fatalf("apply: %v\n%s%s\nwant app %s", err, out, stderr, want)
+		}
 	}
 
 	// The tick falls due within 2 s; its run is recorded with its cause.
