@@ -14,7 +14,7 @@ import (
 
 // scheduleStore is what the scheduler needs of the store.
 type scheduleStore interface {
-	ListTasks(ctx context.Context) ([]store.Task, error)
+	ScheduledTasks(ctx context.Context) ([]store.Task, error)
 	Schedules(ctx context.Context) ([]store.ScheduleState, error)
 	SyncSchedules(ctx context.Context, want []store.ScheduleState) (bool, error)
 	InTx(ctx context.Context, fn func(*store.Tx) error) error
@@ -153,7 +153,7 @@ func scheduleSpec(e task.Schedule) string {
 // Sync makes the stored schedules those of the tasks: a new or changed
 // schedule is next due at its first tick after now; a removed one goes.
 func (s *Scheduler) Sync(ctx context.Context) error {
-	tasks, err := s.cfg.Store.ListTasks(ctx)
+	tasks, err := s.cfg.Store.ScheduledTasks(ctx)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,30 @@ type ScheduleState struct {
 	LastRun int64     // 0: no run yet
 }
 
+// ScheduledTasks returns the tasks that have a schedule
+// (triggers.schedule), by name — and possibly a few others, which the
+// caller's decoding tells apart. It selects them in SQL on the stored
+// spec's text, so the scheduler's sync after a large apply decodes the
+// tasks with schedules, not every task.
+func (s *Store) ScheduledTasks(ctx context.Context) ([]Task, error) {
+	// A stored spec is encoding/json's: a task with schedules has the
+	// key "schedule": exactly so (the field is omitted when empty).
+	rows, err := s.read.QueryContext(ctx, `SELECT spec, bases, created_at, updated_at FROM tasks WHERE spec LIKE '%"schedule":%' ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("listing scheduled tasks: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing scheduled tasks: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
 // Schedules returns every task's schedules, soonest due first.
 func (s *Store) Schedules(ctx context.Context) ([]ScheduleState, error) {
 	return s.querySchedules(ctx, `SELECT task_name, name, spec, next_due, last_due, last_run FROM schedules ORDER BY next_due, task_name, name`)
