@@ -161,17 +161,37 @@ dot (Graphviz: refit graph -o dot | dot -Tsvg > graph.svg) and json.`,
 }
 
 func newExplainCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "explain TASK",
-		Short: "Explain why a task did (or didn't) rebuild",
+	var publicKey string
+	cmd := &cobra.Command{
+		Use:   "explain TASK | IMAGE@DIGEST",
+		Short: "Explain why a task did (or didn't) rebuild, or why an image exists",
 		Long: `Explain how refit sees a task: whether base updates rebuild it (trigger and
 scope), each base image it builds on — watched or not, when it was last
 checked and changed, any error checking it, whether the last build is stale —
-the tasks upstream and downstream of it, and its last runs with their causes.`,
+the tasks upstream and downstream of it, and its last runs with their causes.
+
+Given an image by digest (REPOSITORY@sha256:…, the image's or one
+platform's), explain why it exists: the run that pushed it, its cause
+chain (this run ← cascade of run X ← base update of REF from sha256:old to
+sha256:new, observed when and how), the commit, the pinned bases, the test
+result and approvals when there are any, and which of its tags point at it
+now. The server tells it from its runs; when no run of the server pushed it
+(a copy in another registry, or the database is gone, or no server
+answers) refit reads the image's signed attestation from its registry
+(referrers API, or the sha256-<hex> tag fallback) and verifies it with
+--public-key FILE or, without one, the server's key (GET
+/api/v1/signing-key). An attestation that does not verify is printed
+marked UNVERIFIED and the command fails.`,
 		Example: `  refit explain api
-  refit explain api -o json`,
+  refit explain api -o json
+  refit explain 127.0.0.1:5000/app@sha256:4f1c…
+  curl -s localhost:7300/api/v1/signing-key | jq -r .publicKey > refit.pub
+  refit explain mirror.example/app@sha256:4f1c… --public-key refit.pub`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if strings.Contains(a[0], "@") {
+				return explainImage(cmd.Context(), g, a[0], publicKey)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -214,6 +234,8 @@ the tasks upstream and downstream of it, and its last runs with their causes.`,
 			})
 		},
 	}
+	cmd.Flags().StringVar(&publicKey, "public-key", "", "verify an image's attestation with this public key (PEM, from GET /api/v1/signing-key)")
+	return cmd
 }
 
 // digestKind names what a top-level digest is, by its media type:

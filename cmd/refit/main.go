@@ -101,6 +101,8 @@ then, in another shell, define a task and run it:
 		newSubscriptionsCmd(g),
 		newEventsCmd(g),
 		newRegistryCmd(g),
+		newTokenCmd(g),
+		newAuditCmd(g),
 		newVersionCmd(g),
 	)
 	root.Version = readVersion().String()

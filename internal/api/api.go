@@ -25,9 +25,12 @@ type Error struct {
 	Errors []TaskError `json:"errors,omitempty"`
 }
 
-// WhoAmI answers GET /api/v1/whoami: the name of the token in use.
+// WhoAmI answers GET /api/v1/whoami: who the token in use authenticates.
 type WhoAmI struct {
 	User string `json:"user"`
+	// Roles are the caller's roles; Kind how it authenticated ("token").
+	Roles []string `json:"roles,omitempty"`
+	Kind  string   `json:"kind,omitempty"`
 }
 
 // LogChunk is one line of GET /api/v1/runs/{id}/logs (newline-delimited

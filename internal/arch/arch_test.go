@@ -22,7 +22,12 @@ import (
 //     storage). The pure helpers — redact (hiding credentials) and backoff
 //     (waiting policies) — import nothing internal themselves; a leaf may
 //     use them rather than keep its own copy (source redacted URLs on its
-//     own, and three other packages had their own redactor).
+//     own, and three other packages had their own redactor). identity
+//     (the caller: user and roles, carried in a request's context) and
+//     audit (the audit log's hash chain and signed checkpoint) are pure
+//     helpers too: the store records the caller as an audit entry's
+//     actor and hashes the entry in the transaction of the change, and
+//     the CLI verifies an export offline with the same code.
 //  3. cmd/refit is the CLI: it speaks to the server through client and the
 //     wire types, and never imports store, plan, lifecycle or runner (a
 //     run's life is the server's; lifecycle joined runner and plan here
@@ -55,7 +60,7 @@ func TestDependencyRules(t *testing.T) {
 		broken = append(broken, from+" -> "+to)
 	}
 	leaves := []string{"internal/api", "internal/build", "internal/dockerfile", "internal/task", "internal/source", "internal/hook"}
-	pure := []string{"internal/redact", "internal/backoff"}
+	pure := []string{"internal/redact", "internal/backoff", "internal/identity", "internal/audit"}
 	for _, p := range pkgs {
 		switch {
 		case p.path == "internal/store":

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -272,6 +273,20 @@ func (c *Client) Triggers(ctx context.Context, taskName string) (api.TaskTrigger
 	return tr, c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(taskName)+"/triggers", nil, &tr)
 }
 
+// ExplainImage returns why the image ref (repository@sha256:…) exists,
+// from the run that pushed it; a 404 (IsNotFound) when no run of this
+// server did.
+func (c *Client) ExplainImage(ctx context.Context, ref string) (api.ImageExplanation, error) {
+	var e api.ImageExplanation
+	return e, c.do(ctx, http.MethodGet, "/api/v1/images/explain?ref="+url.QueryEscape(ref), nil, &e)
+}
+
+// SigningKey returns the public key the server signs attestations with.
+func (c *Client) SigningKey(ctx context.Context) (api.SigningKey, error) {
+	var k api.SigningKey
+	return k, c.do(ctx, http.MethodGet, "/api/v1/signing-key", nil, &k)
+}
+
 // CreateSubscription subscribes a URL to events.
 func (c *Client) CreateSubscription(ctx context.Context, req api.SubscriptionRequest) (api.Subscription, error) {
 	var sub api.Subscription
@@ -394,4 +409,76 @@ func (c *Client) PutRegistryCredential(ctx context.Context, host, username, pass
 // DeleteRegistryCredential removes the login stored for a registry host.
 func (c *Client) DeleteRegistryCredential(ctx context.Context, host string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/registries/"+url.PathEscape(host), nil, nil)
+}
+
+// CreateToken creates a token for user with roles; the answer holds its
+// secret, this once.
+func (c *Client) CreateToken(ctx context.Context, user string, roles []string) (api.NewToken, error) {
+	var t api.NewToken
+	return t, c.do(ctx, http.MethodPost, "/api/v1/tokens", api.TokenRequest{User: user, Roles: roles}, &t)
+}
+
+// ListTokens lists every token, revoked ones too (never secrets).
+func (c *Client) ListTokens(ctx context.Context) ([]api.Token, error) {
+	var ts []api.Token
+	return ts, c.do(ctx, http.MethodGet, "/api/v1/tokens", nil, &ts)
+}
+
+// RevokeTokens revokes the token with ID idOrUser, or every active token
+// of that user, and returns the tokens revoked.
+func (c *Client) RevokeTokens(ctx context.Context, idOrUser string) ([]api.Token, error) {
+	var r api.RevokeResult
+	return r.Revoked, c.do(ctx, http.MethodDelete, "/api/v1/tokens/"+url.PathEscape(idOrUser), nil, &r)
+}
+
+// AuditFilter selects audit entries for ListAudit.
+type AuditFilter struct {
+	After                  int64
+	Since                  string // RFC 3339 or a duration ago
+	Subject, Actor, Action string
+	Limit                  int
+}
+
+// ListAudit returns audit entries, oldest first.
+func (c *Client) ListAudit(ctx context.Context, f AuditFilter) ([]api.AuditEntry, error) {
+	q := url.Values{}
+	if f.After > 0 {
+		q.Set("after", strconv.FormatInt(f.After, 10))
+	}
+	for k, v := range map[string]string{"since": f.Since, "subject": f.Subject, "actor": f.Actor, "action": f.Action} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var es []api.AuditEntry
+	return es, c.do(ctx, http.MethodGet, "/api/v1/audit?"+q.Encode(), nil, &es)
+}
+
+// VerifyAudit has the server recompute the audit log's chain.
+func (c *Client) VerifyAudit(ctx context.Context) (api.AuditVerification, error) {
+	var v api.AuditVerification
+	return v, c.do(ctx, http.MethodGet, "/api/v1/audit:verify", nil, &v)
+}
+
+// ExportAudit streams the audit export (JSON Lines, the last one the
+// signed checkpoint) to w, as the server sends it.
+func (c *Client) ExportAudit(ctx context.Context, w io.Writer) error {
+	resp, err := c.send(ctx, http.MethodGet, "/api/v1/audit:export", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("reading the audit export: %w", err)
+	}
+	return nil
+}
+
+// Identity returns who the token in use authenticates, with its roles.
+func (c *Client) Identity(ctx context.Context) (api.WhoAmI, error) {
+	var v api.WhoAmI
+	return v, c.do(ctx, http.MethodGet, "/api/v1/whoami", nil, &v)
 }

@@ -8,8 +8,10 @@
 package redact
 
 import (
+	"encoding/json"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -133,4 +135,49 @@ func splitUserinfo(rawURL string) (prefix, info, suffix string) {
 		return rawURL, "", "" // a local path containing '@'
 	}
 	return "", rawURL[:at], rawURL[at:]
+}
+
+// secretKeyRE matches JSON keys whose values are secrets wherever they
+// appear: a subscription's secret, a login's password, a token.
+var secretKeyRE = regexp.MustCompile(`(?i)(secret|password|passwd|token|credential|private)`)
+
+// Masked is what JSON puts in place of a secret value.
+const Masked = "[redacted]"
+
+// JSON returns a JSON document with its secrets masked, for records that
+// must say what changed without holding a credential (the audit log):
+// every string value of a key that names a secret (secret, password,
+// token, credential, private: "webhookSecret", "password") and every
+// value under one of the keys given (e.g. "buildArgs": each argument's
+// value, its name kept) becomes "[redacted]"; every other string goes
+// through Text (URL user information, Authorization values, secret
+// parameters). Booleans and numbers stay, so "signed": true still reads.
+// The result is compact, its object keys sorted.
+func JSON(doc []byte, secretKeys ...string) ([]byte, error) {
+	var v any
+	if err := json.Unmarshal(doc, &v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(maskJSON(v, false, secretKeys))
+}
+
+func maskJSON(v any, secret bool, keys []string) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, val := range x {
+			x[k] = maskJSON(val, secret || secretKeyRE.MatchString(k) || slices.Contains(keys, k), keys)
+		}
+		return x
+	case []any:
+		for i, val := range x {
+			x[i] = maskJSON(val, secret, keys)
+		}
+		return x
+	case string:
+		if secret && x != "" {
+			return Masked
+		}
+		return Text(x)
+	}
+	return v
 }

@@ -78,3 +78,24 @@ func TestText(t *testing.T) {
 		}
 	}
 }
+
+// TestJSON: secrets named by their key, every value under a key the
+// caller names, and credentials shaped as such in any string are masked;
+// names, booleans and other values stay.
+func TestJSON(t *testing.T) {
+	in := `{"buildArgs":{"NPM_TOKEN":"abc","PLAIN":"p"},"source":{"git":"https://u:pw@git.example/r.git"},` +
+		`"sub":{"secret":"s","signed":true,"url":"http://h/x?token=t0k"},"login":{"password":"pw","username":"robot"},"n":3,"list":["Bearer abcdefghijkl"]}`
+	out, err := JSON([]byte(in), "buildArgs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"buildArgs":{"NPM_TOKEN":"[redacted]","PLAIN":"[redacted]"},"list":["Bearer [redacted]"],` +
+		`"login":{"password":"[redacted]","username":"robot"},"n":3,"source":{"git":"https://[redacted]@git.example/r.git"},` +
+		`"sub":{"secret":"[redacted]","signed":true,"url":"http://h/x?token=[redacted]"}}`
+	if string(out) != want {
+		t.Errorf("JSON =\n%s\nwant\n%s", out, want)
+	}
+	if _, err := JSON([]byte(`{`)); err == nil {
+		t.Error("JSON of a broken document: no error")
+	}
+}

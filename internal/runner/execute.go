@@ -221,6 +221,10 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 		}
 	}
 	step.Done(err)
+
+	// 5. Attach the attestation: why this image exists. A registry that
+	// refuses it does not fail the pushed build; the log says so.
+	r.attach(ctx, run, out, commit.SHA, logs)
 	return nil
 }
 

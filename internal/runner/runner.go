@@ -12,6 +12,7 @@ import (
 
 	"github.com/moby/buildkit/client"
 
+	"github.com/refit-dev/refit/internal/attest"
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/lifecycle"
@@ -24,6 +25,9 @@ import (
 type runStore interface {
 	SetTaskBases(ctx context.Context, name string, bases []dockerfile.Base) error
 	SeedBase(ctx context.Context, b store.BaseRef) error
+	// The runs of a cascade and the observation of a base update, for
+	// the attestation's cause chain.
+	attest.RunDB
 }
 
 // builder builds and pushes an image.
@@ -71,6 +75,13 @@ type Config struct {
 	// BuilderReady, when set, is called before each build and waits until
 	// the build daemon answers (a managed daemon may be restarting).
 	BuilderReady func(ctx context.Context) error
+	// Signer signs the attestation attached to every pushed image (its
+	// run, cause chain, commit and pinned bases; see internal/attest).
+	// nil = no attestation.
+	Signer *attest.Key
+	// Attestations pushes the attestation next to the image (a
+	// *regclient.Client); required with Signer.
+	Attestations attest.Registry
 }
 
 // Runner executes runs. It is safe for concurrent use.
@@ -82,6 +93,9 @@ type Runner struct {
 func New(cfg Config) (*Runner, error) {
 	if cfg.Store == nil || cfg.Builder == nil || cfg.Resolver == nil || cfg.Registry == "" || cfg.WorkDir == "" {
 		return nil, errors.New("runner: Store, Builder, Resolver, Registry and WorkDir are required")
+	}
+	if cfg.Signer != nil && cfg.Attestations == nil {
+		return nil, errors.New("runner: Attestations is required with Signer")
 	}
 	cfg.Insecure = append([]string{cfg.Registry}, cfg.Insecure...)
 	return &Runner{cfg: cfg}, nil

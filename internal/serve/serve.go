@@ -22,6 +22,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/refit-dev/refit/internal/attest"
+	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/buildkitd"
 	"github.com/refit-dev/refit/internal/events"
@@ -78,6 +80,10 @@ type Config struct {
 	// SecretKeyFile holds the key that seals stored registry passwords
 	// (created when missing). Default <DataDir>/secret.key.
 	SecretKeyFile string
+	// SigningKeyFile holds the ed25519 key that signs the attestation
+	// attached to every pushed image (created when missing, mode 0600).
+	// Default <DataDir>/signing.key.
+	SigningKeyFile string
 	// CheckTimeout bounds one look-up of a base reference at its registry
 	// (waiting for a slot included). Default 20 s.
 	CheckTimeout time.Duration
@@ -205,6 +211,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The key attestations are signed with: its ID is the server's id.
+	signingKeyFile := cmp.Or(cfg.SigningKeyFile, filepath.Join(data, "signing.key"))
+	signer, err := attest.LoadKey(signingKeyFile)
+	if err != nil {
+		return nil, err
+	}
 
 	tokenFile := filepath.Join(data, "admin-token")
 	newToken, err := ensureAdminToken(ctx, st, tokenFile)
@@ -274,8 +286,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Registry:     regAddr,
 		Insecure:     cfg.Insecure,
 		WorkDir:      filepath.Join(data, "work"),
-		SourceDirs:   source.DirPolicy{Allow: cfg.SourceDirs, Deny: []string{data, keyFile}},
+		SourceDirs:   source.DirPolicy{Allow: cfg.SourceDirs, Deny: []string{data, keyFile, signingKeyFile}},
 		BuilderReady: ready,
+		Signer:       signer,
+		Attestations: checker,
 	})
 	if err != nil {
 		return nil, err
@@ -449,6 +463,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Ready:       readyz,
 		Logger:      log.With("component", "api"),
 		Metrics:     metrics,
+		Images:      st,
+		Signer:      signer,
+		Tags:        checker,
+		// Audit export checkpoints are signed with a key derived from the
+		// secret key: no other secret to keep.
+		AuditKey: audit.SigningKey(key),
 	})
 	apiSrv := &http.Server{
 		Handler:           api,

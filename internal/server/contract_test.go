@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/attest"
+	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/events"
 	"github.com/refit-dev/refit/internal/plan"
@@ -67,14 +70,26 @@ type contractAPI struct {
 	apiServer
 	srv  *server.Server
 	runs *fakeRuns
+	data string // the data directory (the SQLite database, the secret key)
 }
 
 func startContractAPI(t *testing.T) *contractAPI {
 	t.Helper()
+	return startContractAPIWith(t, nil)
+}
+
+// startContractAPIWith is startContractAPI with the server's config
+// changed by edit before it starts.
+func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI {
+	t.Helper()
 	ctx := context.Background()
-	_, st, creds := openState(t)
+	data, st, creds := openState(t)
 	runs := &fakeRuns{st: st, ended: map[int64]chan struct{}{}}
-	h := server.New(server.Config{
+	signer, err := attest.LoadKey(filepath.Join(t.TempDir(), "signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.Config{
 		Store:     st,
 		Runs:      runs,
 		Inspector: fakeInspector{},
@@ -92,14 +107,21 @@ func startContractAPI(t *testing.T) *contractAPI {
 		ValidateTarget: func(u string) error { return events.ValidateTarget(u, nil) },
 		Credentials:    creds,
 		LogPoll:        10 * time.Millisecond,
-	})
+		Images:         st,
+		Signer:         signer,
+		AuditKey:       audit.SigningKey([]byte("contract test key")),
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	h := server.New(cfg)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	token, err := st.NewToken(ctx, "admin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &contractAPI{apiServer: apiServer{url: srv.URL, token: token, st: st}, srv: h, runs: runs}
+	return &contractAPI{apiServer: apiServer{url: srv.URL, token: token, st: st}, srv: h, runs: runs, data: data}
 }
 
 // call sends a request and decodes the answer strictly into a new value
@@ -321,6 +343,29 @@ func TestContract(t *testing.T) {
 	if code, _ := a.do(t, "DELETE", "/api/v1/registries/ghcr.io", nil); code != http.StatusNoContent {
 		t.Errorf("logout = %d, want 204", code)
 	}
+	// Images: why one exists, from the run that pushed it.
+	pushed, err := a.st.CreateRun(ctx, store.Run{Task: "app", Spec: task.Spec{Name: "app", Source: task.Source{Dir: "/src/app"}}, Cause: store.Cause{Kind: "manual", User: "admin"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := "sha256:" + strings.Repeat("d", 64)
+	pushed.State, pushed.Digest, pushed.Image, pushed.Tags = store.StateSucceeded, digest, registryAddr+"/app@"+digest, []string{"latest"}
+	pushed.Platforms = []store.PlatformDigest{{Platform: "linux/amd64", Digest: "sha256:" + strings.Repeat("e", 64)}}
+	if err := a.st.SaveRun(ctx, pushed); err != nil {
+		t.Fatal(err)
+	}
+	cover("GET", "/api/v1/images/explain")
+	ie := call[api.ImageExplanation](t, a, "GET", "/api/v1/images/explain?ref="+registryAddr+"/app@sha256:"+strings.Repeat("e", 64), nil, http.StatusOK)
+	if ie.From != "database" || ie.Attestation.Run.ID != store.FormatRunID(pushed.ID) || len(ie.Attestation.Cause) != 1 || ie.Attestation.Cause[0].User != "admin" || ie.Attestation.Image.Digest != digest {
+		t.Errorf("explain image (by its platform digest) = %+v, want the run that pushed it, from the database", ie)
+	}
+	call[api.Error](t, a, "GET", "/api/v1/images/explain?ref=app@sha256:"+strings.Repeat("f", 64), nil, http.StatusNotFound)
+	call[api.Error](t, a, "GET", "/api/v1/images/explain?ref=app:latest", nil, http.StatusBadRequest)
+	cover("GET", "/api/v1/signing-key")
+	if k := call[api.SigningKey](t, a, "GET", "/api/v1/signing-key", nil, http.StatusOK); k.KeyID != ie.Attestation.Server.ID || !strings.Contains(k.PublicKey, "PUBLIC KEY") {
+		t.Errorf("signing key = %+v, want the server id %s", k, ie.Attestation.Server.ID)
+	}
+
 	cover("GET", "/api/v1/whoami")
 	if w := call[api.WhoAmI](t, a, "GET", "/api/v1/whoami", nil, http.StatusOK); w.User != "admin" {
 		t.Errorf("whoami = %+v", w)
@@ -333,6 +378,53 @@ func TestContract(t *testing.T) {
 	call[map[string]any](t, a, "GET", "/api/v1/openapi.json", nil, http.StatusOK)
 	if e := call[api.Error](t, a, "GET", "/api/v1/nothing", nil, http.StatusNotFound); !strings.Contains(e.Message, "no API endpoint") {
 		t.Errorf("unknown endpoint: %+v", e)
+	}
+
+	// Tokens and the audit log.
+	cover("POST", "/api/v1/tokens")
+	nt := call[api.NewToken](t, a, "POST", "/api/v1/tokens", api.TokenRequest{User: "alice", Roles: []string{"approver", "operator"}}, http.StatusCreated)
+	if nt.User != "alice" || !strings.HasPrefix(nt.Secret, "refit_") || !strings.HasPrefix(nt.ID, "t-") || nt.CreatedBy != "admin" ||
+		!slices.Equal(nt.Roles, []string{"approver", "operator"}) {
+		t.Errorf("new token = %+v", nt)
+	}
+	call[api.Error](t, a, "POST", "/api/v1/tokens", api.TokenRequest{User: "bob", Roles: []string{"root"}}, http.StatusBadRequest)
+	call[api.Error](t, a, "POST", "/api/v1/tokens", api.TokenRequest{User: "system", Roles: []string{"viewer"}}, http.StatusBadRequest)
+	cover("GET", "/api/v1/tokens")
+	toks := call[[]api.Token](t, a, "GET", "/api/v1/tokens", nil, http.StatusOK)
+	if len(toks) != 2 || toks[1].ID != nt.ID || strings.Contains(fmt.Sprint(toks), nt.Secret) {
+		t.Errorf("tokens = %+v, want admin's and alice's, no secret", toks)
+	}
+	cover("DELETE", "/api/v1/tokens/{id}")
+	if r := call[api.RevokeResult](t, a, "DELETE", "/api/v1/tokens/alice", nil, http.StatusOK); len(r.Revoked) != 1 || r.Revoked[0].ID != nt.ID || r.Revoked[0].RevokedAt.IsZero() {
+		t.Errorf("revoke = %+v", r)
+	}
+	call[api.Error](t, a, "DELETE", "/api/v1/tokens/alice", nil, http.StatusNotFound)
+	call[api.Error](t, a, "DELETE", "/api/v1/tokens/admin", nil, http.StatusConflict)
+	cover("GET", "/api/v1/audit")
+	entries := call[[]api.AuditEntry](t, a, "GET", "/api/v1/audit?limit=1000", nil, http.StatusOK)
+	if len(entries) < 10 || entries[0].Seq != 1 || entries[0].PrevHash != "" || entries[1].PrevHash != entries[0].Hash {
+		t.Errorf("audit = %d entries starting %+v, want a chain from 1", len(entries), entries[:min(1, len(entries))])
+	}
+	if es := call[[]api.AuditEntry](t, a, "GET", "/api/v1/audit?subject=alice&action=token.revoke&since=1h", nil, http.StatusOK); len(es) != 1 || es[0].Actor != "admin" {
+		t.Errorf("alice's revocation = %+v, want one entry by admin", es)
+	}
+	call[api.Error](t, a, "GET", "/api/v1/audit?after=x", nil, http.StatusBadRequest)
+	cover("GET", "/api/v1/audit:verify")
+	if v := call[api.AuditVerification](t, a, "GET", "/api/v1/audit:verify", nil, http.StatusOK); !v.OK || v.Entries < int64(len(entries)) || !strings.HasPrefix(v.PublicKey, "ed25519:") {
+		t.Errorf("verify = %+v", v)
+	}
+	cover("GET", "/api/v1/audit:export")
+	code, text = a.do(t, "GET", "/api/v1/audit:export", nil)
+	if res, err := audit.ReadExport(strings.NewReader(text), nil, 0); code != http.StatusOK || err != nil || res.Entries < int64(len(entries)) {
+		t.Errorf("export = %d, %v: %+v", code, err, res)
+	}
+	for line := range strings.Lines(text) {
+		var e api.AuditEntry
+		if !strings.HasPrefix(line, `{"checkpoint"`) {
+			if err := decodeStrict(line, &e); err != nil {
+				t.Errorf("export line %q does not decode into api.AuditEntry: %v", line, err)
+			}
+		}
 	}
 
 	for _, rt := range api.Routes() {

@@ -8,6 +8,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +24,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/attest"
+	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/dockerfile"
+	"github.com/refit-dev/refit/internal/identity"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
@@ -43,6 +47,13 @@ type apiStore interface {
 	Logs(ctx context.Context, runID, after int64, limit int) ([]store.LogChunk, error)
 	TokenName(ctx context.Context, secret string) (string, error)
 	TaskSchedules(ctx context.Context, task string) ([]store.ScheduleState, error)
+	// Tokens and the audit log (tokens.go, audit.go).
+	LookupToken(ctx context.Context, secret string) (store.Token, error)
+	CreateToken(ctx context.Context, user string, roles []string) (store.Token, string, error)
+	ListTokens(ctx context.Context) ([]store.Token, error)
+	RevokeTokens(ctx context.Context, idOrUser string) ([]store.Token, error)
+	AuditEntries(ctx context.Context, f store.AuditFilter) ([]audit.Entry, error)
+	EachAuditEntry(ctx context.Context, fn func(audit.Entry) error) error
 }
 
 // runQueuer queues manual runs and says when a run ends (the owner of a
@@ -106,6 +117,20 @@ type Config struct {
 	// Metrics is the registry /metrics serves; the server adds its own
 	// collectors. nil = a new one.
 	Metrics *prometheus.Registry
+	// Images finds the runs that pushed an image, for GET
+	// /api/v1/images/explain; nil = every image is unknown (404).
+	Images imageStore
+	// Signer is the key attestations are signed with: its ID is the
+	// server id in stories, and GET /api/v1/signing-key serves its
+	// public half; nil = that route answers 404.
+	Signer *attest.Key
+	// Tags resolves an image's tags (which point at it now?); nil =
+	// not asked.
+	Tags attest.Resolver
+	// AuditKey signs the checkpoint that closes an audit export
+	// (audit.SigningKey of the server's secret key). nil = exports are
+	// refused (501).
+	AuditKey ed25519.PrivateKey
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -146,7 +171,7 @@ func New(cfg Config) *Server {
 
 	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
 		s.patterns = append(s.patterns, pattern)
-		s.mux.Handle(pattern, s.auth(h))
+		s.mux.Handle(pattern, s.auth(pattern, h))
 	}
 	// The description of the API is public: it holds no data.
 	openapi, err := api.OpenAPI()
@@ -157,6 +182,14 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /api/v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openapi)
+	})
+	// The signing key's public half is public too: it verifies
+	// attestations offline.
+	s.patterns = append(s.patterns, "GET /api/v1/signing-key")
+	s.mux.HandleFunc("GET /api/v1/signing-key", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.signingKey(w, r); err != nil {
+			s.fail(w, r, err)
+		}
 	})
 	handle("GET /api/v1/tasks", s.listTasks)
 	handle("POST /api/v1/tasks", s.createTask)
@@ -173,6 +206,7 @@ func New(cfg Config) *Server {
 	handle("GET /api/v1/graph", s.graph)
 	handle("GET /api/v1/tasks/{name}/explain", s.explain)
 	handle("GET /api/v1/tasks/{name}/triggers", s.triggers)
+	handle("GET /api/v1/images/explain", s.explainImage)
 	if cfg.Hooks != nil {
 		s.mux.Handle("/hooks/registry/", cfg.Hooks)
 	}
@@ -185,7 +219,7 @@ func New(cfg Config) *Server {
 	handle("DELETE /api/v1/deliveries", s.discardDead)
 	if cfg.Stream != nil {
 		s.patterns = append(s.patterns, "GET /api/v1/events/stream")
-		s.mux.Handle("GET /api/v1/events/stream", s.auth(func(w http.ResponseWriter, r *http.Request) error {
+		s.mux.Handle("GET /api/v1/events/stream", s.auth("GET /api/v1/events/stream", func(w http.ResponseWriter, r *http.Request) error {
 			// after=-1 means "from now on".
 			if r.URL.Query().Get("after") == "-1" && r.Header.Get("Last-Event-ID") == "" {
 				last, err := cfg.Events.LastEventSeq(r.Context())
@@ -206,9 +240,20 @@ func New(cfg Config) *Server {
 		handle("DELETE /api/v1/registries/{host}", s.deleteCredential)
 	}
 	handle("GET /api/v1/whoami", func(w http.ResponseWriter, r *http.Request) error {
-		return writeJSON(w, http.StatusOK, api.WhoAmI{User: user(r)})
+		id := Caller(r)
+		who := api.WhoAmI{User: id.User, Kind: id.Kind, Roles: []string{}}
+		for _, role := range id.Roles {
+			who.Roles = append(who.Roles, string(role))
+		}
+		return writeJSON(w, http.StatusOK, who)
 	})
-	s.mux.Handle("/api/", s.auth(func(w http.ResponseWriter, r *http.Request) error {
+	handle("GET /api/v1/tokens", s.listTokens)
+	handle("POST /api/v1/tokens", s.createToken)
+	handle("DELETE /api/v1/tokens/{id}", s.revokeTokens)
+	handle("GET /api/v1/audit", s.listAudit)
+	handle("GET /api/v1/audit:verify", s.verifyAudit)
+	handle("GET /api/v1/audit:export", s.exportAudit)
+	s.mux.Handle("/api/", s.auth("/api/", func(w http.ResponseWriter, r *http.Request) error {
 		return &httpError{http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path)}
 	}))
 	return s
@@ -228,12 +273,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
-type userKey struct{}
-
-func user(r *http.Request) string {
-	u, _ := r.Context().Value(userKey{}).(string)
-	return u
-}
+// user returns the caller's user name (see Caller).
+func user(r *http.Request) string { return Caller(r).User }
 
 // httpError is an error with the status code to answer.
 type httpError struct {
@@ -243,12 +284,17 @@ type httpError struct {
 
 func (e *httpError) Error() string { return e.msg }
 
-// auth checks the bearer token, then calls h and turns its error into a
-// JSON error answer. The scheme is matched without regard to case (RFC
+// auth checks the bearer token, puts the caller's identity in the
+// request's context (Caller, identity.FromContext: the store records it
+// as the actor of audit entries), checks that it holds the role the
+// route pattern needs (roleFor: 403 naming the role and the user; a
+// pattern without a role is refused to all), then calls h and turns its
+// error into a JSON error answer. The scheme is matched without regard to case (RFC
 // 7235: "bearer" is "Bearer"); every 401 carries WWW-Authenticate with
 // the Bearer scheme, and error="invalid_token" when a token was presented
 // but is not known (RFC 6750).
-func (s *Server) auth(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+func (s *Server) auth(pattern string, h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	need, defined := roleFor(pattern)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme, secret, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		secret = strings.TrimLeft(secret, " ")
@@ -257,7 +303,7 @@ func (s *Server) auth(h func(w http.ResponseWriter, r *http.Request) error) http
 			s.fail(w, r, &httpError{http.StatusUnauthorized, "missing bearer token (set REFIT_TOKEN)"})
 			return
 		}
-		name, err := s.cfg.Store.TokenName(r.Context(), secret)
+		tok, err := s.cfg.Store.LookupToken(r.Context(), secret)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="refit", error="invalid_token"`)
@@ -266,7 +312,19 @@ func (s *Server) auth(h func(w http.ResponseWriter, r *http.Request) error) http
 			s.fail(w, r, err)
 			return
 		}
-		r = r.WithContext(context.WithValue(r.Context(), userKey{}, name))
+		id := identity.Identity{User: tok.User, Kind: identity.KindToken, ID: tok.ID}
+		for _, role := range tok.Roles {
+			id.Roles = append(id.Roles, identity.Role(role))
+		}
+		r = r.WithContext(identity.NewContext(r.Context(), id))
+		if !defined {
+			s.fail(w, r, &httpError{http.StatusForbidden, fmt.Sprintf("%s has no role defined: refused to everyone (a server bug; report it)", pattern)})
+			return
+		}
+		if !id.Has(need) {
+			s.fail(w, r, forbidden(id, need))
+			return
+		}
 		if err := h(w, r); err != nil {
 			s.fail(w, r, err)
 		}

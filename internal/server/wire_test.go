@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/attest"
+	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
@@ -86,6 +88,18 @@ func TestWireMirrorsRows(t *testing.T) {
 		{store.Delivery{}, api.Delivery{}},
 		{store.RegistryCredential{}, api.RegistryCredential{}},
 		{plan.BaseStatus{}, api.BaseStatus{}},
+		{attest.Predicate{}, api.RunAttestation{}},
+		{attest.RunInfo{}, api.AttestedRun{}},
+		{attest.ServerInfo{}, api.AttestedServer{}},
+		{attest.SourceInfo{}, api.AttestedSource{}},
+		{attest.CauseLink{}, api.CauseLink{}},
+		{attest.Base{}, api.AttestedBase{}},
+		{attest.Image{}, api.AttestedImage{}},
+		{attest.Platform{}, api.PlatformDigest{}},
+		{attest.TestResult{}, api.TestResult{}},
+		{attest.Approval{}, api.Approval{}},
+		{store.Token{}, api.Token{}},
+		{audit.Entry{}, api.AuditEntry{}},
 	} {
 		row, wire := jsonTags(reflect.TypeOf(p.row)), jsonTags(reflect.TypeOf(p.wire))
 		if !slices.Equal(row, wire) {

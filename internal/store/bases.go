@@ -429,6 +429,13 @@ func (t *Tx) CreateRun(r Run, enqueue Enqueuer) (Run, error) {
 	if err := emit(t.ctx, t.tx, EventRunQueued, r.Task, runEvent(r)); err != nil {
 		return Run{}, err
 	}
+	rec := AuditRecord{Action: "run.queue", Subject: r.Task, Details: map[string]any{"run": FormatRunID(r.ID), "cause": r.Cause}}
+	if r.Cause.Kind == "manual" && r.Cause.User != "" {
+		rec.Actor = r.Cause.User
+	}
+	if err := appendAudit(t.ctx, t.tx, rec); err != nil {
+		return Run{}, err
+	}
 	t.created = append(t.created, r)
 	return r, nil
 }

@@ -20,10 +20,17 @@ type RegistryCredential struct {
 
 // PutRegistryCredential creates or replaces the credential for c.Host.
 func (s *Store) PutRegistryCredential(ctx context.Context, c RegistryCredential) error {
-	_, err := s.write.ExecContext(ctx, `INSERT INTO registry_credentials (host, username, sealed, updated_at)
-		VALUES ($1, $2, $3, $4) ON CONFLICT (host) DO UPDATE SET username = excluded.username,
-		sealed = excluded.sealed, updated_at = excluded.updated_at`,
-		c.Host, c.Username, c.Sealed, formatTime(c.UpdatedAt))
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO registry_credentials (host, username, sealed, updated_at)
+			VALUES ($1, $2, $3, $4) ON CONFLICT (host) DO UPDATE SET username = excluded.username,
+			sealed = excluded.sealed, updated_at = excluded.updated_at`,
+			c.Host, c.Username, c.Sealed, formatTime(c.UpdatedAt))
+		if err != nil {
+			return err
+		}
+		// The user name is shown by the API too; the password never.
+		return appendAudit(ctx, tx, AuditRecord{Action: "login.set", Subject: c.Host, Details: map[string]any{"username": c.Username}})
+	})
 	if err != nil {
 		return fmt.Errorf("storing credentials for %s: %w", c.Host, translate(err))
 	}
@@ -70,11 +77,21 @@ func (s *Store) ListRegistryCredentials(ctx context.Context) ([]RegistryCredenti
 // DeleteRegistryCredential removes the credential for host, or returns
 // ErrNotFound.
 func (s *Store) DeleteRegistryCredential(ctx context.Context, host string) error {
-	res, err := s.write.ExecContext(ctx, `DELETE FROM registry_credentials WHERE host = $1`, host)
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM registry_credentials WHERE host = $1`, host)
+		if err != nil {
+			return err
+		}
+		if n, _ = res.RowsAffected(); n == 0 {
+			return nil
+		}
+		return appendAudit(ctx, tx, AuditRecord{Action: "login.delete", Subject: host})
+	})
 	if err != nil {
 		return fmt.Errorf("deleting credentials for %s: %w", host, translate(err))
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if n == 0 {
 		return fmt.Errorf("credentials for %s: %w", host, ErrNotFound)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -228,7 +229,11 @@ func (s *Store) CreateSubscription(ctx context.Context, sub Subscription) (Subsc
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, sub.ID, sub.URL, string(types), sub.TaskGlob, sub.RefGlob, sub.Secret,
 			formatTime(sub.CreatedAt), sub.Cursor)
 		markDeliveries(tx)
-		return err
+		if err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, AuditRecord{Action: "subscription.create", Subject: sub.ID, Details: map[string]any{
+			"url": sub.URL, "types": nonNilStrings(sub.Types), "task": sub.TaskGlob, "baseRef": sub.RefGlob, "signed": sub.Secret != ""}})
 	})
 	if err != nil {
 		return Subscription{}, fmt.Errorf("creating subscription to %s: %w", sub.URL, translate(err))
@@ -281,7 +286,10 @@ func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM deliveries WHERE subscription_id = $1`, id)
 		markDeliveries(tx)
-		return err
+		if err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, AuditRecord{Action: "subscription.delete", Subject: id})
 	})
 	if err != nil {
 		return fmt.Errorf("subscription %s: %w", id, translate(err))
@@ -487,6 +495,10 @@ func (s *Store) Redeliver(ctx context.Context, f RedeliverFilter) (int, error) {
 		if n, _ = res.RowsAffected(); n == 0 {
 			return nil
 		}
+		if err := appendAudit(ctx, tx, AuditRecord{Action: "event.redeliver", Subject: cmp.Or(f.Subscription, "*"), Details: map[string]any{
+			"event": f.EventID, "since": since, "dead": f.Dead, "subscription": f.Subscription, "deliveries": n}}); err != nil {
+			return err
+		}
 		// Lines may have a new first pending delivery: find heads again.
 		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET head = CASE WHEN state = 'pending' AND NOT EXISTS (
 				SELECT 1 FROM deliveries p WHERE p.subscription_id = deliveries.subscription_id
@@ -511,13 +523,23 @@ type DiscardFilter struct {
 // is never dropped) and returns how many; their events are then pruned
 // like delivered ones.
 func (s *Store) DiscardDead(ctx context.Context, f DiscardFilter) (int, error) {
-	res, err := s.write.ExecContext(ctx, `DELETE FROM deliveries WHERE state = 'dead'
-		AND ($1 = '' OR subscription_id = $1)
-		AND ($2 = '' OR event_seq IN (SELECT seq FROM events WHERE id = $2))`, f.Subscription, f.EventID)
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE state = 'dead'
+			AND ($1 = '' OR subscription_id = $1)
+			AND ($2 = '' OR event_seq IN (SELECT seq FROM events WHERE id = $2))`, f.Subscription, f.EventID)
+		if err != nil {
+			return err
+		}
+		if n, _ = res.RowsAffected(); n == 0 {
+			return nil
+		}
+		return appendAudit(ctx, tx, AuditRecord{Action: "delivery.discard", Subject: cmp.Or(f.Subscription, "*"), Details: map[string]any{
+			"event": f.EventID, "subscription": f.Subscription, "deliveries": n}})
+	})
 	if err != nil {
 		return 0, fmt.Errorf("discarding dead-lettered deliveries: %w", translate(err))
 	}
-	n, _ := res.RowsAffected()
 	return int(n), nil
 }
 

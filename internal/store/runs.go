@@ -226,7 +226,7 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-func saveRun(ctx context.Context, db execer, r Run) error {
+func saveRun(ctx context.Context, db queryExecer, r Run) error {
 	tags, _ := json.Marshal(r.Tags)
 	bases, _ := json.Marshal(r.Bases)
 	timings, _ := json.Marshal(r.Timings)
@@ -246,7 +246,26 @@ func saveRun(ctx context.Context, db execer, r Run) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("saving run %s: %w", FormatRunID(r.ID), ErrFinished)
 	}
-	return emitRunEnd(ctx, db, r)
+	if err := emitRunEnd(ctx, db, r); err != nil {
+		return err
+	}
+	if r.State.Done() {
+		d := map[string]any{"run": FormatRunID(r.ID), "state": r.State, "cause": r.Cause}
+		if r.Digest != "" {
+			d["image"], d["digest"], d["tags"], d["platforms"] = r.Image, r.Digest, r.Tags, r.Platforms
+		}
+		if len(r.Bases) > 0 {
+			d["bases"] = r.Bases
+		}
+		if r.Commit != "" {
+			d["commit"] = r.Commit
+		}
+		if r.Error != "" {
+			d["step"], d["error"] = r.Step, r.Error
+		}
+		return appendAudit(ctx, db, AuditRecord{Actor: "system", Action: "run.finish", Subject: r.Task, Details: d})
+	}
+	return nil
 }
 
 // PreviousSucceeded returns the task's last succeeded run before the run

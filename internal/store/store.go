@@ -49,6 +49,8 @@ type Store struct {
 	read  *sql.DB // readers, for API queries
 	pg    bool    // PostgreSQL rather than SQLite
 
+	noAudit bool // Config.DisableAuditForBenchmark
+
 	onCommit atomic.Pointer[func(Commit)]
 	onQueued atomic.Pointer[func(Run)]
 }
@@ -63,6 +65,10 @@ type Commit struct {
 	// made deliveries due (created or deleted a subscription,
 	// redelivered).
 	Deliveries bool
+
+	// For appendAudit: the transaction's dialect and whether the audit
+	// trail is off (Config.DisableAuditForBenchmark).
+	pg, skipAudit bool
 }
 
 // commits holds the Commit being recorded for each open write
@@ -111,6 +117,11 @@ type Config struct {
 	// ReadConns bounds the read pool. Default 4.
 	ReadConns int
 
+	// DisableAuditForBenchmark writes no audit entries: only for
+	// measuring what the audit trail costs (bench/). refit serve never
+	// sets it. Default false: every change is audited.
+	DisableAuditForBenchmark bool
+
 	// migrateUpTo, in this package's tests, stops migrating after this
 	// version (0 = apply all), to test upgrades.
 	migrateUpTo int
@@ -151,7 +162,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("opening store %s for reading: %w", abs, err)
 	}
-	return finishOpen(ctx, &Store{write: w, read: r}, cfg, abs)
+	return finishOpen(ctx, &Store{write: w, read: r, noAudit: cfg.DisableAuditForBenchmark}, cfg, abs)
 }
 
 // openPostgres opens a PostgreSQL database: one writer connection (as
@@ -172,11 +183,14 @@ func openPostgres(ctx context.Context, cfg Config) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("opening store %s for reading: %w", name, err)
 	}
-	return finishOpen(ctx, &Store{write: w, read: r, pg: true}, cfg, name)
+	return finishOpen(ctx, &Store{write: w, read: r, pg: true, noAudit: cfg.DisableAuditForBenchmark}, cfg, name)
 }
 
 // finishOpen sizes the pools, checks the writer answers and migrates.
 func finishOpen(ctx context.Context, s *Store, cfg Config, name string) (*Store, error) {
+	if cfg.migrateUpTo > 0 && cfg.migrateUpTo < 12 {
+		s.noAudit = true // an older schema, in tests: no audit_log table yet
+	}
 	s.write.SetMaxOpenConns(1)
 	s.write.SetConnMaxIdleTime(0)
 	s.read.SetMaxOpenConns(cfg.ReadConns)
@@ -262,7 +276,7 @@ func (s *Store) migrate(ctx context.Context, upTo int) error {
 // tx runs fn in a write transaction, committing when it returns nil,
 // then calls the OnCommit hook with what it changed.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	var c Commit
+	c := Commit{pg: s.pg, skipAudit: s.noAudit}
 	err := s.quietTx(ctx, func(tx *sql.Tx) error {
 		commits.Store(tx, &c)
 		defer commits.Delete(tx)

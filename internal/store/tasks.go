@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +47,9 @@ func (s *Store) CreateTask(ctx context.Context, t Task) (Task, error) {
 			return translate(err)
 		}
 		if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "created", Image: t.Spec.Image}); err != nil {
+			return err
+		}
+		if err := appendAudit(ctx, tx, auditTaskCreate(t.Spec)); err != nil {
 			return err
 		}
 		return trackBases(ctx, tx, t.Bases, nil)
@@ -167,6 +171,9 @@ func putTaskTx(ctx context.Context, tx *taskTx, t Task) (PutResult, error) {
 		if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "created", Image: t.Spec.Image}); err != nil {
 			return PutResult{}, err
 		}
+		if err := appendAudit(ctx, tx, auditTaskCreate(t.Spec)); err != nil {
+			return PutResult{}, err
+		}
 		return PutResult{Task: t, Created: true, Changed: true}, trackBases(ctx, tx, t.Bases, tx.tracked)
 	case err != nil:
 		return PutResult{}, err
@@ -193,6 +200,9 @@ func putTaskTx(ctx context.Context, tx *taskTx, t Task) (PutResult, error) {
 		return PutResult{}, translate(err)
 	}
 	if err := emit(ctx, tx, EventTaskChanged, t.Spec.Name, TaskChanged{Task: t.Spec.Name, Action: "updated", Image: t.Spec.Image}); err != nil {
+		return PutResult{}, err
+	}
+	if err := appendAudit(ctx, tx, auditTaskUpdate(old, t)); err != nil {
 		return PutResult{}, err
 	}
 	return PutResult{Task: t, Changed: true}, trackBases(ctx, tx, t.Bases, tx.tracked)
@@ -307,14 +317,17 @@ func (s *Store) TaskHashes(ctx context.Context) (map[string]string, error) {
 // returns ErrNotFound when there is no such task.
 func (s *Store) DeleteTask(ctx context.Context, name string) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE name = $1`, name)
+		old, err := scanTask(tx.QueryRowContext(ctx, `SELECT spec, bases, created_at, updated_at FROM tasks WHERE name = $1`, name))
 		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE name = $1`, name); err != nil {
 			return translate(err)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
+		if err := emit(ctx, tx, EventTaskChanged, name, TaskChanged{Task: name, Action: "deleted"}); err != nil {
+			return err
 		}
-		return emit(ctx, tx, EventTaskChanged, name, TaskChanged{Task: name, Action: "deleted"})
+		return appendAudit(ctx, tx, AuditRecord{Action: "task.delete", Subject: name, Details: map[string]any{"old": old.Spec}})
 	})
 	if err != nil {
 		return fmt.Errorf("deleting task %s: %w", name, err)
@@ -355,4 +368,54 @@ func marshalTask(t Task) (spec, bases string, err error) {
 		return "", "", fmt.Errorf("encoding bases of task %s: %w", t.Spec.Name, err)
 	}
 	return string(sb), string(bb), nil
+}
+
+// auditTaskCreate is the audit record of a created task: its spec
+// (redacted by appendAudit).
+func auditTaskCreate(spec task.Spec) AuditRecord {
+	return AuditRecord{Action: "task.create", Subject: spec.Name, Details: map[string]any{"new": spec}}
+}
+
+// auditTaskUpdate is the audit record of a changed task: the old and new
+// spec (redacted by appendAudit), the spec fields that changed, the
+// build arguments whose values changed (by name: their values are never
+// recorded), and whether the bases changed.
+func auditTaskUpdate(old, t Task) AuditRecord {
+	var a, b map[string]json.RawMessage
+	ja, _ := json.Marshal(old.Spec)
+	jb, _ := json.Marshal(t.Spec)
+	json.Unmarshal(ja, &a)
+	json.Unmarshal(jb, &b)
+	changed := []string{}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			changed = append(changed, k)
+		}
+	}
+	for k, v := range b {
+		if !bytes.Equal(a[k], v) {
+			changed = append(changed, k)
+		}
+	}
+	slices.Sort(changed)
+	args := []string{}
+	for k, v := range t.Spec.BuildArgs {
+		if ov, ok := old.Spec.BuildArgs[k]; !ok || ov != v {
+			args = append(args, k)
+		}
+	}
+	for k := range old.Spec.BuildArgs {
+		if _, ok := t.Spec.BuildArgs[k]; !ok {
+			args = append(args, k)
+		}
+	}
+	slices.Sort(args)
+	d := map[string]any{"old": old.Spec, "new": t.Spec, "changed": changed}
+	if len(args) > 0 {
+		d["changedBuildArgs"] = args
+	}
+	if !reflect.DeepEqual(normBases(old.Bases), normBases(t.Bases)) {
+		d["basesChanged"] = true
+	}
+	return AuditRecord{Action: "task.update", Subject: t.Spec.Name, Details: d}
 }
