@@ -56,6 +56,8 @@ func Routes() []Route {
 			Status: http.StatusCreated, Response: Run{}},
 		{Method: http.MethodGet, Path: "/api/v1/tasks/{name}/explain", Summary: "Explain why a task did (or didn't) rebuild",
 			Status: http.StatusOK, Response: Explanation{}},
+		{Method: http.MethodGet, Path: "/api/v1/tasks/{name}/triggers", Summary: "Show what starts runs of a task: a section per kind of trigger, with next due times and last runs",
+			Status: http.StatusOK, Response: TaskTriggers{}},
 		{Method: http.MethodGet, Path: "/api/v1/runs", Summary: "List runs, newest first", Query: []Param{
 			{"task", "string", "only runs of this task", false},
 			{"state", "string", "only runs in this state", false},

@@ -95,6 +95,11 @@ type Cause struct {
 	NewDigest string `json:"newDigest,omitempty"`
 	// Schedule is the cron spec of a scheduled run.
 	Schedule string `json:"schedule,omitempty"`
+	// ScheduleName names the task's schedule (triggers.schedule[].name)
+	// and DueAt is the tick the run is for, in the schedule's zone (a
+	// catch-up run's is the first tick missed).
+	ScheduleName string    `json:"scheduleName,omitempty"`
+	DueAt        time.Time `json:"dueAt,omitzero"`
 	// Observation is the index observation a base update came from.
 	Observation int64 `json:"observation,omitempty"`
 	// Source says how a base update was seen: poll, webhook or push.
@@ -115,6 +120,9 @@ func (c Cause) String() string {
 	case "base":
 		return fmt.Sprintf("base: %s %.19s → %.19s", c.Base, c.OldDigest, c.NewDigest)
 	case "schedule":
+		if c.ScheduleName != "" {
+			return fmt.Sprintf("schedule: %s %q due %s", c.ScheduleName, c.Schedule, c.DueAt.Format(time.RFC3339))
+		}
 		return "schedule: " + c.Schedule
 	case "cascade":
 		s := "cascade of " + FormatRunID(c.UpstreamRun)

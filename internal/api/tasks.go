@@ -70,12 +70,23 @@ type TaskSource struct {
 
 // Triggers are a task's trigger settings.
 type Triggers struct {
-	Commit    bool   `json:"commit"`
-	Base      bool   `json:"base"`
-	Manual    bool   `json:"manual"`
-	Schedule  string `json:"schedule,omitempty"`
-	BaseScope string `json:"baseScope,omitempty"` // "runtime" (default) or "all"
-	Patch     string `json:"patch,omitempty"`     // "rebuild" (default) or "rebase"
+	Commit    bool       `json:"commit"`
+	Base      bool       `json:"base"`
+	Manual    bool       `json:"manual"`
+	Schedule  []Schedule `json:"schedule,omitempty"`
+	BaseScope string     `json:"baseScope,omitempty"` // "runtime" (default) or "all"
+	Patch     string     `json:"patch,omitempty"`     // "rebuild" (default) or "rebase"
+}
+
+// Schedule is one entry of triggers.schedule: run the task at the times
+// Cron names, read in Timezone. (A spec may also give triggers.schedule
+// as one cron string: one entry named "default". Stored tasks always
+// show the list.)
+type Schedule struct {
+	Name     string `json:"name"`               // unique per task
+	Cron     string `json:"cron"`               // "0 3 * * 1", @daily, @every 1h
+	Timezone string `json:"timezone,omitempty"` // IANA zone; default "UTC"
+	CatchUp  string `json:"catchUp,omitempty"`  // "once" (default) or "skip"
 }
 
 // Base is one image reference a task's Dockerfile builds on.

@@ -275,6 +275,12 @@ func (c *Client) Explain(ctx context.Context, taskName string) (api.Explanation,
 	return e, c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(taskName)+"/explain", nil, &e)
 }
 
+// Triggers returns what starts runs of a task, a section per kind.
+func (c *Client) Triggers(ctx context.Context, taskName string) (api.TaskTriggers, error) {
+	var tr api.TaskTriggers
+	return tr, c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(taskName)+"/triggers", nil, &tr)
+}
+
 // ExplainImage returns why the image ref (repository@sha256:…) exists,
 // from the run that pushed it; a 404 (IsNotFound) when no run of this
 // server did.

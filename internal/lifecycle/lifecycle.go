@@ -1,5 +1,6 @@
 // Package lifecycle owns a run's life from queued to its end: the River
-// client and job args, enqueue (manual, and debounced for base updates),
+// client and job args, enqueue (manual, scheduled — the Scheduler of
+// schedule.go — and debounced for base updates),
 // coalescing base updates into waiting runs, the transaction that commits
 // an observation and its wave, the finish transaction, release and cancel
 // of the runs that waited for a run, and cascade; testing, awaiting

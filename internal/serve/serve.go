@@ -350,6 +350,25 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cleanups = append(cleanups, runs.Stop)
 
+	// The scheduler queues the tasks' scheduled runs (triggers.schedule);
+	// a task change wakes it (see the OnCommit hook below).
+	sched, err := lifecycle.NewScheduler(lifecycle.SchedulerConfig{
+		Runs:   runs,
+		Store:  st,
+		Logger: log.With("component", "scheduler"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
+	var schedDone sync.WaitGroup
+	schedDone.Go(func() { sched.Run(schedCtx) })
+	cleanups = append(cleanups, func(context.Context) error {
+		stopSched()
+		schedDone.Wait()
+		return nil
+	})
+
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	watchDone := make(chan struct{})
 	go func() {
@@ -384,7 +403,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := st.KeepSinks(ctx, sinkNames...); err != nil {
 		return nil, err
 	}
-	st.OnCommit(dispatcher.Committed)
+	st.OnCommit(func(c store.Commit) {
+		dispatcher.Committed(c)
+		sched.Committed(c)
+	})
 	eventsCtx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
 	var eventsDone sync.WaitGroup
 	eventsDone.Go(func() { dispatcher.Run(eventsCtx) })

@@ -294,6 +294,13 @@ func TestContract(t *testing.T) {
 	if e.Task != "app" || len(e.Bases) != 1 || !e.Bases[0].Tracked || len(e.LastRuns) != 2 || e.LastRuns[1].ID != "r-1" || len(e.Verdict) == 0 {
 		t.Errorf("explain = %+v, want app's tracked base, its two runs and a verdict", e)
 	}
+	cover("GET", "/api/v1/tasks/{name}/triggers")
+	trig := call[api.TaskTriggers](t, a, "GET", "/api/v1/tasks/app/triggers", nil, http.StatusOK)
+	if trig.Task != "app" || !trig.Base.Enabled || !slices.Contains(trig.Base.Watched, "docker.io/library/busybox:latest") ||
+		trig.Schedule.Schedules == nil || len(trig.Schedule.Schedules) != 0 {
+		t.Errorf("triggers = %+v, want app's base section watching busybox and no schedule", trig)
+	}
+	call[api.Error](t, a, "GET", "/api/v1/tasks/helo/triggers", nil, http.StatusNotFound)
 
 	// Events, subscriptions, deliveries.
 	cover("POST", "/api/v1/subscriptions")

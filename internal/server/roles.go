@@ -24,6 +24,7 @@ var routeRoles = map[string]identity.Role{
 	"DELETE /api/v1/tasks/{name}":       identity.Operator,
 	"POST /api/v1/tasks/{name}/runs":    identity.Operator,
 	"GET /api/v1/tasks/{name}/explain":  identity.Viewer,
+	"GET /api/v1/tasks/{name}/triggers": identity.Viewer,
 	"GET /api/v1/images/explain":        identity.Viewer,
 	"GET /api/v1/runs":                  identity.Viewer,
 	"GET /api/v1/runs/{id}":             identity.Viewer,

@@ -46,6 +46,7 @@ type apiStore interface {
 	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error)
 	Logs(ctx context.Context, runID, after int64, limit int) ([]store.LogChunk, error)
 	TokenName(ctx context.Context, secret string) (string, error)
+	TaskSchedules(ctx context.Context, task string) ([]store.ScheduleState, error)
 	// Tokens and the audit log (tokens.go, audit.go).
 	LookupToken(ctx context.Context, secret string) (store.Token, error)
 	CreateToken(ctx context.Context, user string, roles []string) (store.Token, string, error)
@@ -230,6 +231,7 @@ func New(cfg Config) *Server {
 	handle("GET /api/v1/bases/history", s.baseHistory)
 	handle("GET /api/v1/graph", s.graph)
 	handle("GET /api/v1/tasks/{name}/explain", s.explain)
+	handle("GET /api/v1/tasks/{name}/triggers", s.triggers)
 	handle("GET /api/v1/images/explain", s.explainImage)
 	if cfg.Hooks != nil {
 		s.mux.Handle("/hooks/registry/", cfg.Hooks)

@@ -79,6 +79,7 @@ func TestWireMirrorsRows(t *testing.T) {
 		{task.Promote{}, api.Promote{}},
 		{task.Approvers{}, api.Approvers{}},
 		{store.Promotion{}, api.Promotion{}},
+		{task.Schedule{}, api.Schedule{}},
 		{dockerfile.Base{}, api.Base{}},
 		{store.Task{}, api.Task{}},
 		{store.Cause{}, api.Cause{}},

@@ -62,6 +62,11 @@ type Cause struct {
 	NewDigest string `json:"newDigest,omitempty"`
 	// Schedule is the cron spec of a scheduled run.
 	Schedule string `json:"schedule,omitempty"`
+	// ScheduleName names the task's schedule (triggers.schedule[].name)
+	// and DueAt is the tick the run is for, in the schedule's zone (a
+	// catch-up run's is the first tick missed).
+	ScheduleName string    `json:"scheduleName,omitempty"`
+	DueAt        time.Time `json:"dueAt,omitzero"`
 	// Observation is the index observation a base update came from.
 	Observation int64 `json:"observation,omitempty"`
 	// Source says how a base update was seen: poll, webhook or push.

@@ -140,10 +140,13 @@ type Source struct {
 // Triggers holds the trigger settings of a task. Used by the index and
 // scheduler; the core only stores them.
 type Triggers struct {
-	Commit   bool   `json:"commit"`
-	Base     bool   `json:"base"`
-	Manual   bool   `json:"manual"`
-	Schedule string `json:"schedule,omitempty"`
+	Commit bool `json:"commit"`
+	Base   bool `json:"base"`
+	Manual bool `json:"manual"`
+	// Schedule lists the times the task runs, with nothing changed (see
+	// Schedule). The old form, one cron spec string, is one entry named
+	// "default".
+	Schedule Schedules `json:"schedule,omitempty"`
 	// BaseScope is "runtime" (only the final stage's base, default) or
 	// "all" (every stage's base).
 	BaseScope string `json:"baseScope,omitempty"`
@@ -221,6 +224,11 @@ func (s Spec) Defaults() Spec {
 	}
 	if s.Triggers == nil {
 		s.Triggers = &Triggers{Commit: true, Base: true, Manual: true}
+	}
+	if s.Triggers.Schedule != nil {
+		tr := *s.Triggers // the caller's triggers stay as they are
+		tr.Schedule = tr.Schedule.withDefaults()
+		s.Triggers = &tr
 	}
 	if s.Triggers.BaseScope == "" {
 		s.Triggers.BaseScope = "runtime"
@@ -313,6 +321,9 @@ func (s Spec) Validate() error {
 		case "", "rebuild", "rebase":
 		default:
 			return &FieldError{"triggers.patch", fmt.Sprintf("%q must be rebuild or rebase", tr.Patch)}
+		}
+		if err := validateSchedules(tr.Schedule); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -42,7 +42,7 @@ func TestValidateGood(t *testing.T) {
 			s.Tags = []string{"{{.Run.ID}}", "sha-{{.Commit.Short}}", "{{.Task.Name}}-{{.Commit.SHA}}"}
 		}},
 		{"triggers", func(s *task.Spec) {
-			s.Triggers = &task.Triggers{Commit: true, Schedule: "@daily", BaseScope: "all", Patch: "rebase"}
+			s.Triggers = &task.Triggers{Commit: true, Schedule: task.Schedules{{Name: "nightly", Cron: "@daily"}}, BaseScope: "all", Patch: "rebase"}
 		}},
 		{"empty triggers", func(s *task.Spec) { s.Triggers = &task.Triggers{} }},
 		{"build arg value with tab and unicode", func(s *task.Spec) { s.BuildArgs = map[string]string{"A": "x\ty é ✓"} }},
