@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -10,7 +12,6 @@ import (
 	"time"
 
 	"github.com/refit-dev/refit/internal/api"
-	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/lifecycle"
@@ -58,7 +59,7 @@ func newAuditSide(b *testing.B, withAudit bool) *auditSide {
 		b.Fatal(err)
 	}
 	srv := httptest.NewServer(server.New(server.Config{Store: st, Runs: runs, Inspector: run, Index: st, Events: st,
-		Registry: "127.0.0.1:5999", CheckTasks: runs.CheckTasks, AuditKey: audit.SigningKey([]byte("bench"))}))
+		Registry: "127.0.0.1:5999", CheckTasks: runs.CheckTasks, AuditKey: testSigningKey("bench")}))
 	b.Cleanup(srv.Close)
 	token, err := st.NewToken(ctx, "admin")
 	if err != nil {
@@ -155,4 +156,11 @@ func BenchmarkAuditCost(b *testing.B) {
 	b.ReportMetric(ua/un, "updates-ratio")
 	b.Logf("manual runs queued: %.0f/s without the audit trail, %.0f/s with it (ratio %.2f); task updates: %.0f/s, %.0f/s (ratio %.2f); medians of %d rounds",
 		rn, ra, ra/rn, un, ua, ua/un, len(runRate["none"]))
+}
+
+// testSigningKey is a fixed ed25519 key named by s, standing in for the
+// server's signing key.
+func testSigningKey(s string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte(s))
+	return ed25519.NewKeyFromSeed(seed[:])
 }

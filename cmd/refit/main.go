@@ -93,6 +93,9 @@ then, in another shell, define a task and run it:
 		newApplyCmd(g),
 		newRunCmd(g),
 		newRunsCmd(g),
+		newApproveCmd(g),
+		newRejectCmd(g),
+		newPromoteCmd(g),
 		newLogsCmd(g),
 		newDockerfileCmd(g),
 		newBasesCmd(g),
@@ -104,6 +107,7 @@ then, in another shell, define a task and run it:
 		newWatchCmd(g),
 		newTokenCmd(g),
 		newAuditCmd(g),
+		newVulnDBCmd(g),
 		newVersionCmd(g),
 	)
 	root.Version = readVersion().String()

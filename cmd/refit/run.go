@@ -73,7 +73,7 @@ func followRun(ctx context.Context, g *globals, c *client.Client, id, progress s
 			return err
 		}
 	}
-	if run.State != api.StateSucceeded {
+	if run.State != api.StateSucceeded && run.State != api.StateAwaitingApproval {
 		return exitError(1)
 	}
 	return nil
@@ -90,7 +90,9 @@ func outcome(r api.Run) string {
 			}
 		}
 		return s
-	case api.StateFailed, api.StateCanceled:
+	case api.StateAwaitingApproval:
+		return fmt.Sprintf("run %s built %s and awaits approval (refit approve %s, or refit reject %s)", id, r.Image, id, id)
+	case api.StateFailed, api.StateCanceled, api.StateRejected, api.StateSuperseded:
 		msg := fmt.Sprintf("run %s %s", id, r.State)
 		if r.Step != "" {
 			msg += " at step " + r.Step

@@ -78,7 +78,7 @@ builds are canceled and their runs marked canceled.`,
 	f.StringToStringVar(&cfg.HookSecrets, "hook-secret", nil, "enable a registry webhook: FORMAT=SECRET, FORMAT one of distribution, harbor, dockerhub, acr (repeatable; or $REFIT_HOOK_SECRET_<FORMAT>, which keeps it out of the process list)")
 	f.StringVar(&cfg.DatabaseURL, "database", "", "keep state in PostgreSQL at this URL (postgres://user@host:5432/refit) instead of SQLite in --data; or $REFIT_DATABASE_URL, which keeps the password out of the process list")
 	f.StringVar(&cfg.SecretKeyFile, "secret-key-file", "", "key that encrypts stored registry logins, created if missing (default <data>/secret.key; keep it out of backups of the database)")
-	f.StringVar(&cfg.SigningKeyFile, "signing-key-file", "", "ed25519 key that signs the attestation attached to every image, created if missing (default <data>/signing.key)")
+	f.StringVar(&cfg.SigningKeyFile, "signing-key-file", "", "ed25519 key that signs the attestation attached to every image and the audit export's checkpoint, created if missing (default <data>/signing.key)")
 	f.DurationVar(&cfg.CheckTimeout, "check-timeout", 20*time.Second, "give up on one base image look-up at a registry after this long")
 	f.StringSliceVar(&cfg.WatchAllow, "watch-allow", nil, "only check base images on these registry hosts")
 	f.StringSliceVar(&cfg.WatchDeny, "watch-deny", nil, "never check base images on these registry hosts")
@@ -90,6 +90,7 @@ builds are canceled and their runs marked canceled.`,
 	f.StringVar(&cfg.NATS.Stream, "nats-stream", events.DefaultNATSStream, "JetStream stream for events; created (subjects <prefix>.>) if missing")
 	f.StringVar(&cfg.NATS.Prefix, "nats-subject-prefix", events.DefaultNATSPrefix, "events are published on <prefix>.<type>, e.g. refit.base.updated")
 	f.StringVar(&cfg.NATS.CredsFile, "nats-creds", "", "NATS credentials file (JWT and seed)")
+	f.Int64Var(&cfg.VulnDBMaxBytes, "vulndb-max-bytes", 1<<30, "largest OSV export 'refit vulndb import' may upload (bytes)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }

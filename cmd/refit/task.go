@@ -22,12 +22,13 @@ import (
 func newTaskCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "task",
-		Short: "Create, list, show and delete build tasks",
+		Short: "Create, list, show and delete build tasks; show what triggers them",
 		Long: `A task says what to build (a Dockerfile in a git repository or a local
 directory), where to push it and when. Create tasks one at a time here, or
 declaratively with 'refit apply -f tasks.yaml'.`,
 	}
 	cmd.AddCommand(newTaskCreateCmd(g), newTaskListCmd(g), newTaskShowCmd(g), newTaskDeleteCmd(g))
+	cmd.AddCommand(newTaskTriggersCmd(g))
 	return cmd
 }
 
@@ -217,7 +218,7 @@ func newTaskShowCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "image\t%s\n", s.Image)
 				fmt.Fprintf(w, "tags\t%s\n", strings.Join(s.Tags, ", "))
 				if tr := s.Triggers; tr != nil {
-					fmt.Fprintf(w, "triggers\tcommit=%t base=%t (scope %s, %s) manual=%t schedule=%q\n", tr.Commit, tr.Base, tr.BaseScope, tr.Patch, tr.Manual, tr.Schedule)
+					fmt.Fprintf(w, "triggers\tcommit=%t base=%t (scope %s, %s) manual=%t schedule=%s\n", tr.Commit, tr.Base, tr.BaseScope, tr.Patch, tr.Manual, scheduleString(tr.Schedule))
 					for _, bt := range tr.BaseTags {
 						fmt.Fprintf(w, "base-tags\t%s\n", baseTagString(bt, t.TagArgs))
 					}
@@ -400,4 +401,17 @@ func baseTagString(bt api.BaseTag, tagArgs map[string]string) string {
 		s += "; now " + v
 	}
 	return s + ")"
+}
+
+// scheduleString renders a task's schedules on one line: `weekly "0 3 *
+// * 1" Europe/Berlin, …`, or "none".
+func scheduleString(list []api.Schedule) string {
+	if len(list) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(list))
+	for i, s := range list {
+		parts[i] = fmt.Sprintf("%s %q %s", s.Name, s.Cron, s.Timezone)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -36,6 +36,10 @@ func OpenAPI() ([]byte, error) {
 		if params != nil {
 			op["parameters"] = params
 		}
+		if rt.RequestMedia != "" {
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
+				rt.RequestMedia: map[string]any{"schema": map[string]any{"type": "string", "contentMediaType": rt.RequestMedia}}}}
+		}
 		if rt.Request != nil {
 			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
 				"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.Request))}}}

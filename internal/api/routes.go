@@ -14,6 +14,9 @@ type Route struct {
 	Query   []Param
 	// Request is a zero value of the body's type; nil = no body.
 	Request any
+	// RequestMedia, when set, is the media type of a body that is a
+	// file, not JSON ("application/zip"); Request is then nil.
+	RequestMedia string
 	// Status is the answer's status on success.
 	Status int
 	// Response is a zero value of the answer's type; nil = no body.
@@ -53,6 +56,8 @@ func Routes() []Route {
 			Status: http.StatusCreated, Response: Run{}},
 		{Method: http.MethodGet, Path: "/api/v1/tasks/{name}/explain", Summary: "Explain why a task did (or didn't) rebuild",
 			Status: http.StatusOK, Response: Explanation{}},
+		{Method: http.MethodGet, Path: "/api/v1/tasks/{name}/triggers", Summary: "Show what starts runs of a task: a section per kind of trigger, with next due times and last runs",
+			Status: http.StatusOK, Response: TaskTriggers{}},
 		{Method: http.MethodGet, Path: "/api/v1/runs", Summary: "List runs, newest first", Query: []Param{
 			{"task", "string", "only runs of this task", false},
 			{"state", "string", "only runs in this state", false},
@@ -63,6 +68,12 @@ func Routes() []Route {
 			{"follow", "boolean", "1 or true: keep streaming until the run has ended", false},
 			{"after", "integer", "only chunks after this seq", false},
 		}, Status: http.StatusOK, Response: LogChunk{}, Stream: "application/x-ndjson"},
+		{Method: http.MethodPost, Path: "/api/v1/runs/{id}/approve", Summary: "Approve a run awaiting approval (403 for the user who caused it; 409 when it is not awaiting approval)",
+			Request: DecisionRequest{}, Status: http.StatusOK, Response: Run{}},
+		{Method: http.MethodPost, Path: "/api/v1/runs/{id}/reject", Summary: "Reject a run awaiting approval: it is never promoted",
+			Request: DecisionRequest{}, Status: http.StatusOK, Response: Run{}},
+		{Method: http.MethodPost, Path: "/api/v1/tasks/{name}/promote", Summary: "Point the task's promote tags back at a digest it promoted before (rollback); answers when done",
+			Request: PromoteRequest{}, Status: http.StatusOK, Response: []Promotion{}},
 		{Method: http.MethodGet, Path: "/api/v1/bases", Summary: "Base references in the index and the tasks that use them",
 			Status: http.StatusOK, Response: []BaseInfo{}},
 		{Method: http.MethodGet, Path: "/api/v1/bases/history", Summary: "Every digest a reference has pointed to, newest first", Query: []Param{
@@ -105,6 +116,10 @@ func Routes() []Route {
 		{Method: http.MethodDelete, Path: "/api/v1/watches", Summary: "Stop watching a reference", Query: []Param{
 			{"ref", "string", "the watch's reference, as listed or as given to add", true},
 		}, Status: http.StatusNoContent},
+		{Method: http.MethodGet, Path: "/api/v1/vulndb", Summary: "What the offline vulnerability database holds, per ecosystem, and its age",
+			Status: http.StatusOK, Response: VulnDBStatus{}},
+		{Method: http.MethodPost, Path: "/api/v1/vulndb", Summary: "Replace the vulnerability database with an OSV export (the zip OSV publishes per ecosystem), all or nothing",
+			RequestMedia: "application/zip", Status: http.StatusOK, Response: VulnDBStatus{}},
 		{Method: http.MethodGet, Path: "/api/v1/images/explain", Summary: "Explain why an image exists, from the run that pushed it", Query: []Param{
 			{"ref", "string", "the image by digest: repository@sha256:…", true},
 		}, Status: http.StatusOK, Response: ImageExplanation{}},

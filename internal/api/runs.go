@@ -10,7 +10,8 @@ import (
 // RunState is where a run is in its life.
 type RunState string
 
-// Run states. Queued, Running and Testing are live; the rest are ends.
+// Run states. Queued, Running, Testing, AwaitingApproval and Promoting
+// are live; the rest are ends.
 const (
 	StateQueued     RunState = "queued"
 	StateRunning    RunState = "running"
@@ -19,12 +20,19 @@ const (
 	StateFailed     RunState = "failed"
 	StateCanceled   RunState = "canceled"
 	StateSuperseded RunState = "superseded"
+	// StateAwaitingApproval: built, tested, pushed by digest; waits for
+	// POST /api/v1/runs/{id}/approve (or reject).
+	StateAwaitingApproval RunState = "awaiting_approval"
+	// StatePromoting: its promote tags are being moved to its digest.
+	StatePromoting RunState = "promoting"
+	// StateRejected: an approver rejected it; never promoted.
+	StateRejected RunState = "rejected"
 )
 
 // Done reports whether the state is an end: the run will not change again.
 func (s RunState) Done() bool {
 	switch s {
-	case StateSucceeded, StateFailed, StateCanceled, StateSuperseded:
+	case StateSucceeded, StateFailed, StateCanceled, StateSuperseded, StateRejected:
 		return true
 	}
 	return false
@@ -92,6 +100,11 @@ type Cause struct {
 	// the newest matching tag seen before.
 	OldTag string `json:"oldTag,omitempty"`
 	NewTag string `json:"newTag,omitempty"`
+	// ScheduleName names the task's schedule (triggers.schedule[].name)
+	// and DueAt is the tick the run is for, in the schedule's zone (a
+	// catch-up run's is the first tick missed).
+	ScheduleName string    `json:"scheduleName,omitempty"`
+	DueAt        time.Time `json:"dueAt,omitzero"`
 	// Observation is the index observation a base update came from.
 	Observation int64 `json:"observation,omitempty"`
 	// Source says how a base update was seen: poll, webhook or push.
@@ -112,6 +125,9 @@ func (c Cause) String() string {
 	case "base":
 		return fmt.Sprintf("base: %s %.19s → %.19s", c.Base, c.OldDigest, c.NewDigest)
 	case "schedule":
+		if c.ScheduleName != "" {
+			return fmt.Sprintf("schedule: %s %q due %s", c.ScheduleName, c.Schedule, c.DueAt.Format(time.RFC3339))
+		}
 		return "schedule: " + c.Schedule
 	case "baseTag":
 		return fmt.Sprintf("baseTag: %s %s → %s", c.Base, c.OldTag, c.NewTag)

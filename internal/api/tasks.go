@@ -30,6 +30,35 @@ type TaskSpec struct {
 	// Triggers say which events start a run. Default: commit, base and
 	// manual.
 	Triggers *Triggers `json:"triggers,omitempty"`
+	// Test checks the pushed image before promotion; nil = none.
+	Test *TaskTest `json:"test,omitempty"`
+	// Promote moves tags to a tested (and, by policy, approved) digest;
+	// nil = tags are pushed by the build.
+	Promote *Promote `json:"promote,omitempty"`
+}
+
+// TaskTest is a task's test step: a Dockerfile stage that must build,
+// and/or a command run inside the built image.
+type TaskTest struct {
+	Target  string   `json:"target,omitempty"`
+	Command []string `json:"command,omitempty"`
+}
+
+// Promote is a task's promotion policy.
+type Promote struct {
+	Tags   []string `json:"tags"`
+	Policy string   `json:"policy,omitempty"` // auto, after-test or approval
+	// Approvers: default {role: approver, count: 1}.
+	Approvers *Approvers `json:"approvers,omitempty"`
+	// RequireApprovalFor: the cause kinds that need approval (default all).
+	RequireApprovalFor []string `json:"requireApprovalFor,omitempty"`
+	ReapproveOnChange  *bool    `json:"reapproveOnChange,omitempty"` // default true
+}
+
+// Approvers is how many distinct users with which role must approve.
+type Approvers struct {
+	Role  string `json:"role,omitempty"`
+	Count int    `json:"count,omitempty"`
 }
 
 // TaskSource is exactly one of Git (with Ref) or Dir.
@@ -41,12 +70,12 @@ type TaskSource struct {
 
 // Triggers are a task's trigger settings.
 type Triggers struct {
-	Commit    bool   `json:"commit"`
-	Base      bool   `json:"base"`
-	Manual    bool   `json:"manual"`
-	Schedule  string `json:"schedule,omitempty"`
-	BaseScope string `json:"baseScope,omitempty"` // "runtime" (default) or "all"
-	Patch     string `json:"patch,omitempty"`     // "rebuild" (default) or "rebase"
+	Commit    bool       `json:"commit"`
+	Base      bool       `json:"base"`
+	Manual    bool       `json:"manual"`
+	Schedule  []Schedule `json:"schedule,omitempty"`
+	BaseScope string     `json:"baseScope,omitempty"` // "runtime" (default) or "all"
+	Patch     string     `json:"patch,omitempty"`     // "rebuild" (default) or "rebase"
 	// BaseTags follow new version tags of base repositories.
 	BaseTags []BaseTag `json:"baseTags,omitempty"`
 }
@@ -60,6 +89,17 @@ type BaseTag struct {
 	Semver     string `json:"semver"`               // constraint ("~3.12"), Masterminds/semver syntax
 	Prerelease bool   `json:"prerelease,omitempty"` // count pre-release (and suffixed) tags
 	Action     string `json:"action,omitempty"`     // "rebuild" (default) or "notify"
+}
+
+// Schedule is one entry of triggers.schedule: run the task at the times
+// Cron names, read in Timezone. (A spec may also give triggers.schedule
+// as one cron string: one entry named "default". Stored tasks always
+// show the list.)
+type Schedule struct {
+	Name     string `json:"name"`               // unique per task
+	Cron     string `json:"cron"`               // "0 3 * * 1", @daily, @every 1h
+	Timezone string `json:"timezone,omitempty"` // IANA zone; default "UTC"
+	CatchUp  string `json:"catchUp,omitempty"`  // "once" (default) or "skip"
 }
 
 // Base is one image reference a task's Dockerfile builds on.

@@ -84,6 +84,10 @@ type Key struct {
 // Public returns the key's public half.
 func (k *Key) Public() ed25519.PublicKey { return k.priv.Public().(ed25519.PublicKey) }
 
+// PrivateKey returns the key's private half, for the other records the
+// server signs with its one signing key (the audit export's checkpoint).
+func (k *Key) PrivateKey() ed25519.PrivateKey { return k.priv }
+
 // PublicPEM returns the public key as a PKIX "PUBLIC KEY" PEM block:
 // what `refit explain --public-key FILE` reads.
 func (k *Key) PublicPEM() []byte {

@@ -32,11 +32,12 @@ package audit
 
 import (
 	"crypto/ed25519"
-	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"strconv"
 	"strings"
@@ -179,8 +180,23 @@ func PublicKeyString(pub ed25519.PublicKey) string {
 }
 
 // ParsePublicKey reads a key as PublicKeyString writes it (the
-// "ed25519:" prefix may be left out).
+// "ed25519:" prefix may be left out), or as a PKIX "PUBLIC KEY" PEM
+// block (what GET /api/v1/signing-key serves).
 func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+	if blk, _ := pem.Decode([]byte(s)); blk != nil {
+		if blk.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("public key: a %q PEM block, want \"PUBLIC KEY\"", blk.Type)
+		}
+		k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("public key: %w", err)
+		}
+		pub, ok := k.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("public key is %T, want ed25519", k)
+		}
+		return pub, nil
+	}
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(strings.TrimSpace(s), "ed25519:"))
 	if err != nil || len(raw) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("public key %.80q: want ed25519: and the base64 of 32 bytes", s)
@@ -203,14 +219,4 @@ func (c Checkpoint) VerifySignature(trusted ed25519.PublicKey) error {
 		return fmt.Errorf("checkpoint signature does not verify with %s (the checkpoint or the key was changed)", c.PublicKey)
 	}
 	return nil
-}
-
-// SigningKey derives the audit signing key from the server's secret key
-// (the one that seals registry logins), so no other secret needs
-// keeping: HMAC-SHA256(secret, "refit audit checkpoint signing key v1")
-// is the Ed25519 seed. The same secret always gives the same key.
-func SigningKey(secret []byte) ed25519.PrivateKey {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte("refit audit checkpoint signing key v1"))
-	return ed25519.NewKeyFromSeed(mac.Sum(nil))
 }

@@ -2,7 +2,11 @@ package audit_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"strings"
@@ -89,7 +93,7 @@ func export(t testing.TB, n int) []byte {
 	for _, e := range es {
 		enc.Encode(audit.Line{Entry: e})
 	}
-	cp := audit.Sign(audit.SigningKey([]byte("k")), es[n-1].Seq, es[n-1].Hash, time.Unix(1800000000, 0))
+	cp := audit.Sign(testSigningKey("k"), es[n-1].Seq, es[n-1].Hash, time.Unix(1800000000, 0))
 	enc.Encode(audit.Line{Checkpoint: &cp})
 	return b.Bytes()
 }
@@ -128,4 +132,31 @@ func FuzzReadExport(f *testing.F) {
 			t.Fatalf("accepted a bad signature: %v", err)
 		}
 	})
+}
+
+// testSigningKey is a fixed ed25519 key named by s, standing in for the
+// server's signing key.
+func testSigningKey(s string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte(s))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// TestParsePublicKeyPEM: --public-key takes the PEM block GET
+// /api/v1/signing-key serves, as well as the ed25519:BASE64 form.
+func TestParsePublicKeyPEM(t *testing.T) {
+	pub := testSigningKey("pem").Public().(ed25519.PublicKey)
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemText := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	for _, in := range []string{pemText, audit.PublicKeyString(pub)} {
+		got, err := audit.ParsePublicKey(in)
+		if err != nil || !got.Equal(pub) {
+			t.Errorf("ParsePublicKey(%.30q) = %v, %v; want the key", in, got, err)
+		}
+	}
+	if _, err := audit.ParsePublicKey(string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))); err == nil || !strings.Contains(err.Error(), `"PRIVATE KEY"`) {
+		t.Errorf("a PRIVATE KEY block: err = %v, want one naming the block type", err)
+	}
 }

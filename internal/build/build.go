@@ -55,8 +55,12 @@ type Request struct {
 	// see dockerfile.ContextKey) to "ref@digest": the build uses exactly
 	// that digest even if the tag has moved since.
 	Pins map[string]string
-	// Names are the image references to push (repository:tag). Required.
+	// Names are the image references to push (repository:tag). Required
+	// unless Repository is set.
 	Names []string
+	// Repository, when Names is empty, is where the image is pushed by
+	// digest alone (no tag).
+	Repository string
 	// Insecure allows pushing to a plain-HTTP registry.
 	Insecure bool
 	// Annotations are added to the image manifest and index.
@@ -104,6 +108,20 @@ func New(addr func() string, creds Credentials) *Builder { return &Builder{addr:
 // returns (status may be nil). A failed step's error message is returned
 // as is from BuildKit (it names the step and exit code).
 func (b *Builder) Build(ctx context.Context, req Request, status chan *client.SolveStatus) (Result, error) {
+	return b.solve(ctx, req, status, true)
+}
+
+// Test builds the request's Target (a test stage) with the same inputs,
+// and so the same cache, as Build, and exports nothing: it succeeds when
+// the stage builds. Names are not needed. Progress goes to status, which
+// Test closes; the error is BuildKit's (see ExitCode).
+func (b *Builder) Test(ctx context.Context, req Request, status chan *client.SolveStatus) error {
+	_, err := b.solve(ctx, req, status, false)
+	return err
+}
+
+// solve is Build (export true) and Test (export false).
+func (b *Builder) solve(ctx context.Context, req Request, status chan *client.SolveStatus, export bool) (Result, error) {
 	if status == nil {
 		status = make(chan *client.SolveStatus)
 		go func() {
@@ -111,7 +129,7 @@ func (b *Builder) Build(ctx context.Context, req Request, status chan *client.So
 			}
 		}()
 	}
-	if len(req.Names) == 0 {
+	if export && len(req.Names) == 0 && req.Repository == "" {
 		close(status)
 		return Result{}, errors.New("build: no image names to push")
 	}
@@ -179,39 +197,54 @@ func (b *Builder) Build(ctx context.Context, req Request, status chan *client.So
 		attrs["attest:provenance"] = "mode=max"
 	}
 
-	export := map[string]string{
+	exp := map[string]string{
 		"name": strings.Join(req.Names, ","),
 		"push": "true",
 	}
+	if len(req.Names) == 0 {
+		// No tag: the image is pushed by digest alone.
+		exp["name"], exp["push-by-digest"] = req.Repository, "true"
+	}
 	if req.Insecure {
-		export["registry.insecure"] = "true"
+		exp["registry.insecure"] = "true"
 	}
 	if !req.SourceDateEpoch.IsZero() {
-		export["rewrite-timestamp"] = "true"
+		exp["rewrite-timestamp"] = "true"
 	}
 	for _, k := range slices.Sorted(maps.Keys(req.Annotations)) {
-		export["annotation-manifest."+k] = req.Annotations[k]
+		exp["annotation-manifest."+k] = req.Annotations[k]
 		if req.Provenance || len(req.Platforms) > 1 {
-			export["annotation-index."+k] = req.Annotations[k]
+			exp["annotation-index."+k] = req.Annotations[k]
 		}
+	}
+	name0 := req.Repository
+	if len(req.Names) > 0 {
+		name0 = req.Names[0]
 	}
 
 	opt := client.SolveOpt{
 		Frontend:      "dockerfile.v0",
 		FrontendAttrs: attrs,
 		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
-		Exports:       []client.ExportEntry{{Type: client.ExporterImage, Attrs: export}},
+		Exports:       []client.ExportEntry{{Type: client.ExporterImage, Attrs: exp}},
 		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
 			AuthConfigProvider: b.authConfig(),
 		})},
 	}
+	if !export {
+		opt.Exports = nil
+		if _, err := c.Solve(ctx, nil, opt, status); err != nil {
+			return Result{}, fmt.Errorf("building test stage %s: %w", req.Target, err)
+		}
+		return Result{}, nil
+	}
 	resp, err := c.Solve(ctx, nil, opt, status)
 	if err != nil {
-		return Result{}, fmt.Errorf("building %s: %w", req.Names[0], err)
+		return Result{}, fmt.Errorf("building %s: %w", name0, err)
 	}
 	dgst := resp.ExporterResponse[exptypes.ExporterImageDigestKey]
 	if dgst == "" {
-		return Result{}, fmt.Errorf("building %s: buildkit reported no image digest", req.Names[0])
+		return Result{}, fmt.Errorf("building %s: buildkit reported no image digest", name0)
 	}
 	return Result{Digest: dgst}, nil
 }

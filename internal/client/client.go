@@ -99,22 +99,30 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 
 func (c *Client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
 	var rd io.Reader
+	contentType := ""
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, fmt.Errorf("encoding request: %w", err)
 		}
-		rd = bytes.NewReader(b)
+		rd, contentType = bytes.NewReader(b), "application/json"
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	return c.sendRequest(ctx, req)
+}
+
+// sendRequest sends req with the token and turns an error answer into
+// an *APIError.
+func (c *Client) sendRequest(ctx context.Context, req *http.Request) (*http.Response, error) {
+	method, path := req.Method, req.URL.Path
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -265,6 +273,12 @@ func (c *Client) Graph(ctx context.Context) (api.Graph, error) {
 func (c *Client) Explain(ctx context.Context, taskName string) (api.Explanation, error) {
 	var e api.Explanation
 	return e, c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(taskName)+"/explain", nil, &e)
+}
+
+// Triggers returns what starts runs of a task, a section per kind.
+func (c *Client) Triggers(ctx context.Context, taskName string) (api.TaskTriggers, error) {
+	var tr api.TaskTriggers
+	return tr, c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(taskName)+"/triggers", nil, &tr)
 }
 
 // ExplainImage returns why the image ref (repository@sha256:…) exists,
@@ -502,4 +516,31 @@ func (c *Client) ExportAudit(ctx context.Context, w io.Writer) error {
 func (c *Client) Identity(ctx context.Context) (api.WhoAmI, error) {
 	var v api.WhoAmI
 	return v, c.do(ctx, http.MethodGet, "/api/v1/whoami", nil, &v)
+}
+
+// VulnDBStatus says what the offline vulnerability database holds.
+func (c *Client) VulnDBStatus(ctx context.Context) (api.VulnDBStatus, error) {
+	var v api.VulnDBStatus
+	return v, c.do(ctx, http.MethodGet, "/api/v1/vulndb", nil, &v)
+}
+
+// ImportVulnDB streams an OSV export (a zip of size bytes) to the server,
+// which replaces its vulnerability database with it, all or nothing.
+func (c *Client) ImportVulnDB(ctx context.Context, zip io.Reader, size int64) (api.VulnDBStatus, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/v1/vulndb", zip)
+	if err != nil {
+		return api.VulnDBStatus{}, fmt.Errorf("POST /api/v1/vulndb: %w", err)
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/zip")
+	resp, err := c.sendRequest(ctx, req)
+	if err != nil {
+		return api.VulnDBStatus{}, err
+	}
+	defer resp.Body.Close()
+	var v api.VulnDBStatus
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return api.VulnDBStatus{}, fmt.Errorf("decoding answer to POST /api/v1/vulndb: %w", err)
+	}
+	return v, nil
 }

@@ -41,13 +41,28 @@ func (w *worker) Work(ctx context.Context, job *river.Job[Args]) error {
 	log.Info("run started", "task", run.Task, "attempt", run.Attempts)
 
 	logs := newLogWriter(st, run.ID)
-	out, execErr := l.cfg.Executor.Execute(ctx, run, logs)
+	out, execErr := l.cfg.Executor.Execute(ctx, run, &runLogs{logWriter: logs, l: l, run: run})
 	logs.Close()
 
 	// Record the end even if the job's context is gone (shutdown).
 	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	run = ended(ctx, run, out, execErr)
+	if run.State == store.StateSucceeded && run.Spec.Promote != nil {
+		// Built (and tested): promotion decides the rest (promote.go).
+		gone, err := l.gate(saveCtx, run)
+		if errors.Is(err, store.ErrFinished) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, id := range gone {
+			l.markEnded(id)
+		}
+		log.Info("run built; promotion follows its policy", "image", run.Image)
+		return nil
+	}
 	if err := l.finish(saveCtx, run); err != nil {
 		if errors.Is(err, store.ErrFinished) {
 			return nil
@@ -98,25 +113,28 @@ func (l *Runs) finish(ctx context.Context, r store.Run) error {
 	if !r.State.Done() {
 		return fmt.Errorf("finishing run %s: state %s is not an end", store.FormatRunID(r.ID), r.State)
 	}
-	return l.inTx(ctx, func(tx *store.Tx) error {
-		if err := tx.SaveRun(r); err != nil {
-			return err
-		}
-		released, err := l.release(tx, r)
-		if err != nil || r.State != store.StateSucceeded {
-			return err
-		}
-		prev, err := tx.PreviousSucceeded(r.Task, r.ID)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		if err == nil && samePlatforms(prev.Platforms, r.Platforms) {
-			l.cfg.Logger.Info("image unchanged: no cascade", "run", store.FormatRunID(r.ID),
-				"same_as", store.FormatRunID(prev.ID), "digest", r.Digest)
-			return nil
-		}
-		return l.cascade(tx, r, released)
-	})
+	return l.inTx(ctx, func(tx *store.Tx) error { return l.finishTx(tx, r) })
+}
+
+// finishTx is finish's transaction.
+func (l *Runs) finishTx(tx *store.Tx, r store.Run) error {
+	if err := tx.SaveRun(r); err != nil {
+		return err
+	}
+	released, err := l.release(tx, r)
+	if err != nil || r.State != store.StateSucceeded {
+		return err
+	}
+	prev, err := tx.PreviousSucceeded(r.Task, r.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if err == nil && samePlatforms(prev.Platforms, r.Platforms) {
+		l.cfg.Logger.Info("image unchanged: no cascade", "run", store.FormatRunID(r.ID),
+			"same_as", store.FormatRunID(prev.ID), "digest", r.Digest)
+		return nil
+	}
+	return l.cascade(tx, r, released)
 }
 
 // samePlatforms reports whether two pushes hold the same images: the

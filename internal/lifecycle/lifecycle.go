@@ -1,9 +1,10 @@
 // Package lifecycle owns a run's life from queued to its end: the River
-// client and job args, enqueue (manual, and debounced for base updates),
+// client and job args, enqueue (manual, scheduled — the Scheduler of
+// schedule.go — and debounced for base updates),
 // coalescing base updates into waiting runs, the transaction that commits
 // an observation and its wave, the finish transaction, release and cancel
-// of the runs that waited for a run, and cascade; later: testing, awaiting
-// approval, promoted. It decides every state a run takes; the work itself
+// of the runs that waited for a run, and cascade; testing, awaiting
+// approval, approvals, supersede and promotion (promote.go). It decides every state a run takes; the work itself
 // is an Executor's (internal/runner), which it calls and never the other
 // way round. What to run is plan's decision; rows are store's.
 //
@@ -82,6 +83,9 @@ type runStore interface {
 	StartRun(ctx context.Context, id, jobID int64) (store.Run, error)
 	AppendLogs(ctx context.Context, runID int64, chunks [][]byte) error
 	RequeueInterrupted(ctx context.Context, enqueue store.Enqueuer) ([]int64, error)
+	GetRun(ctx context.Context, id int64) (store.Run, error)
+	PlannedPromotions(ctx context.Context, key string) ([]store.Promotion, error)
+	PlanPromotions(ctx context.Context, ps []store.Promotion) error
 }
 
 var _ runStore = (*store.Store)(nil)
@@ -115,6 +119,10 @@ type Config struct {
 	// Logger gets one line per run state change and per base update.
 	// nil = discard.
 	Logger *slog.Logger
+	// Tagger moves promote tags (a *regclient.Client); nil = promotions
+	// fail at step promote, saying so (needed by tasks with a promote
+	// section).
+	Tagger Tagger
 }
 
 // Runs owns the lives of runs. It is safe for concurrent use (the store
@@ -191,6 +199,9 @@ func New(ctx context.Context, cfg Config) (*Runs, error) {
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &worker{l: l}); err != nil {
 		return nil, fmt.Errorf("registering run worker: %w", err)
+	}
+	if err := river.AddWorkerSafely(workers, &promoteWorker{l: l}); err != nil {
+		return nil, fmt.Errorf("registering promotion worker: %w", err)
 	}
 	l.river, err = river.NewClient[*sql.Tx](&wakeDriver{Driver: driver, pilot: l.pilot}, &river.Config{
 		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},

@@ -186,13 +186,20 @@ func NewGraph(tasks []store.Task, registry string) *Graph {
 }
 
 // Outputs returns the references a task's runs push that another task
-// can build FROM: its repository with each tag that is not a template.
+// can build FROM: its repository with each tag that is not a template,
+// and with each promote tag (moved when a run is promoted: a run's
+// cascade waits for its promotion).
 func Outputs(s task.Spec, registry string) []string {
 	s = s.Defaults()
 	repo := s.Repository(registry)
 	var out []string
 	for _, tag := range s.Tags {
 		if !strings.Contains(tag, "{{") {
+			out = append(out, normalize(repo+":"+tag))
+		}
+	}
+	if s.Promote != nil {
+		for _, tag := range s.Promote.Tags {
 			out = append(out, normalize(repo+":"+tag))
 		}
 	}

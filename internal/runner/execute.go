@@ -45,11 +45,11 @@ func fail(step string, err error) error { return &lifecycle.StepError{Step: step
 // record the task's bases. Its log goes to logs.
 func (r *Runner) Execute(ctx context.Context, run store.Run, logs lifecycle.Logs) (lifecycle.Outcome, error) {
 	out := lifecycle.Outcome{Timings: map[string]string{}}
-	err := r.execute(ctx, run, &out, newProgress(logs, run.ID))
+	err := r.execute(ctx, run, &out, logs, newProgress(logs, run.ID))
 	return out, err
 }
 
-func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outcome, logs *progress) error {
+func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outcome, raw lifecycle.Logs, logs *progress) error {
 	cfg := r.cfg
 	spec := run.Spec.Defaults()
 	begin := time.Now()
@@ -182,7 +182,7 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 			logs.Status(s)
 		}
 	}()
-	res, err := cfg.Builder.Build(ctx, build.Request{
+	req := build.Request{
 		Context:        src.context,
 		Dockerfile:     src.dockerfile,
 		DockerfileName: path.Base(spec.Dockerfile),
@@ -192,6 +192,7 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 		Platforms:      spec.Platforms,
 		Pins:           pins,
 		Names:          names,
+		Repository:     repo, // pushed by digest alone when there are no tags
 		Insecure:       r.insecure(repo),
 		Annotations:    ann,
 		Labels:         ann,
@@ -199,7 +200,8 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 		// The same inputs (commit or dir content, pinned bases, args)
 		// give the same platform image digests: see SourceDateEpoch.
 		SourceDateEpoch: epoch,
-	}, status)
+	}
+	res, err := cfg.Builder.Build(ctx, req, status)
 	<-done
 	mark("build", t0)
 	if err != nil {
@@ -225,6 +227,11 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 	// 5. Attach the attestation: why this image exists. A registry that
 	// refuses it does not fail the pushed build; the log says so.
 	r.attach(ctx, run, out, commit.SHA, logs)
+
+	// 6. Test the pushed image (see test.go).
+	if spec.Test != nil {
+		return r.test(ctx, run, req, out, raw, logs)
+	}
 	return nil
 }
 

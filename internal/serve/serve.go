@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/refit-dev/refit/internal/attest"
-	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/buildkitd"
 	"github.com/refit-dev/refit/internal/events"
@@ -38,6 +37,7 @@ import (
 	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/source"
 	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/vulndb"
 )
 
 // Config is everything `refit serve` can be told.
@@ -105,6 +105,9 @@ type Config struct {
 	// NATS, when its URL is set, also publishes every event to NATS
 	// JetStream (subjects "refit.<type>").
 	NATS events.NATSConfig
+	// VulnDBMaxBytes bounds an OSV export uploaded to POST /api/v1/vulndb.
+	// Default 1 GiB.
+	VulnDBMaxBytes int64
 	// Logger receives the server's log. nil = text to stderr.
 	Logger *slog.Logger
 	// Out receives the start-up banner. nil = stdout.
@@ -302,6 +305,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Interval: cfg.PollInterval,
 		Workers:  cfg.Workers,
 		Logger:   log.With("component", "runs"),
+		Tagger:   checker, // promotions move tags through the one registry client
 	})
 	if err != nil {
 		return nil, err
@@ -350,6 +354,25 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cleanups = append(cleanups, runs.Stop)
 
+	// The scheduler queues the tasks' scheduled runs (triggers.schedule);
+	// a task change wakes it (see the OnCommit hook below).
+	sched, err := lifecycle.NewScheduler(lifecycle.SchedulerConfig{
+		Runs:   runs,
+		Store:  st,
+		Logger: log.With("component", "scheduler"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
+	var schedDone sync.WaitGroup
+	schedDone.Go(func() { sched.Run(schedCtx) })
+	cleanups = append(cleanups, func(context.Context) error {
+		stopSched()
+		schedDone.Wait()
+		return nil
+	})
+
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	watchDone := make(chan struct{})
 	go func() {
@@ -384,7 +407,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := st.KeepSinks(ctx, sinkNames...); err != nil {
 		return nil, err
 	}
-	st.OnCommit(dispatcher.Committed)
+	st.OnCommit(func(c store.Commit) {
+		dispatcher.Committed(c)
+		sched.Committed(c)
+	})
 	eventsCtx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
 	var eventsDone sync.WaitGroup
 	eventsDone.Go(func() { dispatcher.Run(eventsCtx) })
@@ -430,6 +456,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	api := server.New(server.Config{
 		Store:      st,
 		Runs:       runs,
+		Promotions: runs,
 		Inspector:  run,
 		Bases:      run,
 		Index:      st,
@@ -448,9 +475,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Images:      st,
 		Signer:      signer,
 		Tags:        checker,
-		// Audit export checkpoints are signed with a key derived from the
-		// secret key: no other secret to keep.
-		AuditKey: audit.SigningKey(key),
+		// One signing key for everything the server signs: attestations
+		// and the audit export's checkpoint.
+		AuditKey: signer.PrivateKey(),
+
+		VulnDB:         vulndb.New(vulndb.Config{Store: st}),
+		VulnDBMaxBytes: cfg.VulnDBMaxBytes,
+		TempDir:        cfg.DataDir, // uploads are spooled beside the data, not in a RAM-backed /tmp
 	})
 	apiSrv := &http.Server{
 		Handler:           api,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -193,7 +194,7 @@ func apiEntry(t *testing.T, seq int64, tm, actor, action, subject, details, prev
 // end, the checkpoint removed, changed or signed by another key — it
 // fails, naming the first broken entry where there is one.
 func TestAuditExportTamper(t *testing.T) {
-	key := audit.SigningKey([]byte("export test key"))
+	key := testSigningKey("export test key")
 	a := startContractAPIWith(t, func(c *server.Config) { c.AuditKey = key })
 	n := auditScenario(t, a)
 	code, export := a.do(t, "GET", "/api/v1/audit:export", nil)
@@ -228,7 +229,7 @@ func TestAuditExportTamper(t *testing.T) {
 		out[i] = string(b) + "\n"
 		return out
 	}
-	other := audit.SigningKey([]byte("someone else's key"))
+	other := testSigningKey("someone else's key")
 	forged := audit.Sign(other, res.Head.Seq, res.Head.Hash, res.Checkpoint.Time)
 	forgedLine, _ := json.Marshal(audit.Line{Checkpoint: &forged})
 
@@ -334,4 +335,11 @@ func TestAuditNoSecrets(t *testing.T) {
 			}
 		}
 	}
+}
+
+// testSigningKey is a fixed ed25519 key named by s, standing in for the
+// server's signing key.
+func testSigningKey(s string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte(s))
+	return ed25519.NewKeyFromSeed(seed[:])
 }

@@ -20,11 +20,21 @@ import (
 	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/events"
+	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
+	"github.com/refit-dev/refit/internal/vulndb"
+	"github.com/refit-dev/refit/internal/vulndb/osvtest"
 )
+
+// nopExecutor is the executor of a lifecycle that is never started.
+type nopExecutor struct{}
+
+func (nopExecutor) Execute(context.Context, store.Run, lifecycle.Logs) (lifecycle.Outcome, error) {
+	return lifecycle.Outcome{}, nil
+}
 
 // fakeRuns queues a run as the lifecycle does at its row: a queued run of
 // the stored task, written to the real store (no job: nothing executes
@@ -89,12 +99,19 @@ func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI 
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The real owner of runs decides approvals (never started: its jobs
+	// are only committed).
+	promos, err := lifecycle.New(ctx, lifecycle.Config{Store: st, Executor: nopExecutor{}, Registry: registryAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := server.Config{
-		Store:     st,
-		Runs:      runs,
-		Inspector: fakeInspector{},
-		Index:     st,
-		Registry:  registryAddr,
+		Promotions: promos,
+		Store:      st,
+		Runs:       runs,
+		Inspector:  fakeInspector{},
+		Index:      st,
+		Registry:   registryAddr,
 		CheckTasks: func(ctx context.Context, ts []store.Task) error {
 			tasks, err := st.ListTasks(ctx)
 			if err != nil {
@@ -106,10 +123,11 @@ func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI 
 		Stream:         http.NotFoundHandler(),
 		ValidateTarget: func(u string) error { return events.ValidateTarget(u, nil) },
 		Credentials:    creds,
+		VulnDB:         vulndb.New(vulndb.Config{Store: st}),
 		LogPoll:        10 * time.Millisecond,
 		Images:         st,
 		Signer:         signer,
-		AuditKey:       audit.SigningKey([]byte("contract test key")),
+		AuditKey:       testSigningKey("contract test key"),
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -276,6 +294,13 @@ func TestContract(t *testing.T) {
 	if e.Task != "app" || len(e.Bases) != 1 || !e.Bases[0].Tracked || len(e.LastRuns) != 2 || e.LastRuns[1].ID != "r-1" || len(e.Verdict) == 0 {
 		t.Errorf("explain = %+v, want app's tracked base, its two runs and a verdict", e)
 	}
+	cover("GET", "/api/v1/tasks/{name}/triggers")
+	trig := call[api.TaskTriggers](t, a, "GET", "/api/v1/tasks/app/triggers", nil, http.StatusOK)
+	if trig.Task != "app" || !trig.Base.Enabled || !slices.Contains(trig.Base.Watched, "docker.io/library/busybox:latest") ||
+		trig.Schedule.Schedules == nil || len(trig.Schedule.Schedules) != 0 {
+		t.Errorf("triggers = %+v, want app's base section watching busybox and no schedule", trig)
+	}
+	call[api.Error](t, a, "GET", "/api/v1/tasks/helo/triggers", nil, http.StatusNotFound)
 
 	// Events, subscriptions, deliveries.
 	cover("POST", "/api/v1/subscriptions")
@@ -320,6 +345,20 @@ func TestContract(t *testing.T) {
 	cover("DELETE", "/api/v1/subscriptions/{id}")
 	if code, text := a.do(t, "DELETE", "/api/v1/subscriptions/"+sub.ID, nil); code != http.StatusNoContent || text != "" {
 		t.Errorf("delete subscription = %d %q, want 204", code, text)
+	}
+
+	// The vulnerability database: empty, then an OSV export's zip as the body.
+	cover("GET", "/api/v1/vulndb")
+	if v := call[api.VulnDBStatus](t, a, "GET", "/api/v1/vulndb", nil, http.StatusOK); v.Imported || v.Ecosystems == nil || len(v.Ecosystems) != 0 {
+		t.Errorf("status before any import = %+v, want not imported, no ecosystems ([])", v)
+	}
+	cover("POST", "/api/v1/vulndb")
+	imported := call[api.VulnDBStatus](t, a, "POST", "/api/v1/vulndb", string(osvtest.Zip(osvtest.Fixture())), http.StatusOK)
+	if !imported.Imported || imported.Advisories != 6 || len(imported.Ecosystems) != 3 || imported.ImportedAt.IsZero() || imported.NewestModified.IsZero() {
+		t.Errorf("import = %+v, want 6 advisories in 3 ecosystems", imported)
+	}
+	if v := call[api.VulnDBStatus](t, a, "GET", "/api/v1/vulndb", nil, http.StatusOK); !reflect.DeepEqual(v, imported) {
+		t.Errorf("status = %+v, want what the import answered, %+v", v, imported)
 	}
 
 	// Registries, whoami, deletes.
@@ -443,6 +482,49 @@ func TestContract(t *testing.T) {
 			}
 		}
 	}
+	// Approvals and rollback: a run of a gated task awaits approval; the
+	// user who queued it may not approve it, another may; a rollback to
+	// a digest never promoted is refused.
+	gated := spec("gated")
+	gated.Test = &api.TaskTest{Command: []string{"/bin/true"}}
+	gated.Promote = &api.Promote{Tags: []string{"stable"}, Policy: "approval"}
+	call[api.Task](t, a, "POST", "/api/v1/tasks", gated, http.StatusCreated)
+	waiting := call[api.Run](t, a, "POST", "/api/v1/tasks/gated/runs", nil, http.StatusCreated)
+	wid, _ := api.ParseRunID(waiting.ID)
+	wrun, err := a.st.GetRun(ctx, wid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrun.State, wrun.Digest = store.StateAwaitingApproval, "sha256:"+strings.Repeat("d", 64)
+	if err := a.st.SaveRun(ctx, wrun); err != nil {
+		t.Fatal(err)
+	}
+	cover("POST", "/api/v1/runs/{id}/approve")
+	if e := call[api.Error](t, a, "POST", "/api/v1/runs/"+waiting.ID+"/approve", api.DecisionRequest{Comment: "mine"}, http.StatusForbidden); !strings.Contains(e.Message, "admin caused run "+waiting.ID) {
+		t.Errorf("self-approval refused with %q, want it to say admin caused the run", e.Message)
+	}
+	bobToken, err := a.st.NewToken(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := *a
+	bob.token = bobToken
+	if e := call[api.Error](t, &bob, "POST", "/api/v1/runs/"+waiting.ID+"/approve", api.DecisionRequest{Comment: strings.Repeat("x", 5000)}, http.StatusBadRequest); !strings.Contains(e.Message, "comment is 5000 bytes") {
+		t.Errorf("a 5000-byte comment: %q, want it refused by size", e.Message)
+	}
+	if got := call[api.Run](t, &bob, "POST", "/api/v1/runs/"+waiting.ID+"/approve", api.DecisionRequest{Comment: "CVE-2026-1234"}, http.StatusOK); got.State != api.StatePromoting {
+		t.Errorf("approved run is %s, want promoting", got.State)
+	}
+	cover("POST", "/api/v1/runs/{id}/reject")
+	if e := call[api.Error](t, &bob, "POST", "/api/v1/runs/"+waiting.ID+"/reject", nil, http.StatusConflict); !strings.Contains(e.Message, "promoting") {
+		t.Errorf("rejecting a promoting run: %q, want it to say the run is promoting", e.Message)
+	}
+	call[api.Error](t, &bob, "POST", "/api/v1/runs/r-99/reject", nil, http.StatusNotFound)
+	cover("POST", "/api/v1/tasks/{name}/promote")
+	if e := call[api.Error](t, a, "POST", "/api/v1/tasks/gated/promote", api.PromoteRequest{Digest: "sha256:" + strings.Repeat("e", 64)}, http.StatusBadRequest); !strings.Contains(e.Message, "never promoted") {
+		t.Errorf("rollback to a digest never promoted: %q", e.Message)
+	}
+	call[api.Error](t, a, "POST", "/api/v1/tasks/app/promote", api.PromoteRequest{Digest: "sha256:" + strings.Repeat("e", 64)}, http.StatusBadRequest)
 
 	for _, rt := range api.Routes() {
 		if !covered[rt.Method+" "+rt.Path] {

@@ -24,6 +24,7 @@ var routeRoles = map[string]identity.Role{
 	"DELETE /api/v1/tasks/{name}":       identity.Operator,
 	"POST /api/v1/tasks/{name}/runs":    identity.Operator,
 	"GET /api/v1/tasks/{name}/explain":  identity.Viewer,
+	"GET /api/v1/tasks/{name}/triggers": identity.Viewer,
 	"GET /api/v1/images/explain":        identity.Viewer,
 	"GET /api/v1/runs":                  identity.Viewer,
 	"GET /api/v1/runs/{id}":             identity.Viewer,
@@ -52,23 +53,22 @@ var routeRoles = map[string]identity.Role{
 	"GET /api/v1/audit":                 identity.Viewer,
 	"GET /api/v1/audit:verify":          identity.Viewer,
 	"GET /api/v1/audit:export":          identity.Admin,
+	"GET /api/v1/vulndb":                identity.Viewer,
+	"POST /api/v1/vulndb":               identity.Operator,
+	// Decisions on runs awaiting approval, and rolling promote tags back
+	// (a run's task may ask a stronger role: promote.approvers.role).
+	"POST /api/v1/runs/{id}/approve":    identity.Approver,
+	"POST /api/v1/runs/{id}/reject":     identity.Approver,
+	"POST /api/v1/tasks/{name}/promote": identity.Approver,
 	// The catch-all that answers 404 for unknown API paths: any token.
 	"/api/": identity.Viewer,
 }
 
 // roleFor returns the role a route pattern needs, and false when none is
-// defined (the route is then refused to everyone). Beyond the table, one
-// rule: a POST whose path ends in ":approve" or ":reject" (a decision on
-// a run awaiting approval) needs approver.
+// defined (the route is then refused to everyone).
 func roleFor(pattern string) (identity.Role, bool) {
-	if r, ok := routeRoles[pattern]; ok {
-		return r, true
-	}
-	method, path, _ := strings.Cut(pattern, " ")
-	if method == http.MethodPost && (strings.HasSuffix(path, ":approve") || strings.HasSuffix(path, ":reject")) {
-		return identity.Approver, true
-	}
-	return "", false
+	r, ok := routeRoles[pattern]
+	return r, ok
 }
 
 // Caller returns the identity of an authenticated request (the zero

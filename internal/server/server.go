@@ -48,6 +48,7 @@ type apiStore interface {
 	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error)
 	Logs(ctx context.Context, runID, after int64, limit int) ([]store.LogChunk, error)
 	TokenName(ctx context.Context, secret string) (string, error)
+	TaskSchedules(ctx context.Context, task string) ([]store.ScheduleState, error)
 	// Tokens and the audit log (tokens.go, audit.go).
 	LookupToken(ctx context.Context, secret string) (store.Token, error)
 	CreateToken(ctx context.Context, user string, roles []string) (store.Token, string, error)
@@ -108,6 +109,16 @@ type Config struct {
 	// Credentials stores registry logins for /api/v1/registries; nil =
 	// not served.
 	Credentials registryCredentials
+	// VulnDB serves /api/v1/vulndb (the offline vulnerability database);
+	// nil = not served.
+	VulnDB vulnDB
+	// VulnDBMaxBytes bounds an uploaded OSV export. Default
+	// DefaultVulnDBMaxBytes (1 GiB).
+	VulnDBMaxBytes int64
+	// TempDir holds uploads while they are imported. "" = os.TempDir().
+	// When set it is this server's own: New removes uploads a server
+	// that died mid-import left there.
+	TempDir string
 	// Ready reports whether refit can build now (for /readyz); nil = always.
 	Ready func(ctx context.Context) error
 	// Logger gets one line per request error. nil = discard.
@@ -129,9 +140,12 @@ type Config struct {
 	// not asked.
 	Tags attest.Resolver
 	// AuditKey signs the checkpoint that closes an audit export
-	// (audit.SigningKey of the server's secret key). nil = exports are
+	// (the server's one signing key, as for attestations). nil = exports are
 	// refused (501).
 	AuditKey ed25519.PrivateKey
+	// Promotions approves, rejects and rolls back (the lifecycle's Runs);
+	// nil = those routes answer 501.
+	Promotions promoter
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -162,6 +176,12 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
+	}
+	if cfg.VulnDBMaxBytes <= 0 {
+		cfg.VulnDBMaxBytes = DefaultVulnDBMaxBytes
+	}
+	if cfg.TempDir != "" {
+		removeStaleUploads(cfg.TempDir, cfg.Logger)
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), metrics: cfg.Metrics}
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -202,10 +222,18 @@ func New(cfg Config) *Server {
 	handle("GET /api/v1/runs", s.listRuns)
 	handle("GET /api/v1/runs/{id}", s.getRun)
 	handle("GET /api/v1/runs/{id}/logs", s.runLogs)
+	if cfg.Promotions == nil {
+		cfg.Promotions = noPromotions{}
+		s.cfg.Promotions = cfg.Promotions
+	}
+	handle("POST /api/v1/runs/{id}/approve", s.approveRun)
+	handle("POST /api/v1/runs/{id}/reject", s.rejectRun)
+	handle("POST /api/v1/tasks/{name}/promote", s.promoteTask)
 	handle("GET /api/v1/bases", s.listBases)
 	handle("GET /api/v1/bases/history", s.baseHistory)
 	handle("GET /api/v1/graph", s.graph)
 	handle("GET /api/v1/tasks/{name}/explain", s.explain)
+	handle("GET /api/v1/tasks/{name}/triggers", s.triggers)
 	handle("GET /api/v1/images/explain", s.explainImage)
 	if cfg.Hooks != nil {
 		s.mux.Handle("/hooks/registry/", cfg.Hooks)
@@ -242,6 +270,10 @@ func New(cfg Config) *Server {
 	handle("GET /api/v1/watches", s.listWatches)
 	handle("POST /api/v1/watches", s.addWatch)
 	handle("DELETE /api/v1/watches", s.deleteWatch)
+	if cfg.VulnDB != nil {
+		handle("GET /api/v1/vulndb", s.vulnDBStatus)
+		handle("POST /api/v1/vulndb", s.importVulnDB)
+	}
 	handle("GET /api/v1/whoami", func(w http.ResponseWriter, r *http.Request) error {
 		id := Caller(r)
 		who := api.WhoAmI{User: id.User, Kind: id.Kind, Roles: []string{}}
@@ -639,8 +671,8 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
 		if flusher != nil {
 			flusher.Flush()
 		}
-		if !follow || run.State.Done() {
-			return nil
+		if !follow || run.State.Done() || run.State == store.StateAwaitingApproval {
+			return nil // an approval writes no log
 		}
 		select {
 		case <-r.Context().Done():

@@ -26,10 +26,23 @@ func apiSpec(s task.Spec) api.TaskSpec {
 	}
 	if tr := s.Triggers; tr != nil {
 		out.Triggers = &api.Triggers{Commit: tr.Commit, Base: tr.Base, Manual: tr.Manual,
-			Schedule: tr.Schedule, BaseScope: tr.BaseScope, Patch: tr.Patch}
+			BaseScope: tr.BaseScope, Patch: tr.Patch}
+		for _, e := range tr.Schedule {
+			out.Triggers.Schedule = append(out.Triggers.Schedule, api.Schedule(e))
+		}
 		for _, bt := range tr.BaseTags {
 			out.Triggers.BaseTags = append(out.Triggers.BaseTags, api.BaseTag{Ref: bt.Ref, Arg: bt.Arg, Semver: bt.Semver,
 				Prerelease: bt.Prerelease, Action: bt.Action})
+		}
+	}
+	if t := s.Test; t != nil {
+		out.Test = &api.TaskTest{Target: t.Target, Command: t.Command}
+	}
+	if p := s.Promote; p != nil {
+		out.Promote = &api.Promote{Tags: p.Tags, Policy: p.Policy, RequireApprovalFor: p.RequireApprovalFor,
+			ReapproveOnChange: p.ReapproveOnChange}
+		if a := p.Approvers; a != nil {
+			out.Promote.Approvers = &api.Approvers{Role: a.Role, Count: a.Count}
 		}
 	}
 	return out
@@ -54,7 +67,7 @@ func apiTask(t store.Task) api.Task {
 func apiCause(c store.Cause) api.Cause {
 	out := api.Cause{Kind: c.Kind, User: c.User, Repo: c.Repo, Ref: c.Ref, SHA: c.SHA, Author: c.Author,
 		Base: c.Base, Platform: c.Platform, OldDigest: c.OldDigest, NewDigest: c.NewDigest,
-		Schedule: c.Schedule, OldTag: c.OldTag, NewTag: c.NewTag, Observation: c.Observation, Source: c.Source, UpstreamRun: c.UpstreamRun}
+		Schedule: c.Schedule, ScheduleName: c.ScheduleName, DueAt: c.DueAt, OldTag: c.OldTag, NewTag: c.NewTag, Observation: c.Observation, Source: c.Source, UpstreamRun: c.UpstreamRun}
 	if c.Upstream != nil {
 		up := apiCause(*c.Upstream)
 		out.Upstream = &up

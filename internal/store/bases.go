@@ -512,7 +512,7 @@ func (t *Tx) WaitingFor(runID int64) ([]Run, error) {
 // refit's own push, whose dependents its wave already handles.
 func (t *Tx) PushedBySucceededRun(digest string) (bool, error) {
 	var n int
-	err := t.tx.QueryRowContext(t.ctx, `SELECT COUNT(*) FROM runs WHERE digest = $1 AND state = 'succeeded'`, digest).Scan(&n)
+	err := t.tx.QueryRowContext(t.ctx, `SELECT COUNT(*) FROM runs WHERE digest = $1 AND state IN ('succeeded', 'promoting')`, digest).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("looking up runs that pushed %s: %w", digest, translate(err))
 	}

@@ -25,6 +25,12 @@ const (
 	EventRunCanceled = EventPrefix + "run.canceled"
 	EventImagePushed = EventPrefix + "image.pushed"
 	EventTaskChanged = EventPrefix + "task.changed"
+
+	EventRunTesting          = EventPrefix + "run.testing"
+	EventRunAwaitingApproval = EventPrefix + "run.awaiting_approval"
+	EventRunApproved         = EventPrefix + "run.approved"
+	EventRunRejected         = EventPrefix + "run.rejected"
+	EventImagePromoted       = EventPrefix + "image.promoted"
 )
 
 // Event is one row of the outbox. Seq orders events; ID is the
@@ -132,6 +138,12 @@ func emitRunEnd(ctx context.Context, db execer, r Run) error {
 		typ = EventRunFailed
 	case StateCanceled, StateSuperseded:
 		typ = EventRunCanceled
+	case StateRejected:
+		typ = EventRunRejected
+	case StateTesting:
+		typ = EventRunTesting
+	case StateAwaitingApproval:
+		typ = EventRunAwaitingApproval
 	default:
 		return nil
 	}

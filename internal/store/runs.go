@@ -15,7 +15,8 @@ import (
 // State is where a run is in its life.
 type State string
 
-// Run states. Queued, Running and Testing are live; the rest are ends.
+// Run states. Queued, Running, Testing, AwaitingApproval and Promoting
+// are live; the rest are ends.
 const (
 	StateQueued     State = "queued"
 	StateRunning    State = "running"
@@ -24,12 +25,20 @@ const (
 	StateFailed     State = "failed"
 	StateCanceled   State = "canceled"
 	StateSuperseded State = "superseded"
+	// StateAwaitingApproval: built, tested and pushed by digest; its
+	// promotion waits for approvals.
+	StateAwaitingApproval State = "awaiting_approval"
+	// StatePromoting: its promotion job moves the promote tags; it ends
+	// succeeded once they are moved.
+	StatePromoting State = "promoting"
+	// StateRejected: an approver rejected it; it is never promoted.
+	StateRejected State = "rejected"
 )
 
 // Done reports whether the state is an end: the run will not change again.
 func (s State) Done() bool {
 	switch s {
-	case StateSucceeded, StateFailed, StateCanceled, StateSuperseded:
+	case StateSucceeded, StateFailed, StateCanceled, StateSuperseded, StateRejected:
 		return true
 	}
 	return false
@@ -58,6 +67,11 @@ type Cause struct {
 	// the newest matching tag seen before.
 	OldTag string `json:"oldTag,omitempty"`
 	NewTag string `json:"newTag,omitempty"`
+	// ScheduleName names the task's schedule (triggers.schedule[].name)
+	// and DueAt is the tick the run is for, in the schedule's zone (a
+	// catch-up run's is the first tick missed).
+	ScheduleName string    `json:"scheduleName,omitempty"`
+	DueAt        time.Time `json:"dueAt,omitzero"`
 	// Observation is the index observation a base update came from.
 	Observation int64 `json:"observation,omitempty"`
 	// Source says how a base update was seen: poll, webhook or push.
@@ -237,7 +251,7 @@ func saveRun(ctx context.Context, db queryExecer, r Run) error {
 	res, err := db.ExecContext(ctx, `UPDATE runs SET state = $1, started_at = $2, finished_at = $3,
 		commit_sha = $4, image = $5, digest = $6, tags = $7, bases = $8, step = $9, error = $10, timings = $11,
 		platforms = $12
-		WHERE id = $13 AND state NOT IN ('succeeded', 'failed', 'canceled', 'superseded')`,
+		WHERE id = $13 AND state NOT IN ('succeeded', 'failed', 'canceled', 'superseded', 'rejected')`,
 		string(r.State), formatTime(r.StartedAt), formatTime(r.FinishedAt), r.Commit, r.Image, r.Digest,
 		string(tags), string(bases), r.Step, r.Error, string(timings), string(platforms), r.ID)
 	if err != nil {

@@ -79,6 +79,9 @@ var commits sync.Map
 // record returns the Commit being recorded for db, or nil when db is no
 // transaction opened by Store.tx.
 func record(db any) *Commit {
+	if t, ok := db.(*taskTx); ok { // a put of tasks: its events count too
+		db = t.tx
+	}
 	if c, ok := commits.Load(db); ok {
 		return c.(*Commit)
 	}

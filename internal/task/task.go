@@ -59,6 +59,70 @@ type Spec struct {
 	// Triggers says which events start a run. Default: commit, base and
 	// manual enabled.
 	Triggers *Triggers `json:"triggers,omitempty"`
+	// Test checks the pushed image before it may be promoted. nil = no
+	// test.
+	Test *Test `json:"test,omitempty"`
+	// Promote moves tags to a run's image only once it passed its test
+	// and, where the policy says so, was approved. nil = no promotion:
+	// Tags are pushed by the build, as without a test.
+	Promote *Promote `json:"promote,omitempty"`
+}
+
+// Test is a task's test step, run by BuildKit after the push: Target, a
+// Dockerfile stage built with the image's cache (unit tests run there),
+// and/or Command, run inside the built image. At least one is required.
+type Test struct {
+	// Target is a stage of the task's Dockerfile that must build.
+	Target string `json:"target,omitempty"`
+	// Command is an argv run inside the built image; a non-zero exit
+	// fails the run at step test.
+	Command []string `json:"command,omitempty"`
+}
+
+// Promotion policies.
+const (
+	PolicyAuto      = "auto"       // promote every run that succeeded (and passed its test, if any)
+	PolicyAfterTest = "after-test" // as auto, and the task must have a test
+	PolicyApproval  = "approval"   // as after-test, then wait for approvals (see RequireApprovalFor)
+)
+
+// CauseKinds are the kinds of run cause requireApprovalFor may name.
+var CauseKinds = []string{"manual", "commit", "base", "schedule", "baseTag", "cascade"}
+
+// Roles are the roles a token may carry.
+var Roles = []string{"viewer", "operator", "approver", "admin"}
+
+// Promote is a task's promotion policy.
+type Promote struct {
+	// Tags are moved to a run's digest when it is promoted (plain tags,
+	// not templates). Required. They may not also be in the task's Tags.
+	Tags []string `json:"tags"`
+	// Policy is auto, after-test or approval. Default: after-test when the
+	// task has a test, else auto.
+	Policy string `json:"policy,omitempty"`
+	// Approvers says who approves, with policy approval. Default
+	// {role: approver, count: 1}.
+	Approvers *Approvers `json:"approvers,omitempty"`
+	// RequireApprovalFor lists the cause kinds whose runs need approval
+	// under policy approval; runs of other kinds promote after their test.
+	// Default: every kind.
+	RequireApprovalFor []string `json:"requireApprovalFor,omitempty"`
+	// ReapproveOnChange: an approval is for a digest. When false, a run
+	// whose platform images equal those of the task's promoted image is
+	// promoted without a new approval. Default true.
+	ReapproveOnChange *bool `json:"reapproveOnChange,omitempty"`
+}
+
+// Approvers is how many distinct users with which role must approve.
+type Approvers struct {
+	Role  string `json:"role,omitempty"`  // default "approver"
+	Count int    `json:"count,omitempty"` // default 1
+}
+
+// NeedsApproval reports whether a run with the given cause kind waits for
+// approval under p (defaults applied).
+func (p *Promote) NeedsApproval(kind string) bool {
+	return p != nil && p.Policy == PolicyApproval && slices.Contains(p.RequireApprovalFor, kind)
 }
 
 // Source is where a task's files come from: exactly one of Git or Dir.
@@ -76,10 +140,13 @@ type Source struct {
 // Triggers holds the trigger settings of a task. Used by the index and
 // scheduler; the core only stores them.
 type Triggers struct {
-	Commit   bool   `json:"commit"`
-	Base     bool   `json:"base"`
-	Manual   bool   `json:"manual"`
-	Schedule string `json:"schedule,omitempty"`
+	Commit bool `json:"commit"`
+	Base   bool `json:"base"`
+	Manual bool `json:"manual"`
+	// Schedule lists the times the task runs, with nothing changed (see
+	// Schedule). The old form, one cron spec string, is one entry named
+	// "default".
+	Schedule Schedules `json:"schedule,omitempty"`
 	// BaseScope is "runtime" (only the final stage's base, default) or
 	// "all" (every stage's base).
 	BaseScope string `json:"baseScope,omitempty"`
@@ -103,6 +170,8 @@ var (
 	tagRE  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 	platRE = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$`)
 	argRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// stageRE is what the Dockerfile frontend accepts as a stage name.
+	stageRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_.-]{0,127}$`)
 )
 
 // HostPlatform is the default build platform: linux on the host's
@@ -123,11 +192,46 @@ func (s Spec) Defaults() Spec {
 	if s.Image == "" {
 		s.Image = s.Name
 	}
-	if len(s.Tags) == 0 {
+	if len(s.Tags) == 0 && s.Promote == nil {
+		// With a promote section the image is pushed by digest only,
+		// unless tags are set: promotion moves the promote tags.
 		s.Tags = []string{"latest"}
+	}
+	if s.Promote != nil {
+		p := *s.Promote
+		if p.Policy == "" {
+			p.Policy = PolicyAuto
+			if s.Test != nil {
+				p.Policy = PolicyAfterTest
+			}
+		}
+		a := Approvers{}
+		if p.Approvers != nil {
+			a = *p.Approvers
+		}
+		if a.Role == "" {
+			a.Role = "approver"
+		}
+		if a.Count == 0 {
+			a.Count = 1
+		}
+		p.Approvers = &a
+		if len(p.RequireApprovalFor) == 0 {
+			p.RequireApprovalFor = slices.Clone(CauseKinds)
+		}
+		if p.ReapproveOnChange == nil {
+			t := true
+			p.ReapproveOnChange = &t
+		}
+		s.Promote = &p
 	}
 	if s.Triggers == nil {
 		s.Triggers = &Triggers{Commit: true, Base: true, Manual: true}
+	}
+	if s.Triggers.Schedule != nil {
+		tr := *s.Triggers // the caller's triggers stay as they are
+		tr.Schedule = tr.Schedule.withDefaults()
+		s.Triggers = &tr
 	}
 	if s.Triggers.BaseScope == "" {
 		s.Triggers.BaseScope = "runtime"
@@ -207,6 +311,9 @@ func (s Spec) Validate() error {
 			return &FieldError{field, msg}
 		}
 	}
+	if err := s.validateTestPromote(); err != nil {
+		return err
+	}
 	if tr := s.Triggers; tr != nil {
 		switch tr.BaseScope {
 		case "", "runtime", "all":
@@ -220,6 +327,68 @@ func (s Spec) Validate() error {
 		}
 		if err := validateBaseTags(tr.BaseTags); err != nil {
 			return err
+		}
+		if err := validateSchedules(tr.Schedule); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateTestPromote checks the test and promote sections.
+func (s Spec) validateTestPromote() error {
+	if t := s.Test; t != nil {
+		if t.Target == "" && len(t.Command) == 0 {
+			return &FieldError{"test", "needs a target, a command or both"}
+		}
+		if t.Target != "" && !stageRE.MatchString(t.Target) {
+			return &FieldError{"test.target", fmt.Sprintf("%q is not a valid stage name", t.Target)}
+		}
+		if len(t.Command) > 0 && t.Command[0] == "" {
+			return &FieldError{"test.command", "the program (first element) is empty"}
+		}
+		for i, a := range t.Command {
+			if err := checkArgValue(a); err != nil {
+				return &FieldError{fmt.Sprintf("test.command[%d]", i), err.Error()}
+			}
+		}
+	}
+	p := s.Promote
+	if p == nil {
+		return nil
+	}
+	if len(p.Tags) == 0 {
+		return &FieldError{"promote.tags", "at least one tag to promote is required"}
+	}
+	for i, t := range p.Tags {
+		field := fmt.Sprintf("promote.tags[%d]", i)
+		if !tagRE.MatchString(t) {
+			return &FieldError{field, fmt.Sprintf("%q is not a valid image tag (promote tags are not templates)", t)}
+		}
+		if slices.Contains(s.Tags, t) {
+			return &FieldError{field, fmt.Sprintf("%q is also in tags: a build would push it before the test and promotion", t)}
+		}
+	}
+	switch p.Policy {
+	case "", PolicyAuto:
+	case PolicyAfterTest, PolicyApproval:
+		if s.Test == nil {
+			return &FieldError{"promote.policy", fmt.Sprintf("%q needs a test section (or use policy auto)", p.Policy)}
+		}
+	default:
+		return &FieldError{"promote.policy", fmt.Sprintf("%q must be auto, after-test or approval", p.Policy)}
+	}
+	if a := p.Approvers; a != nil {
+		if a.Role != "" && !slices.Contains(Roles, a.Role) {
+			return &FieldError{"promote.approvers.role", fmt.Sprintf("%q must be one of %s", a.Role, strings.Join(Roles, ", "))}
+		}
+		if a.Count < 0 || a.Count > 10 {
+			return &FieldError{"promote.approvers.count", fmt.Sprintf("%d must be from 1 to 10", a.Count)}
+		}
+	}
+	for i, k := range p.RequireApprovalFor {
+		if !slices.Contains(CauseKinds, k) {
+			return &FieldError{fmt.Sprintf("promote.requireApprovalFor[%d]", i), fmt.Sprintf("%q must be one of %s", k, strings.Join(CauseKinds, ", "))}
 		}
 	}
 	return nil

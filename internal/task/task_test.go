@@ -42,7 +42,7 @@ func TestValidateGood(t *testing.T) {
 			s.Tags = []string{"{{.Run.ID}}", "sha-{{.Commit.Short}}", "{{.Task.Name}}-{{.Commit.SHA}}"}
 		}},
 		{"triggers", func(s *task.Spec) {
-			s.Triggers = &task.Triggers{Commit: true, Schedule: "@daily", BaseScope: "all", Patch: "rebase"}
+			s.Triggers = &task.Triggers{Commit: true, Schedule: task.Schedules{{Name: "nightly", Cron: "@daily"}}, BaseScope: "all", Patch: "rebase"}
 		}},
 		{"empty triggers", func(s *task.Spec) { s.Triggers = &task.Triggers{} }},
 		{"build arg value with tab and unicode", func(s *task.Spec) { s.BuildArgs = map[string]string{"A": "x\ty é ✓"} }},
@@ -537,6 +537,7 @@ func FuzzDecodeYAML(f *testing.F) {
 		"name: [a\n",
 		"- 1\n- 2\n",
 		"{\"name\": \"a\", \"tags\": [\"{{.Run.ID}}\"]}",
+		"name: a\nsource: {dir: /x}\ntest: {target: t, command: [sh]}\npromote: {tags: [stable], policy: approval, approvers: {count: 2}, requireApprovalFor: [base]}\n",
 	} {
 		f.Add([]byte(s))
 	}

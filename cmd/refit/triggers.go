@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/refit-dev/refit/internal/api"
+)
+
+func newTaskTriggersCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "triggers NAME",
+		Short: "Show what starts runs of a task: commits, bases, manual runs, schedules",
+		Long: `Show a task's triggers, a section per kind: the commit its git source
+follows, the bases whose change rebuilds it, whether manual runs are
+allowed, and each schedule with its next three due times (in the
+schedule's time zone) and its last scheduled run.`,
+		Example: `  refit task triggers api
+  refit task triggers api -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			tr, err := c.Triggers(cmd.Context(), a[0])
+			if err != nil {
+				return err
+			}
+			return g.print(tr, func(w *tabwriter.Writer) { printTriggers(w, tr) })
+		},
+	}
+}
+
+// printTriggers writes one section per kind of trigger.
+func printTriggers(w *tabwriter.Writer, tr api.TaskTriggers) {
+	onOff := func(b bool) string {
+		if b {
+			return "on"
+		}
+		return "off"
+	}
+	commit := onOff(tr.Commit.Enabled)
+	if tr.Commit.Repo != "" {
+		commit += fmt.Sprintf("\t%s at %s", tr.Commit.Repo, tr.Commit.Ref)
+	} else {
+		commit += "\t(a source.dir has no commits)"
+	}
+	fmt.Fprintf(w, "commit\t%s\n", commit)
+	watched := "no base watched"
+	if len(tr.Base.Watched) > 0 {
+		watched = "watches " + strings.Join(tr.Base.Watched, ", ")
+	}
+	fmt.Fprintf(w, "base\t%s\tscope %s, %s; %s\n", onOff(tr.Base.Enabled), tr.Base.Scope, tr.Base.Patch, watched)
+	fmt.Fprintf(w, "manual\t%s\n", onOff(tr.Manual.Enabled))
+	if len(tr.Schedule.Schedules) == 0 {
+		fmt.Fprintf(w, "schedule\tnone\n")
+	}
+	for _, s := range tr.Schedule.Schedules {
+		fmt.Fprintf(w, "schedule\t%s\t%q in %s, catchUp %s\n", s.Name, s.Cron, s.Timezone, s.CatchUp)
+		next := make([]string, len(s.Next))
+		for i, t := range s.Next {
+			next[i] = t.Format("2006-01-02 15:04:05 -07:00")
+		}
+		fmt.Fprintf(w, "\tnext\t%s\n", strings.Join(next, ", "))
+		if s.LastRun != "" {
+			fmt.Fprintf(w, "\tlast\t%s %s, due %s\n", s.LastRun, s.LastState, s.LastDue.Format("2006-01-02 15:04:05 -07:00"))
+		} else {
+			fmt.Fprintf(w, "\tlast\tnone yet\n")
+		}
+	}
+}

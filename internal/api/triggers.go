@@ -1,0 +1,58 @@
+package api
+
+import "time"
+
+// TaskTriggers answers GET /api/v1/tasks/{name}/triggers: what starts
+// runs of a task, one section per kind of trigger, each with what refit
+// knows of it now (next due times, last run).
+type TaskTriggers struct {
+	Task     string          `json:"task"`
+	Commit   CommitTrigger   `json:"commit"`
+	Base     BaseTrigger     `json:"base"`
+	Manual   ManualTrigger   `json:"manual"`
+	Schedule ScheduleTrigger `json:"schedule"`
+}
+
+// CommitTrigger is the commit section: a new commit of the task's git
+// source starts a run.
+type CommitTrigger struct {
+	Enabled bool   `json:"enabled"`
+	Repo    string `json:"repo,omitempty"` // the source's repository; "" for a source.dir
+	Ref     string `json:"ref,omitempty"`  // the ref followed
+}
+
+// BaseTrigger is the base section: a new digest of a base the task
+// watches starts a run.
+type BaseTrigger struct {
+	Enabled bool   `json:"enabled"`
+	Scope   string `json:"scope"` // "runtime" (the final stage's base) or "all"
+	Patch   string `json:"patch"` // "rebuild" or "rebase"
+	// Watched are the bases whose change rebuilds the task (by scope).
+	Watched []string `json:"watched"`
+}
+
+// ManualTrigger is the manual section: `refit run` / POST runs.
+type ManualTrigger struct {
+	Enabled bool `json:"enabled"`
+}
+
+// ScheduleTrigger is the schedule section: the task's schedules.
+type ScheduleTrigger struct {
+	Schedules []ScheduleStatus `json:"schedules"`
+}
+
+// ScheduleStatus is one schedule with its next due times and last run.
+type ScheduleStatus struct {
+	Name     string `json:"name"`
+	Cron     string `json:"cron"`
+	Timezone string `json:"timezone"`
+	CatchUp  string `json:"catchUp"`
+	// Next are the next three due times, in the schedule's zone. The
+	// first may be past: a tick not yet queued (refit is starting).
+	Next []time.Time `json:"next"`
+	// LastDue is the tick of the last scheduled run, LastRun that run
+	// ("r-7") and LastState its state; empty when none ran yet.
+	LastDue   time.Time `json:"lastDue,omitzero"`
+	LastRun   string    `json:"lastRun,omitempty"`
+	LastState RunState  `json:"lastState,omitempty"`
+}

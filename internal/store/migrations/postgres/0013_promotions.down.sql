@@ -1,0 +1,2 @@
+DROP TABLE promotions;
+DROP TABLE approvals;
