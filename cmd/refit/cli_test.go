@@ -98,42 +98,48 @@ func TestWatchCLI(t *testing.T) {
 	apiAddr, reg := freePort(t), freePort(t)
 	startProcess(t, bin, data, apiAddr, reg)
 	token := readToken(t, data)
+	// Every reference is on the embedded registry (loopback): the
+	// server's watcher polls what is watched, and reaches nothing else.
+	py, node := reg+"/library/python", reg+"/library/node"
 
-	out, stderr, err := cli(t, bin, apiAddr, token, "", "watch", "add", "python:3.12", "--semver", "~3.12")
-	if err != nil || !strings.Contains(out, "watch docker.io/library/python:3.12 added") {
+	out, stderr, err := cli(t, bin, apiAddr, token, "", "watch", "add", py+":3.12", "--semver", "~3.12")
+	if err != nil || !strings.Contains(out, "watch "+py+":3.12 added") {
 		t.Fatalf("watch add: %v\nstdout: %s\nstderr: %s", err, out, stderr)
 	}
-	if out, _, err := cli(t, bin, apiAddr, token, "", "watch", "add", "python:3.12", "--semver", "~3.13"); err != nil || !strings.Contains(out, "updated") {
+	if out, _, err := cli(t, bin, apiAddr, token, "", "watch", "add", py+":3.12", "--semver", "~3.13"); err != nil || !strings.Contains(out, "updated") {
 		t.Errorf("watch add again: %v %s, want updated", err, out)
 	}
-	if _, stderr, err := cli(t, bin, apiAddr, token, "", "watch", "add", "python", "--semver", "~three"); err == nil || !strings.Contains(stderr, "semver:") {
+	if _, stderr, err := cli(t, bin, apiAddr, token, "", "watch", "add", py, "--semver", "~three"); err == nil || !strings.Contains(stderr, "semver:") {
 		t.Errorf("bad range: %v, stderr %q; want a failure naming semver", err, stderr)
 	}
 	file := t.TempDir() + "/watches.yaml"
-	os.WriteFile(file, []byte("watches:\n  - ref: docker.io/library/node\n    semver: \"^22\"\n"), 0o644)
-	if out, stderr, err := cli(t, bin, apiAddr, token, "", "apply", "-f", file); err != nil || !strings.Contains(out, "watch docker.io/library/node created") {
+	os.WriteFile(file, []byte("watches:\n  - ref: "+node+"\n    semver: \"^22\"\n"), 0o644)
+	if out, stderr, err := cli(t, bin, apiAddr, token, "", "apply", "-f", file); err != nil || !strings.Contains(out, "watch "+node+" created") {
 		t.Errorf("apply of watches: %v\n%s%s", err, out, stderr)
 	}
 	table, _, _ := cli(t, bin, apiAddr, token, "", "watch", "list")
-	for _, want := range []string{"REF", "docker.io/library/python:3.12", "~3.13", "docker.io/library/node", "no (tags only)", "^22"} {
+	for _, want := range []string{"REF", py + ":3.12", "~3.13", node, "no (tags only)", "^22"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("watch list lacks %q:\n%s", want, table)
 		}
 	}
 	// A task following tags: task show prints the entry.
 	src := t.TempDir()
-	os.WriteFile(src+"/Dockerfile", []byte("ARG PYTHON_TAG=3.12.8\nFROM python:${PYTHON_TAG}\n"), 0o644)
-	os.WriteFile(file, []byte("name: py\nsource: {dir: "+src+"}\ntriggers:\n  base: true\n  baseTags:\n    - {ref: docker.io/library/python, arg: PYTHON_TAG, semver: \"~3.12\"}\n"), 0o644)
+	os.WriteFile(src+"/Dockerfile", []byte("ARG PYTHON_TAG=3.12.8\nFROM "+py+":${PYTHON_TAG}\n"), 0o644)
+	os.WriteFile(file, []byte("name: py\nsource: {dir: "+src+"}\nbuildArgs: {PYTHON_TAG: 3.12.8}\ntriggers:\n  base: true\n  baseTags:\n    - {ref: "+py+", arg: PYTHON_TAG, semver: \"~3.12\"}\n"), 0o644)
 	if out, stderr, err := cli(t, bin, apiAddr, token, "", "apply", "-f", file); err != nil || !strings.Contains(out, "task py created") {
 		t.Fatalf("apply of a baseTags task: %v\n%s%s", err, out, stderr)
 	}
-	if out, _, err := cli(t, bin, apiAddr, token, "", "task", "show", "py"); err != nil || !strings.Contains(out, "docker.io/library/python ~3.12 → PYTHON_TAG (rebuild)") {
+	if out, _, err := cli(t, bin, apiAddr, token, "", "task", "show", "py"); err != nil || !strings.Contains(out, py+" ~3.12 → PYTHON_TAG (rebuild)") {
 		t.Errorf("task show: %v\n%s", err, out)
 	}
-	if out, stderr, err := cli(t, bin, apiAddr, token, "", "watch", "remove", "python:3.12"); err != nil || !strings.Contains(out, "removed") {
+	if out, _, err := cli(t, bin, apiAddr, token, "", "task", "triggers", "py"); err != nil || !strings.Contains(out, py+" ~3.12") || !strings.Contains(out, "PYTHON_TAG=3.12.8") {
+		t.Errorf("task triggers: %v\n%s", err, out)
+	}
+	if out, stderr, err := cli(t, bin, apiAddr, token, "", "watch", "remove", py+":3.12"); err != nil || !strings.Contains(out, "removed") {
 		t.Fatalf("watch remove: %v\n%s%s", err, out, stderr)
 	}
-	if _, stderr, err := cli(t, bin, apiAddr, token, "", "watch", "remove", "python:3.12"); err == nil || !strings.Contains(stderr, "not watched") {
+	if _, stderr, err := cli(t, bin, apiAddr, token, "", "watch", "remove", py+":3.12"); err == nil || !strings.Contains(stderr, "not watched") {
 		t.Errorf("remove again: %v, stderr %q; want not watched", err, stderr)
 	}
 }

@@ -13,11 +13,12 @@ import (
 func newTaskTriggersCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "triggers NAME",
-		Short: "Show what starts runs of a task: commits, bases, manual runs, schedules",
+		Short: "Show what starts runs of a task: commits, bases, manual runs, schedules, base tags",
 		Long: `Show a task's triggers, a section per kind: the commit its git source
 follows, the bases whose change rebuilds it, whether manual runs are
 allowed, and each schedule with its next three due times (in the
-schedule's time zone) and its last scheduled run.`,
+schedule's time zone) and its last scheduled run, and each baseTags entry
+with the newest matching tag seen and the tag its build arg carries now.`,
 		Example: `  refit task triggers api
   refit task triggers api -o json`,
 		Args: cobra.ExactArgs(1),
@@ -30,7 +31,7 @@ schedule's time zone) and its last scheduled run.`,
 			if err != nil {
 				return err
 			}
-			return g.print(tr, func(w *tabwriter.Writer) { printTriggers(w, tr) })
+			return g.print(tr, func(w *tabwriter.Writer) { printTriggers(w, tr); printBaseTags(w, tr) })
 		},
 	}
 }
@@ -71,5 +72,33 @@ func printTriggers(w *tabwriter.Writer, tr api.TaskTriggers) {
 		} else {
 			fmt.Fprintf(w, "\tlast\tnone yet\n")
 		}
+	}
+}
+
+// printBaseTags writes the baseTags section: one line per entry.
+func printBaseTags(w *tabwriter.Writer, tr api.TaskTriggers) {
+	if len(tr.BaseTags.Entries) == 0 {
+		fmt.Fprintf(w, "base-tags\tnone\n")
+	}
+	for _, e := range tr.BaseTags.Entries {
+		action := e.Action
+		if action == "" {
+			action = "rebuild"
+		}
+		newest := "not listed yet"
+		if e.Newest != "" {
+			newest = "newest " + e.Newest
+		}
+		line := fmt.Sprintf("base-tags\t%s %s\t%s; %s", e.Repository, e.Semver, action, newest)
+		switch {
+		case e.Arg != "" && e.Current != "":
+			line += fmt.Sprintf("; %s=%s", e.Arg, e.Current)
+		case e.Arg != "":
+			line += fmt.Sprintf("; %s as the Dockerfile's ARG default", e.Arg)
+		}
+		if e.LastError != "" {
+			line += "; listing failed: " + e.LastError
+		}
+		fmt.Fprintln(w, line)
 	}
 }

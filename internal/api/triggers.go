@@ -11,6 +11,34 @@ type TaskTriggers struct {
 	Base     BaseTrigger     `json:"base"`
 	Manual   ManualTrigger   `json:"manual"`
 	Schedule ScheduleTrigger `json:"schedule"`
+	BaseTags BaseTagsTrigger `json:"baseTags"`
+}
+
+// BaseTagsTrigger is the baseTags section: the repositories whose new
+// version tags the task follows.
+type BaseTagsTrigger struct {
+	Entries []BaseTagStatus `json:"entries"`
+}
+
+// BaseTagStatus is one triggers.baseTags entry with what the index knows
+// of its repository now.
+type BaseTagStatus struct {
+	BaseTag
+	// Repository is Ref normalized ("docker.io/library/python").
+	Repository string `json:"repository"`
+	// Newest is the newest matching tag seen (with its digest and when
+	// it was first seen); "" before the first listing.
+	Newest       string    `json:"newest,omitempty"`
+	NewestDigest string    `json:"newestDigest,omitempty"`
+	NewestSeenAt time.Time `json:"newestSeenAt,omitzero"`
+	// Current is the tag Arg carries in the task's runs now: the one a
+	// baseTags rebuild set, else the spec's buildArgs value.
+	Current string `json:"current,omitempty"`
+	// ListedAt and NextListAt are the repository's last and next
+	// listing; LastError the last listing's error, if it failed.
+	ListedAt   time.Time `json:"listedAt,omitzero"`
+	NextListAt time.Time `json:"nextListAt,omitzero"`
+	LastError  string    `json:"lastError,omitempty"`
 }
 
 // CommitTrigger is the commit section: a new commit of the task's git

@@ -82,6 +82,14 @@ func TestBaseTagRebuildE2E(t *testing.T) {
 	if tk, err := r.c.GetTask(ctx, "py"); err != nil || tk.TagArgs["PYTHON_TAG"] != "3.12.9" {
 		t.Errorf("task's effective args = %v, %v; want PYTHON_TAG=3.12.9", tk.TagArgs, err)
 	}
+	// refit task triggers shows the newest tag seen and the arg's value.
+	trg, err := r.c.Triggers(ctx, "py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es := trg.BaseTags.Entries; len(es) != 1 || es[0].Newest != "3.12.9" || es[0].NewestDigest != d9 || es[0].Current != "3.12.9" || es[0].Repository != python {
+		t.Errorf("triggers' baseTags = %+v, want newest and current 3.12.9", es)
+	}
 	// The task put again as written (PYTHON_TAG=3.12.8 in its buildArgs)
 	// keeps the base its runs build on, the one the index watches.
 	put, err := r.c.PutTask(ctx, spec)

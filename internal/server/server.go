@@ -43,6 +43,7 @@ type apiStore interface {
 	ListTasks(ctx context.Context) ([]store.Task, error)
 	DeleteTask(ctx context.Context, name string) error
 	TaskTagArgs(ctx context.Context, taskName string) (map[string]string, error)
+	ListTagRepos(ctx context.Context) ([]store.TagRepo, error)
 	watchStore
 	GetRun(ctx context.Context, id int64) (store.Run, error)
 	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -33,6 +34,9 @@ func (s *Server) triggers(w http.ResponseWriter, r *http.Request) error {
 	}
 	out.Manual = api.ManualTrigger{Enabled: tr.Manual}
 	if out.Schedule, err = s.scheduleSection(r, spec.Name, tr.Schedule); err != nil {
+		return err
+	}
+	if out.BaseTags, err = s.baseTagsSection(r, t); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, out)
@@ -73,6 +77,38 @@ func (s *Server) scheduleSection(r *http.Request, taskName string, list []task.S
 			}
 		}
 		out.Schedules = append(out.Schedules, st)
+	}
+	return out, nil
+}
+
+// baseTagsSection lists the task's baseTags entries with the newest
+// matching tag the index has seen for each, the repository's listing
+// state, and the tag the entry's arg carries in the task's runs now.
+func (s *Server) baseTagsSection(r *http.Request, t store.Task) (api.BaseTagsTrigger, error) {
+	out := api.BaseTagsTrigger{Entries: []api.BaseTagStatus{}}
+	if t.Spec.Triggers == nil || len(t.Spec.Triggers.BaseTags) == 0 {
+		return out, nil
+	}
+	repos, err := s.cfg.Store.ListTagRepos(r.Context())
+	if err != nil {
+		return out, err
+	}
+	byRepo := map[string]store.TagRepo{}
+	for _, tr := range repos {
+		byRepo[tr.Repository] = tr
+	}
+	for _, bt := range t.Spec.Triggers.BaseTags {
+		st := api.BaseTagStatus{BaseTag: api.BaseTag{Ref: bt.Ref, Arg: bt.Arg, Semver: bt.Semver, Prerelease: bt.Prerelease, Action: bt.Action}}
+		st.Repository, _ = task.Repository(bt.Ref)
+		if tr, ok := byRepo[st.Repository]; ok {
+			seen := tr.Newest[task.RuleKey(bt.Semver, bt.Prerelease)]
+			st.Newest, st.NewestDigest, st.NewestSeenAt = seen.Tag, seen.Digest, seen.SeenAt
+			st.ListedAt, st.NextListAt, st.LastError = tr.ListedAt, tr.NextListAt, tr.LastError
+		}
+		if bt.Arg != "" {
+			st.Current = cmp.Or(t.TagArgs[bt.Arg], t.Spec.BuildArgs[bt.Arg])
+		}
+		out.Entries = append(out.Entries, st)
 	}
 	return out, nil
 }
