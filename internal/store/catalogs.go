@@ -1,0 +1,51 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// PutCatalog stores the catalog (internal/catalog's JSON) of the image
+// whose platform manifest is digest. A catalog already stored for the
+// digest is kept: an image's content never changes under its digest.
+func (s *Store) PutCatalog(ctx context.Context, digest string, data []byte) error {
+	_, err := s.write.ExecContext(ctx, `INSERT INTO catalogs (digest, data, created_at) VALUES ($1, $2, $3)
+		ON CONFLICT (digest) DO NOTHING`, digest, string(data), formatTime(time.Now()))
+	if err != nil {
+		return fmt.Errorf("storing catalog of %s: %w", digest, translate(err))
+	}
+	return nil
+}
+
+// Catalog returns the stored catalog of digest, or ErrNotFound.
+func (s *Store) Catalog(ctx context.Context, digest string) ([]byte, error) {
+	var data string
+	if err := s.read.QueryRowContext(ctx, `SELECT data FROM catalogs WHERE digest = $1`, digest).Scan(&data); err != nil {
+		return nil, fmt.Errorf("reading catalog of %s: %w", digest, translate(err))
+	}
+	return []byte(data), nil
+}
+
+// PutImageDiff stores the diff (internal/catalog's JSON) from the image
+// oldDigest to newDigest; one already stored is kept.
+func (s *Store) PutImageDiff(ctx context.Context, oldDigest, newDigest string, data []byte) error {
+	_, err := s.write.ExecContext(ctx, `INSERT INTO image_diffs (old_digest, new_digest, data, created_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (old_digest, new_digest) DO NOTHING`, oldDigest, newDigest, string(data), formatTime(time.Now()))
+	if err != nil {
+		return fmt.Errorf("storing diff %s → %s: %w", oldDigest, newDigest, translate(err))
+	}
+	return nil
+}
+
+// ImageDiff returns the stored diff from oldDigest to newDigest, or
+// ErrNotFound.
+func (s *Store) ImageDiff(ctx context.Context, oldDigest, newDigest string) ([]byte, error) {
+	var data string
+	err := s.read.QueryRowContext(ctx, `SELECT data FROM image_diffs WHERE old_digest = $1 AND new_digest = $2`,
+		oldDigest, newDigest).Scan(&data)
+	if err != nil {
+		return nil, fmt.Errorf("reading diff %s → %s: %w", oldDigest, newDigest, translate(err))
+	}
+	return []byte(data), nil
+}
