@@ -29,7 +29,7 @@ type Catalog struct {
 	// Packages are sorted by name, then architecture.
 	Packages []Package `json:"packages"`
 	// Config is the part of the image config a user sees change.
-	Config Config `json:"config"`
+	Config ImageConfig `json:"config"`
 	// Layers is the number of layers; Size their compressed total.
 	Layers int   `json:"layers"`
 	Size   int64 `json:"size"`
@@ -70,8 +70,8 @@ type Package struct {
 // key identifies a package across two catalogs: name and architecture.
 func (p Package) key() string { return p.Name + "\x00" + p.Arch }
 
-// Config is the part of an image's config a diff shows.
-type Config struct {
+// ImageConfig is the part of an image's config a diff shows.
+type ImageConfig struct {
 	Env        []string          `json:"env,omitempty"`
 	User       string            `json:"user,omitempty"`
 	Entrypoint []string          `json:"entrypoint,omitempty"`

@@ -32,7 +32,7 @@ func names(c catalog.Catalog) []string {
 }
 
 func TestReadDebian(t *testing.T) {
-	img := ct.Debian("12", []ct.Pkg{{"openssl", "3.0.11-1~deb12u2", "amd64"}, {"bash", "5.2.15-2+b2", "amd64"}},
+	img := ct.Debian("12", []ct.Pkg{ct.P("openssl", "3.0.11-1~deb12u2", "amd64"), ct.P("bash", "5.2.15-2+b2", "amd64")},
 		ct.Layer(map[string]string{"app/readme": "hello"}))
 	c := read(t, img)
 	if diff := cmp.Diff([]string{"bash=5.2.15-2+b2", "openssl=3.0.11-1~deb12u2"}, names(c)); diff != "" {
@@ -50,7 +50,7 @@ func TestReadDebian(t *testing.T) {
 }
 
 func TestReadAlpine(t *testing.T) {
-	c := read(t, ct.Alpine("3.19.1", []ct.Pkg{{"musl", "1.2.4_git20230717-r4", "x86_64"}, {"busybox", "1.36.1-r15", "x86_64"}}))
+	c := read(t, ct.Alpine("3.19.1", []ct.Pkg{ct.P("musl", "1.2.4_git20230717-r4", "x86_64"), ct.P("busybox", "1.36.1-r15", "x86_64")}))
 	if diff := cmp.Diff([]string{"busybox=1.36.1-r15", "musl=1.2.4_git20230717-r4"}, names(c)); diff != "" {
 		t.Errorf("packages (-want +got):\n%s", diff)
 	}
@@ -64,7 +64,7 @@ func TestReadAlpine(t *testing.T) {
 func TestReadStopsAtTopLayer(t *testing.T) {
 	old := ct.Synthetic(50, "1.0-1")
 	top := ct.Layer(map[string]string{
-		"var/lib/dpkg/status": ct.DpkgStatus(ct.Pkg{"openssl", "3.0.13-1~deb12u1", "amd64"}),
+		"var/lib/dpkg/status": ct.DpkgStatus(ct.P("openssl", "3.0.13-1~deb12u1", "amd64")),
 		"etc/os-release":      ct.OSRelease("debian", "12", "Debian GNU/Linux 12"),
 	})
 	big := ct.Layer(map[string]string{"usr/share/big": strings.Repeat("x", 1<<20)})
@@ -83,7 +83,7 @@ func TestReadStopsAtTopLayer(t *testing.T) {
 
 // A database in the lowest layer under unrelated top layers is found.
 func TestReadFindsLowerLayer(t *testing.T) {
-	img := ct.Debian("12", []ct.Pkg{{"libc6", "2.36-9", "amd64"}},
+	img := ct.Debian("12", []ct.Pkg{ct.P("libc6", "2.36-9", "amd64")},
 		ct.Layer(map[string]string{"app/a": "1"}), ct.Layer(map[string]string{"app/b": "2", "etc/motd": "hi"}))
 	c := read(t, img)
 	if diff := cmp.Diff([]string{"libc6=2.36-9"}, names(c)); diff != "" {
@@ -97,8 +97,8 @@ func TestReadFindsLowerLayer(t *testing.T) {
 func TestReadWhiteouts(t *testing.T) {
 	base := ct.Layer(map[string]string{
 		"etc/os-release":       ct.OSRelease("alpine", "3.19.1", "Alpine"),
-		"lib/apk/db/installed": ct.ApkInstalled(ct.Pkg{"musl", "1.2.4-r4", "x86_64"}),
-		"var/lib/dpkg/status":  ct.DpkgStatus(ct.Pkg{"stale", "1", "amd64"}),
+		"lib/apk/db/installed": ct.ApkInstalled(ct.P("musl", "1.2.4-r4", "x86_64")),
+		"var/lib/dpkg/status":  ct.DpkgStatus(ct.P("stale", "1", "amd64")),
 	})
 	t.Run("file whiteout", func(t *testing.T) {
 		// The dpkg database deleted in an upper layer does not count.
@@ -124,7 +124,7 @@ func TestReadWhiteouts(t *testing.T) {
 	t.Run("opaque directory, rewritten", func(t *testing.T) {
 		img := ct.Image(v1.Config{}, base, ct.LayerOf(
 			ct.File{Name: "var/lib/dpkg/.wh..wh..opq"},
-			ct.File{Name: "var/lib/dpkg/status", Body: ct.DpkgStatus(ct.Pkg{"fresh", "2", "amd64"})}))
+			ct.File{Name: "var/lib/dpkg/status", Body: ct.DpkgStatus(ct.P("fresh", "2", "amd64"))}))
 		c := read(t, img)
 		if diff := cmp.Diff([]string{"fresh=2", "musl=1.2.4-r4"}, names(c)); diff != "" {
 			t.Errorf("packages (-want +got):\n%s", diff)
@@ -136,8 +136,8 @@ func TestReadStatusD(t *testing.T) {
 	// distroless keeps one status file per package in status.d, spread
 	// over layers.
 	img := ct.Image(v1.Config{},
-		ct.Layer(map[string]string{"var/lib/dpkg/status.d/base": ct.DpkgStatus(ct.Pkg{"base-files", "12.4", "amd64"}), "etc/os-release": ct.OSRelease("debian", "12", "Distroless")}),
-		ct.Layer(map[string]string{"var/lib/dpkg/status.d/libssl3": ct.DpkgStatus(ct.Pkg{"libssl3", "3.0.11-1", "amd64"})}))
+		ct.Layer(map[string]string{"var/lib/dpkg/status.d/base": ct.DpkgStatus(ct.P("base-files", "12.4", "amd64")), "etc/os-release": ct.OSRelease("debian", "12", "Distroless")}),
+		ct.Layer(map[string]string{"var/lib/dpkg/status.d/libssl3": ct.DpkgStatus(ct.P("libssl3", "3.0.11-1", "amd64"))}))
 	c := read(t, img)
 	if diff := cmp.Diff([]string{"base-files=12.4", "libssl3=3.0.11-1"}, names(c)); diff != "" {
 		t.Errorf("packages (-want +got):\n%s", diff)
@@ -158,7 +158,7 @@ func TestReadLimits(t *testing.T) {
 }
 
 func TestDpkgSkipsNotInstalled(t *testing.T) {
-	in := ct.DpkgStatus(ct.Pkg{"a", "1", "amd64"}) + "Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n"
+	in := ct.DpkgStatus(ct.P("a", "1", "amd64")) + "Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n"
 	ps, err := catalog.ParseDpkgStatus(strings.NewReader(in))
 	if err != nil || len(ps) != 1 || ps[0].Name != "a" || ps[0].Source != "a" {
 		t.Errorf("got %+v, %v; want only a", ps, err)
@@ -166,8 +166,8 @@ func TestDpkgSkipsNotInstalled(t *testing.T) {
 }
 
 func TestCompare(t *testing.T) {
-	old := read(t, ct.Debian("12.4", []ct.Pkg{{"openssl", "3.0.11-1~deb12u2", "amd64"}, {"bash", "5.2.15-2+b2", "amd64"}, {"gone", "1", "amd64"}}))
-	newImg := ct.Debian("12.5", []ct.Pkg{{"openssl", "3.0.13-1~deb12u1", "amd64"}, {"bash", "5.2.15-2+b2", "amd64"}, {"curl", "7.88.1-10", "amd64"}},
+	old := read(t, ct.Debian("12.4", []ct.Pkg{ct.P("openssl", "3.0.11-1~deb12u2", "amd64"), ct.P("bash", "5.2.15-2+b2", "amd64"), ct.P("gone", "1", "amd64")}))
+	newImg := ct.Debian("12.5", []ct.Pkg{ct.P("openssl", "3.0.13-1~deb12u1", "amd64"), ct.P("bash", "5.2.15-2+b2", "amd64"), ct.P("curl", "7.88.1-10", "amd64")},
 		ct.Layer(map[string]string{"x": "y"}))
 	nc := read(t, newImg)
 	d := catalog.Compare(old, nc)
@@ -191,8 +191,8 @@ func TestCompare(t *testing.T) {
 }
 
 func TestCompareConfig(t *testing.T) {
-	a := catalog.Catalog{Config: catalog.Config{Env: []string{"A=1", "B=2"}, User: "root", Labels: map[string]string{"v": "1"}}}
-	b := catalog.Catalog{Config: catalog.Config{Env: []string{"A=1", "B=3"}, User: "app", Entrypoint: []string{"/init"}, Labels: map[string]string{"v": "2"}}}
+	a := catalog.Catalog{Config: catalog.ImageConfig{Env: []string{"A=1", "B=2"}, User: "root", Labels: map[string]string{"v": "1"}}}
+	b := catalog.Catalog{Config: catalog.ImageConfig{Env: []string{"A=1", "B=3"}, User: "app", Entrypoint: []string{"/init"}, Labels: map[string]string{"v": "2"}}}
 	got := catalog.Compare(a, b).Config
 	want := []catalog.ConfigChange{{Field: "user", Old: "root", New: "app"}, {Field: "entrypoint", New: "/init"},
 		{Field: "env B", Old: "2", New: "3"}, {Field: "label v", Old: "1", New: "2"}}
@@ -202,7 +202,7 @@ func TestCompareConfig(t *testing.T) {
 }
 
 func FuzzParseDpkgStatus(f *testing.F) {
-	f.Add([]byte(ct.DpkgStatus(ct.Pkg{"a", "1", "amd64"})))
+	f.Add([]byte(ct.DpkgStatus(ct.P("a", "1", "amd64"))))
 	f.Add([]byte("-----BEGIN PGP SIGNED MESSAGE-----\n\nPackage: a\n"))
 	f.Add([]byte("Package: a\n continuation\nbad line\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -211,7 +211,7 @@ func FuzzParseDpkgStatus(f *testing.F) {
 }
 
 func FuzzParseApkInstalled(f *testing.F) {
-	f.Add([]byte(ct.ApkInstalled(ct.Pkg{"a", "1", "x86_64"})))
+	f.Add([]byte(ct.ApkInstalled(ct.P("a", "1", "x86_64"))))
 	f.Add([]byte("P:\nV\n\n\nP:x"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = catalog.ParseApkInstalled(bytes.NewReader(b))

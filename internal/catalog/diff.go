@@ -123,7 +123,7 @@ func direction(typ, old, new string) string {
 	return ""
 }
 
-func compareConfig(a, b Config) []ConfigChange {
+func compareConfig(a, b ImageConfig) []ConfigChange {
 	var out []ConfigChange
 	add := func(field, o, n string) {
 		if o != n {

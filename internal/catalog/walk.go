@@ -125,9 +125,9 @@ func timeErr(lim Limits, where string, err error) error {
 }
 
 // configOf keeps the fields of cf a diff shows.
-func configOf(cf *v1.ConfigFile) Config {
+func configOf(cf *v1.ConfigFile) ImageConfig {
 	c := cf.Config
-	return Config{Env: c.Env, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, Labels: c.Labels}
+	return ImageConfig{Env: c.Env, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, Labels: c.Labels}
 }
 
 // walker is the state of one top-down walk: what upper layers hid or

@@ -154,3 +154,6 @@ func Synthetic(n int, v string) []Pkg {
 	}
 	return out
 }
+
+// P returns a Pkg.
+func P(name, version, arch string) Pkg { return Pkg{Name: name, Version: version, Arch: arch} }
