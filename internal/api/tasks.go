@@ -47,6 +47,24 @@ type Triggers struct {
 	Schedule  string `json:"schedule,omitempty"`
 	BaseScope string `json:"baseScope,omitempty"` // "runtime" (default) or "all"
 	Patch     string `json:"patch,omitempty"`     // "rebuild" (default) or "rebase"
+	// BaseChange is the rebuild policy for base updates; nil = every
+	// update rebuilds.
+	BaseChange *BaseChange `json:"baseChange,omitempty"`
+}
+
+// BaseChange says which base updates rebuild a task, from the base's
+// package diff.
+type BaseChange struct {
+	RebuildWhen string  `json:"rebuildWhen,omitempty"` // "any" (default), "packages" or "fixes"
+	MinSeverity string  `json:"minSeverity,omitempty"` // for fixes: low, medium, high (default), critical
+	Urgent      *Urgent `json:"urgent,omitempty"`
+	Wait        string  `json:"wait,omitempty"` // how long a run waits for the diff; default "2m"
+}
+
+// Urgent: a fix at or above Severity starts the run after Debounce.
+type Urgent struct {
+	Severity string `json:"severity"`
+	Debounce string `json:"debounce,omitempty"`
 }
 
 // Base is one image reference a task's Dockerfile builds on.

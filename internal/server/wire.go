@@ -27,6 +27,12 @@ func apiSpec(s task.Spec) api.TaskSpec {
 	if tr := s.Triggers; tr != nil {
 		out.Triggers = &api.Triggers{Commit: tr.Commit, Base: tr.Base, Manual: tr.Manual,
 			Schedule: tr.Schedule, BaseScope: tr.BaseScope, Patch: tr.Patch}
+		if b := tr.BaseChange; b != nil {
+			out.Triggers.BaseChange = &api.BaseChange{RebuildWhen: b.RebuildWhen, MinSeverity: b.MinSeverity, Wait: b.Wait}
+			if b.Urgent != nil {
+				out.Triggers.BaseChange.Urgent = &api.Urgent{Severity: b.Urgent.Severity, Debounce: b.Urgent.Debounce}
+			}
+		}
 	}
 	return out
 }

@@ -73,6 +73,8 @@ func TestWireMirrorsRows(t *testing.T) {
 		{task.Spec{}, api.TaskSpec{}},
 		{task.Source{}, api.TaskSource{}},
 		{task.Triggers{}, api.Triggers{}},
+		{task.BaseChange{}, api.BaseChange{}},
+		{task.Urgent{}, api.Urgent{}},
 		{dockerfile.Base{}, api.Base{}},
 		{store.Task{}, api.Task{}},
 		{store.Cause{}, api.Cause{}},
