@@ -19,12 +19,13 @@ const (
 	StateFailed     RunState = "failed"
 	StateCanceled   RunState = "canceled"
 	StateSuperseded RunState = "superseded"
+	StateSkipped    RunState = "skipped" // not built by the task's baseChange policy
 )
 
 // Done reports whether the state is an end: the run will not change again.
 func (s RunState) Done() bool {
 	switch s {
-	case StateSucceeded, StateFailed, StateCanceled, StateSuperseded:
+	case StateSucceeded, StateFailed, StateCanceled, StateSuperseded, StateSkipped:
 		return true
 	}
 	return false
@@ -95,6 +96,9 @@ type Cause struct {
 	// cascade; Upstream is that run's cause.
 	UpstreamRun int64  `json:"upstreamRun,omitempty"`
 	Upstream    *Cause `json:"upstream,omitempty"`
+	// Decision is what the task's baseChange policy made of the base
+	// update's diff ("base moved, not rebuilt: no package changed").
+	Decision string `json:"decision,omitempty"`
 }
 
 // String renders the cause for people: "manual: alice".
@@ -105,7 +109,11 @@ func (c Cause) String() string {
 	case "commit":
 		return fmt.Sprintf("commit: %s %.7s", c.Ref, c.SHA)
 	case "base":
-		return fmt.Sprintf("base: %s %.19s → %.19s", c.Base, c.OldDigest, c.NewDigest)
+		s := fmt.Sprintf("base: %s %.19s → %.19s", c.Base, c.OldDigest, c.NewDigest)
+		if c.Decision != "" {
+			s += "; " + c.Decision
+		}
+		return s
 	case "schedule":
 		return "schedule: " + c.Schedule
 	case "cascade":

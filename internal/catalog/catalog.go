@@ -86,8 +86,8 @@ type Stats struct {
 	LayersRead int `json:"layersRead"`
 	// Bytes counts compressed bytes read from the registry.
 	Bytes int64 `json:"bytes"`
-	// Took is the wall time.
-	Took time.Duration `json:"took"`
+	// TookMS is the wall time in milliseconds.
+	TookMS int64 `json:"tookMs"`
 }
 
 // Limits bound reading one image.

@@ -17,7 +17,10 @@ type Vulns interface {
 
 // Vuln is one vulnerability a change fixes or introduces.
 type Vuln struct {
-	ID, Severity /* low|medium|high|critical|unknown */, Package, Summary string
+	ID       string `json:"id"`
+	Severity string `json:"severity"` // low|medium|high|critical|unknown
+	Package  string `json:"package"`
+	Summary  string `json:"summary,omitempty"`
 }
 
 // Ecosystem maps an OS release to its OSV ecosystem ("Debian:12");

@@ -116,7 +116,7 @@ func Read(ctx context.Context, img Image, lim Limits) (Catalog, error) {
 	if err := w.result(&c); err != nil {
 		return c, err
 	}
-	c.Read.Took = time.Since(start)
+	c.Read.TookMS = time.Since(start).Milliseconds()
 	return c, nil
 }
 

@@ -82,6 +82,8 @@ type runStore interface {
 	StartRun(ctx context.Context, id, jobID int64) (store.Run, error)
 	AppendLogs(ctx context.Context, runID int64, chunks [][]byte) error
 	RequeueInterrupted(ctx context.Context, enqueue store.Enqueuer) ([]int64, error)
+	GetRun(ctx context.Context, id int64) (store.Run, error)
+	NoteDecision(ctx context.Context, runID int64, decision string) error
 }
 
 var _ runStore = (*store.Store)(nil)
@@ -115,6 +117,12 @@ type Config struct {
 	// Logger gets one line per run state change and per base update.
 	// nil = discard.
 	Logger *slog.Logger
+	// Differ computes base updates' diffs: each changed platform of an
+	// observation gets a diff job (off the critical path: the runs are
+	// queued at once), announced as a base.diff event, and runs whose
+	// task policy (triggers.baseChange) needs the diff wait for it. nil =
+	// no diffs, and every base update rebuilds.
+	Differ Differ
 }
 
 // Runs owns the lives of runs. It is safe for concurrent use (the store
@@ -191,6 +199,9 @@ func New(ctx context.Context, cfg Config) (*Runs, error) {
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &worker{l: l}); err != nil {
 		return nil, fmt.Errorf("registering run worker: %w", err)
+	}
+	if err := river.AddWorkerSafely(workers, &diffWorker{l: l}); err != nil {
+		return nil, fmt.Errorf("registering diff worker: %w", err)
 	}
 	l.river, err = river.NewClient[*sql.Tx](&wakeDriver{Driver: driver, pilot: l.pilot}, &river.Config{
 		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},

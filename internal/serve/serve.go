@@ -24,6 +24,7 @@ import (
 
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/buildkitd"
+	"github.com/refit-dev/refit/internal/catalog"
 	"github.com/refit-dev/refit/internal/events"
 	"github.com/refit-dev/refit/internal/hook"
 	"github.com/refit-dev/refit/internal/index"
@@ -96,6 +97,10 @@ type Config struct {
 	// subdirectories) that a task's dir source may name. Empty = any
 	// directory. The data directory and the key file are always refused.
 	SourceDirs []string
+	// Catalog bounds reading one image's package catalog (compressed
+	// bytes, one database file, time); zero fields take their defaults
+	// (1 GiB, 64 MiB, 2 min).
+	Catalog catalog.Limits
 	// NATS, when its URL is set, also publishes every event to NATS
 	// JetStream (subjects "refit.<type>").
 	NATS events.NATSConfig
@@ -280,6 +285,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Package catalogs and diffs of images, through the same registry
+	// client, cached per digest in the store.
+	catalogs, err := catalog.NewService(catalog.Config{Images: checker, Store: st, Limits: cfg.Catalog})
+	if err != nil {
+		return nil, err
+	}
 	runs, err := lifecycle.New(ctx, lifecycle.Config{
 		Store:    st,
 		Executor: run,
@@ -288,6 +299,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Interval: cfg.PollInterval,
 		Workers:  cfg.Workers,
 		Logger:   log.With("component", "runs"),
+		Differ:   catalogs,
 	})
 	if err != nil {
 		return nil, err
@@ -427,6 +439,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Ready:       readyz,
 		Logger:      log.With("component", "api"),
 		Metrics:     metrics,
+		Catalogs:    catalogs,
 	})
 	apiSrv := &http.Server{
 		Handler:           api,

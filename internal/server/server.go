@@ -105,6 +105,9 @@ type Config struct {
 	// Metrics is the registry /metrics serves; the server adds its own
 	// collectors. nil = a new one.
 	Metrics *prometheus.Registry
+	// Catalogs serves image packages and diffs (/api/v1/images/…,
+	// /api/v1/bases/diff); nil = not served.
+	Catalogs catalogs
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -170,6 +173,11 @@ func New(cfg Config) *Server {
 	handle("GET /api/v1/bases", s.listBases)
 	handle("GET /api/v1/bases/history", s.baseHistory)
 	handle("GET /api/v1/graph", s.graph)
+	if cfg.Catalogs != nil {
+		handle("GET /api/v1/bases/diff", s.baseDiff)
+		handle("GET /api/v1/images/packages", s.imagePackages)
+		handle("GET /api/v1/images/diff", s.imageDiff)
+	}
 	handle("GET /api/v1/tasks/{name}/explain", s.explain)
 	if cfg.Hooks != nil {
 		s.mux.Handle("/hooks/registry/", cfg.Hooks)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/catalog"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
@@ -87,6 +88,18 @@ func TestWireMirrorsRows(t *testing.T) {
 		{store.Delivery{}, api.Delivery{}},
 		{store.RegistryCredential{}, api.RegistryCredential{}},
 		{plan.BaseStatus{}, api.BaseStatus{}},
+		{catalog.Catalog{}, api.ImageCatalog{}},
+		{catalog.OS{}, api.OSRelease{}},
+		{catalog.Package{}, api.Package{}},
+		{catalog.ImageConfig{}, api.ImageConfig{}},
+		{catalog.Stats{}, api.ReadStats{}},
+		{catalog.Diff{}, api.ImageDiff{}},
+		{catalog.OSChange{}, api.OSChange{}},
+		{catalog.PackageChange{}, api.PackageChange{}},
+		{catalog.ConfigChange{}, api.ConfigChange{}},
+		{catalog.LayerChange{}, api.LayerChange{}},
+		{catalog.VulnChanges{}, api.VulnChanges{}},
+		{catalog.Vuln{}, api.Vuln{}},
 	} {
 		row, wire := jsonTags(reflect.TypeOf(p.row)), jsonTags(reflect.TypeOf(p.wire))
 		if !slices.Equal(row, wire) {

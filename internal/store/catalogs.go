@@ -2,9 +2,25 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 )
+
+// Job calls fn with the transaction's connection, for the queue to
+// insert a job that commits, or not, with the transaction.
+func (t *Tx) Job(fn func(ctx context.Context, tx *sql.Tx) error) error { return fn(t.ctx, t.tx) }
+
+// JobOwns reports whether job jobID still owns run runID (a requeue
+// gives a run a new job, and the old one must then do nothing).
+func (t *Tx) JobOwns(runID, jobID int64) (bool, error) {
+	var owner int64
+	if err := t.tx.QueryRowContext(t.ctx, `SELECT job_id FROM runs WHERE id = $1`, runID).Scan(&owner); err != nil {
+		return false, fmt.Errorf("reading run %s: %w", FormatRunID(runID), translate(err))
+	}
+	return owner == jobID, nil
+}
 
 // PutCatalog stores the catalog (internal/catalog's JSON) of the image
 // whose platform manifest is digest. A catalog already stored for the
@@ -48,4 +64,30 @@ func (s *Store) ImageDiff(ctx context.Context, oldDigest, newDigest string) ([]b
 		return nil, fmt.Errorf("reading diff %s → %s: %w", oldDigest, newDigest, translate(err))
 	}
 	return []byte(data), nil
+}
+
+// NoteDecision records on a run's cause what its task's rebuild policy
+// decided (Cause.Decision).
+func (s *Store) NoteDecision(ctx context.Context, runID int64, decision string) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var raw string
+		if err := tx.QueryRowContext(ctx, `SELECT cause FROM runs WHERE id = $1`, runID).Scan(&raw); err != nil {
+			return translate(err)
+		}
+		var c Cause
+		if err := json.Unmarshal([]byte(raw), &c); err != nil {
+			return fmt.Errorf("decoding stored cause: %w", err)
+		}
+		c.Decision = decision
+		b, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE runs SET cause = $1 WHERE id = $2`, string(b), runID)
+		return translate(err)
+	})
+	if err != nil {
+		return fmt.Errorf("recording the decision on run %s: %w", FormatRunID(runID), err)
+	}
+	return nil
 }

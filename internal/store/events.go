@@ -24,6 +24,12 @@ const (
 	EventRunCanceled = EventPrefix + "run.canceled"
 	EventImagePushed = EventPrefix + "image.pushed"
 	EventTaskChanged = EventPrefix + "task.changed"
+	// EventBaseDiff follows a base.updated event once the update's diff
+	// (packages, OS release, config, layers) is ready; subject = the base.
+	EventBaseDiff = EventPrefix + "base.diff"
+	// EventRunSkipped: a base update did not rebuild a task, by its
+	// triggers.baseChange policy (the run ends skipped, saying why).
+	EventRunSkipped = EventPrefix + "run.skipped"
 )
 
 // Event is one row of the outbox. Seq orders events; ID is the
@@ -131,6 +137,8 @@ func emitRunEnd(ctx context.Context, db execer, r Run) error {
 		typ = EventRunFailed
 	case StateCanceled, StateSuperseded:
 		typ = EventRunCanceled
+	case StateSkipped:
+		typ = EventRunSkipped
 	default:
 		return nil
 	}

@@ -24,12 +24,15 @@ const (
 	StateFailed     State = "failed"
 	StateCanceled   State = "canceled"
 	StateSuperseded State = "superseded"
+	// StateSkipped: a base update's run that the task's rebuild policy
+	// (triggers.baseChange) decided not to build; Error says why.
+	StateSkipped State = "skipped"
 )
 
 // Done reports whether the state is an end: the run will not change again.
 func (s State) Done() bool {
 	switch s {
-	case StateSucceeded, StateFailed, StateCanceled, StateSuperseded:
+	case StateSucceeded, StateFailed, StateCanceled, StateSuperseded, StateSkipped:
 		return true
 	}
 	return false
@@ -61,6 +64,9 @@ type Cause struct {
 	// is that run's cause (the base update the wave started from).
 	UpstreamRun int64  `json:"upstreamRun,omitempty"`
 	Upstream    *Cause `json:"upstream,omitempty"`
+	// Decision is what the task's baseChange policy made of a base
+	// update's diff, e.g. "base moved, not rebuilt: no package changed".
+	Decision string `json:"decision,omitempty"`
 }
 
 // UsedBase is a base image a run resolved and pinned.
@@ -232,7 +238,7 @@ func saveRun(ctx context.Context, db execer, r Run) error {
 	res, err := db.ExecContext(ctx, `UPDATE runs SET state = $1, started_at = $2, finished_at = $3,
 		commit_sha = $4, image = $5, digest = $6, tags = $7, bases = $8, step = $9, error = $10, timings = $11,
 		platforms = $12
-		WHERE id = $13 AND state NOT IN ('succeeded', 'failed', 'canceled', 'superseded')`,
+		WHERE id = $13 AND state NOT IN ('succeeded', 'failed', 'canceled', 'superseded', 'skipped')`,
 		string(r.State), formatTime(r.StartedAt), formatTime(r.FinishedAt), r.Commit, r.Image, r.Digest,
 		string(tags), string(bases), r.Step, r.Error, string(timings), string(platforms), r.ID)
 	if err != nil {
