@@ -51,7 +51,9 @@ func TestDecide(t *testing.T) {
 	cat := func(pkgs ...catalog.Package) catalog.Catalog {
 		return catalog.Catalog{OS: catalog.OS{ID: "debian", VersionID: "12"}, Packages: pkgs}
 	}
-	pkg := func(n, v string) catalog.Package { return catalog.Package{Name: n, Version: v, Arch: "amd64", Type: "deb"} }
+	pkg := func(n, v string) catalog.Package {
+		return catalog.Package{Name: n, Version: v, Arch: "amd64", Type: "deb"}
+	}
 	base := cat(pkg("openssl", "3.0.11-1"), pkg("zlib", "1.2-1"), pkg("glibc", "2.36-9"))
 	diff := func(to catalog.Catalog, vulns bool) catalog.Diff {
 		d := catalog.Compare(base, to)
