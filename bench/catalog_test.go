@@ -32,7 +32,7 @@ import (
 // it measures).
 type memCache struct{}
 
-func (memCache) Catalog(context.Context, string) ([]byte, error) { return nil, store.ErrNotFound }
+func (memCache) Catalog(context.Context, string) ([]byte, error)  { return nil, store.ErrNotFound }
 func (memCache) PutCatalog(context.Context, string, []byte) error { return nil }
 func (memCache) ImageDiff(context.Context, string, string) ([]byte, error) {
 	return nil, store.ErrNotFound
