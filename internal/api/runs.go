@@ -99,6 +99,9 @@ type Cause struct {
 	// Decision is what the task's baseChange policy made of the base
 	// update's diff ("base moved, not rebuilt: no package changed").
 	Decision string `json:"decision,omitempty"`
+	// Changes summarizes the base update's diff ("openssl 3.0.11-1 →
+	// 3.0.13-1; +curl"), once it was ready while the run waited.
+	Changes string `json:"changes,omitempty"`
 }
 
 // String renders the cause for people: "manual: alice".
@@ -110,6 +113,9 @@ func (c Cause) String() string {
 		return fmt.Sprintf("commit: %s %.7s", c.Ref, c.SHA)
 	case "base":
 		s := fmt.Sprintf("base: %s %.19s → %.19s", c.Base, c.OldDigest, c.NewDigest)
+		if c.Changes != "" {
+			s += " (" + c.Changes + ")"
+		}
 		if c.Decision != "" {
 			s += "; " + c.Decision
 		}

@@ -184,8 +184,11 @@ func TestCompare(t *testing.T) {
 	if d.Layers.OldCount != 1 || d.Layers.NewCount != 2 || !d.PackagesChanged() {
 		t.Errorf("layers %+v", d.Layers)
 	}
+	if got, want := d.Summary(), "debian 12.4 → debian 12.5; openssl 3.0.11-1~deb12u2 → 3.0.13-1~deb12u1; +curl; -gone"; got != want {
+		t.Errorf("Summary = %q, want %q", got, want)
+	}
 	same := catalog.Compare(old, old)
-	if same.PackagesChanged() || same.OS != nil || len(same.Config) != 0 {
+	if same.PackagesChanged() || same.OS != nil || len(same.Config) != 0 || same.Summary() != "no package changed" {
 		t.Errorf("an image compared with itself changed: %+v", same)
 	}
 }

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -70,6 +71,37 @@ type VulnChanges struct {
 // changed (what rebuildWhen: packages asks).
 func (d Diff) PackagesChanged() bool {
 	return len(d.Added)+len(d.Removed)+len(d.Changed) > 0
+}
+
+// Summary is the diff in one line, for a run's cause: the OS release
+// change, then up to three package changes and how many more, e.g.
+// "debian 12.4 → 12.5; openssl 3.0.11-1 → 3.0.13-1; +curl; -gone";
+// "no package changed" when none did.
+func (d Diff) Summary() string {
+	var parts []string
+	if d.OS != nil {
+		parts = append(parts, d.OS.Old.String()+" → "+d.OS.New.String())
+	}
+	var pkgs []string
+	for _, c := range d.Changed {
+		pkgs = append(pkgs, c.Name+" "+c.Old+" → "+c.New)
+	}
+	for _, p := range d.Added {
+		pkgs = append(pkgs, "+"+p.Name)
+	}
+	for _, p := range d.Removed {
+		pkgs = append(pkgs, "-"+p.Name)
+	}
+	switch {
+	case len(pkgs) == 0:
+		parts = append(parts, "no package changed")
+	case len(pkgs) > 3:
+		parts = append(parts, pkgs[:3]...)
+		parts = append(parts, fmt.Sprintf("%d more", len(pkgs)-3))
+	default:
+		parts = append(parts, pkgs...)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Compare returns the diff from old to new.

@@ -108,6 +108,9 @@ func (w *diffWorker) Work(ctx context.Context, job *river.Job[DiffArgs]) error {
 					continue
 				}
 				tasks = append(tasks, name)
+				if err := tx.NoteChanges(r.ID, d.Summary()); err != nil {
+					return err
+				}
 				if r.Spec.Triggers == nil {
 					continue
 				}

@@ -244,8 +244,13 @@ func TestUrgentSkipsDebounce(t *testing.T) {
 	if r.State != store.StateSucceeded || r.Cause.Decision != "rebuilt: fixes CVE-2026-1234 (critical) in openssl" {
 		t.Errorf("app's run = %s, decision %q", r.State, r.Cause.Decision)
 	}
-	if calm, _ := p.st.GetRun(context.Background(), p.runOf(t, "calm").ID); calm.State != store.StateQueued {
+	calm, _ := p.st.GetRun(context.Background(), p.runOf(t, "calm").ID)
+	if calm.State != store.StateQueued {
 		t.Errorf("the task without urgent: %s, want still queued (an hour's debounce)", calm.State)
+	}
+	// The waiting run's cause carries the diff's summary.
+	if want := "openssl 3.0.11-1~deb12u2 → 3.0.13-1~deb12u1"; calm.Cause.Changes != want {
+		t.Errorf("the waiting run's cause says %q, want %q", calm.Cause.Changes, want)
 	}
 }
 

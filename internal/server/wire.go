@@ -57,7 +57,7 @@ func apiCause(c store.Cause) api.Cause {
 	out := api.Cause{Kind: c.Kind, User: c.User, Repo: c.Repo, Ref: c.Ref, SHA: c.SHA, Author: c.Author,
 		Base: c.Base, Platform: c.Platform, OldDigest: c.OldDigest, NewDigest: c.NewDigest,
 		Schedule: c.Schedule, Observation: c.Observation, Source: c.Source, UpstreamRun: c.UpstreamRun,
-		Decision: c.Decision}
+		Decision: c.Decision, Changes: c.Changes}
 	if c.Upstream != nil {
 		up := apiCause(*c.Upstream)
 		out.Upstream = &up

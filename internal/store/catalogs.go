@@ -66,28 +66,37 @@ func (s *Store) ImageDiff(ctx context.Context, oldDigest, newDigest string) ([]b
 	return []byte(data), nil
 }
 
+// NoteChanges records on a queued run's cause the summary of its base
+// update's diff (Cause.Changes).
+func (t *Tx) NoteChanges(runID int64, changes string) error {
+	return noteCause(t.ctx, t.tx, runID, func(c *Cause) { c.Changes = changes })
+}
+
 // NoteDecision records on a run's cause what its task's rebuild policy
 // decided (Cause.Decision).
 func (s *Store) NoteDecision(ctx context.Context, runID int64, decision string) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var raw string
-		if err := tx.QueryRowContext(ctx, `SELECT cause FROM runs WHERE id = $1`, runID).Scan(&raw); err != nil {
-			return translate(err)
-		}
-		var c Cause
-		if err := json.Unmarshal([]byte(raw), &c); err != nil {
-			return fmt.Errorf("decoding stored cause: %w", err)
-		}
-		c.Decision = decision
-		b, err := json.Marshal(c)
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE runs SET cause = $1 WHERE id = $2`, string(b), runID)
-		return translate(err)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		return noteCause(ctx, tx, runID, func(c *Cause) { c.Decision = decision })
 	})
+}
+
+// noteCause rewrites a run's stored cause with edit.
+func noteCause(ctx context.Context, tx *sql.Tx, runID int64, edit func(*Cause)) error {
+	var raw string
+	if err := tx.QueryRowContext(ctx, `SELECT cause FROM runs WHERE id = $1`, runID).Scan(&raw); err != nil {
+		return fmt.Errorf("recording on run %s: %w", FormatRunID(runID), translate(err))
+	}
+	var c Cause
+	if err := json.Unmarshal([]byte(raw), &c); err != nil {
+		return fmt.Errorf("decoding the stored cause of run %s: %w", FormatRunID(runID), err)
+	}
+	edit(&c)
+	b, err := json.Marshal(c)
 	if err != nil {
-		return fmt.Errorf("recording the decision on run %s: %w", FormatRunID(runID), err)
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE runs SET cause = $1 WHERE id = $2`, string(b), runID); err != nil {
+		return fmt.Errorf("recording on run %s: %w", FormatRunID(runID), translate(err))
 	}
 	return nil
 }

@@ -67,6 +67,9 @@ type Cause struct {
 	// Decision is what the task's baseChange policy made of a base
 	// update's diff, e.g. "base moved, not rebuilt: no package changed".
 	Decision string `json:"decision,omitempty"`
+	// Changes summarizes a base update's diff once it is ready, e.g.
+	// "openssl 3.0.11-1 → 3.0.13-1; +curl" (refit bases diff has it all).
+	Changes string `json:"changes,omitempty"`
 }
 
 // UsedBase is a base image a run resolved and pinned.
