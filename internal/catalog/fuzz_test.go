@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/refit-dev/refit/internal/catalog"
 	ct "github.com/refit-dev/refit/internal/catalog/catalogtest"
@@ -44,4 +45,29 @@ func FuzzRead(f *testing.F) {
 		}
 		_, _ = catalog.Read(context.Background(), img, catalog.Limits{Bytes: 1 << 20, File: 64 << 10})
 	})
+}
+
+// A zstd-compressed layer (as BuildKit can push) is read like a gzip one.
+func TestReadZstdLayer(t *testing.T) {
+	var plain bytes.Buffer
+	tw := tar.NewWriter(&plain)
+	body := ct.ApkInstalled(ct.P("musl", "1.2.4-r4", "x86_64"))
+	tw.WriteHeader(&tar.Header{Name: "lib/apk/db/installed", Size: int64(len(body)), Mode: 0o644, Typeflag: tar.TypeReg})
+	io.WriteString(tw, body)
+	tw.Close()
+	var z bytes.Buffer
+	zw, err := zstd.NewWriter(&z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write(plain.Bytes())
+	zw.Close()
+	img, err := mutate.AppendLayers(empty.Image, static.NewLayer(z.Bytes(), types.OCILayerZStd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := catalog.Read(context.Background(), img, catalog.Limits{})
+	if err != nil || len(c.Packages) != 1 || c.Packages[0].Name != "musl" {
+		t.Fatalf("Read = %+v, %v; want musl from the zstd layer", c.Packages, err)
+	}
 }

@@ -229,7 +229,7 @@ func (w *walker) layer(ctx context.Context, rc io.Reader) error {
 		defer zr.Close()
 		r = zr
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(256<<20))
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxMemory(64<<20))
 		if err != nil {
 			return fmt.Errorf("decompressing (zstd): %w", err)
 		}
