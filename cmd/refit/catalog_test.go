@@ -88,7 +88,8 @@ triggers:
 		skipped.Cause.OldDigest != first || skipped.Cause.NewDigest != second {
 		t.Fatalf("app's run = %s, cause %+v; want skipped, no package changed, %s → %s", skipped.State, skipped.Cause, first, second)
 	}
-	if out := run("explain", "app"); !strings.Contains(out, "skipped") || !strings.Contains(out, "base moved, not rebuilt: no package changed") {
+	if out := run("explain", "app"); !strings.Contains(out, "skipped") || !strings.Contains(out, "base moved, not rebuilt: no package changed") ||
+		!strings.Contains(out, "only when an OS package changed (rebuildWhen: packages)") {
 		t.Errorf("refit explain app does not say the base move was skipped:\n%s", out)
 	}
 	if out := run("runs", skipped.ID); !strings.Contains(out, "base moved, not rebuilt: no package changed") {
