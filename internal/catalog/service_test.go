@@ -20,6 +20,7 @@ import (
 
 	"github.com/refit-dev/refit/internal/catalog"
 	ct "github.com/refit-dev/refit/internal/catalog/catalogtest"
+	"github.com/refit-dev/refit/internal/pgtest"
 	"github.com/refit-dev/refit/internal/regclient"
 	"github.com/refit-dev/refit/internal/store"
 )
@@ -48,7 +49,8 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// env is a loopback registry, the registry client and a SQLite store.
+// env is a loopback registry, the registry client and a store (SQLite,
+// or PostgreSQL with REFIT_TEST_POSTGRES=1).
 type env struct {
 	host  string
 	blobs *blobBytes
@@ -61,7 +63,11 @@ func newEnv(t *testing.T) *env {
 	b := &blobBytes{next: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
 	srv := httptest.NewServer(b)
 	t.Cleanup(srv.Close)
-	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(t.TempDir(), "refit.db")})
+	cfg := store.Config{Path: filepath.Join(t.TempDir(), "refit.db")}
+	if pgtest.Wanted() {
+		cfg = store.Config{URL: pgtest.URL(t)}
+	}
+	st, err := store.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
