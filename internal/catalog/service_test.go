@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/refit-dev/refit/internal/catalog"
@@ -139,5 +141,37 @@ func TestServiceCataloguesADigestOnce(t *testing.T) {
 	}
 	if e.svc.Reads() != 1 {
 		t.Errorf("1,000 catalog requests read the image %d times, want once", e.svc.Reads())
+	}
+}
+
+// A multi-platform base: the catalog of each platform is its own image's.
+func TestServiceIndexPlatforms(t *testing.T) {
+	e := newEnv(t)
+	amd := ct.Alpine("3.19.1", []ct.Pkg{ct.P("musl", "1.2.4-r4", "x86_64")})
+	arm, err := mutate.ConfigFile(ct.Alpine("3.19.1", []ct.Pkg{ct.P("musl", "1.2.4-r4", "aarch64")}), &v1.ConfigFile{Architecture: "arm64", OS: "linux", RootFS: v1.RootFS{Type: "layers"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}})
+	r, err := name.ParseReference(e.host+"/alpine:3.19", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(r, idx); err != nil {
+		t.Fatal(err)
+	}
+	for plat, want := range map[string]string{"": "x86_64", "linux/amd64": "x86_64", "linux/arm64": "aarch64"} {
+		c, err := e.svc.Catalog(context.Background(), e.host+"/alpine:3.19", plat)
+		if err != nil {
+			t.Fatalf("platform %q: %v", plat, err)
+		}
+		if len(c.Packages) != 1 || c.Packages[0].Arch != want {
+			t.Errorf("platform %q: packages %+v, want musl for %s", plat, c.Packages, want)
+		}
+	}
+	if _, err := e.svc.Catalog(context.Background(), e.host+"/alpine:3.19", "linux/s390x"); err == nil || !strings.Contains(err.Error(), "no image for platform linux/s390x") {
+		t.Errorf("a platform the index lacks: %v", err)
 	}
 }
