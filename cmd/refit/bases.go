@@ -84,6 +84,7 @@ a change rebuilds only tasks with triggers.baseScope: all).`,
 			})
 		},
 	})
+	cmd.AddCommand(newBasesDiffCmd(g))
 	return cmd
 }
 

@@ -101,6 +101,7 @@ then, in another shell, define a task and run it:
 		newBasesCmd(g),
 		newGraphCmd(g),
 		newExplainCmd(g),
+		newImageCmd(g),
 		newSubscriptionsCmd(g),
 		newEventsCmd(g),
 		newRegistryCmd(g),

@@ -229,7 +229,7 @@ an error, not an empty list.`,
 		},
 	}
 	cmd.Flags().StringVar(&f.Task, "task", "", "only runs of this task")
-	cmd.Flags().StringVar(&state, "state", "", "only runs in this state (queued, running, succeeded, failed, canceled)")
+	cmd.Flags().StringVar(&state, "state", "", "only runs in this state (queued, running, succeeded, failed, canceled, skipped)")
 	cmd.Flags().IntVar(&f.Limit, "limit", 50, "at most this many runs")
 	return cmd
 }

@@ -76,6 +76,9 @@ type Triggers struct {
 	Schedule  []Schedule `json:"schedule,omitempty"`
 	BaseScope string     `json:"baseScope,omitempty"` // "runtime" (default) or "all"
 	Patch     string     `json:"patch,omitempty"`     // "rebuild" (default) or "rebase"
+	// BaseChange is the rebuild policy for base updates; nil = every
+	// update rebuilds.
+	BaseChange *BaseChange `json:"baseChange,omitempty"`
 }
 
 // Schedule is one entry of triggers.schedule: run the task at the times
@@ -87,6 +90,21 @@ type Schedule struct {
 	Cron     string `json:"cron"`               // "0 3 * * 1", @daily, @every 1h
 	Timezone string `json:"timezone,omitempty"` // IANA zone; default "UTC"
 	CatchUp  string `json:"catchUp,omitempty"`  // "once" (default) or "skip"
+}
+
+// BaseChange says which base updates rebuild a task, from the base's
+// package diff.
+type BaseChange struct {
+	RebuildWhen string  `json:"rebuildWhen,omitempty"` // "any" (default), "packages" or "fixes"
+	MinSeverity string  `json:"minSeverity,omitempty"` // for fixes: low, medium, high (default), critical
+	Urgent      *Urgent `json:"urgent,omitempty"`
+	Wait        string  `json:"wait,omitempty"` // how long a run waits for the diff; default "2m"
+}
+
+// Urgent: a fix at or above Severity starts the run after Debounce.
+type Urgent struct {
+	Severity string `json:"severity"`
+	Debounce string `json:"debounce,omitempty"`
 }
 
 // Base is one image reference a task's Dockerfile builds on.

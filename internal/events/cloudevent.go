@@ -130,6 +130,7 @@ func SignStandard(secret, id string, timestamp int64, body []byte) string {
 //     "".
 //   - A base.updated event matches a TaskGlob when one of the tasks it
 //     rebuilds (its data's "tasks") matches.
+//   - base.diff events match as base.updated ones do.
 //
 // A malformed pattern matches nothing.
 func Match(sub store.Subscription, e store.Event) bool {
@@ -145,7 +146,7 @@ func Match(sub store.Subscription, e store.Event) bool {
 			return false
 		}
 	}
-	if e.Type == store.EventBaseUpdated {
+	if e.Type == store.EventBaseUpdated || e.Type == store.EventBaseDiff {
 		if sub.RefGlob != "" && !refMatch(sub.RefGlob, e.Subject) {
 			return false
 		}

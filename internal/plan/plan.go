@@ -96,6 +96,7 @@ func Coalesce(waiting store.Run, cause store.Cause, direct bool, blockers []int6
 	r.BlockedBy = slices.Clone(r.BlockedBy)
 	if direct && r.Cause.Kind == "base" && r.Cause.Base == cause.Base && r.Cause.Platform == cause.Platform {
 		r.Cause.NewDigest, r.Cause.Observation, r.Cause.Source = cause.NewDigest, cause.Observation, cause.Source
+		r.Cause.Changes = "" // the diff it named was of the older update
 	}
 	// A cascade of the same upstream run carries that run's cause as it
 	// is now: the upstream may have absorbed a newer digest meanwhile.

@@ -25,6 +25,7 @@ import (
 	"github.com/refit-dev/refit/internal/attest"
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/buildkitd"
+	"github.com/refit-dev/refit/internal/catalog"
 	"github.com/refit-dev/refit/internal/events"
 	"github.com/refit-dev/refit/internal/hook"
 	"github.com/refit-dev/refit/internal/index"
@@ -102,6 +103,10 @@ type Config struct {
 	// subdirectories) that a task's dir source may name. Empty = any
 	// directory. The data directory and the key file are always refused.
 	SourceDirs []string
+	// Catalog bounds reading one image's package catalog (compressed
+	// bytes, one database file, time); zero fields take their defaults
+	// (1 GiB, 64 MiB, 2 min).
+	Catalog catalog.Limits
 	// NATS, when its URL is set, also publishes every event to NATS
 	// JetStream (subjects "refit.<type>").
 	NATS events.NATSConfig
@@ -297,6 +302,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Package catalogs and diffs of images, through the same registry
+	// client, cached per digest in the store.
+	vulns := vulndb.New(vulndb.Config{Store: st})
+	catalogs, err := catalog.NewService(catalog.Config{Images: checker, Store: st, Limits: cfg.Catalog,
+		Vulns: catalogVulns{vulns}, Ecosystem: vulndb.Ecosystem})
+	if err != nil {
+		return nil, err
+	}
 	runs, err := lifecycle.New(ctx, lifecycle.Config{
 		Store:    st,
 		Executor: run,
@@ -306,6 +319,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Workers:  cfg.Workers,
 		Logger:   log.With("component", "runs"),
 		Tagger:   checker, // promotions move tags through the one registry client
+		Differ:   catalogs,
 	})
 	if err != nil {
 		return nil, err
@@ -475,9 +489,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		// and the audit export's checkpoint.
 		AuditKey: signer.PrivateKey(),
 
-		VulnDB:         vulndb.New(vulndb.Config{Store: st}),
+		VulnDB:         vulns,
 		VulnDBMaxBytes: cfg.VulnDBMaxBytes,
 		TempDir:        cfg.DataDir, // uploads are spooled beside the data, not in a RAM-backed /tmp
+		Catalogs:       catalogs,
 	})
 	apiSrv := &http.Server{
 		Handler:           api,
@@ -556,4 +571,20 @@ func ensureAdminToken(ctx context.Context, st *store.Store, file string) (string
 		return "", fmt.Errorf("writing admin token to %s: %w", file, err)
 	}
 	return secret, nil
+}
+
+// catalogVulns gives the catalog's diffs the offline vulnerability
+// database: the same vulnerability, in the catalog's type.
+type catalogVulns struct{ db *vulndb.DB }
+
+func (v catalogVulns) Changes(ctx context.Context, ecosystem, name, oldVersion, newVersion string) (fixes, introduces []catalog.Vuln, err error) {
+	fx, in, err := v.db.Changes(ctx, ecosystem, name, oldVersion, newVersion)
+	conv := func(vs []vulndb.Vuln) []catalog.Vuln {
+		out := make([]catalog.Vuln, len(vs))
+		for i, x := range vs {
+			out[i] = catalog.Vuln(x)
+		}
+		return out
+	}
+	return conv(fx), conv(in), err
 }

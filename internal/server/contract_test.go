@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -15,13 +16,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/attest"
 	"github.com/refit-dev/refit/internal/audit"
+	"github.com/refit-dev/refit/internal/catalog"
+	ct "github.com/refit-dev/refit/internal/catalog/catalogtest"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/events"
 	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/regclient"
 	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
@@ -81,6 +90,10 @@ type contractAPI struct {
 	srv  *server.Server
 	runs *fakeRuns
 	data string // the data directory (the SQLite database, the secret key)
+	// images is a loopback registry holding debian:12 twice (the tag's
+	// last push is the newer), for the catalog routes.
+	images   string
+	oldImage string // digest of the first debian:12
 }
 
 func startContractAPI(t *testing.T) *contractAPI {
@@ -95,6 +108,11 @@ func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI 
 	ctx := context.Background()
 	data, st, creds := openState(t)
 	runs := &fakeRuns{st: st, ended: map[int64]chan struct{}{}}
+	images, oldImage := imageRegistry(t)
+	cats, err := catalog.NewService(catalog.Config{Images: regclient.New(regclient.Config{}), Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
 	signer, err := attest.LoadKey(filepath.Join(t.TempDir(), "signing.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +130,7 @@ func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI 
 		Inspector:  fakeInspector{},
 		Index:      st,
 		Registry:   registryAddr,
+		Catalogs:   cats,
 		CheckTasks: func(ctx context.Context, ts []store.Task) error {
 			tasks, err := st.ListTasks(ctx)
 			if err != nil {
@@ -139,7 +158,30 @@ func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &contractAPI{apiServer: apiServer{url: srv.URL, token: token, st: st}, srv: h, runs: runs, data: data}
+	return &contractAPI{apiServer: apiServer{url: srv.URL, token: token, st: st}, srv: h, runs: runs, data: data, images: images, oldImage: oldImage}
+}
+
+// imageRegistry starts a loopback registry and pushes two Debian-like
+// images to debian:12; it returns the host and the first one's digest.
+func imageRegistry(t *testing.T) (host, oldDigest string) {
+	t.Helper()
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host = strings.TrimPrefix(srv.URL, "http://")
+	push := func(img v1.Image) string {
+		r, err := name.ParseReference(host+"/debian:12", name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(r, img); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		return d.String()
+	}
+	oldDigest = push(ct.Debian("12", []ct.Pkg{ct.P("openssl", "3.0.11-1~deb12u2", "amd64"), ct.P("bash", "5.2.15-2+b2", "amd64")}))
+	push(ct.Debian("12", []ct.Pkg{ct.P("openssl", "3.0.13-1~deb12u1", "amd64"), ct.P("bash", "5.2.15-2+b2", "amd64")}))
+	return host, oldDigest
 }
 
 // call sends a request and decodes the answer strictly into a new value
@@ -359,6 +401,28 @@ func TestContract(t *testing.T) {
 	}
 	if v := call[api.VulnDBStatus](t, a, "GET", "/api/v1/vulndb", nil, http.StatusOK); !reflect.DeepEqual(v, imported) {
 		t.Errorf("status = %+v, want what the import answered, %+v", v, imported)
+	}
+	// Images: packages, diffs, a base update's diff.
+	cover("GET", "/api/v1/images/packages")
+	cat := call[api.ImageCatalog](t, a, "GET", "/api/v1/images/packages?image="+a.images+"/debian:12", nil, http.StatusOK)
+	if cat.OS.ID != "debian" || len(cat.Packages) != 2 || cat.Packages[1].Name != "openssl" || cat.Packages[1].Version != "3.0.13-1~deb12u1" {
+		t.Errorf("packages = %+v, want debian 12 with bash and openssl 3.0.13-1~deb12u1", cat)
+	}
+	cover("GET", "/api/v1/images/diff")
+	diff := call[api.ImageDiff](t, a, "GET", "/api/v1/images/diff?old="+a.images+"/debian@"+a.oldImage+"&new="+a.images+"/debian:12", nil, http.StatusOK)
+	if len(diff.Changed) != 1 || diff.Changed[0].Name != "openssl" || diff.Changed[0].New != "3.0.13-1~deb12u1" || diff.New != cat.Digest {
+		t.Errorf("image diff = %+v, want openssl changed", diff)
+	}
+	cover("GET", "/api/v1/bases/diff")
+	bd := call[api.BaseDiff](t, a, "GET", "/api/v1/bases/diff?ref="+a.images+"/debian:12&old="+a.oldImage+"&new="+cat.Digest, nil, http.StatusOK)
+	if !reflect.DeepEqual(bd.Diff, diff) || bd.OldDigest != a.oldImage {
+		t.Errorf("base diff = %+v, want %+v", bd.Diff, diff)
+	}
+	if e := call[api.Error](t, a, "GET", "/api/v1/images/packages", nil, http.StatusBadRequest); !strings.Contains(e.Message, "image is required") {
+		t.Errorf("packages without image: %+v", e)
+	}
+	if e := call[api.Error](t, a, "GET", "/api/v1/images/packages?image="+a.images+"/nothing:1", nil, http.StatusBadGateway); !strings.Contains(e.Message, "nothing") {
+		t.Errorf("packages of a missing image: %+v, want 502 naming it", e)
 	}
 
 	// Registries, whoami, deletes.

@@ -34,6 +34,7 @@ type eventStore interface {
 var eventTypes = []string{
 	store.EventBaseUpdated, store.EventRunQueued, store.EventRunStarted, store.EventRunSucceed,
 	store.EventRunFailed, store.EventRunCanceled, store.EventImagePushed, store.EventTaskChanged,
+	store.EventBaseDiff, store.EventRunSkipped,
 }
 
 func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) error {

@@ -144,6 +144,9 @@ type Config struct {
 	// Promotions approves, rejects and rolls back (the lifecycle's Runs);
 	// nil = those routes answer 501.
 	Promotions promoter
+	// Catalogs serves image packages and diffs (/api/v1/images/…,
+	// /api/v1/bases/diff); nil = not served.
+	Catalogs catalogs
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -230,6 +233,11 @@ func New(cfg Config) *Server {
 	handle("GET /api/v1/bases", s.listBases)
 	handle("GET /api/v1/bases/history", s.baseHistory)
 	handle("GET /api/v1/graph", s.graph)
+	if cfg.Catalogs != nil {
+		handle("GET /api/v1/bases/diff", s.baseDiff)
+		handle("GET /api/v1/images/packages", s.imagePackages)
+		handle("GET /api/v1/images/diff", s.imageDiff)
+	}
 	handle("GET /api/v1/tasks/{name}/explain", s.explain)
 	handle("GET /api/v1/tasks/{name}/triggers", s.triggers)
 	handle("GET /api/v1/images/explain", s.explainImage)

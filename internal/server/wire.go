@@ -30,6 +30,12 @@ func apiSpec(s task.Spec) api.TaskSpec {
 		for _, e := range tr.Schedule {
 			out.Triggers.Schedule = append(out.Triggers.Schedule, api.Schedule(e))
 		}
+		if b := tr.BaseChange; b != nil {
+			out.Triggers.BaseChange = &api.BaseChange{RebuildWhen: b.RebuildWhen, MinSeverity: b.MinSeverity, Wait: b.Wait}
+			if b.Urgent != nil {
+				out.Triggers.BaseChange.Urgent = &api.Urgent{Severity: b.Urgent.Severity, Debounce: b.Urgent.Debounce}
+			}
+		}
 	}
 	if t := s.Test; t != nil {
 		out.Test = &api.TaskTest{Target: t.Target, Command: t.Command}
@@ -63,7 +69,8 @@ func apiTask(t store.Task) api.Task {
 func apiCause(c store.Cause) api.Cause {
 	out := api.Cause{Kind: c.Kind, User: c.User, Repo: c.Repo, Ref: c.Ref, SHA: c.SHA, Author: c.Author,
 		Base: c.Base, Platform: c.Platform, OldDigest: c.OldDigest, NewDigest: c.NewDigest,
-		Schedule: c.Schedule, ScheduleName: c.ScheduleName, DueAt: c.DueAt, Observation: c.Observation, Source: c.Source, UpstreamRun: c.UpstreamRun}
+		Schedule: c.Schedule, ScheduleName: c.ScheduleName, DueAt: c.DueAt, Observation: c.Observation, Source: c.Source, UpstreamRun: c.UpstreamRun,
+		Decision: c.Decision, Changes: c.Changes}
 	if c.Upstream != nil {
 		up := apiCause(*c.Upstream)
 		out.Upstream = &up

@@ -119,6 +119,19 @@ func TestValidateBad(t *testing.T) {
 		}, "tags[0]"},
 		{"bad baseScope", func(s *task.Spec) { s.Triggers = &task.Triggers{BaseScope: "final"} }, "triggers.baseScope"},
 		{"bad patch", func(s *task.Spec) { s.Triggers = &task.Triggers{Patch: "squash"} }, "triggers.patch"},
+		{"bad rebuildWhen", func(s *task.Spec) {
+			s.Triggers = &task.Triggers{BaseChange: &task.BaseChange{RebuildWhen: "always"}}
+		}, "triggers.baseChange.rebuildWhen"},
+		{"bad minSeverity", func(s *task.Spec) {
+			s.Triggers = &task.Triggers{BaseChange: &task.BaseChange{RebuildWhen: "fixes", MinSeverity: "severe"}}
+		}, "triggers.baseChange.minSeverity"},
+		{"bad wait", func(s *task.Spec) { s.Triggers = &task.Triggers{BaseChange: &task.BaseChange{Wait: "2 minutes"}} }, "triggers.baseChange.wait"},
+		{"urgent without severity", func(s *task.Spec) {
+			s.Triggers = &task.Triggers{BaseChange: &task.BaseChange{Urgent: &task.Urgent{Debounce: "0s"}}}
+		}, "triggers.baseChange.urgent.severity"},
+		{"bad urgent debounce", func(s *task.Spec) {
+			s.Triggers = &task.Triggers{BaseChange: &task.BaseChange{Urgent: &task.Urgent{Severity: "critical", Debounce: "-1s"}}}
+		}, "triggers.baseChange.urgent.debounce"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
