@@ -25,7 +25,7 @@ func apiSpec(s task.Spec) api.TaskSpec {
 		Tags:       s.Tags,
 	}
 	if tr := s.Triggers; tr != nil {
-		out.Triggers = &api.Triggers{Commit: tr.Commit, Base: tr.Base, Manual: tr.Manual,
+		out.Triggers = &api.Triggers{Commit: api.CommitTrigger(tr.Commit), Base: tr.Base, Manual: tr.Manual,
 			Schedule: tr.Schedule, BaseScope: tr.BaseScope, Patch: tr.Patch}
 	}
 	return out

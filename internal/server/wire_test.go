@@ -73,6 +73,7 @@ func TestWireMirrorsRows(t *testing.T) {
 		{task.Spec{}, api.TaskSpec{}},
 		{task.Source{}, api.TaskSource{}},
 		{task.Triggers{}, api.Triggers{}},
+		{task.CommitTrigger{}, api.CommitTrigger{}},
 		{dockerfile.Base{}, api.Base{}},
 		{store.Task{}, api.Task{}},
 		{store.Cause{}, api.Cause{}},

@@ -76,7 +76,10 @@ type Source struct {
 // Triggers holds the trigger settings of a task. Used by the index and
 // scheduler; the core only stores them.
 type Triggers struct {
-	Commit   bool   `json:"commit"`
+	// Commit says which pushes to the git source start a run: true (the
+	// source's ref), false, or an object of filters (see CommitTrigger).
+	Commit CommitTrigger `json:"commit"`
+
 	Base     bool   `json:"base"`
 	Manual   bool   `json:"manual"`
 	Schedule string `json:"schedule,omitempty"`
@@ -124,7 +127,7 @@ func (s Spec) Defaults() Spec {
 		s.Tags = []string{"latest"}
 	}
 	if s.Triggers == nil {
-		s.Triggers = &Triggers{Commit: true, Base: true, Manual: true}
+		s.Triggers = &Triggers{Commit: CommitOn(), Base: true, Manual: true}
 	}
 	if s.Triggers.BaseScope == "" {
 		s.Triggers.BaseScope = "runtime"
@@ -214,6 +217,12 @@ func (s Spec) Validate() error {
 		case "", "rebuild", "rebase":
 		default:
 			return &FieldError{"triggers.patch", fmt.Sprintf("%q must be rebuild or rebase", tr.Patch)}
+		}
+		if err := tr.Commit.validate(); err != nil {
+			return err
+		}
+		if tr.Commit.filtered() && s.Source.Dir != "" {
+			return &FieldError{"triggers.commit", "filters need source.git (a source.dir has no commits)"}
 		}
 	}
 	return nil
