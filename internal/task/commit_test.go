@@ -117,3 +117,27 @@ func TestMatchGlob(t *testing.T) {
 		}
 	}
 }
+
+// TestRepoKey: the https, ssh, scp-like and .git forms of one repository
+// share a key; another host, port or path does not.
+func TestRepoKey(t *testing.T) {
+	same := []string{"https://github.com/Acme/API.git", "git@github.com:acme/api", "ssh://git@github.com/acme/api.git",
+		"https://user:tok@github.com/acme/api/", "git://github.com/acme/api", "https://github.com:443/acme/api"}
+	for _, u := range same {
+		if got := task.RepoKey(u); got != "github.com/acme/api" {
+			t.Errorf("RepoKey(%q) = %q, want github.com/acme/api", u, got)
+		}
+	}
+	for _, u := range []string{"https://github.com/acme/api2", "https://gitlab.com/acme/api", "https://github.com:8443/acme/api",
+		"https://github.com/acme/api/sub", "https://github.com/other/api"} {
+		if task.RepoKey(u) == "github.com/acme/api" {
+			t.Errorf("RepoKey(%q) matches github.com/acme/api", u)
+		}
+	}
+	if got := task.RepoKey("http://127.0.0.1:8080/repo"); got != "127.0.0.1:8080/repo" {
+		t.Errorf("loopback key = %q", got)
+	}
+	if got := task.RepoKey("file:///srv/git/a.git"); got != "file:/srv/git/a.git" {
+		t.Errorf("file key = %q", got)
+	}
+}
