@@ -98,6 +98,13 @@ func Routes() []Route {
 		{Method: http.MethodPut, Path: "/api/v1/registries/{host}", Summary: "Store a login for a registry host",
 			Request: CredentialRequest{}, Status: http.StatusOK, Response: RegistryCredential{}},
 		{Method: http.MethodDelete, Path: "/api/v1/registries/{host}", Summary: "Remove the login stored for a registry host", Status: http.StatusNoContent},
+		{Method: http.MethodGet, Path: "/api/v1/git/secrets", Summary: "List repositories with a git webhook secret (never the secrets)",
+			Status: http.StatusOK, Response: []GitSecret{}},
+		{Method: http.MethodPut, Path: "/api/v1/git/secrets", Summary: "Set the webhook secret of a git repository",
+			Request: GitSecretRequest{}, Status: http.StatusOK, Response: GitSecret{}},
+		{Method: http.MethodDelete, Path: "/api/v1/git/secrets", Summary: "Remove the webhook secret of a git repository", Query: []Param{
+			{"repo", "string", "the repository URL", true},
+		}, Status: http.StatusNoContent},
 		{Method: http.MethodGet, Path: "/api/v1/whoami", Summary: "The name of the token in use", Status: http.StatusOK, Response: WhoAmI{}},
 		{Method: http.MethodGet, Path: "/api/v1/openapi.json", Summary: "This description (OpenAPI 3.1)", Status: http.StatusOK, Response: map[string]any{}, Public: true},
 	}

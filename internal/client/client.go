@@ -389,3 +389,23 @@ func (c *Client) PutRegistryCredential(ctx context.Context, host, username, pass
 func (c *Client) DeleteRegistryCredential(ctx context.Context, host string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/registries/"+url.PathEscape(host), nil, nil)
 }
+
+// ListGitSecrets lists the repositories with a git webhook secret
+// (without the secrets).
+func (c *Client) ListGitSecrets(ctx context.Context) ([]api.GitSecret, error) {
+	var out []api.GitSecret
+	err := c.do(ctx, http.MethodGet, "/api/v1/git/secrets", nil, &out)
+	return out, err
+}
+
+// PutGitSecret sets the webhook secret of a git repository.
+func (c *Client) PutGitSecret(ctx context.Context, repo, secret string) (api.GitSecret, error) {
+	var out api.GitSecret
+	err := c.do(ctx, http.MethodPut, "/api/v1/git/secrets", api.GitSecretRequest{Repo: repo, Secret: secret}, &out)
+	return out, err
+}
+
+// DeleteGitSecret removes the webhook secret of a git repository.
+func (c *Client) DeleteGitSecret(ctx context.Context, repo string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/git/secrets?repo="+url.QueryEscape(repo), nil, nil)
+}

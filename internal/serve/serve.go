@@ -25,6 +25,7 @@ import (
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/buildkitd"
 	"github.com/refit-dev/refit/internal/events"
+	"github.com/refit-dev/refit/internal/githook"
 	"github.com/refit-dev/refit/internal/hook"
 	"github.com/refit-dev/refit/internal/index"
 	"github.com/refit-dev/refit/internal/lifecycle"
@@ -409,6 +410,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil
 		},
 	})
+	gitHooks := githook.Handler(githook.Config{
+		Secret: creds.GitSecret,
+		Accept: acceptGitPush(runs),
+		Logger: log.With("component", "githooks"),
+	})
 	api := server.New(server.Config{
 		Store:      st,
 		Runs:       runs,
@@ -424,6 +430,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return events.ValidateTarget(u, cfg.SubscriptionHosts)
 		},
 		Credentials: creds,
+		GitSecrets:  creds,
+		GitHooks:    gitHooks,
 		Ready:       readyz,
 		Logger:      log.With("component", "api"),
 		Metrics:     metrics,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -91,6 +92,7 @@ func startContractAPI(t *testing.T) *contractAPI {
 		Stream:         http.NotFoundHandler(),
 		ValidateTarget: func(u string) error { return events.ValidateTarget(u, nil) },
 		Credentials:    creds,
+		GitSecrets:     creds,
 		LogPoll:        10 * time.Millisecond,
 	})
 	srv := httptest.NewServer(h)
@@ -184,7 +186,7 @@ func TestContract(t *testing.T) {
 	// Runs and their logs.
 	cover("POST", "/api/v1/tasks/{name}/runs")
 	run := call[api.Run](t, a, "POST", "/api/v1/tasks/app/runs", nil, http.StatusCreated)
-	if run.ID != "r-1" || run.Task != "app" || run.State != api.StateQueued || run.Cause != (api.Cause{Kind: "manual", User: "admin"}) || run.Spec.Name != "app" {
+	if run.ID != "r-1" || run.Task != "app" || run.State != api.StateQueued || !reflect.DeepEqual(run.Cause, api.Cause{Kind: "manual", User: "admin"}) || run.Spec.Name != "app" {
 		t.Errorf("queued run = %+v, want r-1 of app, queued, manual by admin", run)
 	}
 	if _, text := a.do(t, "POST", "/api/v1/tasks/app/runs", nil); !strings.Contains(text, `"id": "r-2"`) || !strings.Contains(text, `"cause": {
@@ -313,6 +315,24 @@ func TestContract(t *testing.T) {
 	cover("DELETE", "/api/v1/registries/{host}")
 	if code, _ := a.do(t, "DELETE", "/api/v1/registries/ghcr.io", nil); code != http.StatusNoContent {
 		t.Errorf("logout = %d, want 204", code)
+	}
+	// Git webhook secrets: set under one URL form, listed under the
+	// repository's key, never returned, removed under another form.
+	cover("PUT", "/api/v1/git/secrets")
+	gs := call[api.GitSecret](t, a, "PUT", "/api/v1/git/secrets", api.GitSecretRequest{Repo: "https://github.com/acme/api.git", Secret: "s3cret-value"}, http.StatusOK)
+	if gs.RepoKey != "github.com/acme/api" || gs.UpdatedAt.IsZero() {
+		t.Errorf("stored git secret = %+v", gs)
+	}
+	cover("GET", "/api/v1/git/secrets")
+	if code, text := a.do(t, "GET", "/api/v1/git/secrets", nil); code != http.StatusOK || strings.Contains(text, "s3cret-value") || !strings.Contains(text, "github.com/acme/api") {
+		t.Errorf("git secrets = %d %s: want the repository, never the secret", code, text)
+	}
+	cover("DELETE", "/api/v1/git/secrets")
+	if code, text := a.do(t, "DELETE", "/api/v1/git/secrets?repo="+url.QueryEscape("git@github.com:acme/api"), nil); code != http.StatusNoContent {
+		t.Errorf("delete git secret = %d %s, want 204", code, text)
+	}
+	if code, _ := a.do(t, "DELETE", "/api/v1/git/secrets?repo="+url.QueryEscape("git@github.com:acme/api"), nil); code != http.StatusNotFound {
+		t.Errorf("delete git secret again = %d, want 404", code)
 	}
 	cover("GET", "/api/v1/whoami")
 	if w := call[api.WhoAmI](t, a, "GET", "/api/v1/whoami", nil, http.StatusOK); w.User != "admin" {

@@ -95,6 +95,12 @@ type Config struct {
 	// Credentials stores registry logins for /api/v1/registries; nil =
 	// not served.
 	Credentials registryCredentials
+	// GitSecrets stores git webhook secrets for /api/v1/git/secrets; nil
+	// = not served.
+	GitSecrets gitSecrets
+	// GitHooks serves /hooks/git/ (git push webhooks, authenticated by
+	// each repository's secret); nil = not served.
+	GitHooks http.Handler
 	// Ready reports whether refit can build now (for /readyz); nil = always.
 	Ready func(ctx context.Context) error
 	// Logger gets one line per request error. nil = discard.
@@ -174,6 +180,9 @@ func New(cfg Config) *Server {
 	if cfg.Hooks != nil {
 		s.mux.Handle("/hooks/registry/", cfg.Hooks)
 	}
+	if cfg.GitHooks != nil {
+		s.mux.Handle("/hooks/git/", cfg.GitHooks)
+	}
 	handle("GET /api/v1/subscriptions", s.listSubscriptions)
 	handle("POST /api/v1/subscriptions", s.createSubscription)
 	handle("DELETE /api/v1/subscriptions/{id}", s.deleteSubscription)
@@ -197,6 +206,11 @@ func New(cfg Config) *Server {
 			cfg.Stream.ServeHTTP(w, r)
 			return nil
 		}))
+	}
+	if cfg.GitSecrets != nil {
+		handle("GET /api/v1/git/secrets", s.listGitSecrets)
+		handle("PUT /api/v1/git/secrets", s.putGitSecret)
+		handle("DELETE /api/v1/git/secrets", s.deleteGitSecret)
 	}
 	if cfg.Credentials != nil {
 		handle("GET /api/v1/registries", s.listCredentials)

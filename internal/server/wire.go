@@ -55,6 +55,10 @@ func apiCause(c store.Cause) api.Cause {
 		up := apiCause(*c.Upstream)
 		out.Upstream = &up
 	}
+	out.Message = c.Message
+	for _, a := range c.Also {
+		out.Also = append(out.Also, apiCause(a))
+	}
 	return out
 }
 

@@ -61,6 +61,12 @@ type Cause struct {
 	// is that run's cause (the base update the wave started from).
 	UpstreamRun int64  `json:"upstreamRun,omitempty"`
 	Upstream    *Cause `json:"upstream,omitempty"`
+	// Message is a commit's message (its first 4 KiB).
+	Message string `json:"message,omitempty"`
+	// Also are the other causes a queued run absorbed before it started
+	// (a base update arriving while a commit's run waited, or the other
+	// way round): the run builds once, for all of them.
+	Also []Cause `json:"also,omitempty"`
 }
 
 // UsedBase is a base image a run resolved and pinned.

@@ -1,0 +1,74 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/store"
+)
+
+// CommitResult says what committing a push did.
+type CommitResult struct {
+	// Replay is true when the delivery was taken before: nothing new
+	// happened.
+	Replay bool
+	// Unused is true when no task's source is the repository.
+	Unused bool
+	// Runs are the runs of the wave, created or coalesced, in build order.
+	Runs []store.Run
+	// Coalesced counts runs that already waited and absorbed the push.
+	Coalesced int
+	// Skipped are the tasks on the repository that do not build the push,
+	// and why.
+	Skipped []plan.Skip
+}
+
+// Push commits a git push: the delivery (when delivery is not "", so the
+// same delivery twice queues once), the head it moved (when head is true:
+// polling's memory) and the wave of runs it causes, each at the pushed
+// commit and started after the debounce — all in one transaction. A
+// queued run of a task absorbs the push instead of a second run (its
+// cause keeps every cause it absorbed).
+func (l *Runs) Push(ctx context.Context, p plan.Push, delivery string, head bool) (CommitResult, error) {
+	var res CommitResult
+	err := l.cfg.Store.InTx(ctx, func(tx *store.Tx) error {
+		res = CommitResult{}
+		if delivery != "" {
+			fresh, err := tx.TakeEvent(delivery)
+			if err != nil || !fresh {
+				res.Replay = !fresh
+				return err
+			}
+		}
+		if head {
+			sha := p.SHA
+			if err := tx.SaveGitHead(p.RepoKey, p.Ref, sha); err != nil {
+				return err
+			}
+		}
+		g, err := l.taskGraph(tx)
+		if err != nil {
+			return err
+		}
+		direct, skipped, used := g.CommitTriggers(p)
+		res.Unused, res.Skipped = !used, skipped
+		order, upstream := g.Wave(direct)
+		res.Runs, res.Coalesced, err = l.queueWave(tx, g, direct, order, upstream)
+		return err
+	})
+	if err != nil {
+		return CommitResult{}, fmt.Errorf("committing push of %s to %s: %w", p.Ref, p.Repo, err)
+	}
+	if len(res.Runs) > 0 {
+		l.pilot.wake()
+	}
+	for _, s := range res.Skipped {
+		l.cfg.Logger.Info("push skipped", "task", s.Task, "repo", p.Repo, "ref", p.Ref, "sha", p.SHA, "reason", s.Reason)
+	}
+	if len(res.Runs) > 0 {
+		l.cfg.Logger.Info("commit pushed", "repo", p.Repo, "ref", p.Ref, "sha", p.SHA, "source", p.Source,
+			"runs", len(res.Runs), "coalesced", res.Coalesced)
+	}
+	return res, nil
+}
