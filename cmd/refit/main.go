@@ -101,6 +101,7 @@ then, in another shell, define a task and run it:
 		newSubscriptionsCmd(g),
 		newEventsCmd(g),
 		newRegistryCmd(g),
+		newHookCmd(g),
 		newVersionCmd(g),
 	)
 	root.Version = readVersion().String()

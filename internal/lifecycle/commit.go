@@ -6,6 +6,7 @@ import (
 
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/task"
 )
 
 // CommitResult says what committing a push did.
@@ -31,6 +32,9 @@ type CommitResult struct {
 // queued run of a task absorbs the push instead of a second run (its
 // cause keeps every cause it absorbed).
 func (l *Runs) Push(ctx context.Context, p plan.Push, delivery string, head bool) (CommitResult, error) {
+	if len(p.Repos) == 0 {
+		return CommitResult{}, fmt.Errorf("committing push of %s: no repository", p.Ref)
+	}
 	var res CommitResult
 	err := l.cfg.Store.InTx(ctx, func(tx *store.Tx) error {
 		res = CommitResult{}
@@ -42,8 +46,7 @@ func (l *Runs) Push(ctx context.Context, p plan.Push, delivery string, head bool
 			}
 		}
 		if head {
-			sha := p.SHA
-			if err := tx.SaveGitHead(p.RepoKey, p.Ref, sha); err != nil {
+			if err := tx.SaveGitHead(task.RepoKey(p.Repos[0]), p.Ref, p.SHA); err != nil {
 				return err
 			}
 		}
@@ -58,16 +61,16 @@ func (l *Runs) Push(ctx context.Context, p plan.Push, delivery string, head bool
 		return err
 	})
 	if err != nil {
-		return CommitResult{}, fmt.Errorf("committing push of %s to %s: %w", p.Ref, p.Repo, err)
+		return CommitResult{}, fmt.Errorf("committing push of %s to %s: %w", p.Ref, p.Repos[0], err)
 	}
 	if len(res.Runs) > 0 {
 		l.pilot.wake()
 	}
 	for _, s := range res.Skipped {
-		l.cfg.Logger.Info("push skipped", "task", s.Task, "repo", p.Repo, "ref", p.Ref, "sha", p.SHA, "reason", s.Reason)
+		l.cfg.Logger.Info("push skipped", "task", s.Task, "repo", p.Repos[0], "ref", p.Ref, "sha", p.SHA, "reason", s.Reason)
 	}
 	if len(res.Runs) > 0 {
-		l.cfg.Logger.Info("commit pushed", "repo", p.Repo, "ref", p.Ref, "sha", p.SHA, "source", p.Source,
+		l.cfg.Logger.Info("commit pushed", "repo", p.Repos[0], "ref", p.Ref, "sha", p.SHA, "source", p.Source,
 			"runs", len(res.Runs), "coalesced", res.Coalesced)
 	}
 	return res, nil

@@ -11,8 +11,9 @@ import (
 
 // Push is a git push as the planner sees it, from a webhook or polling.
 type Push struct {
-	// Repo is the repository URL as reported; RepoKey its task.RepoKey.
-	Repo, RepoKey string
+	// Repos are the repository's URLs as reported (a webhook names the
+	// clone, ssh and web URLs); the first that a task uses counts.
+	Repos []string
 	// Ref is the full ref ("refs/heads/main"); SHA its new commit ("" when
 	// Deleted).
 	Ref, SHA string
@@ -42,14 +43,22 @@ type Skip struct {
 // repository, why not. used is false when no task's source is the
 // repository.
 func (g *Graph) CommitTriggers(p Push) (direct []Trigger, skipped []Skip, used bool) {
-	for _, name := range g.repoTasks()[p.RepoKey] {
+	var repo string
+	var names []string
+	for _, r := range p.Repos {
+		if names = g.repoTasks()[task.RepoKey(r)]; len(names) > 0 {
+			repo = r
+			break
+		}
+	}
+	for _, name := range names {
 		t := g.byName[name]
 		used = true
 		if reason := commitSkip(t.Spec, p); reason != "" {
 			skipped = append(skipped, Skip{name, reason})
 			continue
 		}
-		c := store.Cause{Kind: "commit", Repo: p.Repo, Ref: p.Ref, SHA: p.SHA, Author: p.Author, Message: p.Message, Source: p.Source}
+		c := store.Cause{Kind: "commit", Repo: repo, Ref: p.Ref, SHA: p.SHA, Author: p.Author, Message: p.Message, Source: p.Source}
 		direct = append(direct, Trigger{Task: name, Cause: c})
 	}
 	return direct, skipped, used

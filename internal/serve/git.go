@@ -9,7 +9,6 @@ import (
 	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
-	"github.com/refit-dev/refit/internal/task"
 )
 
 // gitPushes commits git pushes (a *lifecycle.Runs).
@@ -21,24 +20,14 @@ type gitPushes interface {
 // what it did, for the git host's delivery log.
 func acceptGitPush(runs gitPushes) func(ctx context.Context, p githook.Push) (githook.Verdict, error) {
 	return func(ctx context.Context, p githook.Push) (githook.Verdict, error) {
-		var res lifecycle.CommitResult
-		var err error
-		var repo string
-		// The payload names the repository several ways (clone, ssh, web
-		// URL): the first one a task uses decides.
-		for _, r := range p.Repos {
-			pp := plan.Push{Repo: r, RepoKey: task.RepoKey(r), Ref: p.Ref, SHA: p.SHA, Deleted: p.Deleted,
-				DefaultBranch: p.DefaultBranch, Author: p.Author, Message: p.Message, Files: p.Files,
-				FilesKnown: p.FilesKnown, Source: "webhook"}
-			repo = r
-			if res, err = runs.Push(ctx, pp, p.Delivery, false); err != nil || !res.Unused || res.Replay {
-				break
-			}
-		}
+		pp := plan.Push{Repos: p.Repos, Ref: p.Ref, SHA: p.SHA, Deleted: p.Deleted,
+			DefaultBranch: p.DefaultBranch, Author: p.Author, Message: p.Message, Files: p.Files,
+			FilesKnown: p.FilesKnown, Source: "webhook"}
+		res, err := runs.Push(ctx, pp, p.Delivery, false)
 		if err != nil {
 			return githook.Verdict{}, err
 		}
-		return verdict(repo, p.Ref, res), nil
+		return verdict(p.Repos[0], p.Ref, res), nil
 	}
 }
 
