@@ -38,15 +38,17 @@ func (l *Runs) Push(ctx context.Context, p plan.Push, delivery string, head bool
 	var res CommitResult
 	err := l.cfg.Store.InTx(ctx, func(tx *store.Tx) error {
 		res = CommitResult{}
+		// The head first: a move another process already committed is
+		// remembered here too.
+		if head {
+			if err := tx.SaveGitHead(task.RepoKey(p.Repos[0]), p.Ref, p.SHA); err != nil {
+				return err
+			}
+		}
 		if delivery != "" {
 			fresh, err := tx.TakeEvent(delivery)
 			if err != nil || !fresh {
 				res.Replay = !fresh
-				return err
-			}
-		}
-		if head {
-			if err := tx.SaveGitHead(task.RepoKey(p.Repos[0]), p.Ref, p.SHA); err != nil {
 				return err
 			}
 		}
@@ -74,4 +76,19 @@ func (l *Runs) Push(ctx context.Context, p plan.Push, delivery string, head bool
 			"runs", len(res.Runs), "coalesced", res.Coalesced)
 	}
 	return res, nil
+}
+
+// CommitRepos returns the git repositories that tasks with the commit
+// trigger on build from, by task.RepoKey: what polling lists.
+func (l *Runs) CommitRepos(ctx context.Context) (map[string]plan.RepoInfo, error) {
+	var repos map[string]plan.RepoInfo
+	err := l.cfg.Store.InTx(ctx, func(tx *store.Tx) error {
+		g, err := l.taskGraph(tx)
+		if err != nil {
+			return err
+		}
+		repos = g.Repos()
+		return nil
+	})
+	return repos, err
 }

@@ -79,17 +79,31 @@ func (g *Graph) repoTasks() map[string][]string {
 	return g.repos
 }
 
+// RepoInfo is a git repository that tasks build from with the commit
+// trigger on.
+type RepoInfo struct {
+	// URL is the repository as one of the tasks names it.
+	URL string
+	// Paths is true when one of the tasks filters pushes by paths.
+	Paths bool
+}
+
 // Repos returns the distinct git repositories of the tasks whose commit
-// trigger is on, by key, each with one of its URLs as a task names it:
-// what polling checks.
-func (g *Graph) Repos() map[string]string {
-	out := map[string]string{}
+// trigger is on, by task.RepoKey: what polling lists.
+func (g *Graph) Repos() map[string]RepoInfo {
+	out := map[string]RepoInfo{}
 	for k, names := range g.repoTasks() {
 		for _, n := range names {
-			if t := g.byName[n]; t.Spec.Triggers != nil && t.Spec.Triggers.Commit.Enabled {
-				out[k] = t.Spec.Source.Git
-				break
+			t := g.byName[n]
+			if t.Spec.Triggers == nil || !t.Spec.Triggers.Commit.Enabled {
+				continue
 			}
+			info, ok := out[k]
+			if !ok {
+				info.URL = t.Spec.Source.Git
+			}
+			info.Paths = info.Paths || len(t.Spec.Triggers.Commit.Paths) > 0
+			out[k] = info
 		}
 	}
 	return out

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/githook"
+	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/serve"
 )
 
@@ -239,4 +241,93 @@ func TestGitWebhooks(t *testing.T) {
 	if len(runs) != len(gitFormats)+1 {
 		t.Errorf("%d runs in all, want %d", len(runs), len(gitFormats)+1)
 	}
+}
+
+// TestGitPollBuildsAtCommit: polling a repository served on loopback
+// records its heads without building; a pushed commit is found by the
+// next listing and built at exactly that commit (the image's revision
+// annotation is its SHA); a commit touching nothing under the task's
+// paths filter builds nothing; and a webhook's commit is built at its own
+// SHA even when the branch has moved on since.
+func TestGitPollBuildsAtCommit(t *testing.T) {
+	r := startRefitWith(t, serve.Config{GitPollInterval: time.Second, Debounce: -1})
+	ctx := context.Background()
+	baseRef := r.RegistryAddr + "/base/busybox:1"
+	pushBase(t, baseRef, "")
+	root := t.TempDir()
+	dir, first := gitRepo(t, root, "polled", "FROM "+baseRef+"\nCOPY app.txt /\n")
+	url := serveGit(t, root) + "/polled"
+	if _, err := r.c.CreateTask(ctx, api.TaskSpec{Name: "polled", Source: api.TaskSource{Git: url, Ref: "main"}, Context: "svc",
+		Triggers: &api.Triggers{Commit: api.CommitTrigger{Enabled: true, Branches: []string{"main"}, Paths: []string{"svc/**"}}, Manual: true}}); err != nil {
+		t.Fatal(err)
+	}
+	// First sight: heads recorded, nothing built.
+	time.Sleep(3 * time.Second)
+	if runs := allRuns(t, r.c); len(runs) != 0 {
+		t.Fatalf("%d runs after polling saw the repository first, want none", len(runs))
+	}
+
+	commit := func(file, body, msg string) string {
+		writeFiles(t, dir, map[string]string{file: body})
+		git(t, dir, "add", ".")
+		git(t, dir, "commit", "-q", "-m", msg)
+		return strings.TrimSpace(git(t, dir, "rev-parse", "HEAD"))
+	}
+	// A docs-only commit: skipped by the paths filter.
+	commit("docs/readme.md", "more docs\n", "docs")
+	time.Sleep(4 * time.Second)
+	if runs := allRuns(t, r.c); len(runs) != 0 {
+		t.Fatalf("%d runs after a docs-only commit, want none (paths: svc/**)", len(runs))
+	}
+	// A commit under svc/: built at that commit.
+	second := commit("svc/app.txt", "v2\n", "change the app")
+	run := waitForRun(t, r.c, "polled", 1)
+	run = waitRun(t, r.c, run.ID)
+	if run.State != api.StateSucceeded {
+		t.Fatalf("polled run: %s at %s: %s", run.State, run.Step, run.Error)
+	}
+	if run.Cause.Kind != "commit" || run.Cause.SHA != second || run.Cause.Source != "poll" || run.Commit != second {
+		t.Errorf("polled run: cause %+v, commit %s; want a poll commit cause at %s", run.Cause, run.Commit, second)
+	}
+	if _, idx := builtImage(t, run.Image); idx.Annotations[runner.AnnotationRevision] != second {
+		t.Errorf("revision annotation = %q, want %s", idx.Annotations[runner.AnnotationRevision], second)
+	}
+
+	// A webhook names the first commit while main has moved on: the run
+	// builds the commit the webhook named.
+	secret := "another-webhook-secret-0123456789"
+	if _, err := r.c.PutGitSecret(ctx, url, secret); err != nil {
+		t.Fatal(err)
+	}
+	gen := gitFormats[3]
+	body := []byte(gen.body(url, "refs/heads/main", first, []string{"svc/app.txt"}))
+	status, v, raw := postGitHook(t, r.APIURL, "generic", body, func(req *http.Request) { gen.sign(req, secret, body, "old-commit") })
+	if status != http.StatusAccepted || len(v.Runs) != 1 {
+		t.Fatalf("webhook for the older commit: %d %s, want 202 with a run", status, raw)
+	}
+	old := waitRun(t, r.c, v.Runs[0])
+	if old.State != api.StateSucceeded || old.Commit != first {
+		t.Fatalf("webhook run: %s, commit %s, want succeeded at %s (%s)", old.State, old.Commit, first, old.Error)
+	}
+	if _, idx := builtImage(t, old.Image); idx.Annotations[runner.AnnotationRevision] != first {
+		t.Errorf("webhook run's revision annotation = %q, want %s", idx.Annotations[runner.AnnotationRevision], first)
+	}
+	if n := countOf(allRuns(t, r.c), "polled"); n != 2 {
+		t.Errorf("%d runs of polled, want 2 (the polled commit and the webhook's)", n)
+	}
+}
+
+// waitForRun waits until task has n runs and returns the newest.
+func waitForRun(t *testing.T, c *client.Client, task string, n int) api.Run {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		runs := allRuns(t, c)
+		if countOf(runs, task) >= n {
+			return lastOf(runs, task)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("task %s has fewer than %d runs after 30 s", task, n)
+	return api.Run{}
 }

@@ -127,3 +127,17 @@ func (t *Tx) GitHead(key, ref string) (string, error) {
 	}
 	return sha, nil
 }
+
+// RecordGitHeads records heads (ref → SHA) of the repository keyed key in
+// one transaction, without queuing anything: polling's first sight of a
+// repository.
+func (s *Store) RecordGitHeads(ctx context.Context, key string, heads map[string]string) error {
+	return s.InTx(ctx, func(tx *Tx) error {
+		for ref, sha := range heads {
+			if err := tx.SaveGitHead(key, ref, sha); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
