@@ -158,3 +158,18 @@ func FuzzGitPush(f *testing.F) {
 		}
 	})
 }
+
+// TestHandlerRedactsURLs: a payload URL carrying credentials is answered
+// (401) without them.
+func TestHandlerRedactsURLs(t *testing.T) {
+	h := Handler(Config{
+		Secret: func(context.Context, []string) (string, bool, error) { return "", false, nil },
+		Accept: func(context.Context, Push) (Verdict, error) { return Verdict{}, nil },
+	})
+	body := `{"repo":"https://robot:tok3n-value@h/a/b.git","ref":"refs/heads/main","sha":"` + sha1 + `"}`
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/hooks/git/generic", strings.NewReader(body)))
+	if rec.Code != http.StatusUnauthorized || strings.Contains(rec.Body.String(), "tok3n-value") {
+		t.Errorf("got %d %s, want 401 without the token", rec.Code, rec.Body)
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/refit-dev/refit/internal/redact"
 )
 
 // DefaultMaxBody is the request body limit when [Config.MaxBody] is not
@@ -207,11 +209,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := h.cfg.Accept(r.Context(), p)
 	if err != nil {
-		log.Error("accepting git push", "repo", p.Repos[0], "ref", p.Ref, "error", err)
+		log.Error("accepting git push", "repo", redact.URL(p.Repos[0]), "ref", p.Ref, "error", err)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "could not commit the push; retry later"})
 		return
 	}
-	log.Info("git push accepted", "repo", p.Repos[0], "ref", p.Ref, "sha", p.SHA, "runs", len(v.Runs), "replay", v.Replay, "message", v.Message)
+	log.Info("git push accepted", "repo", redact.URL(p.Repos[0]), "ref", p.Ref, "sha", p.SHA, "runs", len(v.Runs), "replay", v.Replay, "message", v.Message)
 	writeJSON(w, http.StatusAccepted, v)
 }
 
@@ -220,14 +222,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, f Format, repos []string, body []byte, log *slog.Logger) bool {
 	secret, ok, err := h.cfg.Secret(r.Context(), repos)
 	if err != nil {
-		log.Error("reading git webhook secret", "repo", repos[0], "error", err)
+		log.Error("reading git webhook secret", "repo", redact.URL(repos[0]), "error", err)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "could not read the webhook secret; retry later"})
 		return false
 	}
 	if !ok || !authentic(f, r.Header, secret, body) {
-		log.Warn("git webhook authentication failed", "repo", repos[0], "secret_set", ok)
+		repo := trunc(redact.URL(repos[0]), 256)
+		log.Warn("git webhook authentication failed", "repo", repo, "secret_set", ok)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "signature does not verify with the webhook secret of " +
-			trunc(repos[0], 256) + " (set one with: refit hook secret set " + trunc(repos[0], 256) + ")"})
+			repo + " (set one with: refit hook secret set " + repo + ")"})
 		return false
 	}
 	return true

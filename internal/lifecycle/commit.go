@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/redact"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
@@ -63,16 +64,16 @@ func (l *Runs) Push(ctx context.Context, p plan.Push, delivery string, head bool
 		return err
 	})
 	if err != nil {
-		return CommitResult{}, fmt.Errorf("committing push of %s to %s: %w", p.Ref, p.Repos[0], err)
+		return CommitResult{}, fmt.Errorf("committing push of %s to %s: %w", p.Ref, redact.URL(p.Repos[0]), err)
 	}
 	if len(res.Runs) > 0 {
 		l.pilot.wake()
 	}
 	for _, s := range res.Skipped {
-		l.cfg.Logger.Info("push skipped", "task", s.Task, "repo", p.Repos[0], "ref", p.Ref, "sha", p.SHA, "reason", s.Reason)
+		l.cfg.Logger.Info("push skipped", "task", s.Task, "repo", redact.URL(p.Repos[0]), "ref", p.Ref, "sha", p.SHA, "reason", s.Reason)
 	}
 	if len(res.Runs) > 0 {
-		l.cfg.Logger.Info("commit pushed", "repo", p.Repos[0], "ref", p.Ref, "sha", p.SHA, "source", p.Source,
+		l.cfg.Logger.Info("commit pushed", "repo", redact.URL(p.Repos[0]), "ref", p.Ref, "sha", p.SHA, "source", p.Source,
 			"runs", len(res.Runs), "coalesced", res.Coalesced)
 	}
 	return res, nil

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/refit-dev/refit/internal/redact"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
@@ -58,7 +59,7 @@ func (g *Graph) CommitTriggers(p Push) (direct []Trigger, skipped []Skip, used b
 			skipped = append(skipped, Skip{name, reason})
 			continue
 		}
-		c := store.Cause{Kind: "commit", Repo: repo, Ref: p.Ref, SHA: p.SHA, Author: p.Author, Message: p.Message, Source: p.Source}
+		c := store.Cause{Kind: "commit", Repo: redact.URL(repo), Ref: p.Ref, SHA: p.SHA, Author: p.Author, Message: p.Message, Source: p.Source}
 		direct = append(direct, Trigger{Task: name, Cause: c})
 	}
 	return direct, skipped, used

@@ -8,6 +8,7 @@ import (
 	"github.com/refit-dev/refit/internal/githook"
 	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/redact"
 	"github.com/refit-dev/refit/internal/store"
 )
 
@@ -27,7 +28,7 @@ func acceptGitPush(runs gitPushes) func(ctx context.Context, p githook.Push) (gi
 		if err != nil {
 			return githook.Verdict{}, err
 		}
-		return verdict(p.Repos[0], p.Ref, res), nil
+		return verdict(redact.URL(p.Repos[0]), p.Ref, res), nil
 	}
 }
 
