@@ -64,6 +64,11 @@ func TestParseEdges(t *testing.T) {
 	if err != nil || trunc.FilesKnown {
 		t.Errorf("a push of 30 commits listing 1: FilesKnown = %v (%v), want false", trunc.FilesKnown, err)
 	}
+	tagObj := strings.Repeat("9", 40)
+	tag, err := Parse(FormatGitHub, "push", "", []byte(`{"ref":"refs/tags/v1","after":"`+tagObj+`","repository":{"clone_url":"u"},"head_commit":{"id":"`+sha1+`"}}`))
+	if err != nil || tag.SHA != sha1 || !tag.IsTag() {
+		t.Errorf("annotated tag push: %+v, %v; want the head commit %s", tag, err, sha1)
+	}
 	if _, err := Parse(FormatGitHub, "issues", "", []byte(`{}`)); !IsIgnored(err) {
 		t.Errorf("issues event: %v, want ignored", err)
 	}

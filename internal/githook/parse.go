@@ -288,6 +288,11 @@ func parseHub(body []byte) (Push, error) {
 	}
 	if head != nil {
 		p.Author, p.Message = head.Author.String(), head.Message
+		// An annotated tag's after is the tag object; its head commit is
+		// what is built.
+		if strings.HasPrefix(v.Ref, "refs/tags/") && isSHA(strings.ToLower(head.ID)) && !v.Deleted {
+			p.SHA = head.ID
+		}
 	}
 	p.Files, p.FilesKnown = files(v.Commits)
 	if n := max(v.Size, v.TotalCount); n > len(v.Commits) {
