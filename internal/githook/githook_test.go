@@ -93,8 +93,8 @@ func TestParseEdges(t *testing.T) {
 func TestHandlerAuth(t *testing.T) {
 	accepted := 0
 	h := Handler(Config{
-		Secret: func(_ context.Context, repos []string) (string, bool, error) {
-			return "s3cret", repos[0] == "https://h/a/b.git", nil
+		Secret: func(_ context.Context, repos []string) (string, string, bool, error) {
+			return repos[0], "s3cret", repos[0] == "https://h/a/b.git", nil
 		},
 		Accept: func(context.Context, Push) (Verdict, error) { accepted++; return Verdict{Message: "ok"}, nil },
 	})
@@ -168,7 +168,7 @@ func FuzzGitPush(f *testing.F) {
 // (401) without them.
 func TestHandlerRedactsURLs(t *testing.T) {
 	h := Handler(Config{
-		Secret: func(context.Context, []string) (string, bool, error) { return "", false, nil },
+		Secret: func(context.Context, []string) (string, string, bool, error) { return "", "", false, nil },
 		Accept: func(context.Context, Push) (Verdict, error) { return Verdict{}, nil },
 	})
 	body := `{"repo":"https://robot:tok3n-value@h/a/b.git","ref":"refs/heads/main","sha":"` + sha1 + `"}`
@@ -176,5 +176,32 @@ func TestHandlerRedactsURLs(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/hooks/git/generic", strings.NewReader(body)))
 	if rec.Code != http.StatusUnauthorized || strings.Contains(rec.Body.String(), "tok3n-value") {
 		t.Errorf("got %d %s, want 401 without the token", rec.Code, rec.Body)
+	}
+}
+
+// TestSecretVouchesForItsRepoOnly: a payload naming two repositories,
+// signed with the secret of one, reaches Accept with that one only — a
+// secret never lets its holder push for another repository.
+func TestSecretVouchesForItsRepoOnly(t *testing.T) {
+	var got []string
+	h := Handler(Config{
+		Secret: func(_ context.Context, repos []string) (string, string, bool, error) {
+			for _, r := range repos {
+				if r == "https://h/mine.git" {
+					return r, "mine", true, nil
+				}
+			}
+			return "", "", false, nil
+		},
+		Accept: func(_ context.Context, p Push) (Verdict, error) { got = p.Repos; return Verdict{}, nil },
+	})
+	body := []byte(`{"ref":"refs/heads/main","after":"` + sha1 + `","repository":{"clone_url":"https://h/victim.git","ssh_url":"https://h/mine.git"}}`)
+	req := httptest.NewRequest(http.MethodPost, "/hooks/git/github", bytes.NewReader(body))
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(Sign("mine", body)))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusAccepted || len(got) != 1 || got[0] != "https://h/mine.git" {
+		t.Errorf("got %d, Accept saw %v; want 202 with only https://h/mine.git", rec.Code, got)
 	}
 }

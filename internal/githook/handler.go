@@ -39,8 +39,11 @@ type Verdict struct {
 // Config configures [Handler].
 type Config struct {
 	// Secret returns the webhook secret set for one of repos (the URLs the
-	// payload names), and ok=false when none is. Required.
-	Secret func(ctx context.Context, repos []string) (secret string, ok bool, err error)
+	// payload names) and which of them it is, and ok=false when none has
+	// one. Only that repository is then handed to Accept: a secret
+	// vouches for its own repository, never for another URL the payload
+	// names. Required.
+	Secret func(ctx context.Context, repos []string) (repo, secret string, ok bool, err error)
 	// Accept is called with an authenticated push. It must commit what the
 	// push causes, idempotently on Push.Delivery, before returning: hosts
 	// redeliver. An error yields 500 (the host retries). Required.
@@ -204,9 +207,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	if !h.authenticate(w, r, f, p.Repos, body, log) {
+	repo, ok := h.authenticate(w, r, f, p.Repos, body, log)
+	if !ok {
 		return
 	}
+	p.Repos = []string{repo}
 	v, err := h.cfg.Accept(r.Context(), p)
 	if err != nil {
 		log.Error("accepting git push", "repo", redact.URL(p.Repos[0]), "ref", p.Ref, "error", err)
@@ -218,22 +223,23 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // authenticate looks up the repository's secret and checks the request
-// with it, answering 401 (the same for no secret and a wrong one) or 500.
-func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, f Format, repos []string, body []byte, log *slog.Logger) bool {
-	secret, ok, err := h.cfg.Secret(r.Context(), repos)
+// with it, answering 401 (the same for no secret and a wrong one) or 500;
+// it returns the repository whose secret verified.
+func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, f Format, repos []string, body []byte, log *slog.Logger) (string, bool) {
+	matched, secret, ok, err := h.cfg.Secret(r.Context(), repos)
 	if err != nil {
 		log.Error("reading git webhook secret", "repo", redact.URL(repos[0]), "error", err)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "could not read the webhook secret; retry later"})
-		return false
+		return "", false
 	}
 	if !ok || !authentic(f, r.Header, secret, body) {
 		repo := trunc(redact.URL(repos[0]), 256)
 		log.Warn("git webhook authentication failed", "repo", repo, "secret_set", ok)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "signature does not verify with the webhook secret of " +
 			repo + " (set one with: refit hook secret set " + repo + ")"})
-		return false
+		return "", false
 	}
-	return true
+	return matched, true
 }
 
 // ping answers GitHub's ping: authenticated when it names a repository.
@@ -256,8 +262,10 @@ func (h *handler) ping(w http.ResponseWriter, r *http.Request, f Format, body []
 				repos = append(repos, u)
 			}
 		}
-		if len(repos) > 0 && !h.authenticate(w, r, f, repos, body, log) {
-			return
+		if len(repos) > 0 {
+			if _, ok := h.authenticate(w, r, f, repos, body, log); !ok {
+				return
+			}
 		}
 	}
 	log.Info("github ping answered")

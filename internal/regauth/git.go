@@ -37,8 +37,8 @@ func (c *Credentials) PutGitSecret(ctx context.Context, repo, secret string) (st
 }
 
 // GitSecret returns the webhook secret of the first of repos that has
-// one; ok is false when none has.
-func (c *Credentials) GitSecret(ctx context.Context, repos []string) (secret string, ok bool, err error) {
+// one, and that repository; ok is false when none has.
+func (c *Credentials) GitSecret(ctx context.Context, repos []string) (repo, secret string, ok bool, err error) {
 	for _, r := range repos {
 		key := task.RepoKey(r)
 		g, err := c.store.GitSecret(ctx, key)
@@ -46,15 +46,15 @@ func (c *Credentials) GitSecret(ctx context.Context, repos []string) (secret str
 			continue
 		}
 		if err != nil {
-			return "", false, err
+			return "", "", false, err
 		}
 		s, err := c.openGit(key, g.Sealed)
 		if err != nil {
-			return "", false, err
+			return "", "", false, err
 		}
-		return s, true, nil
+		return r, s, true, nil
 	}
-	return "", false, nil
+	return "", "", false, nil
 }
 
 // ListGitSecrets returns the repositories with a webhook secret, without
