@@ -141,3 +141,30 @@ func TestRepoKey(t *testing.T) {
 		t.Errorf("file key = %q", got)
 	}
 }
+
+// TestCommitTriggerHashStable: a spec with filters hashes the same from
+// YAML and from its JSON (what apply stores and compares), so applying
+// the same file twice is unchanged.
+func TestCommitTriggerHashStable(t *testing.T) {
+	specs, err := task.DecodeYAML([]byte("name: api\nsource: {git: https://example.com/a.git}\ntriggers:\n  commit: {branches: [main], paths: [svc]}\n  base: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(specs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := task.DecodeJSON(strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h1, h2 := specs[0].Hash(""), again.Hash(""); h1 != h2 {
+		t.Errorf("hash from YAML %s, from its JSON %s", h1, h2)
+	}
+	plain := task.Spec{Name: "api", Source: task.Source{Git: "g"}}
+	withTrue := plain
+	withTrue.Triggers = &task.Triggers{Commit: task.CommitOn(), Base: true, Manual: true}
+	if plain.Hash("") != withTrue.Hash("") {
+		t.Error("a spec without triggers and one with the default triggers hash differently")
+	}
+}
