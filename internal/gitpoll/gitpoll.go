@@ -46,7 +46,8 @@ type Config struct {
 	// Interval is how often each repository is listed, jittered by ±10%.
 	// Default 1 min.
 	Interval time.Duration
-	// Concurrency bounds the listings in flight. Default 4.
+	// Concurrency bounds the listings in flight. Default 8 (a listing
+	// mostly waits on the network).
 	Concurrency int
 	// ListRemote lists a repository's heads. Default source.ListRemote.
 	ListRemote func(ctx context.Context, url string) (source.Remote, error)
@@ -72,7 +73,7 @@ func New(cfg Config) (*Poller, error) {
 		cfg.Interval = time.Minute
 	}
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 4
+		cfg.Concurrency = 8
 	}
 	if cfg.ListRemote == nil {
 		cfg.ListRemote = source.ListRemote
