@@ -3,6 +3,7 @@ package task_test
 import (
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -168,3 +169,23 @@ func TestCommitTriggerHashStable(t *testing.T) {
 		t.Error("a spec without triggers and one with the default triggers hash differently")
 	}
 }
+
+// FuzzRepoKey: any URL a payload names keys without panicking, and the
+// https, scp-like ssh and .git forms of one host and path share a key.
+func FuzzRepoKey(f *testing.F) {
+	f.Add("github.com", "acme/api", "https://x@h:1/p?q")
+	f.Add("h", "a", "::")
+	f.Fuzz(func(t *testing.T, host, p, raw string) {
+		task.RepoKey(raw)
+		task.MatchGlob(raw, p)
+		if !plainRE.MatchString(host) || !plainRE.MatchString(p) || strings.HasSuffix(p, ".git") {
+			return
+		}
+		https, scp := task.RepoKey("https://"+host+"/"+p), task.RepoKey("git@"+host+":"+p+".git")
+		if https != scp {
+			t.Fatalf("https key %q, scp-like key %q", https, scp)
+		}
+	})
+}
+
+var plainRE = regexp.MustCompile(`^[a-z0-9]+([./_-][a-z0-9]+)*$`)
