@@ -108,6 +108,7 @@ then, in another shell, define a task and run it:
 		newTokenCmd(g),
 		newAuditCmd(g),
 		newVulnDBCmd(g),
+		newHookCmd(g),
 		newVersionCmd(g),
 	)
 	root.Version = readVersion().String()

@@ -74,6 +74,7 @@ builds are canceled and their runs marked canceled.`,
 	f.StringSliceVar(&cfg.Insecure, "insecure-registry", nil, "registry host:port to reach over plain HTTP (repeatable)")
 	f.IntVar(&cfg.Workers, "workers", 2, "runs that build at once")
 	f.DurationVar(&cfg.PollInterval, "poll-interval", 5*time.Minute, "how often each base image reference is checked (one HEAD request)")
+	f.DurationVar(&cfg.GitPollInterval, "git-poll-interval", time.Minute, "how often each git repository a task builds on commit is listed (one git ls-remote, jittered ±10%); negative = webhooks only")
 	f.DurationVar(&cfg.Debounce, "debounce", 30*time.Second, "wait this long after a base update before building, so a burst of updates builds once (0 = default, negative = none)")
 	f.StringToStringVar(&cfg.HookSecrets, "hook-secret", nil, "enable a registry webhook: FORMAT=SECRET, FORMAT one of distribution, harbor, dockerhub, acr (repeatable; or $REFIT_HOOK_SECRET_<FORMAT>, which keeps it out of the process list)")
 	f.StringVar(&cfg.DatabaseURL, "database", "", "keep state in PostgreSQL at this URL (postgres://user@host:5432/refit) instead of SQLite in --data; or $REFIT_DATABASE_URL, which keeps the password out of the process list")

@@ -150,6 +150,13 @@ func Routes() []Route {
 			Status: http.StatusOK, Response: AuditVerification{}},
 		{Method: http.MethodGet, Path: "/api/v1/audit:export", Summary: "The whole audit log as JSON Lines, closed by a signed checkpoint line {\"checkpoint\":…}",
 			Status: http.StatusOK, Response: AuditEntry{}, Stream: "application/x-ndjson"},
+		{Method: http.MethodGet, Path: "/api/v1/git/secrets", Summary: "List repositories with a git webhook secret (never the secrets)",
+			Status: http.StatusOK, Response: []GitSecret{}},
+		{Method: http.MethodPut, Path: "/api/v1/git/secrets", Summary: "Set the webhook secret of a git repository",
+			Request: GitSecretRequest{}, Status: http.StatusOK, Response: GitSecret{}},
+		{Method: http.MethodDelete, Path: "/api/v1/git/secrets", Summary: "Remove the webhook secret of a git repository", Query: []Param{
+			{"repo", "string", "the repository URL", true},
+		}, Status: http.StatusNoContent},
 		{Method: http.MethodGet, Path: "/api/v1/openapi.json", Summary: "This description (OpenAPI 3.1)", Status: http.StatusOK, Response: map[string]any{}, Public: true},
 	}
 }

@@ -115,6 +115,12 @@ type Cause struct {
 	// Changes summarizes the base update's diff ("openssl 3.0.11-1 →
 	// 3.0.13-1; +curl"), once it was ready while the run waited.
 	Changes string `json:"changes,omitempty"`
+	// Message is a commit's message (its first 4 KiB).
+	Message string `json:"message,omitempty"`
+	// Also are the other causes a queued run absorbed before it started
+	// (a base update arriving while a commit's run waited, or the other
+	// way round): the run builds once, for all of them.
+	Also []Cause `json:"also,omitempty"`
 }
 
 // String renders the cause for people: "manual: alice".
@@ -146,6 +152,15 @@ func (c Cause) String() string {
 		return s
 	}
 	return c.Kind
+}
+
+// All renders the cause and every cause it absorbed: "commit: … + base: …".
+func (c Cause) All() string {
+	s := c.String()
+	for _, a := range c.Also {
+		s += " + " + a.String()
+	}
+	return s
 }
 
 // RunFilter is the query of GET /api/v1/runs.

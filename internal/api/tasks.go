@@ -70,7 +70,9 @@ type TaskSource struct {
 
 // Triggers are a task's trigger settings.
 type Triggers struct {
-	Commit    bool       `json:"commit"`
+	// Commit is true, false or {branches, paths, tags, deletions}.
+	Commit CommitTrigger `json:"commit"`
+
 	Base      bool       `json:"base"`
 	Manual    bool       `json:"manual"`
 	Schedule  []Schedule `json:"schedule,omitempty"`

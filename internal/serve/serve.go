@@ -27,6 +27,8 @@ import (
 	"github.com/refit-dev/refit/internal/buildkitd"
 	"github.com/refit-dev/refit/internal/catalog"
 	"github.com/refit-dev/refit/internal/events"
+	"github.com/refit-dev/refit/internal/githook"
+	"github.com/refit-dev/refit/internal/gitpoll"
 	"github.com/refit-dev/refit/internal/hook"
 	"github.com/refit-dev/refit/internal/index"
 	"github.com/refit-dev/refit/internal/lifecycle"
@@ -74,6 +76,10 @@ type Config struct {
 	// format; the endpoints are always served, and a format without a
 	// secret is refused (403).
 	HookSecrets map[string]string
+	// GitPollInterval is how often each git repository that a task with
+	// the commit trigger builds from is listed (git ls-remote), jittered
+	// by ±10%. Default 1 min; negative = no polling (webhooks only).
+	GitPollInterval time.Duration
 	// DatabaseURL, when set, keeps refit's state in PostgreSQL
 	// (postgres://user:password@host:5432/refit) instead of SQLite in
 	// DataDir.
@@ -395,6 +401,29 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil
 	})
 
+	// Git polling: one ls-remote per repository per interval; a moved
+	// head is committed through the lifecycle like a webhook's push.
+	if cfg.GitPollInterval >= 0 {
+		poller, err := gitpoll.New(gitpoll.Config{
+			Repos:    runs.CommitRepos,
+			Store:    st,
+			Pusher:   runs,
+			Interval: cfg.GitPollInterval,
+			Logger:   log.With("component", "gitpoll"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
+		var pollDone sync.WaitGroup
+		pollDone.Go(func() { poller.Run(pollCtx) })
+		cleanups = append(cleanups, func(context.Context) error {
+			stopPoll()
+			pollDone.Wait()
+			return nil
+		})
+	}
+
 	// Events: the dispatcher delivers the outbox; a commit wakes it when
 	// it wrote events a subscription or sink wants.
 	dispatcher, err := events.New(events.Config{
@@ -463,6 +492,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil
 		},
 	})
+	gitHooks := githook.Handler(githook.Config{
+		Secret: creds.GitSecret,
+		Accept: acceptGitPush(runs),
+		Logger: log.With("component", "githooks"),
+	})
 	api := server.New(server.Config{
 		Store:      st,
 		Runs:       runs,
@@ -479,6 +513,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return events.ValidateTarget(u, cfg.SubscriptionHosts)
 		},
 		Credentials: creds,
+		GitSecrets:  creds,
+		GitHooks:    gitHooks,
 		Ready:       readyz,
 		Logger:      log.With("component", "api"),
 		Metrics:     metrics,

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -143,6 +144,7 @@ func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI 
 		ValidateTarget: func(u string) error { return events.ValidateTarget(u, nil) },
 		Credentials:    creds,
 		VulnDB:         vulndb.New(vulndb.Config{Store: st}),
+		GitSecrets:     creds,
 		LogPoll:        10 * time.Millisecond,
 		Images:         st,
 		Signer:         signer,
@@ -266,7 +268,7 @@ func TestContract(t *testing.T) {
 	// Runs and their logs.
 	cover("POST", "/api/v1/tasks/{name}/runs")
 	run := call[api.Run](t, a, "POST", "/api/v1/tasks/app/runs", nil, http.StatusCreated)
-	if run.ID != "r-1" || run.Task != "app" || run.State != api.StateQueued || run.Cause != (api.Cause{Kind: "manual", User: "admin"}) || run.Spec.Name != "app" {
+	if run.ID != "r-1" || run.Task != "app" || run.State != api.StateQueued || !reflect.DeepEqual(run.Cause, api.Cause{Kind: "manual", User: "admin"}) || run.Spec.Name != "app" {
 		t.Errorf("queued run = %+v, want r-1 of app, queued, manual by admin", run)
 	}
 	if _, text := a.do(t, "POST", "/api/v1/tasks/app/runs", nil); !strings.Contains(text, `"id": "r-2"`) || !strings.Contains(text, `"cause": {
@@ -462,6 +464,30 @@ func TestContract(t *testing.T) {
 		t.Errorf("signing key = %+v, want the server id %s", k, ie.Attestation.Server.ID)
 	}
 
+	// Git webhook secrets: set under one URL form, listed under the
+	// repository's key, never returned, removed under another form.
+	cover("PUT", "/api/v1/git/secrets")
+	gs := call[api.GitSecret](t, a, "PUT", "/api/v1/git/secrets", api.GitSecretRequest{Repo: "https://github.com/acme/api.git", Secret: "s3cret-value"}, http.StatusOK)
+	if gs.RepoKey != "github.com/acme/api" || gs.UpdatedAt.IsZero() {
+		t.Errorf("stored git secret = %+v", gs)
+	}
+	cover("GET", "/api/v1/git/secrets")
+	if code, text := a.do(t, "GET", "/api/v1/git/secrets", nil); code != http.StatusOK || strings.Contains(text, "s3cret-value") || !strings.Contains(text, "github.com/acme/api") {
+		t.Errorf("git secrets = %d %s: want the repository, never the secret", code, text)
+	}
+	cover("DELETE", "/api/v1/git/secrets")
+	if code, text := a.do(t, "DELETE", "/api/v1/git/secrets?repo="+url.QueryEscape("git@github.com:acme/api"), nil); code != http.StatusNoContent {
+		t.Errorf("delete git secret = %d %s, want 204", code, text)
+	}
+	if code, _ := a.do(t, "DELETE", "/api/v1/git/secrets?repo="+url.QueryEscape("git@github.com:acme/api"), nil); code != http.StatusNotFound {
+		t.Errorf("delete git secret again = %d, want 404", code)
+	}
+	for _, action := range []string{"gitsecret.set", "gitsecret.delete"} {
+		code, text := a.do(t, "GET", "/api/v1/audit?action="+action, nil)
+		if code != http.StatusOK || strings.Count(text, `"subject": "github.com/acme/api"`) != 1 || strings.Contains(text, "s3cret-value") {
+			t.Errorf("%s audit entries = %d %s: want one for github.com/acme/api, never the secret", action, code, text)
+		}
+	}
 	cover("GET", "/api/v1/whoami")
 	if w := call[api.WhoAmI](t, a, "GET", "/api/v1/whoami", nil, http.StatusOK); w.User != "admin" {
 		t.Errorf("whoami = %+v", w)

@@ -53,6 +53,9 @@ var routeRoles = map[string]identity.Role{
 	"GET /api/v1/bases/diff":            identity.Viewer,
 	"GET /api/v1/images/packages":       identity.Viewer,
 	"GET /api/v1/images/diff":           identity.Viewer,
+	"GET /api/v1/git/secrets":           identity.Viewer,
+	"PUT /api/v1/git/secrets":           identity.Operator,
+	"DELETE /api/v1/git/secrets":        identity.Operator,
 	"GET /api/v1/vulndb":                identity.Viewer,
 	"POST /api/v1/vulndb":               identity.Operator,
 	// Decisions on runs awaiting approval, and rolling promote tags back

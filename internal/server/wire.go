@@ -25,7 +25,7 @@ func apiSpec(s task.Spec) api.TaskSpec {
 		Tags:       s.Tags,
 	}
 	if tr := s.Triggers; tr != nil {
-		out.Triggers = &api.Triggers{Commit: tr.Commit, Base: tr.Base, Manual: tr.Manual,
+		out.Triggers = &api.Triggers{Commit: api.CommitTrigger(tr.Commit), Base: tr.Base, Manual: tr.Manual,
 			BaseScope: tr.BaseScope, Patch: tr.Patch}
 		for _, e := range tr.Schedule {
 			out.Triggers.Schedule = append(out.Triggers.Schedule, api.Schedule(e))
@@ -74,6 +74,10 @@ func apiCause(c store.Cause) api.Cause {
 	if c.Upstream != nil {
 		up := apiCause(*c.Upstream)
 		out.Upstream = &up
+	}
+	out.Message = c.Message
+	for _, a := range c.Also {
+		out.Also = append(out.Also, apiCause(a))
 	}
 	return out
 }

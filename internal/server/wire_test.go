@@ -83,6 +83,7 @@ func TestWireMirrorsRows(t *testing.T) {
 		{task.Schedule{}, api.Schedule{}},
 		{task.BaseChange{}, api.BaseChange{}},
 		{task.Urgent{}, api.Urgent{}},
+		{task.CommitTrigger{}, api.CommitTrigger{}},
 		{dockerfile.Base{}, api.Base{}},
 		{store.Task{}, api.Task{}},
 		{store.Cause{}, api.Cause{}},

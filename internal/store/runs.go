@@ -84,6 +84,12 @@ type Cause struct {
 	// Changes summarizes a base update's diff once it is ready, e.g.
 	// "openssl 3.0.11-1 → 3.0.13-1; +curl" (refit bases diff has it all).
 	Changes string `json:"changes,omitempty"`
+	// Message is a commit's message (its first 4 KiB).
+	Message string `json:"message,omitempty"`
+	// Also are the other causes a queued run absorbed before it started
+	// (a base update arriving while a commit's run waited, or the other
+	// way round): the run builds once, for all of them.
+	Also []Cause `json:"also,omitempty"`
 }
 
 // UsedBase is a base image a run resolved and pinned.

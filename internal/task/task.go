@@ -141,7 +141,10 @@ type Source struct {
 // Triggers holds the trigger settings of a task. Used by the index and
 // scheduler; the core only stores them.
 type Triggers struct {
-	Commit bool `json:"commit"`
+	// Commit says which pushes to the git source start a run: true (the
+	// source's ref), false, or an object of filters (see CommitTrigger).
+	Commit CommitTrigger `json:"commit"`
+
 	Base   bool `json:"base"`
 	Manual bool `json:"manual"`
 	// Schedule lists the times the task runs, with nothing changed (see
@@ -257,7 +260,7 @@ func (s Spec) Defaults() Spec {
 		s.Promote = &p
 	}
 	if s.Triggers == nil {
-		s.Triggers = &Triggers{Commit: true, Base: true, Manual: true}
+		s.Triggers = &Triggers{Commit: CommitOn(), Base: true, Manual: true}
 	}
 	if s.Triggers.Schedule != nil {
 		tr := *s.Triggers // the caller's triggers stay as they are
@@ -361,6 +364,12 @@ func (s Spec) Validate() error {
 		}
 		if err := tr.BaseChange.validate(); err != nil {
 			return err
+		}
+		if err := tr.Commit.validate(); err != nil {
+			return err
+		}
+		if tr.Commit.filtered() && s.Source.Dir != "" {
+			return &FieldError{"triggers.commit", "filters need source.git (a source.dir has no commits)"}
 		}
 	}
 	return nil

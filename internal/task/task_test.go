@@ -42,7 +42,7 @@ func TestValidateGood(t *testing.T) {
 			s.Tags = []string{"{{.Run.ID}}", "sha-{{.Commit.Short}}", "{{.Task.Name}}-{{.Commit.SHA}}"}
 		}},
 		{"triggers", func(s *task.Spec) {
-			s.Triggers = &task.Triggers{Commit: true, Schedule: task.Schedules{{Name: "nightly", Cron: "@daily"}}, BaseScope: "all", Patch: "rebase"}
+			s.Triggers = &task.Triggers{Commit: task.CommitOn(), Schedule: task.Schedules{{Name: "nightly", Cron: "@daily"}}, BaseScope: "all", Patch: "rebase"}
 		}},
 		{"empty triggers", func(s *task.Spec) { s.Triggers = &task.Triggers{} }},
 		{"build arg value with tab and unicode", func(s *task.Spec) { s.BuildArgs = map[string]string{"A": "x\ty é ✓"} }},
@@ -194,7 +194,7 @@ func TestDefaults(t *testing.T) {
 		Platforms:  []string{task.HostPlatform()},
 		Image:      "api",
 		Tags:       []string{"latest"},
-		Triggers:   &task.Triggers{Commit: true, Base: true, Manual: true, BaseScope: "runtime", Patch: "rebuild"},
+		Triggers:   &task.Triggers{Commit: task.CommitOn(), Base: true, Manual: true, BaseScope: "runtime", Patch: "rebuild"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Defaults() mismatch (-want +got):\n%s", diff)
@@ -338,7 +338,7 @@ func TestDecodeJSON(t *testing.T) {
 		BuildArgs: map[string]string{"A": "1"},
 		Platforms: []string{"linux/amd64"},
 		Tags:      []string{"{{.Run.ID}}"},
-		Triggers:  &task.Triggers{Commit: true, Manual: true, BaseScope: "all"},
+		Triggers:  &task.Triggers{Commit: task.CommitOn(), Manual: true, BaseScope: "all"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("DecodeJSON mismatch (-want +got):\n%s", diff)
