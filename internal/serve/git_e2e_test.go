@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -195,6 +196,11 @@ func TestGitWebhooks(t *testing.T) {
 		}
 		_ = i
 	}
+	// refit task triggers: a secret is set for the repository (under
+	// another form of its URL).
+	if tr, err := r.c.Triggers(ctx, "api-only"); err != nil || !tr.Commit.SecretSet || !slices.Equal(tr.Commit.Filters.Branches, []string{"main"}) {
+		t.Errorf("api-only's commit section = %+v (%v), want its secret set and branches [main]", tr.Commit, err)
+	}
 
 	// A push touching only docs: on-github's waiting run absorbs it,
 	// api-only (paths: svc/**) skips it and says why.
@@ -291,6 +297,16 @@ func TestGitPollBuildsAtCommit(t *testing.T) {
 	}
 	if _, idx := builtImage(t, run.Image); idx.Annotations[runner.AnnotationRevision] != second {
 		t.Errorf("revision annotation = %q, want %s", idx.Annotations[runner.AnnotationRevision], second)
+	}
+	// refit task triggers shows the filters, the webhook paths, that no
+	// secret is set, and the head polling saw.
+	tr, err := r.c.Triggers(ctx, "polled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := tr.Commit; !c.Enabled || c.Repo != url || c.SecretSet || len(c.Webhooks) != 4 || c.Heads["refs/heads/main"] != second ||
+		!slices.Equal(c.Filters.Paths, []string{"svc/**"}) {
+		t.Errorf("triggers' commit section = %+v, want the filters, 4 webhook paths, no secret, main at %s", c, second)
 	}
 
 	// A webhook names the first commit while main has moved on: the run
