@@ -97,6 +97,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./internal/dockerfile/
 	$(GO) test -run '^$$' -fuzz '^FuzzHostileNames$$' -fuzztime 60s ./internal/hook/
 	$(GO) test -run '^$$' -fuzz '^FuzzWithin$$' -fuzztime 60s ./internal/source/
+	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime 60s ./internal/catalog/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDpkgStatus$$' -fuzztime 60s ./internal/catalog/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseApkInstalled$$' -fuzztime 60s ./internal/catalog/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseOSRelease$$' -fuzztime 60s ./internal/catalog/
 
 clean:
 	rm -rf $(BIN)

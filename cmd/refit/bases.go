@@ -84,6 +84,7 @@ a change rebuilds only tasks with triggers.baseScope: all).`,
 			})
 		},
 	})
+	cmd.AddCommand(newBasesDiffCmd(g))
 	return cmd
 }
 
@@ -225,7 +226,7 @@ marked UNVERIFIED and the command fails.`,
 					fmt.Fprintf(w, "rebuilds\t%s\n", strings.Join(e.Dependent, ", "))
 				}
 				for _, r := range e.LastRuns {
-					fmt.Fprintf(w, "run\t%s %s (%s) %s\n", r.ID, r.State, r.Cause, r.CreatedAt.Local().Format("2006-01-02 15:04"))
+					fmt.Fprintf(w, "run\t%s %s (%s) %s\n", r.ID, r.State, r.Cause.All(), r.CreatedAt.Local().Format("2006-01-02 15:04"))
 				}
 				fmt.Fprintln(w)
 				for _, v := range e.Verdict {

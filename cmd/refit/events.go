@@ -63,7 +63,7 @@ events redeliver' sends them again.`,
 		},
 	}
 	create.Flags().StringVar(&req.URL, "url", "", "receiver URL (http or https)")
-	create.Flags().StringVar(&types, "types", "", "comma-separated event types (base.updated, run.queued, run.started, run.succeeded, run.failed, run.canceled, image.pushed, task.changed); default all")
+	create.Flags().StringVar(&types, "types", "", "comma-separated event types (base.updated, run.queued, run.started, run.succeeded, run.failed, run.canceled, run.skipped, image.pushed, task.changed, base.diff); default all")
 	create.Flags().StringVar(&req.Task, "task", "", "only events of tasks matching this glob")
 	create.Flags().StringVar(&req.BaseRef, "base-ref", "", "only base.updated events of references matching this glob")
 	create.Flags().StringVar(&secretFile, "secret-file", "", "file holding the HMAC secret (kept out of shell history)")

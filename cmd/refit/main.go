@@ -101,6 +101,7 @@ then, in another shell, define a task and run it:
 		newBasesCmd(g),
 		newGraphCmd(g),
 		newExplainCmd(g),
+		newImageCmd(g),
 		newSubscriptionsCmd(g),
 		newEventsCmd(g),
 		newRegistryCmd(g),
@@ -108,6 +109,7 @@ then, in another shell, define a task and run it:
 		newTokenCmd(g),
 		newAuditCmd(g),
 		newVulnDBCmd(g),
+		newHookCmd(g),
 		newVersionCmd(g),
 	)
 	root.Version = readVersion().String()

@@ -229,7 +229,7 @@ an error, not an empty list.`,
 		},
 	}
 	cmd.Flags().StringVar(&f.Task, "task", "", "only runs of this task")
-	cmd.Flags().StringVar(&state, "state", "", "only runs in this state (queued, running, succeeded, failed, canceled)")
+	cmd.Flags().StringVar(&state, "state", "", "only runs in this state (queued, running, succeeded, failed, canceled, skipped)")
 	cmd.Flags().IntVar(&f.Limit, "limit", 50, "at most this many runs")
 	return cmd
 }
@@ -239,6 +239,15 @@ func printRun(w *tabwriter.Writer, r api.Run) {
 	fmt.Fprintf(w, "task\t%s\n", r.Task)
 	fmt.Fprintf(w, "state\t%s\n", r.State)
 	fmt.Fprintf(w, "cause\t%s\n", r.Cause)
+	if r.Cause.Kind == "commit" && r.Cause.Author != "" {
+		fmt.Fprintf(w, "author\t%s\n", r.Cause.Author)
+	}
+	if subject, _, _ := strings.Cut(r.Cause.Message, "\n"); subject != "" {
+		fmt.Fprintf(w, "message\t%s\n", subject)
+	}
+	for _, a := range r.Cause.Also {
+		fmt.Fprintf(w, "also\t%s\n", a)
+	}
 	if r.Commit != "" {
 		fmt.Fprintf(w, "commit\t%s\n", r.Commit)
 	}

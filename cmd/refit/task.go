@@ -218,7 +218,7 @@ func newTaskShowCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "image\t%s\n", s.Image)
 				fmt.Fprintf(w, "tags\t%s\n", strings.Join(s.Tags, ", "))
 				if tr := s.Triggers; tr != nil {
-					fmt.Fprintf(w, "triggers\tcommit=%t base=%t (scope %s, %s) manual=%t schedule=%s\n", tr.Commit, tr.Base, tr.BaseScope, tr.Patch, tr.Manual, scheduleString(tr.Schedule))
+					fmt.Fprintf(w, "triggers\tcommit=%s base=%t (scope %s, %s) manual=%t schedule=%s\n", tr.Commit, tr.Base, tr.BaseScope, tr.Patch, tr.Manual, scheduleString(tr.Schedule))
 					for _, bt := range tr.BaseTags {
 						fmt.Fprintf(w, "base-tags\t%s\n", baseTagString(bt, t.TagArgs))
 					}

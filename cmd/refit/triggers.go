@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -45,12 +46,32 @@ func printTriggers(w *tabwriter.Writer, tr api.TaskTriggers) {
 		return "off"
 	}
 	commit := onOff(tr.Commit.Enabled)
-	if tr.Commit.Repo != "" {
-		commit += fmt.Sprintf("\t%s at %s", tr.Commit.Repo, tr.Commit.Ref)
+	c := tr.Commit
+	if c.Repo != "" {
+		commit += fmt.Sprintf("\t%s at %s", c.Repo, c.Ref)
 	} else {
 		commit += "\t(a source.dir has no commits)"
 	}
 	fmt.Fprintf(w, "commit\t%s\n", commit)
+	if c.Repo != "" {
+		if f := c.Filters; len(f.Branches)+len(f.Paths) > 0 || f.Tags || f.Deletions {
+			fmt.Fprintf(w, "\tfilters\tbranches %s; paths %s; tags %t; deletions %t\n",
+				orAll(f.Branches, "the ref"), orAll(f.Paths, "any"), f.Tags, f.Deletions)
+		}
+		secret := "set"
+		if !c.SecretSet {
+			secret = "not set: webhooks are refused until `refit hook secret set " + c.Repo + "`"
+		}
+		fmt.Fprintf(w, "\twebhook\tPOST <server>%s (secret %s)\n", strings.Join(c.Webhooks, " | "), secret)
+		refs := make([]string, 0, len(c.Heads))
+		for ref := range c.Heads {
+			refs = append(refs, ref)
+		}
+		slices.Sort(refs)
+		for _, ref := range refs {
+			fmt.Fprintf(w, "\thead\t%s %.12s\n", ref, c.Heads[ref])
+		}
+	}
 	watched := "no base watched"
 	if len(tr.Base.Watched) > 0 {
 		watched = "watches " + strings.Join(tr.Base.Watched, ", ")
@@ -101,4 +122,12 @@ func printBaseTags(w *tabwriter.Writer, tr api.TaskTriggers) {
 		}
 		fmt.Fprintln(w, line)
 	}
+}
+
+// orAll joins list, or says what an empty one means.
+func orAll(list []string, empty string) string {
+	if len(list) == 0 {
+		return empty
+	}
+	return strings.Join(list, ", ")
 }

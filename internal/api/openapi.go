@@ -109,6 +109,8 @@ type gen struct {
 var (
 	timeType = reflect.TypeFor[time.Time]()
 	rawType  = reflect.TypeFor[json.RawMessage]()
+
+	commitType = reflect.TypeFor[CommitTrigger]()
 )
 
 func (g *gen) schema(t reflect.Type) map[string]any {
@@ -117,6 +119,12 @@ func (g *gen) schema(t reflect.Type) map[string]any {
 		return map[string]any{"type": "string", "format": "date-time"}
 	case t == rawType:
 		return map[string]any{} // any JSON value
+	case t == commitType: // a boolean or the object of filters
+		if _, ok := g.schemas[t.Name()]; !ok {
+			g.schemas[t.Name()] = g.object(t)
+		}
+		return map[string]any{"oneOf": []any{map[string]any{"type": "boolean"},
+			map[string]any{"$ref": "#/components/schemas/" + t.Name()}}}
 	}
 	switch t.Kind() {
 	case reflect.String:

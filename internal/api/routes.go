@@ -79,6 +79,21 @@ func Routes() []Route {
 		{Method: http.MethodGet, Path: "/api/v1/bases/history", Summary: "Every digest a reference has pointed to, newest first", Query: []Param{
 			{"ref", "string", "the reference, e.g. docker.io/library/debian:12", true},
 		}, Status: http.StatusOK, Response: []Observation{}},
+		{Method: http.MethodGet, Path: "/api/v1/bases/diff", Summary: "What changed in a base update: OS release, packages, config, layers (default: the last change)", Query: []Param{
+			{"ref", "string", "the reference, e.g. docker.io/library/debian:12", true},
+			{"old", "string", "the old platform manifest digest (with new; default: the last change's)", false},
+			{"new", "string", "the new platform manifest digest", false},
+			{"platform", "string", "e.g. linux/amd64 (default: the last change's platform)", false},
+		}, Status: http.StatusOK, Response: BaseDiff{}},
+		{Method: http.MethodGet, Path: "/api/v1/images/packages", Summary: "The OS release and OS packages of an image", Query: []Param{
+			{"image", "string", "the image, by tag or digest", true},
+			{"platform", "string", "e.g. linux/arm64 (default linux/amd64 in an index)", false},
+		}, Status: http.StatusOK, Response: ImageCatalog{}},
+		{Method: http.MethodGet, Path: "/api/v1/images/diff", Summary: "What changed from one image to another", Query: []Param{
+			{"old", "string", "the first image, by tag or digest", true},
+			{"new", "string", "the second image", true},
+			{"platform", "string", "e.g. linux/arm64 (default linux/amd64 in an index)", false},
+		}, Status: http.StatusOK, Response: ImageDiff{}},
 		{Method: http.MethodGet, Path: "/api/v1/graph", Summary: "The dependency graph of tasks and references", Status: http.StatusOK, Response: Graph{}},
 		{Method: http.MethodGet, Path: "/api/v1/subscriptions", Summary: "List subscriptions", Status: http.StatusOK, Response: []Subscription{}},
 		{Method: http.MethodPost, Path: "/api/v1/subscriptions", Summary: "Subscribe a URL to events",
@@ -142,6 +157,13 @@ func Routes() []Route {
 			Status: http.StatusOK, Response: AuditVerification{}},
 		{Method: http.MethodGet, Path: "/api/v1/audit:export", Summary: "The whole audit log as JSON Lines, closed by a signed checkpoint line {\"checkpoint\":…}",
 			Status: http.StatusOK, Response: AuditEntry{}, Stream: "application/x-ndjson"},
+		{Method: http.MethodGet, Path: "/api/v1/git/secrets", Summary: "List repositories with a git webhook secret (never the secrets)",
+			Status: http.StatusOK, Response: []GitSecret{}},
+		{Method: http.MethodPut, Path: "/api/v1/git/secrets", Summary: "Set the webhook secret of a git repository",
+			Request: GitSecretRequest{}, Status: http.StatusOK, Response: GitSecret{}},
+		{Method: http.MethodDelete, Path: "/api/v1/git/secrets", Summary: "Remove the webhook secret of a git repository", Query: []Param{
+			{"repo", "string", "the repository URL", true},
+		}, Status: http.StatusNoContent},
 		{Method: http.MethodGet, Path: "/api/v1/openapi.json", Summary: "This description (OpenAPI 3.1)", Status: http.StatusOK, Response: map[string]any{}, Public: true},
 	}
 }

@@ -27,12 +27,13 @@ const (
 	StatePromoting RunState = "promoting"
 	// StateRejected: an approver rejected it; never promoted.
 	StateRejected RunState = "rejected"
+	StateSkipped  RunState = "skipped" // not built by the task's baseChange policy
 )
 
 // Done reports whether the state is an end: the run will not change again.
 func (s RunState) Done() bool {
 	switch s {
-	case StateSucceeded, StateFailed, StateCanceled, StateSuperseded, StateRejected:
+	case StateSucceeded, StateFailed, StateCanceled, StateSuperseded, StateRejected, StateSkipped:
 		return true
 	}
 	return false
@@ -113,6 +114,18 @@ type Cause struct {
 	// cascade; Upstream is that run's cause.
 	UpstreamRun int64  `json:"upstreamRun,omitempty"`
 	Upstream    *Cause `json:"upstream,omitempty"`
+	// Decision is what the task's baseChange policy made of the base
+	// update's diff ("base moved, not rebuilt: no package changed").
+	Decision string `json:"decision,omitempty"`
+	// Changes summarizes the base update's diff ("openssl 3.0.11-1 →
+	// 3.0.13-1; +curl"), once it was ready while the run waited.
+	Changes string `json:"changes,omitempty"`
+	// Message is a commit's message (its first 4 KiB).
+	Message string `json:"message,omitempty"`
+	// Also are the other causes a queued run absorbed before it started
+	// (a base update arriving while a commit's run waited, or the other
+	// way round): the run builds once, for all of them.
+	Also []Cause `json:"also,omitempty"`
 }
 
 // String renders the cause for people: "manual: alice".
@@ -123,7 +136,14 @@ func (c Cause) String() string {
 	case "commit":
 		return fmt.Sprintf("commit: %s %.7s", c.Ref, c.SHA)
 	case "base":
-		return fmt.Sprintf("base: %s %.19s → %.19s", c.Base, c.OldDigest, c.NewDigest)
+		s := fmt.Sprintf("base: %s %.19s → %.19s", c.Base, c.OldDigest, c.NewDigest)
+		if c.Changes != "" {
+			s += " (" + c.Changes + ")"
+		}
+		if c.Decision != "" {
+			s += "; " + c.Decision
+		}
+		return s
 	case "schedule":
 		if c.ScheduleName != "" {
 			return fmt.Sprintf("schedule: %s %q due %s", c.ScheduleName, c.Schedule, c.DueAt.Format(time.RFC3339))
@@ -139,6 +159,15 @@ func (c Cause) String() string {
 		return s
 	}
 	return c.Kind
+}
+
+// All renders the cause and every cause it absorbed: "commit: … + base: …".
+func (c Cause) All() string {
+	s := c.String()
+	for _, a := range c.Also {
+		s += " + " + a.String()
+	}
+	return s
 }
 
 // RunFilter is the query of GET /api/v1/runs.

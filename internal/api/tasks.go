@@ -70,12 +70,17 @@ type TaskSource struct {
 
 // Triggers are a task's trigger settings.
 type Triggers struct {
-	Commit    bool       `json:"commit"`
+	// Commit is true, false or {branches, paths, tags, deletions}.
+	Commit CommitTrigger `json:"commit"`
+
 	Base      bool       `json:"base"`
 	Manual    bool       `json:"manual"`
 	Schedule  []Schedule `json:"schedule,omitempty"`
 	BaseScope string     `json:"baseScope,omitempty"` // "runtime" (default) or "all"
 	Patch     string     `json:"patch,omitempty"`     // "rebuild" (default) or "rebase"
+	// BaseChange is the rebuild policy for base updates; nil = every
+	// update rebuilds.
+	BaseChange *BaseChange `json:"baseChange,omitempty"`
 	// BaseTags follow new version tags of base repositories.
 	BaseTags []BaseTag `json:"baseTags,omitempty"`
 }
@@ -100,6 +105,21 @@ type Schedule struct {
 	Cron     string `json:"cron"`               // "0 3 * * 1", @daily, @every 1h
 	Timezone string `json:"timezone,omitempty"` // IANA zone; default "UTC"
 	CatchUp  string `json:"catchUp,omitempty"`  // "once" (default) or "skip"
+}
+
+// BaseChange says which base updates rebuild a task, from the base's
+// package diff.
+type BaseChange struct {
+	RebuildWhen string  `json:"rebuildWhen,omitempty"` // "any" (default), "packages" or "fixes"
+	MinSeverity string  `json:"minSeverity,omitempty"` // for fixes: low, medium, high (default), critical
+	Urgent      *Urgent `json:"urgent,omitempty"`
+	Wait        string  `json:"wait,omitempty"` // how long a run waits for the diff; default "2m"
+}
+
+// Urgent: a fix at or above Severity starts the run after Debounce.
+type Urgent struct {
+	Severity string `json:"severity"`
+	Debounce string `json:"debounce,omitempty"`
 }
 
 // Base is one image reference a task's Dockerfile builds on.

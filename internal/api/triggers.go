@@ -7,7 +7,7 @@ import "time"
 // knows of it now (next due times, last run).
 type TaskTriggers struct {
 	Task     string          `json:"task"`
-	Commit   CommitTrigger   `json:"commit"`
+	Commit   CommitSection   `json:"commit"`
 	Base     BaseTrigger     `json:"base"`
 	Manual   ManualTrigger   `json:"manual"`
 	Schedule ScheduleTrigger `json:"schedule"`
@@ -41,12 +41,23 @@ type BaseTagStatus struct {
 	LastError  string    `json:"lastError,omitempty"`
 }
 
-// CommitTrigger is the commit section: a new commit of the task's git
-// source starts a run.
-type CommitTrigger struct {
+// CommitSection is the commit section: a push to the task's git source
+// starts a run, whether a webhook or polling sees it.
+type CommitSection struct {
 	Enabled bool   `json:"enabled"`
-	Repo    string `json:"repo,omitempty"` // the source's repository; "" for a source.dir
+	Repo    string `json:"repo,omitempty"` // the source's repository (credentials masked); "" for a source.dir
 	Ref     string `json:"ref,omitempty"`  // the ref followed
+	// Filters are the task's triggers.commit filters (none = the ref).
+	Filters CommitTrigger `json:"filters"`
+	// Webhooks are the paths a git host posts pushes to, one per format
+	// (prefix them with the server's address).
+	Webhooks []string `json:"webhooks,omitempty"`
+	// SecretSet says whether the repository has a webhook secret (refit
+	// hook secret set): without one every delivery is refused (401).
+	SecretSet bool `json:"secretSet"`
+	// Heads are the branch and tag heads refit last saw of the
+	// repository (by webhook or polling): ref → commit.
+	Heads map[string]string `json:"heads,omitempty"`
 }
 
 // BaseTrigger is the base section: a new digest of a base the task

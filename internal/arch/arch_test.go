@@ -16,7 +16,7 @@ import (
 //     internal package except the pure types task and dockerfile and the
 //     pure helpers (rule 2), so it can never call back into the planner,
 //     the runner or the server.
-//  2. api, build, dockerfile, task, source and hook are leaves: they import
+//  2. api, build, dockerfile, task, source, hook and githook are leaves: they import
 //     nothing internal but the pure helpers, so each can be read, tested
 //     and fuzzed alone (and the wire contract cannot grow a dependency on
 //     storage). The pure helpers — redact (hiding credentials) and backoff
@@ -59,7 +59,7 @@ func TestDependencyRules(t *testing.T) {
 	check := func(from, to string) {
 		broken = append(broken, from+" -> "+to)
 	}
-	leaves := []string{"internal/api", "internal/build", "internal/dockerfile", "internal/task", "internal/source", "internal/hook"}
+	leaves := []string{"internal/api", "internal/build", "internal/dockerfile", "internal/task", "internal/source", "internal/hook", "internal/githook"}
 	pure := []string{"internal/redact", "internal/backoff", "internal/identity", "internal/audit"}
 	for _, p := range pkgs {
 		switch {

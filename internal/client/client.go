@@ -544,3 +544,23 @@ func (c *Client) ImportVulnDB(ctx context.Context, zip io.Reader, size int64) (a
 	}
 	return v, nil
 }
+
+// ListGitSecrets lists the repositories with a git webhook secret
+// (without the secrets).
+func (c *Client) ListGitSecrets(ctx context.Context) ([]api.GitSecret, error) {
+	var out []api.GitSecret
+	err := c.do(ctx, http.MethodGet, "/api/v1/git/secrets", nil, &out)
+	return out, err
+}
+
+// PutGitSecret sets the webhook secret of a git repository.
+func (c *Client) PutGitSecret(ctx context.Context, repo, secret string) (api.GitSecret, error) {
+	var out api.GitSecret
+	err := c.do(ctx, http.MethodPut, "/api/v1/git/secrets", api.GitSecretRequest{Repo: repo, Secret: secret}, &out)
+	return out, err
+}
+
+// DeleteGitSecret removes the webhook secret of a git repository.
+func (c *Client) DeleteGitSecret(ctx context.Context, repo string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/git/secrets?repo="+url.QueryEscape(repo), nil, nil)
+}

@@ -131,6 +131,7 @@ func SignStandard(secret, id string, timestamp int64, body []byte) string {
 //   - A base.updated event matches a TaskGlob when one of the tasks it
 //     rebuilds (its data's "tasks") matches.
 //   - base.tagged (subject = the repository) is matched like base.updated.
+//   - base.diff events match as base.updated ones do.
 //
 // A malformed pattern matches nothing.
 func Match(sub store.Subscription, e store.Event) bool {
@@ -146,7 +147,7 @@ func Match(sub store.Subscription, e store.Event) bool {
 			return false
 		}
 	}
-	if e.Type == store.EventBaseUpdated || e.Type == store.EventBaseTagged {
+	if e.Type == store.EventBaseUpdated || e.Type == store.EventBaseTagged || e.Type == store.EventBaseDiff {
 		if sub.RefGlob != "" && !refMatch(sub.RefGlob, e.Subject) {
 			return false
 		}

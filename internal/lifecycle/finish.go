@@ -26,6 +26,21 @@ func (w *worker) Work(ctx context.Context, job *river.Job[Args]) error {
 	l := w.l
 	st := l.cfg.Store
 	log := l.cfg.Logger.With("run", store.FormatRunID(job.Args.RunID))
+	v, err := l.policy(ctx, job.Args.RunID)
+	if err != nil {
+		return err
+	}
+	if v.wait > 0 {
+		// Its base's diff is not ready: the run gets a job due after the
+		// wait (a snoozed job would wait for River's 5 s scheduler), and
+		// this one ends.
+		return l.inTx(ctx, func(tx *store.Tx) error {
+			if owns, err := tx.JobOwns(job.Args.RunID, job.ID); err != nil || !owns {
+				return err
+			}
+			return tx.Enqueue(job.Args.RunID, l.enqueuer(v.wait))
+		})
+	}
 	run, err := st.StartRun(ctx, job.Args.RunID, job.ID)
 	if errors.Is(err, store.ErrStaleJob) {
 		log.Info("run was requeued under another job; this one ends")
@@ -39,6 +54,15 @@ func (w *worker) Work(ctx context.Context, job *river.Job[Args]) error {
 		return nil
 	}
 	log.Info("run started", "task", run.Task, "attempt", run.Attempts)
+	if v.reason != "" {
+		if err := st.NoteDecision(ctx, run.ID, v.reason); err != nil {
+			return err
+		}
+		run.Cause.Decision = v.reason
+	}
+	if v.skip {
+		return l.skip(ctx, run, v.reason)
+	}
 
 	logs := newLogWriter(st, run.ID)
 	out, execErr := l.cfg.Executor.Execute(ctx, run, &runLogs{logWriter: logs, l: l, run: run})
@@ -71,6 +95,35 @@ func (w *worker) Work(ctx context.Context, job *river.Job[Args]) error {
 	}
 	l.markEnded(run.ID)
 	log.Info("run ended", "state", run.State, "image", run.Image, "error", run.Error)
+	return nil
+}
+
+// policy is the verdict of the run's task policy on its base update
+// (see judge); the zero verdict (build now) when there is nothing to
+// judge.
+func (l *Runs) policy(ctx context.Context, runID int64) (verdict, error) {
+	if l.cfg.Differ == nil {
+		return verdict{}, nil
+	}
+	run, err := l.cfg.Store.GetRun(ctx, runID)
+	if err != nil || run.State != store.StateQueued {
+		return verdict{}, nil // StartRun says what is wrong
+	}
+	return l.judge(ctx, run)
+}
+
+// skip ends a started run as skipped by its task's policy, saying why,
+// and releases (cancels) the runs that waited for it.
+func (l *Runs) skip(ctx context.Context, run store.Run, reason string) error {
+	run.State, run.Step, run.Error = store.StateSkipped, "baseChange", reason
+	run.FinishedAt = time.Now().UTC()
+	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := l.finish(saveCtx, run); err != nil && !errors.Is(err, store.ErrFinished) {
+		return err
+	}
+	l.markEnded(run.ID)
+	l.cfg.Logger.Info("run skipped", "run", store.FormatRunID(run.ID), "task", run.Task, "reason", reason)
 	return nil
 }
 

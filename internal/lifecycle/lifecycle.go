@@ -86,6 +86,7 @@ type runStore interface {
 	GetRun(ctx context.Context, id int64) (store.Run, error)
 	PlannedPromotions(ctx context.Context, key string) ([]store.Promotion, error)
 	PlanPromotions(ctx context.Context, ps []store.Promotion) error
+	NoteDecision(ctx context.Context, runID int64, decision string) error
 }
 
 var _ runStore = (*store.Store)(nil)
@@ -123,6 +124,12 @@ type Config struct {
 	// fail at step promote, saying so (needed by tasks with a promote
 	// section).
 	Tagger Tagger
+	// Differ computes base updates' diffs: each changed platform of an
+	// observation gets a diff job (off the critical path: the runs are
+	// queued at once), announced as a base.diff event, and runs whose
+	// task policy (triggers.baseChange) needs the diff wait for it. nil =
+	// no diffs, and every base update rebuilds.
+	Differ Differ
 }
 
 // Runs owns the lives of runs. It is safe for concurrent use (the store
@@ -202,6 +209,9 @@ func New(ctx context.Context, cfg Config) (*Runs, error) {
 	}
 	if err := river.AddWorkerSafely(workers, &promoteWorker{l: l}); err != nil {
 		return nil, fmt.Errorf("registering promotion worker: %w", err)
+	}
+	if err := river.AddWorkerSafely(workers, &diffWorker{l: l}); err != nil {
+		return nil, fmt.Errorf("registering diff worker: %w", err)
 	}
 	l.river, err = river.NewClient[*sql.Tx](&wakeDriver{Driver: driver, pilot: l.pilot}, &river.Config{
 		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},

@@ -127,6 +127,11 @@ func (l *Runs) commit(tx *store.Tx, o index.Observation) (res Result, err error)
 		if err := tx.Emit(store.EventBaseUpdated, o.Ref, BaseUpdated{Observation: ob, Change: change, Tasks: order}); err != nil {
 			return res, err
 		}
+		if ob.OldDigest != "" {
+			if err := l.requestDiffTx(tx, o.Ref, ob.Platform, ob.OldDigest, ob.Digest); err != nil {
+				return res, err
+			}
+		}
 	}
 	res.Runs, res.Coalesced, err = l.queueWave(tx, g, direct, order, upstream)
 	return res, err

@@ -148,9 +148,8 @@ func TestBaseTagsRebuild(t *testing.T) {
 	if got := r.Spec.BuildArgs["PYTHON_TAG"]; got != "3.12.9" {
 		t.Errorf("run's PYTHON_TAG = %q, want 3.12.9", got)
 	}
-	want := store.Cause{Kind: "baseTag", Base: python, OldTag: "3.12.8", NewTag: "3.12.9", NewDigest: d9}
-	if r.Cause != want {
-		t.Errorf("cause = %+v, want %+v", r.Cause, want)
+	if c := r.Cause; c.Kind != "baseTag" || c.Base != python || c.OldTag != "3.12.8" || c.NewTag != "3.12.9" || c.NewDigest != d9 {
+		t.Errorf("cause = %+v, want baseTag %s 3.12.8 → 3.12.9 at %s", c, python, d9)
 	}
 	if !slices.Contains(f.jobs(t), r.ID) {
 		t.Errorf("run %d has no job", r.ID)

@@ -61,6 +61,21 @@ func Explain(g *Graph, t store.Task, refs map[string]store.BaseRef, runs []store
 		}
 		e.Trigger += fmt.Sprintf("; a new tag of %s matching %s rebuilds it with %s set to that tag", bt.Ref, bt.Semver, bt.Arg)
 	}
+	if b := tr.BaseChange; tr.Base && b != nil {
+		switch b.RebuildWhen {
+		case "packages":
+			e.Trigger += ", and only when an OS package changed (rebuildWhen: packages)"
+		case "fixes":
+			min := b.MinSeverity
+			if min == "" {
+				min = "high"
+			}
+			e.Trigger += ", and only when it fixes a vulnerability at or above " + min + " (rebuildWhen: fixes)"
+		}
+		if b.Urgent != nil {
+			e.Trigger += "; a " + b.Urgent.Severity + " fix skips the debounce"
+		}
+	}
 	var lastOK *store.Run
 	for i := range runs {
 		if runs[i].State == store.StateSucceeded {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/refit-dev/refit/internal/dockerfile"
@@ -96,6 +97,9 @@ func Coalesce(waiting store.Run, cause store.Cause, direct bool, blockers []int6
 	r.BlockedBy = slices.Clone(r.BlockedBy)
 	if direct && r.Cause.Kind == "base" && r.Cause.Base == cause.Base && r.Cause.Platform == cause.Platform {
 		r.Cause.NewDigest, r.Cause.Observation, r.Cause.Source = cause.NewDigest, cause.Observation, cause.Source
+		r.Cause.Changes = "" // the diff it named was of the older update
+	} else if direct && (cause.Kind == "commit" || r.Cause.Kind == "commit") {
+		r.Cause = coalesceCommit(r.Cause, cause)
 	}
 	// A cascade of the same upstream run carries that run's cause as it
 	// is now: the upstream may have absorbed a newer digest meanwhile.
@@ -168,6 +172,9 @@ type Graph struct {
 	outputs  map[string][]string // task → references it pushes (static tags)
 	watchers map[string][]string // reference → tasks that rebuild when it changes
 	registry string
+
+	reposOnce sync.Once
+	repos     map[string][]string // repository key → tasks whose git source it is
 }
 
 // NewGraph indexes tasks; registry is the embedded registry's host:port.

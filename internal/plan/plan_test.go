@@ -72,3 +72,14 @@ func TestExplainBaseTags(t *testing.T) {
 		}
 	}
 }
+
+// A waiting run that absorbs a newer digest of its base forgets the
+// summary of the older update's diff: it no longer describes the run.
+func TestCoalesceDropsStaleChanges(t *testing.T) {
+	waiting := store.Run{ID: 1, Cause: store.Cause{Kind: "base", Base: "debian:12", Platform: "linux/amd64",
+		OldDigest: "sha256:a", NewDigest: "sha256:b", Changes: "openssl 1 → 2"}}
+	r := plan.Coalesce(waiting, store.Cause{Kind: "base", Base: "debian:12", Platform: "linux/amd64", OldDigest: "sha256:b", NewDigest: "sha256:c"}, true, nil)
+	if r.Cause.OldDigest != "sha256:a" || r.Cause.NewDigest != "sha256:c" || r.Cause.Changes != "" {
+		t.Errorf("coalesced cause = %+v, want a → c without the old changes", r.Cause)
+	}
+}

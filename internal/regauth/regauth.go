@@ -83,6 +83,10 @@ type credStore interface {
 	RegistryCredential(ctx context.Context, host string) (store.RegistryCredential, error)
 	ListRegistryCredentials(ctx context.Context) ([]store.RegistryCredential, error)
 	DeleteRegistryCredential(ctx context.Context, host string) error
+	PutGitSecret(ctx context.Context, g store.GitSecret) error
+	GitSecret(ctx context.Context, key string) (store.GitSecret, error)
+	ListGitSecrets(ctx context.Context) ([]store.GitSecret, error)
+	DeleteGitSecret(ctx context.Context, key string) error
 }
 
 var _ credStore = (*store.Store)(nil)

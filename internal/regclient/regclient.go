@@ -310,9 +310,15 @@ func (c *Client) Resolve(ctx context.Context, ref string) (string, error) {
 // anew next time (they may have changed: a login).
 func (c *Client) session(ctx context.Context, ref string, r name.Reference,
 	fn func(ctx context.Context, p *remote.Puller, st *callState) error) (*callState, error) {
+	return c.sessionWithin(ctx, c.timeout, ref, r, fn)
+}
+
+// sessionWithin is session bounded by timeout instead of the Timeout.
+func (c *Client) sessionWithin(ctx context.Context, timeout time.Duration, ref string, r name.Reference,
+	fn func(ctx context.Context, p *remote.Puller, st *callState) error) (*callState, error) {
 	st := &callState{}
 	ctx = context.WithValue(ctx, callStateKey{}, st)
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	host := r.Context().RegistryStr()
 	h := c.state(host)

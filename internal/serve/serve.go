@@ -25,7 +25,10 @@ import (
 	"github.com/refit-dev/refit/internal/attest"
 	"github.com/refit-dev/refit/internal/build"
 	"github.com/refit-dev/refit/internal/buildkitd"
+	"github.com/refit-dev/refit/internal/catalog"
 	"github.com/refit-dev/refit/internal/events"
+	"github.com/refit-dev/refit/internal/githook"
+	"github.com/refit-dev/refit/internal/gitpoll"
 	"github.com/refit-dev/refit/internal/hook"
 	"github.com/refit-dev/refit/internal/index"
 	"github.com/refit-dev/refit/internal/lifecycle"
@@ -73,6 +76,10 @@ type Config struct {
 	// format; the endpoints are always served, and a format without a
 	// secret is refused (403).
 	HookSecrets map[string]string
+	// GitPollInterval is how often each git repository that a task with
+	// the commit trigger builds from is listed (git ls-remote), jittered
+	// by ±10%. Default 1 min; negative = no polling (webhooks only).
+	GitPollInterval time.Duration
 	// DatabaseURL, when set, keeps refit's state in PostgreSQL
 	// (postgres://user:password@host:5432/refit) instead of SQLite in
 	// DataDir.
@@ -102,6 +109,10 @@ type Config struct {
 	// subdirectories) that a task's dir source may name. Empty = any
 	// directory. The data directory and the key file are always refused.
 	SourceDirs []string
+	// Catalog bounds reading one image's package catalog (compressed
+	// bytes, one database file, time); zero fields take their defaults
+	// (1 GiB, 64 MiB, 2 min).
+	Catalog catalog.Limits
 	// NATS, when its URL is set, also publishes every event to NATS
 	// JetStream (subjects "refit.<type>").
 	NATS events.NATSConfig
@@ -297,6 +308,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Package catalogs and diffs of images, through the same registry
+	// client, cached per digest in the store.
+	vulns := vulndb.New(vulndb.Config{Store: st})
+	catalogs, err := catalog.NewService(catalog.Config{Images: checker, Store: st, Limits: cfg.Catalog,
+		Vulns: catalogVulns{vulns}, Ecosystem: vulndb.Ecosystem})
+	if err != nil {
+		return nil, err
+	}
 	runs, err := lifecycle.New(ctx, lifecycle.Config{
 		Store:    st,
 		Executor: run,
@@ -306,6 +325,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Workers:  cfg.Workers,
 		Logger:   log.With("component", "runs"),
 		Tagger:   checker, // promotions move tags through the one registry client
+		Differ:   catalogs,
 	})
 	if err != nil {
 		return nil, err
@@ -385,6 +405,29 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil
 	})
 
+	// Git polling: one ls-remote per repository per interval; a moved
+	// head is committed through the lifecycle like a webhook's push.
+	if cfg.GitPollInterval >= 0 {
+		poller, err := gitpoll.New(gitpoll.Config{
+			Repos:    runs.CommitRepos,
+			Store:    st,
+			Pusher:   runs,
+			Interval: cfg.GitPollInterval,
+			Logger:   log.With("component", "gitpoll"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
+		var pollDone sync.WaitGroup
+		pollDone.Go(func() { poller.Run(pollCtx) })
+		cleanups = append(cleanups, func(context.Context) error {
+			stopPoll()
+			pollDone.Wait()
+			return nil
+		})
+	}
+
 	// Events: the dispatcher delivers the outbox; a commit wakes it when
 	// it wrote events a subscription or sink wants.
 	dispatcher, err := events.New(events.Config{
@@ -453,6 +496,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil
 		},
 	})
+	gitHooks := githook.Handler(githook.Config{
+		Secret: creds.GitSecret,
+		Accept: acceptGitPush(runs),
+		Logger: log.With("component", "githooks"),
+	})
 	api := server.New(server.Config{
 		Store:      st,
 		Runs:       runs,
@@ -469,6 +517,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return events.ValidateTarget(u, cfg.SubscriptionHosts)
 		},
 		Credentials: creds,
+		GitSecrets:  creds,
+		GitHooks:    gitHooks,
 		Ready:       readyz,
 		Logger:      log.With("component", "api"),
 		Metrics:     metrics,
@@ -479,9 +529,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		// and the audit export's checkpoint.
 		AuditKey: signer.PrivateKey(),
 
-		VulnDB:         vulndb.New(vulndb.Config{Store: st}),
+		VulnDB:         vulns,
 		VulnDBMaxBytes: cfg.VulnDBMaxBytes,
 		TempDir:        cfg.DataDir, // uploads are spooled beside the data, not in a RAM-backed /tmp
+		Catalogs:       catalogs,
 	})
 	apiSrv := &http.Server{
 		Handler:           api,
@@ -560,4 +611,20 @@ func ensureAdminToken(ctx context.Context, st *store.Store, file string) (string
 		return "", fmt.Errorf("writing admin token to %s: %w", file, err)
 	}
 	return secret, nil
+}
+
+// catalogVulns gives the catalog's diffs the offline vulnerability
+// database: the same vulnerability, in the catalog's type.
+type catalogVulns struct{ db *vulndb.DB }
+
+func (v catalogVulns) Changes(ctx context.Context, ecosystem, name, oldVersion, newVersion string) (fixes, introduces []catalog.Vuln, err error) {
+	fx, in, err := v.db.Changes(ctx, ecosystem, name, oldVersion, newVersion)
+	conv := func(vs []vulndb.Vuln) []catalog.Vuln {
+		out := make([]catalog.Vuln, len(vs))
+		for i, x := range vs {
+			out[i] = catalog.Vuln(x)
+		}
+		return out
+	}
+	return conv(fx), conv(in), err
 }

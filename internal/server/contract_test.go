@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -15,13 +17,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/attest"
 	"github.com/refit-dev/refit/internal/audit"
+	"github.com/refit-dev/refit/internal/catalog"
+	ct "github.com/refit-dev/refit/internal/catalog/catalogtest"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/events"
 	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/regclient"
 	"github.com/refit-dev/refit/internal/server"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
@@ -81,6 +91,10 @@ type contractAPI struct {
 	srv  *server.Server
 	runs *fakeRuns
 	data string // the data directory (the SQLite database, the secret key)
+	// images is a loopback registry holding debian:12 twice (the tag's
+	// last push is the newer), for the catalog routes.
+	images   string
+	oldImage string // digest of the first debian:12
 }
 
 func startContractAPI(t *testing.T) *contractAPI {
@@ -95,6 +109,11 @@ func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI 
 	ctx := context.Background()
 	data, st, creds := openState(t)
 	runs := &fakeRuns{st: st, ended: map[int64]chan struct{}{}}
+	images, oldImage := imageRegistry(t)
+	cats, err := catalog.NewService(catalog.Config{Images: regclient.New(regclient.Config{}), Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
 	signer, err := attest.LoadKey(filepath.Join(t.TempDir(), "signing.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +131,7 @@ func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI 
 		Inspector:  fakeInspector{},
 		Index:      st,
 		Registry:   registryAddr,
+		Catalogs:   cats,
 		CheckTasks: func(ctx context.Context, ts []store.Task) error {
 			tasks, err := st.ListTasks(ctx)
 			if err != nil {
@@ -124,6 +144,7 @@ func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI 
 		ValidateTarget: func(u string) error { return events.ValidateTarget(u, nil) },
 		Credentials:    creds,
 		VulnDB:         vulndb.New(vulndb.Config{Store: st}),
+		GitSecrets:     creds,
 		LogPoll:        10 * time.Millisecond,
 		Images:         st,
 		Signer:         signer,
@@ -139,7 +160,30 @@ func startContractAPIWith(t *testing.T, edit func(*server.Config)) *contractAPI 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &contractAPI{apiServer: apiServer{url: srv.URL, token: token, st: st}, srv: h, runs: runs, data: data}
+	return &contractAPI{apiServer: apiServer{url: srv.URL, token: token, st: st}, srv: h, runs: runs, data: data, images: images, oldImage: oldImage}
+}
+
+// imageRegistry starts a loopback registry and pushes two Debian-like
+// images to debian:12; it returns the host and the first one's digest.
+func imageRegistry(t *testing.T) (host, oldDigest string) {
+	t.Helper()
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host = strings.TrimPrefix(srv.URL, "http://")
+	push := func(img v1.Image) string {
+		r, err := name.ParseReference(host+"/debian:12", name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(r, img); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		return d.String()
+	}
+	oldDigest = push(ct.Debian("12", []ct.Pkg{ct.P("openssl", "3.0.11-1~deb12u2", "amd64"), ct.P("bash", "5.2.15-2+b2", "amd64")}))
+	push(ct.Debian("12", []ct.Pkg{ct.P("openssl", "3.0.13-1~deb12u1", "amd64"), ct.P("bash", "5.2.15-2+b2", "amd64")}))
+	return host, oldDigest
 }
 
 // call sends a request and decodes the answer strictly into a new value
@@ -224,7 +268,7 @@ func TestContract(t *testing.T) {
 	// Runs and their logs.
 	cover("POST", "/api/v1/tasks/{name}/runs")
 	run := call[api.Run](t, a, "POST", "/api/v1/tasks/app/runs", nil, http.StatusCreated)
-	if run.ID != "r-1" || run.Task != "app" || run.State != api.StateQueued || run.Cause != (api.Cause{Kind: "manual", User: "admin"}) || run.Spec.Name != "app" {
+	if run.ID != "r-1" || run.Task != "app" || run.State != api.StateQueued || !reflect.DeepEqual(run.Cause, api.Cause{Kind: "manual", User: "admin"}) || run.Spec.Name != "app" {
 		t.Errorf("queued run = %+v, want r-1 of app, queued, manual by admin", run)
 	}
 	if _, text := a.do(t, "POST", "/api/v1/tasks/app/runs", nil); !strings.Contains(text, `"id": "r-2"`) || !strings.Contains(text, `"cause": {
@@ -360,6 +404,28 @@ func TestContract(t *testing.T) {
 	if v := call[api.VulnDBStatus](t, a, "GET", "/api/v1/vulndb", nil, http.StatusOK); !reflect.DeepEqual(v, imported) {
 		t.Errorf("status = %+v, want what the import answered, %+v", v, imported)
 	}
+	// Images: packages, diffs, a base update's diff.
+	cover("GET", "/api/v1/images/packages")
+	cat := call[api.ImageCatalog](t, a, "GET", "/api/v1/images/packages?image="+a.images+"/debian:12", nil, http.StatusOK)
+	if cat.OS.ID != "debian" || len(cat.Packages) != 2 || cat.Packages[1].Name != "openssl" || cat.Packages[1].Version != "3.0.13-1~deb12u1" {
+		t.Errorf("packages = %+v, want debian 12 with bash and openssl 3.0.13-1~deb12u1", cat)
+	}
+	cover("GET", "/api/v1/images/diff")
+	diff := call[api.ImageDiff](t, a, "GET", "/api/v1/images/diff?old="+a.images+"/debian@"+a.oldImage+"&new="+a.images+"/debian:12", nil, http.StatusOK)
+	if len(diff.Changed) != 1 || diff.Changed[0].Name != "openssl" || diff.Changed[0].New != "3.0.13-1~deb12u1" || diff.New != cat.Digest {
+		t.Errorf("image diff = %+v, want openssl changed", diff)
+	}
+	cover("GET", "/api/v1/bases/diff")
+	bd := call[api.BaseDiff](t, a, "GET", "/api/v1/bases/diff?ref="+a.images+"/debian:12&old="+a.oldImage+"&new="+cat.Digest, nil, http.StatusOK)
+	if !reflect.DeepEqual(bd.Diff, diff) || bd.OldDigest != a.oldImage {
+		t.Errorf("base diff = %+v, want %+v", bd.Diff, diff)
+	}
+	if e := call[api.Error](t, a, "GET", "/api/v1/images/packages", nil, http.StatusBadRequest); !strings.Contains(e.Message, "image is required") {
+		t.Errorf("packages without image: %+v", e)
+	}
+	if e := call[api.Error](t, a, "GET", "/api/v1/images/packages?image="+a.images+"/nothing:1", nil, http.StatusBadGateway); !strings.Contains(e.Message, "nothing") {
+		t.Errorf("packages of a missing image: %+v, want 502 naming it", e)
+	}
 
 	// Registries, whoami, deletes.
 	cover("PUT", "/api/v1/registries/{host}")
@@ -422,6 +488,30 @@ func TestContract(t *testing.T) {
 		t.Errorf("signing key = %+v, want the server id %s", k, ie.Attestation.Server.ID)
 	}
 
+	// Git webhook secrets: set under one URL form, listed under the
+	// repository's key, never returned, removed under another form.
+	cover("PUT", "/api/v1/git/secrets")
+	gs := call[api.GitSecret](t, a, "PUT", "/api/v1/git/secrets", api.GitSecretRequest{Repo: "https://github.com/acme/api.git", Secret: "s3cret-value"}, http.StatusOK)
+	if gs.RepoKey != "github.com/acme/api" || gs.UpdatedAt.IsZero() {
+		t.Errorf("stored git secret = %+v", gs)
+	}
+	cover("GET", "/api/v1/git/secrets")
+	if code, text := a.do(t, "GET", "/api/v1/git/secrets", nil); code != http.StatusOK || strings.Contains(text, "s3cret-value") || !strings.Contains(text, "github.com/acme/api") {
+		t.Errorf("git secrets = %d %s: want the repository, never the secret", code, text)
+	}
+	cover("DELETE", "/api/v1/git/secrets")
+	if code, text := a.do(t, "DELETE", "/api/v1/git/secrets?repo="+url.QueryEscape("git@github.com:acme/api"), nil); code != http.StatusNoContent {
+		t.Errorf("delete git secret = %d %s, want 204", code, text)
+	}
+	if code, _ := a.do(t, "DELETE", "/api/v1/git/secrets?repo="+url.QueryEscape("git@github.com:acme/api"), nil); code != http.StatusNotFound {
+		t.Errorf("delete git secret again = %d, want 404", code)
+	}
+	for _, action := range []string{"gitsecret.set", "gitsecret.delete"} {
+		code, text := a.do(t, "GET", "/api/v1/audit?action="+action, nil)
+		if code != http.StatusOK || strings.Count(text, `"subject": "github.com/acme/api"`) != 1 || strings.Contains(text, "s3cret-value") {
+			t.Errorf("%s audit entries = %d %s: want one for github.com/acme/api, never the secret", action, code, text)
+		}
+	}
 	cover("GET", "/api/v1/whoami")
 	if w := call[api.WhoAmI](t, a, "GET", "/api/v1/whoami", nil, http.StatusOK); w.User != "admin" {
 		t.Errorf("whoami = %+v", w)

@@ -35,6 +35,7 @@ var eventTypes = []string{
 	store.EventBaseUpdated, store.EventRunQueued, store.EventRunStarted, store.EventRunSucceed,
 	store.EventRunFailed, store.EventRunCanceled, store.EventImagePushed, store.EventTaskChanged,
 	store.EventBaseTagged,
+	store.EventBaseDiff, store.EventRunSkipped,
 }
 
 func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) error {

@@ -53,6 +53,12 @@ var routeRoles = map[string]identity.Role{
 	"GET /api/v1/audit":                 identity.Viewer,
 	"GET /api/v1/audit:verify":          identity.Viewer,
 	"GET /api/v1/audit:export":          identity.Admin,
+	"GET /api/v1/bases/diff":            identity.Viewer,
+	"GET /api/v1/images/packages":       identity.Viewer,
+	"GET /api/v1/images/diff":           identity.Viewer,
+	"GET /api/v1/git/secrets":           identity.Viewer,
+	"PUT /api/v1/git/secrets":           identity.Operator,
+	"DELETE /api/v1/git/secrets":        identity.Operator,
 	"GET /api/v1/vulndb":                identity.Viewer,
 	"POST /api/v1/vulndb":               identity.Operator,
 	// Decisions on runs awaiting approval, and rolling promote tags back

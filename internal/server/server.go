@@ -50,6 +50,7 @@ type apiStore interface {
 	Logs(ctx context.Context, runID, after int64, limit int) ([]store.LogChunk, error)
 	TokenName(ctx context.Context, secret string) (string, error)
 	TaskSchedules(ctx context.Context, task string) ([]store.ScheduleState, error)
+	GitHeads(ctx context.Context, key string) (map[string]string, error)
 	// Tokens and the audit log (tokens.go, audit.go).
 	LookupToken(ctx context.Context, secret string) (store.Token, error)
 	CreateToken(ctx context.Context, user string, roles []string) (store.Token, string, error)
@@ -120,6 +121,12 @@ type Config struct {
 	// When set it is this server's own: New removes uploads a server
 	// that died mid-import left there.
 	TempDir string
+	// GitSecrets stores git webhook secrets for /api/v1/git/secrets; nil
+	// = not served.
+	GitSecrets gitSecrets
+	// GitHooks serves /hooks/git/ (git push webhooks, authenticated by
+	// each repository's secret); nil = not served.
+	GitHooks http.Handler
 	// Ready reports whether refit can build now (for /readyz); nil = always.
 	Ready func(ctx context.Context) error
 	// Logger gets one line per request error. nil = discard.
@@ -147,6 +154,9 @@ type Config struct {
 	// Promotions approves, rejects and rolls back (the lifecycle's Runs);
 	// nil = those routes answer 501.
 	Promotions promoter
+	// Catalogs serves image packages and diffs (/api/v1/images/…,
+	// /api/v1/bases/diff); nil = not served.
+	Catalogs catalogs
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -233,11 +243,19 @@ func New(cfg Config) *Server {
 	handle("GET /api/v1/bases", s.listBases)
 	handle("GET /api/v1/bases/history", s.baseHistory)
 	handle("GET /api/v1/graph", s.graph)
+	if cfg.Catalogs != nil {
+		handle("GET /api/v1/bases/diff", s.baseDiff)
+		handle("GET /api/v1/images/packages", s.imagePackages)
+		handle("GET /api/v1/images/diff", s.imageDiff)
+	}
 	handle("GET /api/v1/tasks/{name}/explain", s.explain)
 	handle("GET /api/v1/tasks/{name}/triggers", s.triggers)
 	handle("GET /api/v1/images/explain", s.explainImage)
 	if cfg.Hooks != nil {
 		s.mux.Handle("/hooks/registry/", cfg.Hooks)
+	}
+	if cfg.GitHooks != nil {
+		s.mux.Handle("/hooks/git/", cfg.GitHooks)
 	}
 	handle("GET /api/v1/subscriptions", s.listSubscriptions)
 	handle("POST /api/v1/subscriptions", s.createSubscription)
@@ -262,6 +280,11 @@ func New(cfg Config) *Server {
 			cfg.Stream.ServeHTTP(w, r)
 			return nil
 		}))
+	}
+	if cfg.GitSecrets != nil {
+		handle("GET /api/v1/git/secrets", s.listGitSecrets)
+		handle("PUT /api/v1/git/secrets", s.putGitSecret)
+		handle("DELETE /api/v1/git/secrets", s.deleteGitSecret)
 	}
 	if cfg.Credentials != nil {
 		handle("GET /api/v1/registries", s.listCredentials)

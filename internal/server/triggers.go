@@ -9,6 +9,7 @@ import (
 
 	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/redact"
 	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
@@ -24,7 +25,9 @@ func (s *Server) triggers(w http.ResponseWriter, r *http.Request) error {
 	spec := t.Spec.Defaults()
 	tr := spec.Triggers
 	out := api.TaskTriggers{Task: spec.Name}
-	out.Commit = api.CommitTrigger{Enabled: tr.Commit && spec.Source.Git != "", Repo: spec.Source.Git, Ref: spec.Source.Ref}
+	if out.Commit, err = s.commitSection(r, spec); err != nil {
+		return err
+	}
 	out.Base = api.BaseTrigger{Enabled: tr.Base, Scope: tr.BaseScope, Patch: tr.Patch, Watched: []string{}}
 	g := plan.NewGraph([]store.Task{t}, s.cfg.Registry)
 	for _, b := range t.Bases {
@@ -109,6 +112,37 @@ func (s *Server) baseTagsSection(r *http.Request, t store.Task) (api.BaseTagsTri
 			st.Current = cmp.Or(t.TagArgs[bt.Arg], t.Spec.BuildArgs[bt.Arg])
 		}
 		out.Entries = append(out.Entries, st)
+	}
+	return out, nil
+}
+
+// commitSection is the commit trigger of a git task: its filters, the
+// webhook paths to give the git host, whether the repository has a
+// webhook secret, and the heads refit last saw.
+func (s *Server) commitSection(r *http.Request, spec task.Spec) (api.CommitSection, error) {
+	tr := spec.Triggers
+	out := api.CommitSection{Enabled: tr.Commit.Enabled && spec.Source.Git != "", Filters: api.CommitTrigger(tr.Commit)}
+	if spec.Source.Git == "" {
+		return out, nil
+	}
+	out.Repo, out.Ref = redact.URL(spec.Source.Git), spec.Source.Ref
+	for _, h := range []string{"github", "gitlab", "gitea", "generic"} {
+		out.Webhooks = append(out.Webhooks, "/hooks/git/"+h)
+	}
+	key := task.RepoKey(spec.Source.Git)
+	if s.cfg.GitSecrets != nil {
+		list, err := s.cfg.GitSecrets.ListGitSecrets(r.Context())
+		if err != nil {
+			return out, err
+		}
+		out.SecretSet = slices.ContainsFunc(list, func(g store.GitSecret) bool { return g.RepoKey == key })
+	}
+	heads, err := s.cfg.Store.GitHeads(r.Context(), key)
+	if err != nil {
+		return out, err
+	}
+	if len(heads) > 0 {
+		out.Heads = heads
 	}
 	return out, nil
 }

@@ -25,7 +25,7 @@ func apiSpec(s task.Spec) api.TaskSpec {
 		Tags:       s.Tags,
 	}
 	if tr := s.Triggers; tr != nil {
-		out.Triggers = &api.Triggers{Commit: tr.Commit, Base: tr.Base, Manual: tr.Manual,
+		out.Triggers = &api.Triggers{Commit: api.CommitTrigger(tr.Commit), Base: tr.Base, Manual: tr.Manual,
 			BaseScope: tr.BaseScope, Patch: tr.Patch}
 		for _, e := range tr.Schedule {
 			out.Triggers.Schedule = append(out.Triggers.Schedule, api.Schedule(e))
@@ -33,6 +33,12 @@ func apiSpec(s task.Spec) api.TaskSpec {
 		for _, bt := range tr.BaseTags {
 			out.Triggers.BaseTags = append(out.Triggers.BaseTags, api.BaseTag{Ref: bt.Ref, Arg: bt.Arg, Semver: bt.Semver,
 				Prerelease: bt.Prerelease, Action: bt.Action})
+		}
+		if b := tr.BaseChange; b != nil {
+			out.Triggers.BaseChange = &api.BaseChange{RebuildWhen: b.RebuildWhen, MinSeverity: b.MinSeverity, Wait: b.Wait}
+			if b.Urgent != nil {
+				out.Triggers.BaseChange.Urgent = &api.Urgent{Severity: b.Urgent.Severity, Debounce: b.Urgent.Debounce}
+			}
 		}
 	}
 	if t := s.Test; t != nil {
@@ -67,10 +73,15 @@ func apiTask(t store.Task) api.Task {
 func apiCause(c store.Cause) api.Cause {
 	out := api.Cause{Kind: c.Kind, User: c.User, Repo: c.Repo, Ref: c.Ref, SHA: c.SHA, Author: c.Author,
 		Base: c.Base, Platform: c.Platform, OldDigest: c.OldDigest, NewDigest: c.NewDigest,
-		Schedule: c.Schedule, ScheduleName: c.ScheduleName, DueAt: c.DueAt, OldTag: c.OldTag, NewTag: c.NewTag, Observation: c.Observation, Source: c.Source, UpstreamRun: c.UpstreamRun}
+		Schedule: c.Schedule, ScheduleName: c.ScheduleName, DueAt: c.DueAt, OldTag: c.OldTag, NewTag: c.NewTag, Observation: c.Observation, Source: c.Source, UpstreamRun: c.UpstreamRun,
+		Decision: c.Decision, Changes: c.Changes}
 	if c.Upstream != nil {
 		up := apiCause(*c.Upstream)
 		out.Upstream = &up
+	}
+	out.Message = c.Message
+	for _, a := range c.Also {
+		out.Also = append(out.Also, apiCause(a))
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/attest"
 	"github.com/refit-dev/refit/internal/audit"
+	"github.com/refit-dev/refit/internal/catalog"
 	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
@@ -82,6 +83,9 @@ func TestWireMirrorsRows(t *testing.T) {
 		{task.Approvers{}, api.Approvers{}},
 		{store.Promotion{}, api.Promotion{}},
 		{task.Schedule{}, api.Schedule{}},
+		{task.BaseChange{}, api.BaseChange{}},
+		{task.Urgent{}, api.Urgent{}},
+		{task.CommitTrigger{}, api.CommitTrigger{}},
 		{dockerfile.Base{}, api.Base{}},
 		{store.Task{}, api.Task{}},
 		{store.Cause{}, api.Cause{}},
@@ -106,6 +110,18 @@ func TestWireMirrorsRows(t *testing.T) {
 		{attest.Approval{}, api.Approval{}},
 		{store.Token{}, api.Token{}},
 		{audit.Entry{}, api.AuditEntry{}},
+		{catalog.Catalog{}, api.ImageCatalog{}},
+		{catalog.OS{}, api.OSRelease{}},
+		{catalog.Package{}, api.Package{}},
+		{catalog.ImageConfig{}, api.ImageConfig{}},
+		{catalog.Stats{}, api.ReadStats{}},
+		{catalog.Diff{}, api.ImageDiff{}},
+		{catalog.OSChange{}, api.OSChange{}},
+		{catalog.PackageChange{}, api.PackageChange{}},
+		{catalog.ConfigChange{}, api.ConfigChange{}},
+		{catalog.LayerChange{}, api.LayerChange{}},
+		{catalog.VulnChanges{}, api.VulnChanges{}},
+		{catalog.Vuln{}, api.Vuln{}},
 	} {
 		row, wire := jsonTags(reflect.TypeOf(p.row)), jsonTags(reflect.TypeOf(p.wire))
 		if !slices.Equal(row, wire) {

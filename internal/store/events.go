@@ -31,6 +31,12 @@ const (
 	EventRunApproved         = EventPrefix + "run.approved"
 	EventRunRejected         = EventPrefix + "run.rejected"
 	EventImagePromoted       = EventPrefix + "image.promoted"
+	// EventBaseDiff follows a base.updated event once the update's diff
+	// (packages, OS release, config, layers) is ready; subject = the base.
+	EventBaseDiff = EventPrefix + "base.diff"
+	// EventRunSkipped: a base update did not rebuild a task, by its
+	// triggers.baseChange policy (the run ends skipped, saying why).
+	EventRunSkipped = EventPrefix + "run.skipped"
 )
 
 // Event is one row of the outbox. Seq orders events; ID is the
@@ -144,6 +150,8 @@ func emitRunEnd(ctx context.Context, db execer, r Run) error {
 		typ = EventRunTesting
 	case StateAwaitingApproval:
 		typ = EventRunAwaitingApproval
+	case StateSkipped:
+		typ = EventRunSkipped
 	default:
 		return nil
 	}

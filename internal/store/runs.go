@@ -33,12 +33,15 @@ const (
 	StatePromoting State = "promoting"
 	// StateRejected: an approver rejected it; it is never promoted.
 	StateRejected State = "rejected"
+	// StateSkipped: a base update's run that the task's rebuild policy
+	// (triggers.baseChange) decided not to build; Error says why.
+	StateSkipped State = "skipped"
 )
 
 // Done reports whether the state is an end: the run will not change again.
 func (s State) Done() bool {
 	switch s {
-	case StateSucceeded, StateFailed, StateCanceled, StateSuperseded, StateRejected:
+	case StateSucceeded, StateFailed, StateCanceled, StateSuperseded, StateRejected, StateSkipped:
 		return true
 	}
 	return false
@@ -80,6 +83,18 @@ type Cause struct {
 	// is that run's cause (the base update the wave started from).
 	UpstreamRun int64  `json:"upstreamRun,omitempty"`
 	Upstream    *Cause `json:"upstream,omitempty"`
+	// Decision is what the task's baseChange policy made of a base
+	// update's diff, e.g. "base moved, not rebuilt: no package changed".
+	Decision string `json:"decision,omitempty"`
+	// Changes summarizes a base update's diff once it is ready, e.g.
+	// "openssl 3.0.11-1 → 3.0.13-1; +curl" (refit bases diff has it all).
+	Changes string `json:"changes,omitempty"`
+	// Message is a commit's message (its first 4 KiB).
+	Message string `json:"message,omitempty"`
+	// Also are the other causes a queued run absorbed before it started
+	// (a base update arriving while a commit's run waited, or the other
+	// way round): the run builds once, for all of them.
+	Also []Cause `json:"also,omitempty"`
 }
 
 // UsedBase is a base image a run resolved and pinned.
@@ -251,7 +266,7 @@ func saveRun(ctx context.Context, db queryExecer, r Run) error {
 	res, err := db.ExecContext(ctx, `UPDATE runs SET state = $1, started_at = $2, finished_at = $3,
 		commit_sha = $4, image = $5, digest = $6, tags = $7, bases = $8, step = $9, error = $10, timings = $11,
 		platforms = $12
-		WHERE id = $13 AND state NOT IN ('succeeded', 'failed', 'canceled', 'superseded', 'rejected')`,
+		WHERE id = $13 AND state NOT IN ('succeeded', 'failed', 'canceled', 'superseded', 'rejected', 'skipped')`,
 		string(r.State), formatTime(r.StartedAt), formatTime(r.FinishedAt), r.Commit, r.Image, r.Digest,
 		string(tags), string(bases), r.Step, r.Error, string(timings), string(platforms), r.ID)
 	if err != nil {

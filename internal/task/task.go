@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"text/template"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -140,7 +141,10 @@ type Source struct {
 // Triggers holds the trigger settings of a task. Used by the index and
 // scheduler; the core only stores them.
 type Triggers struct {
-	Commit bool `json:"commit"`
+	// Commit says which pushes to the git source start a run: true (the
+	// source's ref), false, or an object of filters (see CommitTrigger).
+	Commit CommitTrigger `json:"commit"`
+
 	Base   bool `json:"base"`
 	Manual bool `json:"manual"`
 	// Schedule lists the times the task runs, with nothing changed (see
@@ -155,6 +159,39 @@ type Triggers struct {
 	// BaseTags follow new version tags of base repositories (see
 	// BaseTag). Default none.
 	BaseTags []BaseTag `json:"baseTags,omitempty"`
+	// BaseChange says which base updates rebuild the task, from what
+	// changed in the base (its package diff). nil = every update.
+	BaseChange *BaseChange `json:"baseChange,omitempty"`
+}
+
+// BaseChange is the rebuild policy for base updates.
+type BaseChange struct {
+	// RebuildWhen is "any" (default: every update), "packages" (skip
+	// an update that changed no OS package) or "fixes" (only an update
+	// that fixes a vulnerability at or above MinSeverity).
+	RebuildWhen string `json:"rebuildWhen,omitempty"`
+	// MinSeverity is low, medium, high (default) or critical; for fixes.
+	MinSeverity string `json:"minSeverity,omitempty"`
+	// Urgent starts a run whose update fixes a vulnerability at or above
+	// Urgent.Severity after Urgent.Debounce instead of the server's
+	// debounce. nil = no urgent path.
+	Urgent *Urgent `json:"urgent,omitempty"`
+	// Wait bounds how long a run waits for the base's diff when the
+	// policy needs it (a Go duration, e.g. "2m"; default 2m); then it
+	// builds, and the fallback is recorded.
+	Wait string `json:"wait,omitempty"`
+}
+
+// Urgent is the urgent path of a BaseChange policy.
+type Urgent struct {
+	Severity string `json:"severity"`
+	// Debounce is a Go duration ("0s"); default 0s.
+	Debounce string `json:"debounce,omitempty"`
+}
+
+// NeedsDiff reports whether the policy decides from the base's diff.
+func (b *BaseChange) NeedsDiff() bool {
+	return b != nil && (b.RebuildWhen == "packages" || b.RebuildWhen == "fixes" || b.Urgent != nil)
 }
 
 // FieldError says which field of a spec is wrong and why.
@@ -226,7 +263,7 @@ func (s Spec) Defaults() Spec {
 		s.Promote = &p
 	}
 	if s.Triggers == nil {
-		s.Triggers = &Triggers{Commit: true, Base: true, Manual: true}
+		s.Triggers = &Triggers{Commit: CommitOn(), Base: true, Manual: true}
 	}
 	if s.Triggers.Schedule != nil {
 		tr := *s.Triggers // the caller's triggers stay as they are
@@ -331,6 +368,15 @@ func (s Spec) Validate() error {
 		if err := validateSchedules(tr.Schedule); err != nil {
 			return err
 		}
+		if err := tr.BaseChange.validate(); err != nil {
+			return err
+		}
+		if err := tr.Commit.validate(); err != nil {
+			return err
+		}
+		if tr.Commit.filtered() && s.Source.Dir != "" {
+			return &FieldError{"triggers.commit", "filters need source.git (a source.dir has no commits)"}
+		}
 	}
 	return nil
 }
@@ -389,6 +435,47 @@ func (s Spec) validateTestPromote() error {
 	for i, k := range p.RequireApprovalFor {
 		if !slices.Contains(CauseKinds, k) {
 			return &FieldError{fmt.Sprintf("promote.requireApprovalFor[%d]", i), fmt.Sprintf("%q must be one of %s", k, strings.Join(CauseKinds, ", "))}
+		}
+	}
+	return nil
+}
+
+func (b *BaseChange) validate() error {
+	if b == nil {
+		return nil
+	}
+	switch b.RebuildWhen {
+	case "", "any", "packages", "fixes":
+	default:
+		return &FieldError{"triggers.baseChange.rebuildWhen", fmt.Sprintf("%q must be any, packages or fixes", b.RebuildWhen)}
+	}
+	sev := func(field, v string, empty bool) error {
+		switch v {
+		case "low", "medium", "high", "critical":
+			return nil
+		case "":
+			if empty {
+				return nil
+			}
+		}
+		return &FieldError{field, fmt.Sprintf("%q must be low, medium, high or critical", v)}
+	}
+	if err := sev("triggers.baseChange.minSeverity", b.MinSeverity, true); err != nil {
+		return err
+	}
+	if b.Wait != "" {
+		if d, err := time.ParseDuration(b.Wait); err != nil || d < 0 {
+			return &FieldError{"triggers.baseChange.wait", fmt.Sprintf("%q is not a duration like 2m", b.Wait)}
+		}
+	}
+	if u := b.Urgent; u != nil {
+		if err := sev("triggers.baseChange.urgent.severity", u.Severity, false); err != nil {
+			return err
+		}
+		if u.Debounce != "" {
+			if d, err := time.ParseDuration(u.Debounce); err != nil || d < 0 {
+				return &FieldError{"triggers.baseChange.urgent.debounce", fmt.Sprintf("%q is not a duration like 0s", u.Debounce)}
+			}
 		}
 	}
 	return nil

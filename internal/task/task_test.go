@@ -42,7 +42,7 @@ func TestValidateGood(t *testing.T) {
 			s.Tags = []string{"{{.Run.ID}}", "sha-{{.Commit.Short}}", "{{.Task.Name}}-{{.Commit.SHA}}"}
 		}},
 		{"triggers", func(s *task.Spec) {
-			s.Triggers = &task.Triggers{Commit: true, Schedule: task.Schedules{{Name: "nightly", Cron: "@daily"}}, BaseScope: "all", Patch: "rebase"}
+			s.Triggers = &task.Triggers{Commit: task.CommitOn(), Schedule: task.Schedules{{Name: "nightly", Cron: "@daily"}}, BaseScope: "all", Patch: "rebase"}
 		}},
 		{"empty triggers", func(s *task.Spec) { s.Triggers = &task.Triggers{} }},
 		{"build arg value with tab and unicode", func(s *task.Spec) { s.BuildArgs = map[string]string{"A": "x\ty é ✓"} }},
@@ -119,6 +119,19 @@ func TestValidateBad(t *testing.T) {
 		}, "tags[0]"},
 		{"bad baseScope", func(s *task.Spec) { s.Triggers = &task.Triggers{BaseScope: "final"} }, "triggers.baseScope"},
 		{"bad patch", func(s *task.Spec) { s.Triggers = &task.Triggers{Patch: "squash"} }, "triggers.patch"},
+		{"bad rebuildWhen", func(s *task.Spec) {
+			s.Triggers = &task.Triggers{BaseChange: &task.BaseChange{RebuildWhen: "always"}}
+		}, "triggers.baseChange.rebuildWhen"},
+		{"bad minSeverity", func(s *task.Spec) {
+			s.Triggers = &task.Triggers{BaseChange: &task.BaseChange{RebuildWhen: "fixes", MinSeverity: "severe"}}
+		}, "triggers.baseChange.minSeverity"},
+		{"bad wait", func(s *task.Spec) { s.Triggers = &task.Triggers{BaseChange: &task.BaseChange{Wait: "2 minutes"}} }, "triggers.baseChange.wait"},
+		{"urgent without severity", func(s *task.Spec) {
+			s.Triggers = &task.Triggers{BaseChange: &task.BaseChange{Urgent: &task.Urgent{Debounce: "0s"}}}
+		}, "triggers.baseChange.urgent.severity"},
+		{"bad urgent debounce", func(s *task.Spec) {
+			s.Triggers = &task.Triggers{BaseChange: &task.BaseChange{Urgent: &task.Urgent{Severity: "critical", Debounce: "-1s"}}}
+		}, "triggers.baseChange.urgent.debounce"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,7 +194,7 @@ func TestDefaults(t *testing.T) {
 		Platforms:  []string{task.HostPlatform()},
 		Image:      "api",
 		Tags:       []string{"latest"},
-		Triggers:   &task.Triggers{Commit: true, Base: true, Manual: true, BaseScope: "runtime", Patch: "rebuild"},
+		Triggers:   &task.Triggers{Commit: task.CommitOn(), Base: true, Manual: true, BaseScope: "runtime", Patch: "rebuild"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Defaults() mismatch (-want +got):\n%s", diff)
@@ -325,7 +338,7 @@ func TestDecodeJSON(t *testing.T) {
 		BuildArgs: map[string]string{"A": "1"},
 		Platforms: []string{"linux/amd64"},
 		Tags:      []string{"{{.Run.ID}}"},
-		Triggers:  &task.Triggers{Commit: true, Manual: true, BaseScope: "all"},
+		Triggers:  &task.Triggers{Commit: task.CommitOn(), Manual: true, BaseScope: "all"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("DecodeJSON mismatch (-want +got):\n%s", diff)

@@ -1,0 +1,375 @@
+package catalog
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Image is what Read needs of an image: a remote.Image, a
+// layout image or one built in memory all are.
+type Image interface {
+	Digest() (v1.Hash, error)
+	Layers() ([]v1.Layer, error)
+	ConfigFile() (*v1.ConfigFile, error)
+}
+
+// Paths read from an image, relative to its root.
+const (
+	etcOSRelease = "etc/os-release"
+	libOSRelease = "usr/lib/os-release"
+	dpkgStatus   = "var/lib/dpkg/status"
+	dpkgStatusD  = "var/lib/dpkg/status.d/"
+	apkInstalled = "lib/apk/db/installed"
+)
+
+// rpmDBs are where rpm keeps its database; finding one is reported as an
+// unread database (see Catalog.DB), not read yet.
+var rpmDBs = []string{"var/lib/rpm/rpmdb.sqlite", "var/lib/rpm/Packages", "var/lib/rpm/Packages.db", "usr/lib/sysimage/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/Packages.db"}
+
+// LimitError is a read that went over one of the Limits.
+type LimitError struct {
+	What  string // "bytes", "file" or "time"
+	Limit string // the limit, e.g. "1073741824 bytes"
+	Where string // the layer or file
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("cataloguing stopped at %s: over the %s limit of %s (raise it with refit serve's --catalog-max-%s)", e.Where, e.What, e.Limit, e.What)
+}
+
+// Read catalogs img. It walks the layers from the top down, opening each
+// layer's stream at most once and reading it as a tar stream, and stops
+// as soon as the OS release and the package database are known: a
+// database rewritten by the top layer costs that layer only. Files and
+// directories removed by an upper layer (whiteouts, opaque directories)
+// do not count. Nothing is written to disk; only the few files read are
+// held in memory, each at most lim.File bytes. Errors name the layer or
+// file and are *LimitError when a limit was hit.
+func Read(ctx context.Context, img Image, lim Limits) (Catalog, error) {
+	lim = lim.withDefaults()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, lim.Time)
+	defer cancel()
+	var c Catalog
+	d, err := img.Digest()
+	if err != nil {
+		return c, fmt.Errorf("reading image digest: %w", err)
+	}
+	c.Digest = d.String()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return c, fmt.Errorf("reading image config: %w", err)
+	}
+	c.Config = configOf(cf)
+	if cf.OS != "" {
+		c.Platform = cf.OS + "/" + cf.Architecture
+		if cf.Variant != "" {
+			c.Platform += "/" + cf.Variant
+		}
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return c, fmt.Errorf("listing image layers: %w", err)
+	}
+	c.Layers = len(layers)
+	for _, l := range layers {
+		if n, err := l.Size(); err == nil {
+			c.Size += n
+		}
+	}
+	w := newWalker(lim)
+	for i := len(layers) - 1; i >= 0 && !w.done(); i-- {
+		if err := ctx.Err(); err != nil {
+			return c, timeErr(lim, fmt.Sprintf("layer %d of %d", i+1, len(layers)), err)
+		}
+		rc, err := layers[i].Compressed()
+		if err != nil {
+			return c, fmt.Errorf("opening layer %d of %d: %w", i+1, len(layers), err)
+		}
+		c.Read.LayersRead++
+		err = w.layer(ctx, rc)
+		rc.Close()
+		if err != nil {
+			var le *LimitError
+			if errors.As(err, &le) && le.Where == "" {
+				le.Where = fmt.Sprintf("layer %d of %d", i+1, len(layers))
+			}
+			if ctx.Err() != nil && !errors.As(err, &le) {
+				return c, timeErr(lim, fmt.Sprintf("layer %d of %d", i+1, len(layers)), err)
+			}
+			return c, fmt.Errorf("reading layer %d of %d: %w", i+1, len(layers), err)
+		}
+	}
+	c.Read.Bytes = w.read
+	if err := w.result(&c); err != nil {
+		return c, err
+	}
+	c.Read.TookMS = time.Since(start).Milliseconds()
+	return c, nil
+}
+
+func timeErr(lim Limits, where string, err error) error {
+	return fmt.Errorf("%w: %w", &LimitError{What: "time", Limit: lim.Time.String(), Where: where}, err)
+}
+
+// configOf keeps the fields of cf a diff shows.
+func configOf(cf *v1.ConfigFile) ImageConfig {
+	c := cf.Config
+	return ImageConfig{Env: c.Env, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, Labels: c.Labels}
+}
+
+// walker is the state of one top-down walk: what upper layers hid or
+// already provided, and the files found.
+type walker struct {
+	lim  Limits
+	read int64 // compressed bytes read so far
+
+	// From the layers above the current one.
+	seen     map[string]bool // paths an upper layer had (or whited out)
+	whiteout map[string]bool // paths removed by an upper layer
+	opaque   map[string]bool // directories ("a/b/") whose lower content is hidden
+
+	files   map[string][]byte // the target files found, by path
+	links   map[string]bool   // targets found as something other than a regular file
+	statusD map[string][]byte // var/lib/dpkg/status.d/* found
+}
+
+func newWalker(lim Limits) *walker {
+	return &walker{lim: lim, seen: map[string]bool{}, whiteout: map[string]bool{}, opaque: map[string]bool{},
+		files: map[string][]byte{}, links: map[string]bool{}, statusD: map[string][]byte{}}
+}
+
+// hidden reports whether an upper layer removed p or one of its parents.
+func (w *walker) hidden(p string) bool {
+	if w.whiteout[p] {
+		return true
+	}
+	for dir := path.Dir(p); dir != "." && dir != "/"; dir = path.Dir(dir) {
+		if w.whiteout[dir] || w.opaque[dir+"/"] {
+			return true
+		}
+	}
+	return false
+}
+
+// decided reports whether what the image has at p is known: an upper
+// layer had it or removed it.
+func (w *walker) decided(p string) bool { return w.seen[p] || w.hidden(p) }
+
+// done reports whether the walk may stop: the OS release and the
+// package database are known.
+func (w *walker) done() bool {
+	osDone := (w.decided(etcOSRelease) && w.files[etcOSRelease] != nil) ||
+		(w.decided(etcOSRelease) || w.links[etcOSRelease]) && w.decided(libOSRelease)
+	if !osDone {
+		return false
+	}
+	if len(w.statusD) > 0 && !w.hidden(dpkgStatusD+"x") {
+		return false // status.d files may sit in any layer
+	}
+	for _, db := range append([]string{dpkgStatus, apkInstalled}, rpmDBs...) {
+		if w.files[db] != nil || w.links[db] {
+			return true
+		}
+	}
+	return false
+}
+
+// target reports whether p is a file the catalog reads.
+func target(p string) bool {
+	switch p {
+	case etcOSRelease, libOSRelease, dpkgStatus, apkInstalled:
+		return true
+	}
+	return strings.HasPrefix(p, dpkgStatusD) && len(p) > len(dpkgStatusD) && !strings.Contains(p[len(dpkgStatusD):], "/")
+}
+
+// counter counts bytes read and enforces the bytes limit and ctx.
+type counter struct {
+	ctx context.Context
+	r   io.Reader
+	w   *walker
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := c.r.Read(p)
+	c.w.read += int64(n)
+	if c.w.read > c.w.lim.Bytes {
+		return n, &LimitError{What: "bytes", Limit: fmt.Sprintf("%d bytes", c.w.lim.Bytes)}
+	}
+	return n, err
+}
+
+// layer reads one layer's stream (gzip, zstd or plain tar).
+func (w *walker) layer(ctx context.Context, rc io.Reader) error {
+	br := bufio.NewReader(&counter{ctx: ctx, r: rc, w: w})
+	magic, _ := br.Peek(4)
+	var r io.Reader = br
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return fmt.Errorf("decompressing (gzip): %w", err)
+		}
+		defer zr.Close()
+		r = zr
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxMemory(64<<20))
+		if err != nil {
+			return fmt.Errorf("decompressing (zstd): %w", err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	seen, whiteout, opaque := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading tar stream: %w", err)
+		}
+		p := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+		dir, base := path.Split(p)
+		switch {
+		case base == ".wh..wh..opq":
+			opaque[dir] = true
+			continue
+		case strings.HasPrefix(base, ".wh."):
+			whiteout[dir+base[len(".wh."):]] = true
+			continue
+		}
+		if w.decided(p) || seen[p] {
+			continue
+		}
+		seen[p] = true
+		if !target(p) && !isRPM(p) {
+			continue
+		}
+		if h.Typeflag != tar.TypeReg {
+			if h.Typeflag != tar.TypeDir {
+				w.links[p] = true // a link: os-release usually is one
+			}
+			continue
+		}
+		if isRPM(p) {
+			w.links[p] = true // found, not read (see rpmDBs)
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(tr, w.lim.File+1))
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", p, err)
+		}
+		if int64(len(b)) > w.lim.File {
+			return &LimitError{What: "file", Limit: fmt.Sprintf("%d bytes", w.lim.File), Where: p}
+		}
+		if strings.HasPrefix(p, dpkgStatusD) {
+			w.statusD[p] = b
+		} else {
+			w.files[p] = b
+		}
+	}
+	if w.read > w.lim.Bytes {
+		return &LimitError{What: "bytes", Limit: fmt.Sprintf("%d bytes", w.lim.Bytes)}
+	}
+	for p := range seen {
+		w.seen[p] = true
+	}
+	for p := range whiteout {
+		w.seen[p] = true
+		w.whiteout[p] = true
+	}
+	for d := range opaque {
+		w.opaque[d] = true
+	}
+	return nil
+}
+
+func isRPM(p string) bool {
+	for _, db := range rpmDBs {
+		if p == db {
+			return true
+		}
+	}
+	return false
+}
+
+// result parses the files found into c.
+func (w *walker) result(c *Catalog) error {
+	osFile := w.files[etcOSRelease]
+	if osFile == nil {
+		osFile = w.files[libOSRelease]
+	}
+	if osFile != nil {
+		o, err := ParseOSRelease(bytes.NewReader(osFile))
+		if err != nil {
+			return err
+		}
+		c.OS = o
+	}
+	c.Packages = []Package{}
+	if b := w.files[dpkgStatus]; b != nil || len(w.statusD) > 0 {
+		c.DB = append(c.DB, "dpkg")
+		if b != nil {
+			ps, err := ParseDpkgStatus(bytes.NewReader(b))
+			if err != nil {
+				return fmt.Errorf("%s: %w", dpkgStatus, err)
+			}
+			c.Packages = append(c.Packages, ps...)
+		}
+		for p, b := range w.statusD {
+			ps, err := ParseDpkgStatus(bytes.NewReader(b))
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			c.Packages = append(c.Packages, ps...)
+		}
+	}
+	if b := w.files[apkInstalled]; b != nil {
+		c.DB = append(c.DB, "apk")
+		ps, err := ParseApkInstalled(bytes.NewReader(b))
+		if err != nil {
+			return fmt.Errorf("%s: %w", apkInstalled, err)
+		}
+		c.Packages = append(c.Packages, ps...)
+	}
+	for _, db := range rpmDBs {
+		if w.links[db] {
+			c.DB = append(c.DB, "rpm (not read: "+db+")")
+			break
+		}
+	}
+	sortPackages(c.Packages)
+	c.Packages = dedupe(c.Packages)
+	return nil
+}
+
+// dedupe drops repeated identical entries (a package listed in status
+// and in status.d).
+func dedupe(ps []Package) []Package {
+	out := ps[:0]
+	for i, p := range ps {
+		if i > 0 && p == ps[i-1] {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}

@@ -1,0 +1,2 @@
+DROP TABLE git_heads;
+DROP TABLE git_secrets;

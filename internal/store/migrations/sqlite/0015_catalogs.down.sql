@@ -1,0 +1,2 @@
+DROP TABLE image_diffs;
+DROP TABLE catalogs;
