@@ -15,6 +15,8 @@ import (
 type RunDB interface {
 	GetRun(ctx context.Context, id int64) (store.Run, error)
 	Observation(ctx context.Context, id int64) (store.Observation, error)
+	// Approvals are the decisions on a run awaiting approval.
+	Approvals(ctx context.Context, runID int64) ([]store.Approval, error)
 }
 
 var _ RunDB = (*store.Store)(nil)
@@ -31,7 +33,7 @@ func FromRun(ctx context.Context, db RunDB, run store.Run, serverID string) (Pre
 		Run: RunInfo{ID: store.FormatRunID(run.ID), Task: run.Task, State: string(run.State),
 			CreatedAt: run.CreatedAt, StartedAt: run.StartedAt, FinishedAt: run.FinishedAt},
 		Server:     ServerInfo{ID: serverID},
-		AttestedAt: time.Now().UTC().Truncate(time.Second),
+		AttestedAt: time.Now().UTC().Truncate(time.Millisecond), // several statements of a run in one second still order
 	}
 	spec := run.Spec
 	if spec.Source.Git != "" {
@@ -46,12 +48,47 @@ func FromRun(ctx context.Context, db RunDB, run store.Run, serverID string) (Pre
 	for _, pl := range run.Platforms {
 		p.Image.Platforms = append(p.Image.Platforms, Platform{Platform: pl.Platform, Digest: pl.Digest})
 	}
+	p.Test = testResult(run)
+	if run.Spec.Promote != nil && run.State == store.StateSucceeded {
+		// Promoted: its promote tags point here (until a newer promotion).
+		p.Image.Tags = append(p.Image.Tags, run.Spec.Promote.Tags...)
+	}
+	decisions, err := db.Approvals(ctx, run.ID)
+	if err != nil {
+		return p, err
+	}
+	for _, a := range decisions {
+		if a.Digest == run.Digest {
+			p.Approvals = append(p.Approvals, Approval{User: a.User, Decision: a.Decision, Comment: a.Comment, At: a.CreatedAt})
+		}
+	}
 	chain, err := Chain(ctx, db, run)
 	if err != nil {
 		return p, err
 	}
 	p.Cause = chain
 	return p, nil
+}
+
+// testResult is the run's test as its state tells it: passed once a
+// tested run went on to approval or promotion, failed when it ended at
+// step test; nil for a run without a test or still testing.
+func testResult(run store.Run) *TestResult {
+	t := run.Spec.Test
+	if t == nil {
+		return nil
+	}
+	res := &TestResult{Target: t.Target, Command: t.Command, At: run.FinishedAt}
+	switch {
+	case run.State == store.StateFailed && run.Step == "test":
+		res.Result = "failed"
+	case run.State == store.StateAwaitingApproval, run.State == store.StatePromoting, run.State == store.StateSucceeded,
+		run.State == store.StateRejected, run.State == store.StateSuperseded:
+		res.Result = "passed"
+	default:
+		return nil
+	}
+	return res
 }
 
 // Chain returns run's cause chain: its own cause first, then for a

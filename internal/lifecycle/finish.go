@@ -84,6 +84,9 @@ func (w *worker) Work(ctx context.Context, job *river.Job[Args]) error {
 		for _, id := range gone {
 			l.markEnded(id)
 		}
+		if run.Spec.Test != nil && !slices.Contains(gone, run.ID) {
+			l.reattest(saveCtx, run.ID) // the image's record gains its test result
+		}
 		log.Info("run built; promotion follows its policy", "image", run.Image)
 		return nil
 	}
@@ -94,6 +97,9 @@ func (w *worker) Work(ctx context.Context, job *river.Job[Args]) error {
 		return err
 	}
 	l.markEnded(run.ID)
+	if run.Spec.Test != nil && run.Step == "test" {
+		l.reattest(saveCtx, run.ID) // the pushed image's record says its test failed
+	}
 	log.Info("run ended", "state", run.State, "image", run.Image, "error", run.Error)
 	return nil
 }

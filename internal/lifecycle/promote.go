@@ -281,6 +281,7 @@ func (w *promoteWorker) Work(ctx context.Context, job *river.Job[PromoteArgs]) e
 	}
 	if done {
 		l.markEnded(a.RunID)
+		l.reattest(ctx, a.RunID)
 	}
 	log.Info("promoted", "tags", a.Tags, "digest", a.Digest)
 	return nil
@@ -327,6 +328,31 @@ func (l *Runs) moveTags(ctx context.Context, a PromoteArgs) error {
 		}
 	}
 	return nil
+}
+
+// attester attaches a fresh attestation of a pushed run (the runner):
+// the image's own record gains each test result, decision and
+// promotion.
+type attester interface {
+	AttestRun(ctx context.Context, run store.Run) error
+}
+
+// reattest re-attests run id after a decision on it, when the executor
+// attests. A registry that refuses it fails nothing: the log says so.
+func (l *Runs) reattest(ctx context.Context, id int64) {
+	a, ok := l.cfg.Executor.(attester)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	run, err := l.cfg.Store.GetRun(ctx, id)
+	if err == nil {
+		err = a.AttestRun(ctx, run)
+	}
+	if err != nil {
+		l.cfg.Logger.Warn("the image's attestation was not updated", "run", store.FormatRunID(id), "err", err)
+	}
 }
 
 // Decision is a user's approval or rejection of a run.
@@ -431,6 +457,9 @@ func (l *Runs) Approve(ctx context.Context, d Decision) (store.Run, error) {
 		out = r
 		return l.enqueuePromotion(tx, r, strings.Join(users, ","))
 	})
+	if err == nil {
+		l.reattest(ctx, out.ID)
+	}
 	return out, err
 }
 
@@ -470,6 +499,7 @@ func (l *Runs) Reject(ctx context.Context, d Decision) (store.Run, error) {
 	})
 	if err == nil {
 		l.markEnded(out.ID)
+		l.reattest(ctx, out.ID)
 	}
 	return out, err
 }

@@ -35,6 +35,18 @@ func (r *Runner) Attest(ctx context.Context, run store.Run, fill func(*attest.Pr
 	return attest.Attach(ctx, r.cfg.Attestations, r.cfg.Signer, p)
 }
 
+// AttestRun attaches a fresh statement of run as refit's database tells
+// it now — its test result, approvals and promotion included — for the
+// lifecycle to call after each decision on a pushed run. Without a
+// signing key it does nothing.
+func (r *Runner) AttestRun(ctx context.Context, run store.Run) error {
+	if r.cfg.Signer == nil || run.Digest == "" {
+		return nil
+	}
+	_, err := r.Attest(ctx, run, nil)
+	return err
+}
+
 // attach attests the image run has just pushed: a step of the run's
 // log, whose failure is a warning there and leaves the run as it is.
 func (r *Runner) attach(ctx context.Context, run store.Run, out *lifecycle.Outcome, commit string, logs *progress) {

@@ -3,6 +3,7 @@ package serve_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +12,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/attest"
 	"github.com/refit-dev/refit/internal/client"
 	"github.com/refit-dev/refit/internal/pgtest"
+	"github.com/refit-dev/refit/internal/regclient"
 	"github.com/refit-dev/refit/internal/serve"
 	"github.com/refit-dev/refit/internal/store"
 )
@@ -131,6 +134,38 @@ func TestTestApprovePromote(t *testing.T) {
 	waitState(t, r.c, r1.ID, api.StateSucceeded)
 	if d := tagDigest(t, stable); d != r1.Digest {
 		t.Fatalf("stable → %s after approval, want %s", d, r1.Digest)
+	}
+	// The image's own record, read from the registry and verified, says
+	// its test passed, who approved it and with what comment, and that
+	// stable points at it.
+	done1, err := r.c.GetRun(ctx, r1.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := r.c.SigningKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := attest.ParsePublicKey([]byte(key.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (The promotion's statement is attached just after the run is
+	// recorded succeeded.)
+	var story api.ImageExplanation
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if story, err = attest.FromRegistry(ctx, regclient.New(regclient.Config{}), done1.Image, pub); err != nil {
+			t.Fatalf("attestation of %s: %v", done1.Image, err)
+		}
+		if story.Attestation.Run.State == string(api.StateSucceeded) || time.Now().After(deadline) {
+			break
+		}
+	}
+	at := story.Attestation
+	if !story.Verified || at.Test == nil || at.Test.Result != "passed" || len(at.Approvals) != 1 || at.Approvals[0].User != "bob" ||
+		at.Approvals[0].Comment != "CVE-2026-1234" || !slices.Contains(at.Image.Tags, "stable") || at.Run.State != string(api.StateSucceeded) {
+		t.Errorf("attestation of %s (verified %v) = test %+v, approvals %+v, tags %v, state %s; want passed, bob's approval, stable, succeeded",
+			done1.Image, story.Verified, at.Test, at.Approvals, at.Image.Tags, at.Run.State)
 	}
 
 	// 2. A base update rebuilds and waits; a newer run supersedes it.
