@@ -46,6 +46,14 @@ func TestDispatcherWakesOnlyForWantedEvents(t *testing.T) {
 	s.OnCommit(d.Committed)
 	t.Cleanup(func() { s.OnCommit(nil) })
 	waitFor(t, 5*time.Second, "the first round", func() bool { return cs.rounds.Load() >= 1 })
+	// Until its first round has listed the subscriptions, the dispatcher
+	// takes any event as wanted; on a loaded machine that listing can
+	// come after the round began.
+	waitFor(t, 5*time.Second, "the subscriptions listed", func() bool {
+		d.subsMu.Lock()
+		defer d.subsMu.Unlock()
+		return d.subsKnown
+	})
 
 	// No subscription wants anything yet: events wake no round.
 	quiet := func(what string) {
