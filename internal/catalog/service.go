@@ -171,13 +171,15 @@ func (s *Service) cached(ctx context.Context, digest string) (Catalog, error) {
 // Diff returns the diff from the image oldRef to newRef for platform,
 // cataloguing each as Catalog does. A diff between two digests is
 // computed once and stored; with Vulns configured it carries the
-// vulnerabilities the change fixes and introduces.
+// vulnerabilities the change fixes and introduces, looked up at each
+// read (so a diff stored before a vulnerability database was imported
+// names them once it is).
 func (s *Service) Diff(ctx context.Context, oldRef, newRef, platform string) (Diff, error) {
 	od, ok1 := digestOf(oldRef)
 	nd, ok2 := digestOf(newRef)
 	if ok1 && ok2 {
 		if d, err := s.cachedDiff(ctx, od, nd); err == nil {
-			return d, nil
+			return s.withVulns(ctx, d)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return Diff{}, err
 		}
@@ -191,26 +193,57 @@ func (s *Service) Diff(ctx context.Context, oldRef, newRef, platform string) (Di
 		return Diff{}, err
 	}
 	if d, err := s.cachedDiff(ctx, old.Digest, cur.Digest); err == nil {
-		return d, nil
+		return s.withVulns(ctx, d)
 	}
 	d := Compare(old, cur)
-	if err := AddVulns(ctx, &d, old.OS, cur.OS, s.cfg.Vulns, s.cfg.Ecosystem); err != nil {
-		return Diff{}, err
-	}
-	data, err := json.Marshal(d)
+	data, err := json.Marshal(d) // stored without vulnerabilities: see withVulns
 	if err != nil {
 		return Diff{}, fmt.Errorf("encoding diff: %w", err)
 	}
 	if err := s.cfg.Store.PutImageDiff(context.WithoutCancel(ctx), d.Old, d.New, data); err != nil {
 		return Diff{}, err
 	}
+	if err := AddVulns(ctx, &d, old.OS, cur.OS, s.cfg.Vulns, s.cfg.Ecosystem); err != nil {
+		return Diff{}, err
+	}
 	return d, nil
 }
 
 // StoredDiff returns the diff from oldDigest to newDigest if one was
-// computed, else store.ErrNotFound. It makes no request.
+// computed, else store.ErrNotFound. It makes no registry request.
 func (s *Service) StoredDiff(ctx context.Context, oldDigest, newDigest string) (Diff, error) {
-	return s.cachedDiff(ctx, oldDigest, newDigest)
+	d, err := s.cachedDiff(ctx, oldDigest, newDigest)
+	if err != nil {
+		return Diff{}, err
+	}
+	return s.withVulns(ctx, d)
+}
+
+// withVulns adds to a stored diff what the vulnerability database says
+// now. The OS releases are the diff's when they changed, else the new
+// image's stored catalog's.
+func (s *Service) withVulns(ctx context.Context, d Diff) (Diff, error) {
+	d.Vulns = nil // a diff stored by an older refit may carry some
+	if s.cfg.Vulns == nil || s.cfg.Ecosystem == nil {
+		return d, nil
+	}
+	var old, cur OS
+	if d.OS != nil {
+		old, cur = d.OS.Old, d.OS.New
+	} else {
+		c, err := s.cached(ctx, d.New)
+		if errors.Is(err, store.ErrNotFound) {
+			return d, nil
+		}
+		if err != nil {
+			return Diff{}, err
+		}
+		old, cur = c.OS, c.OS
+	}
+	if err := AddVulns(ctx, &d, old, cur, s.cfg.Vulns, s.cfg.Ecosystem); err != nil {
+		return Diff{}, err
+	}
+	return d, nil
 }
 
 func (s *Service) cachedDiff(ctx context.Context, oldDigest, newDigest string) (Diff, error) {

@@ -1,7 +1,10 @@
 package catalog_test
 
 import (
+	"bytes"
 	"context"
+	"github.com/refit-dev/refit/internal/vulndb"
+	"github.com/refit-dev/refit/internal/vulndb/osvtest"
 	"io"
 	"log"
 	"net/http"
@@ -173,5 +176,62 @@ func TestServiceIndexPlatforms(t *testing.T) {
 	}
 	if _, err := e.svc.Catalog(context.Background(), e.host+"/alpine:3.19", "linux/s390x"); err == nil || !strings.Contains(err.Error(), "no image for platform linux/s390x") {
 		t.Errorf("a platform the index lacks: %v", err)
+	}
+}
+
+// vulnsOf adapts the vulnerability database to the catalog's Vulns, as
+// refit serve does.
+type vulnsOf struct{ db *vulndb.DB }
+
+func (v vulnsOf) Changes(ctx context.Context, eco, name, o, n string) ([]catalog.Vuln, []catalog.Vuln, error) {
+	fx, in, err := v.db.Changes(ctx, eco, name, o, n)
+	conv := func(vs []vulndb.Vuln) (out []catalog.Vuln) {
+		for _, x := range vs {
+			out = append(out, catalog.Vuln(x))
+		}
+		return out
+	}
+	return conv(fx), conv(in), err
+}
+
+// A diff stored before the vulnerability database was imported names
+// what the update fixes once it is: vulnerabilities are looked up at
+// each read, not stored with the diff.
+func TestStoredDiffNamesVulnsAfterImport(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	db := vulndb.New(vulndb.Config{Store: e.st})
+	svc, err := catalog.NewService(catalog.Config{Images: regclient.New(regclient.Config{}), Store: e.st,
+		Vulns: vulnsOf{db}, Ecosystem: vulndb.Ecosystem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := e.push(t, "debian:12", ct.Debian("12", []ct.Pkg{ct.P("openssl", "3.0.11-1~deb12u2", "amd64")}))
+	cur := e.push(t, "debian:12", ct.Debian("12", []ct.Pkg{ct.P("openssl", "3.0.13-1~deb12u1", "amd64")}))
+	before, err := svc.Diff(ctx, e.host+"/debian@"+old, e.host+"/debian@"+cur, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Vulns == nil || len(before.Vulns.Fixes)+len(before.Vulns.Introduces) != 0 {
+		t.Fatalf("diff with an empty database: vulns %+v, want an empty section", before.Vulns)
+	}
+	zip := osvtest.Zip(osvtest.Fixture())
+	if _, err := db.Import(ctx, bytes.NewReader(zip), int64(len(zip))); err != nil {
+		t.Fatal(err)
+	}
+	for _, get := range []func() (catalog.Diff, error){
+		func() (catalog.Diff, error) { return svc.Diff(ctx, e.host+"/debian@"+old, e.host+"/debian@"+cur, "") },
+		func() (catalog.Diff, error) { return svc.StoredDiff(ctx, old, cur) },
+	} {
+		d, err := get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Vulns == nil || len(d.Vulns.Fixes) != 1 || d.Vulns.Fixes[0].ID != "CVE-2024-0727" {
+			t.Errorf("stored diff after the import: vulns %+v, want it to fix CVE-2024-0727", d.Vulns)
+		}
+	}
+	if svc.Reads() != 2 {
+		t.Errorf("catalog reads = %d, want 2 (the diff itself was stored)", svc.Reads())
 	}
 }
