@@ -376,7 +376,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := st.KeepSinks(ctx, sinkNames...); err != nil {
 		return nil, err
 	}
-	st.OnCommit(dispatcher.Committed)
+	// A commit that made base references due (a task's new base, a
+	// hint) wakes the watcher, which otherwise sleeps until the next due
+	// check.
+	st.OnCommit(func(c store.Commit) {
+		dispatcher.Committed(c)
+		if c.RefsDue {
+			watcher.Wake()
+		}
+	})
 	eventsCtx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
 	var eventsDone sync.WaitGroup
 	eventsDone.Go(func() { dispatcher.Run(eventsCtx) })
