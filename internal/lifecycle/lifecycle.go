@@ -25,6 +25,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
@@ -223,7 +224,31 @@ func (l *Runs) Start(ctx context.Context) error {
 	if err := l.river.Start(ctx); err != nil {
 		return fmt.Errorf("starting job queue: %w", err)
 	}
-	return nil
+	return l.rearm(ctx)
+}
+
+// rearm sets the wake-ups of debounced jobs a previous process left in
+// the queue: theirs were in that process's memory, and without them
+// such a job would wait for the fetch poll.
+func (l *Runs) rearm(ctx context.Context) error {
+	const page = 1000
+	params := river.NewJobListParams().States(rivertype.JobStateAvailable).First(page)
+	now := time.Now()
+	for {
+		res, err := l.river.JobList(ctx, params)
+		if err != nil {
+			return fmt.Errorf("listing debounced runs left in the queue: %w", err)
+		}
+		for _, j := range res.Jobs {
+			if j.ScheduledAt.After(now) {
+				l.pilot.at(j.ScheduledAt)
+			}
+		}
+		if len(res.Jobs) < page || res.LastCursor == nil {
+			return nil
+		}
+		params = params.After(res.LastCursor)
+	}
 }
 
 // Stop cancels running executions (their runs end canceled) and waits
