@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,8 +21,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/refit-dev/refit/internal/api"
+	"github.com/refit-dev/refit/internal/dockerfile"
 	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/server"
+	"github.com/refit-dev/refit/internal/task"
 )
 
 // applyWithWarnings posts an apply and returns its status, result and
@@ -159,5 +163,50 @@ func TestApplyBaseCheckHasABudget(t *testing.T) {
 	want := []string{"3 of 3 bases not checked within 2s (the tasks are applied; their runs say what is missing)"}
 	if code != http.StatusOK || len(res.Tasks) != 3 || !slices.Equal(warnings, want) {
 		t.Errorf("apply = %d %+v, warnings %q; want 200, 3 tasks and %q", code, res.Tasks, warnings, want)
+	}
+}
+
+// gitInspector is the real runner (its Revisions decide what is
+// unchanged) whose inspection of a git source — a fetch from the remote
+// — is counted and answered with a fixed base instead.
+type gitInspector struct {
+	*runner.Runner
+	fetches atomic.Int64
+}
+
+func (g *gitInspector) Inspect(ctx context.Context, spec task.Spec) ([]dockerfile.Base, error) {
+	if spec.Source.Git == "" {
+		return g.Runner.Inspect(ctx, spec)
+	}
+	g.fetches.Add(1)
+	return []dockerfile.Base{{Stage: "0", Role: dockerfile.RoleRuntime, Kind: dockerfile.KindFrom, Ref: "docker.io/library/debian:12"}}, nil
+}
+
+// TestApplyUnchangedGitBranchIsNotInspected: applying a git-branch task
+// again, unchanged, does not fetch it (it did on every apply); changing
+// its spec does.
+func TestApplyUnchangedGitBranchIsNotInspected(t *testing.T) {
+	insp := &gitInspector{}
+	a := startAPIWith(t, func(c *server.Config, r *runner.Runner) {
+		insp.Runner = r
+		c.Inspector = insp
+	})
+	git := func(ref string) map[string]any {
+		return map[string]any{"tasks": []any{map[string]any{"name": "app",
+			"source": map[string]string{"git": "https://git.example.com/app.git", "ref": ref}}}}
+	}
+	for i, step := range []struct {
+		ref, action string
+		fetches     int64
+	}{
+		{"main", "created", 1},
+		{"main", "unchanged", 1},
+		{"main", "unchanged", 1},
+		{"release", "updated", 2},
+	} {
+		code, res, _ := applyWithWarnings(t, a, git(step.ref))
+		if code != http.StatusOK || len(res.Tasks) != 1 || res.Tasks[0].Action != step.action || insp.fetches.Load() != step.fetches {
+			t.Errorf("apply %d (ref %s) = %d %+v after %d fetches; want %s after %d", i+1, step.ref, code, res.Tasks, insp.fetches.Load(), step.action, step.fetches)
+		}
 	}
 }
