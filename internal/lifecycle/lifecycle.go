@@ -111,7 +111,10 @@ type Config struct {
 	// Poll is how often the queue looks for jobs nobody woke it for:
 	// committed by another process, or left queued by a restart. Jobs
 	// this process commits wake the queue at once (see wake.go), and a
-	// debounced one when it falls due. Default 5 s.
+	// debounced one when it falls due (also one left by a restart: Start
+	// sets its wake-up again). Default 5 s on PostgreSQL, where other
+	// refit processes may commit jobs; 30 s on SQLite, whose database one
+	// process owns, so that an idle server rarely wakes.
 	Poll time.Duration
 	// Logger gets one line per run state change and per base update.
 	// nil = discard.
@@ -170,7 +173,10 @@ func New(ctx context.Context, cfg Config) (*Runs, error) {
 		cfg.RunTimeout = time.Hour
 	}
 	if cfg.Poll <= 0 {
-		cfg.Poll = 5 * time.Second
+		cfg.Poll = 30 * time.Second
+		if cfg.Store.Postgres() {
+			cfg.Poll = 5 * time.Second
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
