@@ -84,3 +84,38 @@ func TestUnchangedUpstreamReleasesItsWave(t *testing.T) {
 		t.Errorf("mix's cause = %+v, want a cascade of %s (the upstream that pushed a new image)", c, store.FormatRunID(byTask["other"].ID))
 	}
 }
+
+// TestOwnPushSeenEarlyIsNoCauseOfItsOwn: the push of an upstream run,
+// seen by the index before that run is recorded succeeded, does not
+// turn its waiting cascade into a direct base update (it is the same
+// change, and the cascade may still be dropped if that push changed
+// nothing); an update of another base of the task does.
+func TestOwnPushSeenEarlyIsNoCauseOfItsOwn(t *testing.T) {
+	f := newFixture(t)
+	debian, alpine, own := "docker.io/library/debian:12", "docker.io/library/alpine:3", reg+"/acme/base:latest"
+	f.addTask(t, task.Spec{Name: "base", Image: "acme/base"}, "FROM debian:12\n")
+	f.addTask(t, task.Spec{Name: "python", Triggers: &task.Triggers{Base: true, BaseScope: "all"}},
+		"FROM alpine:3 AS tools\nFROM "+reg+"/acme/base\n")
+	for _, ref := range []string{debian, alpine, own} {
+		f.observe(t, ref, "sha256:0", "linux/amd64", "sha256:00")
+	}
+	wave := f.observe(t, debian, "sha256:1", "linux/amd64", "sha256:11")
+	if len(wave.Runs) != 2 || wave.Runs[1].Task != "python" || wave.Runs[1].Cause.Kind != "cascade" {
+		t.Fatalf("wave = %+v, want base then python (cascade)", wave.Runs)
+	}
+	f.observe(t, own, "sha256:1", "linux/amd64", "sha256:11")
+	got, err := f.st.GetRun(t.Context(), wave.Runs[1].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Cause.Kind != "cascade" || got.Cause.UpstreamRun != wave.Runs[0].ID {
+		t.Errorf("python's cause after base's own push was seen = %+v, want still the cascade of %s", got.Cause, store.FormatRunID(wave.Runs[0].ID))
+	}
+	f.observe(t, alpine, "sha256:1", "linux/amd64", "sha256:11")
+	if got, err = f.st.GetRun(t.Context(), wave.Runs[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	if got.Cause.Kind != "base" || got.Cause.Base != alpine {
+		t.Errorf("python's cause after its own base moved = %+v, want the base update of %s", got.Cause, alpine)
+	}
+}
