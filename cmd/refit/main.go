@@ -1,3 +1,8 @@
+// The runtime re-reads the cgroup CPU limit every second to adjust
+// GOMAXPROCS: a wake-up a second on an idle server. GOMAXPROCS is still
+// set from the limit at start; a limit changed later needs a restart.
+//go:debug updatemaxprocs=0
+
 // Command refit keeps container images patched: it builds tasks with
 // BuildKit, pushes them, rebuilds them when their base images move, and
 // announces every change as a CloudEvent. One binary: `refit serve` is the

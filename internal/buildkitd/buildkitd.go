@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/moby/buildkit/client"
+
+	"github.com/refit-dev/refit/internal/backoff"
 )
 
 const (
@@ -76,6 +78,12 @@ type Config struct {
 	// doubles up to 30s while the daemon keeps dying and resets once a
 	// daemon has stayed up for 30s. 0 means 1s.
 	RestartBackoff time.Duration
+	// KeepTrying makes a failed start not an error: Start returns the
+	// Daemon after its first attempt whatever the outcome, and the
+	// supervisor keeps trying (binary lookup, preflight and launch) with
+	// backoff until one succeeds. [Daemon.Unavailable] says why builds
+	// cannot run meanwhile. Only an empty Root is still an error.
+	KeepTrying bool
 }
 
 // PreflightError lists every problem that prevents starting the daemon.
@@ -224,9 +232,12 @@ type Daemon struct {
 	done   chan struct{}      // closed when the supervisor has finished cleanup
 	wg     sync.WaitGroup     // process waiter goroutines
 
-	mu    sync.Mutex
-	cur   *proc // current process, nil when down
-	ready bool  // cur has answered ListWorkers
+	retry *Config // set with KeepTrying: every attempt re-resolves from it
+
+	mu      sync.Mutex
+	cur     *proc // current process, nil when down
+	ready   bool  // cur has answered ListWorkers
+	lastErr error // last failed start, nil once one succeeded
 }
 
 // proc is one buildkitd process.
@@ -255,6 +266,9 @@ func (p *proc) hasExited() bool {
 // logged and restarted with backoff. Canceling ctx stops the daemon like
 // Stop does (wait for it via Stop). On error nothing is left running.
 func Start(ctx context.Context, cfg Config) (*Daemon, error) {
+	if cfg.KeepTrying {
+		return startTrying(ctx, cfg)
+	}
 	if err := Preflight(cfg); err != nil {
 		return nil, err
 	}
@@ -277,6 +291,63 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	go d.supervise(runCtx, p)
 	return d, nil
+}
+
+// startTrying is Start with cfg.KeepTrying: one attempt now, then the
+// supervisor's retries (see Config.KeepTrying).
+func startTrying(ctx context.Context, cfg Config) (*Daemon, error) {
+	if cfg.Root == "" {
+		return nil, &PreflightError{Problems: []error{errors.New("no state directory: Config.Root is empty")}}
+	}
+	bin, _ := findBinary(cfg.Binary) // looked up again on every attempt
+	d, err := newDaemon(cfg, bin)
+	if err != nil {
+		return nil, fmt.Errorf("starting buildkitd: %w", err)
+	}
+	d.retry = &cfg
+	runCtx, cancel := context.WithCancel(ctx)
+	d.cancel = cancel
+	p, err := d.attempt(runCtx)
+	if err != nil {
+		d.log.Error("builds are unavailable: cannot start the managed buildkitd; retrying with backoff (or point refit at a running BuildKit with --buildkit ADDR)", "err", err)
+	}
+	go d.supervise(runCtx, p)
+	return d, nil
+}
+
+// attempt looks the binary up again and checks the preflight (with
+// KeepTrying: either may have been fixed since), then launches. It
+// records the error for Unavailable.
+func (d *Daemon) attempt(ctx context.Context) (*proc, error) {
+	var p *proc
+	err := Preflight(*d.retry)
+	if err == nil {
+		var bin string
+		if bin, err = findBinary(d.retry.Binary); err == nil {
+			d.binary = bin
+			p, err = d.launch(ctx)
+		}
+	}
+	d.mu.Lock()
+	d.lastErr = err
+	d.mu.Unlock()
+	return p, err
+}
+
+// Unavailable returns nil while the daemon is up and has answered, and
+// otherwise an error saying why builds cannot run now: the last failed
+// start (with KeepTrying), or that the daemon is (re)starting.
+func (d *Daemon) Unavailable() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.cur != nil && d.ready:
+		return nil
+	case d.lastErr != nil:
+		return fmt.Errorf("the managed buildkitd is not running (refit retries with backoff): %w", d.lastErr)
+	default:
+		return errors.New("the managed buildkitd is starting")
+	}
 }
 
 // newDaemon prepares the state directory and files.
@@ -640,34 +711,44 @@ func Wait(ctx context.Context, addr string) error {
 }
 
 // supervise watches p, restarting the daemon when it dies, until ctx ends.
+// A nil p (KeepTrying after a failed first start) starts retrying at once.
 func (d *Daemon) supervise(ctx context.Context, p *proc) {
 	defer close(d.done)
 	defer d.cleanup()
 	defer d.wg.Wait()
-	backoff := d.backoff
+	policy := backoff.Policy{Min: d.backoff, Max: maxRestartBackoff}
+	failures := 0
 	for {
-		select {
-		case <-ctx.Done():
-			d.terminate(p)
-			return
-		case <-p.exited:
+		if p != nil {
+			select {
+			case <-ctx.Done():
+				d.terminate(p)
+				return
+			case <-p.exited:
+			}
+			uptime := time.Since(p.started)
+			if uptime >= maxRestartBackoff {
+				failures = 0
+			}
+			d.log.Warn("buildkitd exited; restarting", "pid", p.pid, "err", p.waitErr,
+				"uptime", uptime.Round(time.Millisecond), "restart_in", policy.Delay(failures+1))
 		}
-		uptime := time.Since(p.started)
-		if uptime >= maxRestartBackoff {
-			backoff = d.backoff
-		}
-		d.log.Warn("buildkitd exited; restarting", "pid", p.pid, "err", p.waitErr,
-			"uptime", uptime.Round(time.Millisecond), "restart_in", backoff)
 		for {
-			t := time.NewTimer(backoff)
+			failures++
+			t := time.NewTimer(policy.Delay(failures))
 			select {
 			case <-ctx.Done():
 				t.Stop()
 				return
 			case <-t.C:
 			}
-			backoff = min(backoff*2, maxRestartBackoff)
-			np, err := d.launch(ctx)
+			var np *proc
+			var err error
+			if d.retry != nil {
+				np, err = d.attempt(ctx)
+			} else {
+				np, err = d.launch(ctx)
+			}
 			if err == nil {
 				p = np
 				break
@@ -675,7 +756,7 @@ func (d *Daemon) supervise(ctx context.Context, p *proc) {
 			if ctx.Err() != nil {
 				return
 			}
-			d.log.Error("restarting buildkitd", "err", err, "retry_in", backoff)
+			d.log.Error("restarting buildkitd", "err", err, "retry_in", policy.Delay(failures+1))
 		}
 	}
 }

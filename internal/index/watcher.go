@@ -20,6 +20,7 @@ import (
 // watchStore is what the watcher needs of the store.
 type watchStore interface {
 	DueRefs(ctx context.Context, now time.Time, limit int) ([]store.BaseRef, error)
+	NextDue(ctx context.Context) (time.Time, error)
 	RecordCheckError(ctx context.Context, ref, msg string, next time.Time) error
 	ListTasks(ctx context.Context) ([]store.Task, error)
 	TrackRefs(ctx context.Context, refs []string) error
@@ -70,7 +71,11 @@ type WatcherConfig struct {
 	// Allow, when not empty, lists the only registry hosts checked; Deny
 	// lists hosts never checked. A skipped reference records why.
 	Allow, Deny []string
-	// Tick is how often due references are looked for. Default 1 s.
+	// Tick is how often due references are looked for while some are
+	// due but not checked yet (their checks are in flight), or when the
+	// next due time cannot be read. Otherwise the watcher sleeps until
+	// the next reference is due, or until it is woken (Wake: a hint, a
+	// task's new base). Default 1 s.
 	Tick time.Duration
 	// Logger gets one line per failed check, and one per episode of store
 	// errors (not one per attempt). nil = discard.
@@ -168,8 +173,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	sem := make(chan struct{}, w.cfg.Concurrency)
-	tick := time.NewTicker(w.cfg.Tick)
-	defer tick.Stop()
 	var lastSync time.Time
 	// Followed repositories are looked for less often than references
 	// (an idle server should not pay a second query every tick), but at
@@ -239,6 +242,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 				delete(w.inFlight, b.Ref)
 				w.finished[b.Ref] = time.Now()
 				w.mu.Unlock()
+				// The loop may sleep on this check's old due time.
+				w.Wake()
 			}(b)
 		}
 		w.mu.Lock()
@@ -255,14 +260,40 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if dispatched > 0 && len(due) == limit && !probe {
 			continue // more may be due: refill as slots free, not once a tick
 		}
+		sleep := time.NewTimer(w.sleep(ctx, lastSync))
 		select {
 		case <-ctx.Done():
+			sleep.Stop()
 			return nil
-		case <-tick.C:
+		case <-sleep.C:
 		case <-w.wake:
+			sleep.Stop()
 			woken = true
 		}
 	}
+}
+
+// sleep returns how long the watcher may sleep: until the next reference
+// is due or the next sync with the tasks, whichever is first — not a
+// fixed tick, so that an idle watcher wakes only when there is work.
+// While a reference is due already (its check is in flight: its end
+// wakes the watcher), or the store cannot say, it looks again after
+// Tick at the latest.
+func (w *Watcher) sleep(ctx context.Context, lastSync time.Time) time.Duration {
+	d := time.Until(lastSync.Add(w.cfg.Interval))
+	next, err := w.cfg.Store.NextDue(ctx)
+	switch {
+	case err != nil:
+		return w.cfg.Tick
+	case next.IsZero():
+	default:
+		if until := time.Until(next); until <= 0 {
+			return w.cfg.Tick
+		} else {
+			d = min(d, until)
+		}
+	}
+	return max(d, time.Millisecond)
 }
 
 // idle reports whether no check is in flight.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
 )
 
@@ -167,7 +168,9 @@ func ended(ctx context.Context, run store.Run, out Outcome, err error) store.Run
 // transitively, each saying which upstream run stopped it — and, when it
 // succeeded and pushed a different image than the task's previous
 // succeeded run (see samePlatforms), cascades to the tasks built on its
-// output: a rebuild that changed nothing rebuilds nothing.
+// output: a rebuild that changed nothing rebuilds nothing. Nor does it
+// build the runs of its wave that were queued only because of it: they
+// end as not built (see release).
 func (l *Runs) finish(ctx context.Context, r store.Run) error {
 	if !r.State.Done() {
 		return fmt.Errorf("finishing run %s: state %s is not an end", store.FormatRunID(r.ID), r.State)
@@ -175,25 +178,59 @@ func (l *Runs) finish(ctx context.Context, r store.Run) error {
 	return l.inTx(ctx, func(tx *store.Tx) error { return l.finishTx(tx, r) })
 }
 
-// finishTx is finish's transaction.
+// finishTx is finish's transaction: the run's end, what it means for the
+// runs waiting on it, and its cascade when it pushed something new.
 func (l *Runs) finishTx(tx *store.Tx, r store.Run) error {
 	if err := tx.SaveRun(r); err != nil {
 		return err
 	}
-	released, err := l.release(tx, r)
-	if err != nil || r.State != store.StateSucceeded {
+	outcome, err := l.outcome(tx, r)
+	if err != nil {
 		return err
 	}
-	prev, err := tx.PreviousSucceeded(r.Task, r.ID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	released, err := l.release(tx, r, outcome)
+	if err != nil || outcome != pushedNew {
 		return err
-	}
-	if err == nil && samePlatforms(prev.Platforms, r.Platforms) {
-		l.cfg.Logger.Info("image unchanged: no cascade", "run", store.FormatRunID(r.ID),
-			"same_as", store.FormatRunID(prev.ID), "digest", r.Digest)
-		return nil
 	}
 	return l.cascade(tx, r, released)
+}
+
+// upstreamOutcome is what an ended run means for the runs that wait
+// for it.
+type upstreamOutcome int
+
+const (
+	// pushedNew: it succeeded and pushed an image that differs from the
+	// task's previous one (or is not known to be the same).
+	pushedNew upstreamOutcome = iota
+	// pushedSame: it succeeded and pushed the same platform images as
+	// the task's previous succeeded run.
+	pushedSame
+	// notBuilt: it failed or was canceled (no image at all).
+	notBuilt
+	// notNeeded: it was not built because nothing it builds on changed
+	// (its previous image stands).
+	notNeeded
+)
+
+// outcome says what the ended run r means for the runs that wait for it.
+func (l *Runs) outcome(tx *store.Tx, r store.Run) (upstreamOutcome, error) {
+	if r.State != store.StateSucceeded {
+		return notBuilt, nil
+	}
+	prev, err := tx.PreviousSucceeded(r.Task, r.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return pushedNew, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if samePlatforms(prev.Platforms, r.Platforms) {
+		l.cfg.Logger.Info("image unchanged: no cascade", "run", store.FormatRunID(r.ID),
+			"same_as", store.FormatRunID(prev.ID), "digest", r.Digest)
+		return pushedSame, nil
+	}
+	return pushedNew, nil
 }
 
 // samePlatforms reports whether two pushes hold the same images: the
@@ -213,8 +250,18 @@ func samePlatforms(a, b []store.PlatformDigest) bool {
 	return slices.Equal(sorted(a), sorted(b))
 }
 
-// release updates the runs that waited for up and returns their IDs.
-func (l *Runs) release(tx *store.Tx, up store.Run) ([]int64, error) {
+// release updates the runs that waited for up, which ended with the
+// given outcome, and returns their IDs. When up built nothing, they are
+// canceled, transitively. When up's image is the one it had (pushedSame)
+// or up was not needed, a run queued only because of up — a cascade
+// whose cause is up and that waits for nothing else — is not needed
+// either: it ends canceled at step "upstream", saying so, and releases
+// its own dependents the same way. A run with a cause of its own (a base
+// update, a commit, a manual run) builds all the same, and a cascade
+// that still waits for another upstream run is attributed to that one.
+// A run released by an upstream that pushed a new image is attributed
+// to it, so that it cannot be dropped later on account of another.
+func (l *Runs) release(tx *store.Tx, up store.Run, outcome upstreamOutcome) ([]int64, error) {
 	waiting, err := tx.WaitingFor(up.ID)
 	if err != nil {
 		return nil, err
@@ -223,7 +270,7 @@ func (l *Runs) release(tx *store.Tx, up store.Run) ([]int64, error) {
 	for _, d := range waiting {
 		ids = append(ids, d.ID)
 		d.BlockedBy = slices.DeleteFunc(d.BlockedBy, func(id int64) bool { return id == up.ID })
-		if up.State != store.StateSucceeded {
+		if outcome == notBuilt {
 			d.State = store.StateCanceled
 			d.Step = "upstream"
 			d.Error = fmt.Sprintf("not built: upstream run %s (task %s) %s", store.FormatRunID(up.ID), up.Task, up.State)
@@ -233,7 +280,36 @@ func (l *Runs) release(tx *store.Tx, up store.Run) ([]int64, error) {
 			} else if err != nil {
 				return nil, err
 			}
-			if _, err := l.release(tx, d); err != nil {
+			if _, err := l.release(tx, d, notBuilt); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		onlyUp := d.Cause.Kind == "cascade" && d.Cause.UpstreamRun == up.ID
+		switch {
+		case outcome == pushedNew && d.Cause.Kind == "cascade" && slices.Contains(d.BlockedBy, d.Cause.UpstreamRun):
+			d.Cause = plan.CascadeCause(up)
+		case outcome != pushedNew && onlyUp && len(d.BlockedBy) > 0:
+			other, err := tx.Run(d.BlockedBy[0])
+			if err != nil {
+				return nil, err
+			}
+			d.Cause = plan.CascadeCause(other)
+		case outcome != pushedNew && onlyUp:
+			why := "pushed an unchanged image"
+			if outcome == notNeeded {
+				why = "was not needed either"
+			}
+			d.State = store.StateCanceled
+			d.Step = "upstream"
+			d.Error = fmt.Sprintf("not built: upstream run %s (task %s) %s", store.FormatRunID(up.ID), up.Task, why)
+			d.FinishedAt = time.Now().UTC()
+			if err := tx.SaveRun(d); errors.Is(err, store.ErrFinished) {
+				continue
+			} else if err != nil {
+				return nil, err
+			}
+			if _, err := l.release(tx, d, notNeeded); err != nil {
 				return nil, err
 			}
 			continue

@@ -26,6 +26,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/store"
@@ -115,7 +116,10 @@ type Config struct {
 	// Poll is how often the queue looks for jobs nobody woke it for:
 	// committed by another process, or left queued by a restart. Jobs
 	// this process commits wake the queue at once (see wake.go), and a
-	// debounced one when it falls due. Default 5 s.
+	// debounced one when it falls due (also one left by a restart: Start
+	// sets its wake-up again). Default 5 s on PostgreSQL, where other
+	// refit processes may commit jobs; 30 s on SQLite, whose database one
+	// process owns, so that an idle server rarely wakes.
 	Poll time.Duration
 	// Logger gets one line per run state change and per base update.
 	// nil = discard.
@@ -184,7 +188,10 @@ func New(ctx context.Context, cfg Config) (*Runs, error) {
 		cfg.RunTimeout = time.Hour
 	}
 	if cfg.Poll <= 0 {
-		cfg.Poll = 5 * time.Second
+		cfg.Poll = 30 * time.Second
+		if cfg.Store.Postgres() {
+			cfg.Poll = 5 * time.Second
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -244,7 +251,31 @@ func (l *Runs) Start(ctx context.Context) error {
 	if err := l.river.Start(ctx); err != nil {
 		return fmt.Errorf("starting job queue: %w", err)
 	}
-	return nil
+	return l.rearm(ctx)
+}
+
+// rearm sets the wake-ups of debounced jobs a previous process left in
+// the queue: theirs were in that process's memory, and without them
+// such a job would wait for the fetch poll.
+func (l *Runs) rearm(ctx context.Context) error {
+	const page = 1000
+	params := river.NewJobListParams().States(rivertype.JobStateAvailable).First(page)
+	now := time.Now()
+	for {
+		res, err := l.river.JobList(ctx, params)
+		if err != nil {
+			return fmt.Errorf("listing debounced runs left in the queue: %w", err)
+		}
+		for _, j := range res.Jobs {
+			if j.ScheduledAt.After(now) {
+				l.pilot.at(j.ScheduledAt)
+			}
+		}
+		if len(res.Jobs) < page || res.LastCursor == nil {
+			return nil
+		}
+		params = params.After(res.LastCursor)
+	}
 }
 
 // Stop cancels running executions (their runs end canceled) and waits

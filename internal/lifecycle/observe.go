@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/refit-dev/refit/internal/index"
@@ -211,7 +212,18 @@ func (l *Runs) queueWave(tx *store.Tx, g *plan.Graph, direct []plan.Trigger, ord
 			cause = plan.CascadeCause(runOf[upstream[name][0]])
 		}
 		if waiting := pending[name]; len(waiting) > 0 {
-			r := plan.Coalesce(waiting[len(waiting)-1], cause, isDirect, blockers)
+			w := waiting[len(waiting)-1]
+			// refit's own push of an upstream run, seen before that run
+			// was recorded succeeded, is that cascade, not a cause of
+			// its own.
+			if isDirect && w.Cause.Kind == "cascade" {
+				own, err := l.upstreamPush(tx, w, cause)
+				if err != nil {
+					return nil, 0, err
+				}
+				isDirect = !own
+			}
+			r := plan.Coalesce(w, cause, isDirect, blockers)
 			if err := tx.UpdatePending(r); err != nil {
 				return nil, 0, err
 			}
@@ -229,4 +241,22 @@ func (l *Runs) queueWave(tx *store.Tx, g *plan.Graph, direct []plan.Trigger, ord
 		out = append(out, r)
 	}
 	return out, coalesced, nil
+}
+
+// upstreamPush reports whether the base update cause is the output of
+// one of the runs the waiting cascade w waits for (or was queued by).
+func (l *Runs) upstreamPush(tx *store.Tx, w store.Run, cause store.Cause) (bool, error) {
+	for _, id := range append([]int64{w.Cause.UpstreamRun}, w.BlockedBy...) {
+		up, err := tx.Run(id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if slices.Contains(plan.Outputs(up.Spec, l.cfg.Registry), cause.Base) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

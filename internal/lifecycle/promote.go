@@ -181,7 +181,7 @@ func (l *Runs) supersede(tx *store.Tx, r store.Run, by int64) error {
 	if err := tx.SaveRun(r); err != nil {
 		return err
 	}
-	_, err := l.release(tx, r)
+	_, err := l.release(tx, r, notBuilt) // never promoted: its waiting runs are canceled
 	return err
 }
 
@@ -494,7 +494,7 @@ func (l *Runs) Reject(ctx context.Context, d Decision) (store.Run, error) {
 			return err
 		}
 		out = r
-		_, err = l.release(tx, r)
+		_, err = l.release(tx, r, notBuilt) // never promoted: its waiting runs are canceled
 		return err
 	})
 	if err == nil {

@@ -99,3 +99,49 @@ func TestDebouncedRunStartsWhenDue(t *testing.T) {
 		t.Errorf("run started %v after it was queued, before its %v debounce ended", waited, debounce)
 	}
 }
+
+// TestDebouncedRunSurvivesRestart: a run still in its debounce when the
+// process stops starts when its debounce ends under the next process,
+// not at that process's next fetch poll (an hour here).
+func TestDebouncedRunSurvivesRestart(t *testing.T) {
+	const debounce = time.Second
+	st := openStore(t)
+	e := &fakeExecutor{byTask: map[string]func(context.Context, store.Run, lifecycle.Logs) (lifecycle.Outcome, error){}}
+	first, err := lifecycle.New(t.Context(), lifecycle.Config{Store: st, Executor: e, Registry: reg, Debounce: debounce, Poll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f := &life{fixture: fixture{st: st, l: first}, exec: e}
+	ref := "docker.io/library/debian:12"
+	f.addTask(t, task.Spec{Name: "app"}, "FROM debian:12\n")
+	f.observe(t, ref, "sha256:0", "linux/amd64", "sha256:00")
+	res := f.observe(t, ref, "sha256:1", "linux/amd64", "sha256:11")
+	if len(res.Runs) != 1 {
+		t.Fatalf("base update queued %d runs, want 1", len(res.Runs))
+	}
+	if err := first.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	second, err := lifecycle.New(t.Context(), lifecycle.Config{Store: st, Executor: e, Registry: reg, Debounce: debounce, Poll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { second.Stop(context.Background()) })
+	f.l = second
+	got := f.waitEndedWithin(t, res.Runs[0].ID, 3*time.Second, "nothing woke the restarted queue when the debounce ended")
+	if got.State != store.StateSucceeded {
+		t.Fatalf("run %s, want succeeded (error %q)", got.State, got.Error)
+	}
+	late := got.StartedAt.Sub(got.CreatedAt) - debounce
+	if late < 0 {
+		t.Errorf("run started %v before its debounce ended", -late)
+	}
+	t.Logf("run started %v after its debounce ended, across a restart", late.Round(time.Millisecond))
+}

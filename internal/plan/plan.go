@@ -91,7 +91,8 @@ func CascadeCause(up store.Run) store.Cause {
 // trigger instead of a second run: a waiting run of the same base update
 // (direct, same base and platform) takes the newest digest, a waiting
 // cascade of the same upstream run takes that run's cause as it is now,
-// and it waits for blockers too.
+// a waiting cascade triggered directly takes the direct cause, and it
+// waits for blockers too.
 func Coalesce(waiting store.Run, cause store.Cause, direct bool, blockers []int64) store.Run {
 	r := waiting
 	r.BlockedBy = slices.Clone(r.BlockedBy)
@@ -100,6 +101,12 @@ func Coalesce(waiting store.Run, cause store.Cause, direct bool, blockers []int6
 		r.Cause.Changes = "" // the diff it named was of the older update
 	} else if direct && (cause.Kind == "commit" || r.Cause.Kind == "commit") {
 		r.Cause = coalesceCommit(r.Cause, cause)
+	}
+	// A waiting cascade that is now triggered directly too has a cause
+	// of its own: it must build even if its upstream pushes nothing new
+	// (see lifecycle's release), so the direct cause is the one it keeps.
+	if direct && r.Cause.Kind == "cascade" {
+		r.Cause = cause
 	}
 	// A cascade of the same upstream run carries that run's cause as it
 	// is now: the upstream may have absorbed a newer digest meanwhile.

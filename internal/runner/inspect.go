@@ -147,8 +147,11 @@ func readSource(root string, spec task.Spec) (*sourceFiles, error) {
 //     as Inspect reads it, after the SourceDirs check (each directory
 //     checked and each file read once per call);
 //   - a git source whose ref is a full commit SHA: that commit;
-//   - a git branch or tag: "", since it may have moved since the last
-//     inspection and finding out means asking the remote.
+//   - a git branch or tag: the ref's name. It may have moved since the
+//     last inspection, but finding out means asking the remote, on every
+//     apply of an unchanged file; what its new commits build on is
+//     recorded by the next run (which sets the task's bases, and a
+//     change there makes the next apply inspect it again).
 //
 // Any error gives "" too (Inspect then reports it). Safe for concurrent
 // use.
@@ -162,6 +165,8 @@ func (r *Runner) Revisions(specs []task.Spec) []string {
 		case spec.Source.Git != "":
 			if commitRE.MatchString(spec.Source.Ref) {
 				out[i] = "git:" + spec.Source.Ref
+			} else {
+				out[i] = "git-ref:" + spec.Source.Ref
 			}
 		case spec.Source.Dir != "":
 			f := file{spec.Source.Dir, path.Join(spec.Context, spec.Dockerfile)}

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/runner"
 	"github.com/refit-dev/refit/internal/serve"
@@ -157,5 +160,67 @@ func TestGitRebuildIsReproducible(t *testing.T) {
 	_, idx := builtImage(t, done[1].Image)
 	if got, want := idx.Annotations[runner.AnnotationCreated], at.UTC().Format(time.RFC3339); got != want {
 		t.Errorf("created annotation = %q, want the commit time %s", got, want)
+	}
+}
+
+// TestWaveSkipsWhenUpstreamImageUnchanged: the OS base moves, and base
+// (which uses it only in a build stage) rebuilds to the very image it
+// had. app, planned in the same wave behind base, is not built: it ends
+// canceled at step upstream, saying base pushed an unchanged image.
+func TestWaveSkipsWhenUpstreamImageUnchanged(t *testing.T) {
+	r := startRefitWith(t, serve.Config{Debounce: time.Second, PollInterval: time.Hour})
+	ctx := context.Background()
+	reg := r.RegistryAddr
+	osRef := reg + "/os/busybox:1"
+	pushBase(t, osRef, "")
+	baseRef := reg + "/acme/base:latest"
+
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"base/Dockerfile": "FROM " + osRef + " AS build\nRUN echo acme > /company\nFROM scratch\nCOPY --from=build /company /company\n",
+		"app/Dockerfile":  "FROM " + baseRef + "\nCOPY f /f\n",
+		"app/f":           "app\n",
+	})
+	all := &api.Triggers{Commit: api.CommitTrigger{Enabled: true}, Base: true, Manual: true, BaseScope: "all"}
+	for _, spec := range []api.TaskSpec{
+		{Name: "base", Source: api.TaskSource{Dir: dir}, Context: "base", Image: "acme/base", Triggers: all},
+		{Name: "app", Source: api.TaskSource{Dir: dir}, Context: "app"},
+	} {
+		if _, err := r.c.CreateTask(ctx, spec); err != nil {
+			t.Fatalf("creating %s: %v", spec.Name, err)
+		}
+	}
+	if _, err := r.c.Run(ctx, "base"); err != nil {
+		t.Fatal(err)
+	}
+	runs := settle(t, r.c, 2)
+	for _, x := range runs {
+		if x.State != api.StateSucceeded {
+			t.Fatalf("run %s of %s: %s %s", x.ID, x.Task, x.State, x.Error)
+		}
+	}
+	first := lastOf(runs, "base")
+	waitChecked(t, r.c, baseRef, first.Digest)
+	osName, _ := name.ParseReference(osRef)
+	head, err := remote.Head(osName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitChecked(t, r.c, osRef, head.Digest.String())
+
+	pushBase(t, osRef, "p1")
+	runs = settle(t, r.c, 4)
+	if len(runs) != 4 {
+		t.Fatalf("after the OS base moved: %d runs, want 4 (base and app once more)", len(runs))
+	}
+	b, a := lastOf(runs, "base"), lastOf(runs, "app")
+	t.Logf("base %s platforms %v; before %s platforms %v", b.ID, b.Platforms, first.ID, first.Platforms)
+	if b.State != api.StateSucceeded || b.Cause.Kind != "base" || !slices.Equal(b.Platforms, first.Platforms) {
+		t.Fatalf("base's rebuild = %s (%s) cause %s platforms %v; want succeeded on the OS update with platforms %v",
+			b.State, b.Error, b.Cause, b.Platforms, first.Platforms)
+	}
+	want := "not built: upstream run " + b.ID + " (task base) pushed an unchanged image"
+	if a.State != api.StateCanceled || a.Step != "upstream" || a.Error != want {
+		t.Errorf("app's run in the wave = %s step %q error %q; want canceled at upstream, %q", a.State, a.Step, a.Error, want)
 	}
 }

@@ -263,13 +263,22 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			Root:               filepath.Join(data, "buildkit"),
 			InsecureRegistries: insecure,
 			Logger:             log,
+			// A managed daemon that cannot start (yet) does not stop
+			// refit either: it keeps trying, and runs wait for it.
+			KeepTrying: true,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w\n(or point refit at a running BuildKit with --buildkit ADDR)", err)
 		}
 		cleanups = append(cleanups, daemon.Stop)
 		bkAddr = daemon.Address()
-		ready, readyz = daemon.Ready, daemon.Ready
+		ready = daemon.Ready
+		readyz = func(ctx context.Context) error {
+			if err := daemon.Unavailable(); err != nil {
+				return err
+			}
+			return daemon.Ready(ctx)
+		}
 	} else {
 		addr := bkAddr
 		ready = func(ctx context.Context) error { return buildkitd.Wait(ctx, addr) }
@@ -450,9 +459,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := st.KeepSinks(ctx, sinkNames...); err != nil {
 		return nil, err
 	}
+	// A commit that made base references due (a task's new base, a
+	// hint) wakes the watcher, which otherwise sleeps until the next due
+	// check.
 	st.OnCommit(func(c store.Commit) {
 		dispatcher.Committed(c)
 		sched.Committed(c)
+		if c.RefsDue {
+			watcher.Wake()
+		}
 	})
 	eventsCtx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
 	var eventsDone sync.WaitGroup

@@ -3,12 +3,15 @@ package server
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/dockerfile"
@@ -167,6 +170,17 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 		}
 		out.Watches = append(out.Watches, api.AppliedWatch{Ref: wt.Ref, Action: action})
 	}
+	// The bases of the changed tasks are looked up while they are
+	// written; what cannot be resolved is a warning, not a refusal.
+	var outputs []string
+	for i := range specs {
+		if ok[i] {
+			outputs = append(outputs, plan.Outputs(specs[i], s.cfg.Registry)...)
+		}
+	}
+	warnings := make(chan []string, 1)
+	go func() { warnings <- s.applyWarnings(ctx, changed, outputs) }()
+
 	var results []store.PutResult
 	if len(changed) > 0 {
 		var err error
@@ -187,7 +201,107 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 		}
 		out.Tasks[i] = api.AppliedTask{Name: specs[i].Name, Action: action}
 	}
+	warn(w, <-warnings)
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// Bounds of the base check of an apply: how many lookups run at once,
+// how long they may take in all (a registry that does not answer holds
+// up an apply by that much only), and how many warnings are sent.
+const (
+	applyCheckParallel = 16
+	applyCheckBudget   = 2 * time.Second
+	applyMaxWarnings   = 20
+)
+
+// applyWarnings looks up each distinct base of the changed tasks once
+// (Config.Bases), applyCheckParallel at a time, for at most
+// applyCheckBudget in all, and returns a warning for each that cannot be
+// resolved, naming the tasks built on it ("tasks a, b: base image X not
+// found in registry Y"), and one for the bases left unchecked when the
+// budget ran out. Bases pinned by digest and bases that are outputs of
+// the applied tasks (built by refit later) are not looked up.
+func (s *Server) applyWarnings(ctx context.Context, changed []store.Task, outputs []string) []string {
+	if s.cfg.Bases == nil || len(changed) == 0 {
+		return nil
+	}
+	built := make(map[string]bool, len(outputs))
+	for _, o := range outputs {
+		built[o] = true
+	}
+	users := map[string][]string{} // base → tasks on it
+	var refs []string
+	for _, t := range changed {
+		for _, b := range t.Bases {
+			if built[b.Ref] || strings.Contains(b.Ref, "@") {
+				continue
+			}
+			if _, seen := users[b.Ref]; !seen {
+				refs = append(refs, b.Ref)
+			}
+			if u := users[b.Ref]; len(u) == 0 || u[len(u)-1] != t.Name() {
+				users[b.Ref] = append(u, t.Name())
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, applyCheckBudget)
+	defer cancel()
+	found := make([]string, len(refs))
+	checked := make([]bool, len(refs))
+	sem := make(chan struct{}, applyCheckParallel)
+	var wg sync.WaitGroup
+	for i, ref := range refs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			ws := s.cfg.Bases.CheckBases(ctx, []dockerfile.Base{{Ref: ref}})
+			if ctx.Err() != nil {
+				return // cut by the budget: unchecked, not missing
+			}
+			checked[i] = true
+			if len(ws) > 0 {
+				found[i] = ws[0]
+			}
+		})
+	}
+	wg.Wait()
+	var out []string
+	unchecked, more := 0, 0
+	for i, ref := range refs {
+		switch {
+		case !checked[i]:
+			unchecked++
+		case found[i] == "":
+		case len(out) == applyMaxWarnings:
+			more++
+		default:
+			out = append(out, taskList(users[ref])+": "+found[i])
+		}
+	}
+	if more > 0 {
+		out = append(out, fmt.Sprintf("%d more bases cannot be resolved now", more))
+	}
+	if unchecked > 0 {
+		out = append(out, fmt.Sprintf("%d of %d bases not checked within %s (the tasks are applied; their runs say what is missing)", unchecked, len(refs), applyCheckBudget))
+	}
+	return out
+}
+
+// taskList names up to three tasks: "task a", "tasks a, b, c and 4 more".
+func taskList(names []string) string {
+	if len(names) == 1 {
+		return "task " + names[0]
+	}
+	if len(names) <= 3 {
+		return "tasks " + strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("tasks %s and %d more", strings.Join(names[:3], ", "), len(names)-3)
 }
 
 // clientError reports whether err is the client's fault (a 400).

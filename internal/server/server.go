@@ -86,9 +86,9 @@ type Config struct {
 	Runs      runQueuer  // required to queue runs and follow logs
 	Inspector inspector  // required to create and apply tasks
 	Index     indexStore // required: the base image index
-	// Bases warns, in Warning headers of the answer to a create or put,
-	// of bases that cannot be resolved (the task is stored all the same);
-	// nil = no check.
+	// Bases warns, in Warning headers of the answer to a create, put or
+	// apply, of bases that cannot be resolved (the task is stored all the
+	// same); nil = no check.
 	Bases baseChecker
 	// Registry is the embedded registry's host:port (to match task
 	// outputs to other tasks' bases).

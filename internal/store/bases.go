@@ -55,9 +55,13 @@ func (s *Store) TrackRefs(ctx context.Context, refs []string) error {
 	now := formatTime(time.Now())
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		for _, r := range refs {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO base_refs (ref, added_at, next_check_at) VALUES ($1, $2, $2)
-				ON CONFLICT (ref) DO NOTHING`, r, now); err != nil {
+			res, err := tx.ExecContext(ctx, `INSERT INTO base_refs (ref, added_at, next_check_at) VALUES ($1, $2, $2)
+				ON CONFLICT (ref) DO NOTHING`, r, now)
+			if err != nil {
 				return err
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				markRefsDue(tx)
 			}
 		}
 		return nil
@@ -116,6 +120,20 @@ func (s *Store) DueRefs(ctx context.Context, now time.Time, limit int) ([]BaseRe
 		formatTime(now), limit)
 }
 
+// NextDue returns when the watcher's next piece of work is due — the
+// next check of a tracked reference or the next tag listing of a
+// followed repository (it may be in the past) — or the zero time when
+// there is none.
+func (s *Store) NextDue(ctx context.Context) (time.Time, error) {
+	var next sql.NullString
+	if err := s.read.QueryRowContext(ctx, `SELECT MIN(due) FROM (
+		SELECT MIN(next_check_at) AS due FROM base_refs
+		UNION ALL SELECT MIN(next_list_at) AS due FROM tag_repos) AS d`).Scan(&next); err != nil {
+		return time.Time{}, fmt.Errorf("finding the next due base reference: %w", translate(err))
+	}
+	return parseTime(next.String), nil
+}
+
 func (s *Store) queryBaseRefs(ctx context.Context, q string, args ...any) ([]BaseRef, error) {
 	rows, err := s.read.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -172,6 +190,9 @@ func (s *Store) HintRefs(ctx context.Context, refs []string, source, eventID str
 			}
 			n, _ = res.RowsAffected()
 			tracked += int(n)
+		}
+		if tracked > 0 {
+			markRefsDue(tx.tx)
 		}
 		return nil
 	})

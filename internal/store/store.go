@@ -65,6 +65,10 @@ type Commit struct {
 	// made deliveries due (created or deleted a subscription,
 	// redelivered).
 	Deliveries bool
+	// RefsDue is true when the transaction made base references due
+	// sooner than the index watcher may expect: it tracked new ones (a
+	// task's new base) or hinted some.
+	RefsDue bool
 
 	// For appendAudit: the transaction's dialect and whether the audit
 	// trail is off (Config.DisableAuditForBenchmark).
@@ -92,6 +96,17 @@ func record(db any) *Commit {
 func markDeliveries(tx *sql.Tx) {
 	if c := record(tx); c != nil {
 		c.Deliveries = true
+	}
+}
+
+// markRefsDue notes that db (a transaction opened by Store.tx) made
+// base references due.
+func markRefsDue(db any) {
+	if t, ok := db.(*taskTx); ok {
+		db = t.tx
+	}
+	if c := record(db); c != nil {
+		c.RefsDue = true
 	}
 }
 

@@ -271,9 +271,13 @@ func trackBases(ctx context.Context, tx execer, bases []dockerfile.Base, done ma
 		if done != nil {
 			done[b.Ref] = true
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO base_refs (ref, added_at, next_check_at) VALUES ($1, $2, $2)
-			ON CONFLICT (ref) DO NOTHING`, b.Ref, now); err != nil {
+		res, err := tx.ExecContext(ctx, `INSERT INTO base_refs (ref, added_at, next_check_at) VALUES ($1, $2, $2)
+			ON CONFLICT (ref) DO NOTHING`, b.Ref, now)
+		if err != nil {
 			return translate(err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			markRefsDue(tx)
 		}
 	}
 	return nil

@@ -131,3 +131,30 @@ func TestPutTasksHash(t *testing.T) {
 		t.Errorf("hash of t1 = %q, want h1 untouched", hash("t1"))
 	}
 }
+
+// TestCommitReportsWhatPutTasksWrote: the commit of PutTasks (refit
+// apply) tells the OnCommit hook its task.changed events — the event
+// dispatcher is woken that way — and that it tracked new base
+// references (the index watcher is woken that way); putting the same
+// bases again tracks nothing new.
+func TestCommitReportsWhatPutTasksWrote(t *testing.T) {
+	s, _ := open(t)
+	ctx := t.Context()
+	var commits []store.Commit
+	s.OnCommit(func(c store.Commit) { commits = append(commits, c) })
+	base := []dockerfile.Base{{Stage: "0", Role: dockerfile.RoleRuntime, Kind: dockerfile.KindFrom, Ref: "docker.io/library/debian:12"}}
+	if _, err := s.PutTasks(ctx, []store.Task{{Spec: spec("a"), Bases: base}, {Spec: spec("b"), Bases: base}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(commits) != 1 || len(commits[0].Events) != 2 || commits[0].Events[0].Type != store.EventTaskChanged || !commits[0].RefsDue {
+		t.Fatalf("commits = %+v, want one with 2 task.changed events and RefsDue", commits)
+	}
+	b := spec("b")
+	b.Image = "other"
+	if _, err := s.PutTasks(ctx, []store.Task{{Spec: b, Bases: base}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(commits) != 2 || len(commits[1].Events) != 1 || commits[1].RefsDue {
+		t.Errorf("second commit = %+v, want one task.changed event and no new reference due", commits[1:])
+	}
+}
