@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -141,7 +142,7 @@ func TestHandlerAuth(t *testing.T) {
 
 // FuzzGitPush: no payload panics any parser, and whatever parses has a
 // repository, a full ref, a full SHA unless deleted, bounded fields and
-// a delivery id.
+// a delivery id; whatever does not parse keeps only its repositories.
 func FuzzGitPush(f *testing.F) {
 	f.Add("github", "push", []byte(`{"ref":"refs/heads/main","after":"`+sha1+`","repository":{"clone_url":"u"},"commits":[{"added":["a"]}]}`))
 	f.Add("gitlab", "Push Hook", []byte(`{"object_kind":"push","ref":"refs/tags/v1","after":"`+sha1+`","project":{"git_http_url":"u"}}`))
@@ -150,6 +151,10 @@ func FuzzGitPush(f *testing.F) {
 	f.Fuzz(func(t *testing.T, format, event string, body []byte) {
 		p, err := Parse(Format(format), event, "", body)
 		if err != nil {
+			// A refusal keeps at most the (bounded) repositories named.
+			if p.Ref != "" || p.SHA != "" || p.Delivery != "" || len(p.Repos) > 3 || slices.ContainsFunc(p.Repos, func(r string) bool { return len(r) > 2048 }) {
+				t.Fatalf("refused payload kept %+v", p)
+			}
 			return
 		}
 		if len(p.Repos) == 0 || !strings.HasPrefix(p.Ref, "refs/") || p.Delivery == "" {
@@ -203,5 +208,53 @@ func TestSecretVouchesForItsRepoOnly(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusAccepted || len(got) != 1 || got[0] != "https://h/mine.git" {
 		t.Errorf("got %d, Accept saw %v; want 202 with only https://h/mine.git", rec.Code, got)
+	}
+}
+
+// TestHandlerRecords: Record hears each push delivery's outcome before
+// the answer — the 202 with its verdict and runs (authenticated, the
+// verified repository only), a 401 and a 400 naming repositories
+// (unauthenticated) — and nothing for a body that cannot be read.
+func TestHandlerRecords(t *testing.T) {
+	var got []Delivery
+	h := Handler(Config{
+		Secret: func(_ context.Context, repos []string) (string, string, bool, error) {
+			return repos[0], "s3cret", true, nil
+		},
+		Accept: func(context.Context, Push) (Verdict, error) {
+			return Verdict{Runs: []string{"r-7"}, Message: "1 run(s) queued or joined for refs/heads/main"}, nil
+		},
+		Record: func(_ context.Context, d Delivery) { got = append(got, d) },
+	})
+	post := func(body, sig string) int {
+		req := httptest.NewRequest(http.MethodPost, "/hooks/git/generic", strings.NewReader(body))
+		req.Header.Set("X-Refit-Delivery", "d1")
+		req.Header.Set("X-Refit-Signature-256", "sha256="+sig)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	good := `{"repo":"https://h/a.git","ref":"refs/heads/main","sha":"` + sha1 + `"}`
+	codes := []int{
+		post(good, hex.EncodeToString(Sign("s3cret", []byte(good)))),
+		post(good, hex.EncodeToString(Sign("wrong", []byte(good)))),
+		post(`{"repo":"https://h/a.git","ref":"main","sha":"x"}`, ""),
+		post(`{not json`, ""),
+	}
+	if !slices.Equal(codes, []int{202, 401, 400, 400}) {
+		t.Fatalf("codes %v, want 202 401 400 400", codes)
+	}
+	if len(got) != 3 {
+		t.Fatalf("Record heard %d deliveries, want 3: %+v", len(got), got)
+	}
+	if d := got[0]; !d.Authenticated || d.Status != 202 || d.Format != FormatGeneric || d.Delivery != "git:generic:d1" || d.SHA != sha1 ||
+		!slices.Equal(d.Runs, []string{"r-7"}) || !slices.Equal(d.Repos, []string{"https://h/a.git"}) {
+		t.Errorf("accepted: %+v", d)
+	}
+	if d := got[1]; d.Authenticated || d.Status != 401 || !strings.HasPrefix(d.Message, "refused") || len(d.Runs) != 0 {
+		t.Errorf("bad signature: %+v", d)
+	}
+	if d := got[2]; d.Authenticated || d.Status != 400 || !strings.Contains(d.Message, "unreadable push") || !slices.Equal(d.Repos, []string{"https://h/a.git"}) {
+		t.Errorf("unreadable: %+v", d)
 	}
 }

@@ -51,9 +51,34 @@ type Config struct {
 	// MaxBody bounds a request body in bytes; larger bodies get 413.
 	// Zero or negative means DefaultMaxBody.
 	MaxBody int64
+	// Record, when set, is told the outcome of each push delivery: the
+	// 202 with its verdict, a 500, and a 400 or 401 of a payload that
+	// names repositories. Refused deliveries are unauthenticated
+	// (Delivery.Authenticated false): Record must keep one only for a
+	// repository it already knows, so a caller cannot make it grow.
+	// Optional.
+	Record func(ctx context.Context, d Delivery)
 	// Logger gets one record per request outcome; secrets and bodies are
 	// never logged. Nil discards.
 	Logger *slog.Logger
+}
+
+// Delivery is the outcome of one push delivery, for [Config.Record]:
+// never the body or a secret.
+type Delivery struct {
+	Format Format
+	// Repos are the repositories: the one whose secret verified when
+	// Authenticated, else every URL the payload names.
+	Repos         []string
+	Authenticated bool
+	// Delivery, Ref and SHA are the push's, as far as it could be read.
+	Delivery, Ref, SHA string
+	// Status is the HTTP status answered.
+	Status int
+	// Message is the verdict or the refusal, in words.
+	Message string
+	// Runs are the runs queued or joined ("r-7").
+	Runs []string
 }
 
 type handler struct {
@@ -71,7 +96,9 @@ type handler struct {
 // — nothing else happens; 200 {"message":"pong"} for GitHub's ping and
 // 200 for other non-push events; 500 when Accept fails; else 202 with the
 // [Verdict] (which says when no task uses the repository, no task follows
-// the branch, or the delivery was a replay).
+// the branch, or the delivery was a replay). Before a 202, 500, 401 or
+// 400 (of a payload naming repositories) is written, the outcome is handed
+// to Config.Record.
 //
 // Handler panics if Secret or Accept is nil.
 func Handler(cfg Config) http.Handler {
@@ -204,28 +231,48 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		log.Info("malformed git webhook", "error", err)
+		if len(p.Repos) > 0 {
+			h.record(r.Context(), Delivery{Format: f, Repos: p.Repos, Delivery: trunc(delivery, 256), Status: http.StatusBadRequest, Message: "unreadable push: " + err.Error()})
+		}
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	repo, ok := h.authenticate(w, r, f, p.Repos, body, log)
+	repo, ok := h.authenticate(w, r, f, p.Repos, body, log, func() {
+		h.record(r.Context(), Delivery{Format: f, Repos: p.Repos, Delivery: p.Delivery, Ref: p.Ref, SHA: p.SHA,
+			Status: http.StatusUnauthorized, Message: "refused: the signature does not verify with the repository's webhook secret, or none is set"})
+	})
 	if !ok {
 		return
 	}
 	p.Repos = []string{repo}
 	v, err := h.cfg.Accept(r.Context(), p)
+	d := Delivery{Format: f, Repos: p.Repos, Authenticated: true, Delivery: p.Delivery, Ref: p.Ref, SHA: p.SHA}
 	if err != nil {
 		log.Error("accepting git push", "repo", redact.URL(p.Repos[0]), "ref", p.Ref, "error", err)
+		d.Status, d.Message = http.StatusInternalServerError, "could not commit the push (see the server log); the host retries"
+		h.record(r.Context(), d)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "could not commit the push; retry later"})
 		return
 	}
 	log.Info("git push accepted", "repo", redact.URL(p.Repos[0]), "ref", p.Ref, "sha", p.SHA, "runs", len(v.Runs), "replay", v.Replay, "message", v.Message)
+	d.Status, d.Message, d.Runs = http.StatusAccepted, v.Message, v.Runs
+	h.record(r.Context(), d)
 	writeJSON(w, http.StatusAccepted, v)
+}
+
+// record hands d to Config.Record, if set, before the answer is written
+// (so what the host was told is on record when it reads the answer).
+func (h *handler) record(ctx context.Context, d Delivery) {
+	if h.cfg.Record != nil {
+		h.cfg.Record(context.WithoutCancel(ctx), d)
+	}
 }
 
 // authenticate looks up the repository's secret and checks the request
 // with it, answering 401 (the same for no secret and a wrong one) or 500;
-// it returns the repository whose secret verified.
-func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, f Format, repos []string, body []byte, log *slog.Logger) (string, bool) {
+// it returns the repository whose secret verified. refused, when not nil,
+// is called before a 401 is written.
+func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, f Format, repos []string, body []byte, log *slog.Logger, refused func()) (string, bool) {
 	matched, secret, ok, err := h.cfg.Secret(r.Context(), repos)
 	if err != nil {
 		log.Error("reading git webhook secret", "repo", redact.URL(repos[0]), "error", err)
@@ -235,6 +282,9 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, f Format,
 	if !ok || !authentic(f, r.Header, secret, body) {
 		repo := trunc(redact.URL(repos[0]), 256)
 		log.Warn("git webhook authentication failed", "repo", repo, "secret_set", ok)
+		if refused != nil {
+			refused()
+		}
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "signature does not verify with the webhook secret of " +
 			repo + " (set one with: refit hook secret set " + repo + ")"})
 		return "", false
@@ -263,7 +313,7 @@ func (h *handler) ping(w http.ResponseWriter, r *http.Request, f Format, body []
 			}
 		}
 		if len(repos) > 0 {
-			if _, ok := h.authenticate(w, r, f, repos, body, log); !ok {
+			if _, ok := h.authenticate(w, r, f, repos, body, log, nil); !ok {
 				return
 			}
 		}

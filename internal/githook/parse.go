@@ -102,7 +102,8 @@ func (e *ignoredError) Error() string { return "event " + e.event + " is not a p
 // (X-GitHub-Event, X-Gitlab-Event, X-Gitea-Event; "" for generic) and
 // delivery its delivery id header ("" when none). A notification that is
 // no push returns an error for which IsIgnored is true; a malformed one an
-// error naming the field.
+// error naming the field (and, when the payload named repositories, a Push
+// with only Format and Repos set, unauthenticated).
 func Parse(f Format, event, delivery string, body []byte) (Push, error) {
 	var p Push
 	var err error
@@ -127,7 +128,9 @@ func Parse(f Format, event, delivery string, body []byte) (Push, error) {
 	}
 	p.Format = f
 	if err := p.check(); err != nil {
-		return Push{}, fmt.Errorf("%s push: %w", f, err)
+		// The repositories it names (normalized, bounded) stay, so that a
+		// refusal can be shown on the repository's triggers.
+		return Push{Format: f, Repos: p.Repos}, fmt.Errorf("%s push: %w", f, err)
 	}
 	p.Delivery = deliveryID(f, delivery, p)
 	return p, nil

@@ -19,7 +19,9 @@ import (
 
 	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/plan"
+	"github.com/refit-dev/refit/internal/redact"
 	"github.com/refit-dev/refit/internal/source"
+	"github.com/refit-dev/refit/internal/store"
 	"github.com/refit-dev/refit/internal/task"
 )
 
@@ -54,6 +56,11 @@ type Config struct {
 	// ChangedFiles lists the paths two commits of a ref differ in.
 	// Default source.ChangedFiles.
 	ChangedFiles func(ctx context.Context, url, ref, old, new string) ([]string, error)
+	// Record, when set, keeps what each committed move decided (source
+	// "poll"), for `refit task triggers`: the last one per repository.
+	// A move another process committed first (a replay) is not recorded:
+	// that process recorded its verdict. Optional.
+	Record func(ctx context.Context, d store.GitDelivery) error
 	// Logger gets a line per moved head and per failing repository. Nil
 	// discards.
 	Logger *slog.Logger
@@ -190,6 +197,13 @@ func (p *Poller) Check(ctx context.Context, key string, repo plan.RepoInfo) erro
 			continue
 		}
 		p.cfg.Logger.Info("git head moved", "repo", key, "ref", ref, "old", old, "new", sha, "runs", len(res.Runs), "replay", res.Replay)
+		if p.cfg.Record != nil && !res.Replay {
+			d := store.GitDelivery{RepoKey: key, Source: "poll", Delivery: delivery, Ref: ref, SHA: sha,
+				Message: res.Verdict(redact.URL(repo.URL), ref), Runs: res.RunIDs()}
+			if err := p.cfg.Record(ctx, d); err != nil {
+				p.cfg.Logger.Warn("recording a polled push", "repo", key, "ref", ref, "err", err)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/redact"
@@ -77,6 +78,44 @@ func (l *Runs) Push(ctx context.Context, p plan.Push, delivery string, head bool
 			"runs", len(res.Runs), "coalesced", res.Coalesced)
 	}
 	return res, nil
+}
+
+// Verdict says in words what committing a push of ref to repo (its URL,
+// credentials masked by the caller) did: what a git host's delivery log
+// and `refit task triggers` show.
+//
+// When some tasks build the push and others skip it, the message names
+// the skipped ones too, each with its reason.
+func (r CommitResult) Verdict(repo, ref string) string {
+	var why []string
+	for _, s := range r.Skipped {
+		why = append(why, s.Task+": "+s.Reason)
+	}
+	switch {
+	case r.Replay:
+		return "delivery seen before; nothing new queued"
+	case r.Unused:
+		return fmt.Sprintf("no task builds repository %s", repo)
+	case len(r.Runs) == 0:
+		return fmt.Sprintf("no task builds %s: %s", ref, strings.Join(why, "; "))
+	}
+	msg := fmt.Sprintf("%d run(s) queued or joined for %s", len(r.Runs), ref)
+	if r.Coalesced > 0 {
+		msg += fmt.Sprintf(" (%d joined a run already waiting)", r.Coalesced)
+	}
+	if len(why) > 0 {
+		msg += "; skipped " + strings.Join(why, "; ")
+	}
+	return msg
+}
+
+// RunIDs are the runs of the result as users write them ("r-7").
+func (r CommitResult) RunIDs() []string {
+	var ids []string
+	for _, run := range r.Runs {
+		ids = append(ids, store.FormatRunID(run.ID))
+	}
+	return ids
 }
 
 // CommitRepos returns the git repositories that tasks with the commit

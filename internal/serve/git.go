@@ -2,14 +2,14 @@ package serve
 
 import (
 	"context"
-	"fmt"
-	"strings"
+	"log/slog"
 
 	"github.com/refit-dev/refit/internal/githook"
 	"github.com/refit-dev/refit/internal/lifecycle"
 	"github.com/refit-dev/refit/internal/plan"
 	"github.com/refit-dev/refit/internal/redact"
 	"github.com/refit-dev/refit/internal/store"
+	"github.com/refit-dev/refit/internal/task"
 )
 
 // gitPushes commits git pushes (a *lifecycle.Runs).
@@ -34,27 +34,43 @@ func acceptGitPush(runs gitPushes) func(ctx context.Context, p githook.Push) (gi
 
 // verdict says in words what committing a push did.
 func verdict(repo, ref string, res lifecycle.CommitResult) githook.Verdict {
-	var v githook.Verdict
-	for _, r := range res.Runs {
-		v.Runs = append(v.Runs, store.FormatRunID(r.ID))
-	}
-	switch {
-	case res.Replay:
-		v.Replay = true
-		v.Message = "delivery seen before; nothing new queued"
-	case res.Unused:
-		v.Message = fmt.Sprintf("no task builds repository %s", repo)
-	case len(res.Runs) == 0:
-		var why []string
-		for _, s := range res.Skipped {
-			why = append(why, s.Task+": "+s.Reason)
+	return githook.Verdict{Runs: res.RunIDs(), Replay: res.Replay, Message: res.Verdict(repo, ref)}
+}
+
+// recordGitDelivery keeps the outcome of a webhook delivery as the last
+// one of its repository and format, for `refit task triggers`. It is
+// written after the push's transaction committed, not in it: refusals
+// and polling have no such transaction and take the same path, and a row
+// lost to a crash in between costs nothing (the host had no answer yet
+// and redelivers). An unauthenticated (refused) delivery is kept only
+// under a repository that tasks build with the commit trigger, so a
+// caller cannot add rows: there is at most one per such repository and
+// format.
+func recordGitDelivery(st *store.Store, repos func(context.Context) (map[string]plan.RepoInfo, error), log *slog.Logger) func(context.Context, githook.Delivery) {
+	return func(ctx context.Context, d githook.Delivery) {
+		key := ""
+		if d.Authenticated {
+			key = task.RepoKey(d.Repos[0])
+		} else {
+			used, err := repos(ctx)
+			if err != nil {
+				log.Warn("recording a refused git webhook", "err", err)
+				return
+			}
+			for _, r := range d.Repos {
+				if _, ok := used[task.RepoKey(r)]; ok {
+					key = task.RepoKey(r)
+					break
+				}
+			}
 		}
-		v.Message = fmt.Sprintf("no task builds %s: %s", ref, strings.Join(why, "; "))
-	default:
-		v.Message = fmt.Sprintf("%d run(s) queued or joined for %s", len(res.Runs), ref)
-		if res.Coalesced > 0 {
-			v.Message += fmt.Sprintf(" (%d joined a run already waiting)", res.Coalesced)
+		if key == "" {
+			return
+		}
+		err := st.RecordGitDelivery(ctx, store.GitDelivery{RepoKey: key, Source: string(d.Format), Delivery: d.Delivery,
+			Ref: d.Ref, SHA: d.SHA, Status: d.Status, Message: d.Message, Runs: d.Runs})
+		if err != nil {
+			log.Warn("recording a git webhook delivery", "repo", key, "err", err)
 		}
 	}
-	return v
 }

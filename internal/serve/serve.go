@@ -422,6 +422,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			Store:    st,
 			Pusher:   runs,
 			Interval: cfg.GitPollInterval,
+			Record:   st.RecordGitDelivery,
 			Logger:   log.With("component", "gitpoll"),
 		})
 		if err != nil {
@@ -514,6 +515,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	gitHooks := githook.Handler(githook.Config{
 		Secret: creds.GitSecret,
 		Accept: acceptGitPush(runs),
+		Record: recordGitDelivery(st, runs.CommitRepos, log.With("component", "githooks")),
 		Logger: log.With("component", "githooks"),
 	})
 	api := server.New(server.Config{
