@@ -19,7 +19,12 @@ func newTaskTriggersCmd(g *globals) *cobra.Command {
 follows, the bases whose change rebuilds it, whether manual runs are
 allowed, and each schedule with its next three due times (in the
 schedule's time zone) and its last scheduled run, and each baseTags entry
-with the newest matching tag seen and the tag its build arg carries now.`,
+with the newest matching tag seen and the tag its build arg carries now.
+Under the commit section, a "last" line per source (each webhook format,
+and "poll") shows the last push delivery: when, ref, commit, the HTTP
+status answered and the verdict (runs queued, replay, repository unused,
+skipped by a filter and why, or refused: bad signature, no secret,
+unreadable payload).`,
 		Example: `  refit task triggers api
   refit task triggers api -o json`,
 		Args: cobra.ExactArgs(1),
@@ -70,6 +75,9 @@ func printTriggers(w *tabwriter.Writer, tr api.TaskTriggers) {
 		slices.Sort(refs)
 		for _, ref := range refs {
 			fmt.Fprintf(w, "\thead\t%s %.12s\n", ref, c.Heads[ref])
+		}
+		for _, d := range c.Deliveries {
+			fmt.Fprintf(w, "\tlast\t%s\n", deliveryLine(d))
 		}
 	}
 	watched := "no base watched"
@@ -122,6 +130,27 @@ func printBaseTags(w *tabwriter.Writer, tr api.TaskTriggers) {
 		}
 		fmt.Fprintln(w, line)
 	}
+}
+
+// deliveryLine says what the last delivery from one source got, e.g.
+// "github 2026-11-30 02:10:11 refs/heads/main 1a2b3c4d 202: 1 run(s)
+// queued or joined for refs/heads/main (r-7)".
+func deliveryLine(d api.GitDelivery) string {
+	line := d.Source + " " + d.At.Local().Format("2006-01-02 15:04:05")
+	if d.Ref != "" {
+		line += " " + d.Ref
+	}
+	if d.SHA != "" {
+		line += fmt.Sprintf(" %.8s", d.SHA)
+	}
+	if d.Status != 0 {
+		line += fmt.Sprintf(" %d", d.Status)
+	}
+	line += ": " + d.Message
+	if len(d.Runs) > 0 {
+		line += " (" + strings.Join(d.Runs, ", ") + ")"
+	}
+	return line
 }
 
 // orAll joins list, or says what an empty one means.

@@ -58,6 +58,31 @@ type CommitSection struct {
 	// Heads are the branch and tag heads refit last saw of the
 	// repository (by webhook or polling): ref → commit.
 	Heads map[string]string `json:"heads,omitempty"`
+	// Deliveries are the last push delivery per source (webhook format or
+	// "poll") with its verdict, by source; none before the first.
+	Deliveries []GitDelivery `json:"deliveries,omitempty"`
+}
+
+// GitDelivery is the last delivery of a push from one source: what a
+// webhook answered (refusals of a repository tasks build included) or
+// what polling decided.
+type GitDelivery struct {
+	// Source is the webhook format (github, gitlab, gitea, generic) or
+	// "poll".
+	Source string    `json:"source"`
+	At     time.Time `json:"at"`
+	// Delivery is the host's delivery id (polling: refit's own).
+	Delivery string `json:"delivery,omitempty"`
+	Ref      string `json:"ref,omitempty"`
+	SHA      string `json:"sha,omitempty"`
+	// Status is the HTTP status answered to a webhook; 0 for polling.
+	Status int `json:"status,omitempty"`
+	// Message is the verdict: runs queued, replay, no task uses the
+	// repository, skipped by a filter (with the reason per task), or why
+	// the delivery was refused.
+	Message string `json:"message"`
+	// Runs are the runs queued or joined ("r-7").
+	Runs []string `json:"runs,omitempty"`
 }
 
 // BaseTrigger is the base section: a new digest of a base the task

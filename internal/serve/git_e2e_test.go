@@ -167,6 +167,12 @@ func TestGitWebhooks(t *testing.T) {
 		if run.State != api.StateQueued {
 			t.Errorf("%s push: run state %s, want queued (debounced)", f.name, run.State)
 		}
+		// refit task triggers shows the delivery as the format's last.
+		if d := lastDelivery(t, r.c, "on-"+f.name, f.name); d.Status != http.StatusAccepted || d.Ref != "refs/heads/main" ||
+			d.SHA != sha || !strings.HasSuffix(d.Delivery, delivery) || !slices.Equal(d.Runs, v.Runs) ||
+			!strings.Contains(d.Message, "queued or joined for refs/heads/main") || d.At.IsZero() {
+			t.Errorf("%s push: last delivery %+v, want 202 at %s with runs %v", f.name, d, sha, v.Runs)
+		}
 
 		// The same delivery again: 202, a replay, no new run.
 		n := len(allRuns(t, r.c))
@@ -178,6 +184,10 @@ func TestGitWebhooks(t *testing.T) {
 		status, _, raw = postGitHook(t, r.APIURL, f.name, body, func(req *http.Request) { f.sign(req, "wrong-secret", body, delivery+"-bad") })
 		if status != http.StatusUnauthorized {
 			t.Errorf("%s with a bad signature: %d %s, want 401", f.name, status, raw)
+		}
+		if d := lastDelivery(t, r.c, "on-"+f.name, f.name); d.Status != http.StatusUnauthorized || d.SHA != sha ||
+			!strings.HasSuffix(d.Delivery, delivery+"-bad") || len(d.Runs) != 0 || !strings.Contains(d.Message, "refused: the signature does not verify") {
+			t.Errorf("%s with a bad signature: last delivery %+v, want the 401 refusal", f.name, d)
 		}
 		// A branch the task does not follow: 202 saying so, no run.
 		other := []byte(f.body(url, "refs/heads/feature", sha, []string{"svc/app.txt"}))
@@ -193,6 +203,15 @@ func TestGitWebhooks(t *testing.T) {
 		}
 		if got := len(allRuns(t, r.c)); got != n {
 			t.Errorf("after %s's replay, bad signature, other branch and tag: %d runs, want %d", f.name, got, n)
+		}
+		// One row per source, replaced: the tag push is the last.
+		tr, err := r.c.Triggers(ctx, "on-"+f.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ds := tr.Commit.Deliveries; len(ds) != 1 || ds[0].Source != f.name || ds[0].Ref != "refs/tags/v1" ||
+			ds[0].Status != http.StatusAccepted || !strings.Contains(ds[0].Message, "on-"+f.name+": refs/tags/v1 is a tag") {
+			t.Errorf("%s: deliveries after the tag push = %+v, want one %s row saying the tag is not built", f.name, ds, f.name)
 		}
 		_ = i
 	}
@@ -212,6 +231,19 @@ func TestGitWebhooks(t *testing.T) {
 	}
 	if n := countOf(allRuns(t, r.c), "api-only"); n != 1 {
 		t.Errorf("api-only has %d runs after a docs-only push, want 1 (the paths filter skips it)", n)
+	}
+	if d := lastDelivery(t, r.c, "api-only", "github"); d.Status != http.StatusAccepted || !slices.Equal(d.Runs, v.Runs) ||
+		!strings.Contains(d.Message, "joined") || !strings.Contains(d.Message, "api-only: no changed file is under triggers.commit.paths [svc/**]") {
+		t.Errorf("docs-only push: api-only's last github delivery %+v, want 202 with the run joined and api-only's paths skip", d)
+	}
+
+	// An unreadable push naming a repository tasks build: 400, shown.
+	bad := []byte(`{"repo":"` + urls["generic"] + `","ref":"refs/heads/main","sha":"not-a-commit"}`)
+	if status, _, raw := postGitHook(t, r.APIURL, "generic", bad, func(req *http.Request) { req.Header.Set("X-Refit-Delivery", "unreadable") }); status != http.StatusBadRequest {
+		t.Errorf("push with a bad sha: %d %s, want 400", status, raw)
+	}
+	if d := lastDelivery(t, r.c, "on-generic", "generic"); d.Status != http.StatusBadRequest || !strings.Contains(d.Message, "unreadable push") {
+		t.Errorf("push with a bad sha: last generic delivery %+v, want the 400", d)
 	}
 
 	// A repository with a secret and no task: 202 saying so.
@@ -280,10 +312,15 @@ func TestGitPollBuildsAtCommit(t *testing.T) {
 		return strings.TrimSpace(git(t, dir, "rev-parse", "HEAD"))
 	}
 	// A docs-only commit: skipped by the paths filter.
-	commit("docs/readme.md", "more docs\n", "docs")
+	docs := commit("docs/readme.md", "more docs\n", "docs")
 	time.Sleep(4 * time.Second)
 	if runs := allRuns(t, r.c); len(runs) != 0 {
 		t.Fatalf("%d runs after a docs-only commit, want none (paths: svc/**)", len(runs))
+	}
+	// refit task triggers shows the skip as polling's last delivery.
+	if d := lastDelivery(t, r.c, "polled", "poll"); d.SHA != docs || d.Ref != "refs/heads/main" || d.Status != 0 || len(d.Runs) != 0 ||
+		!strings.Contains(d.Message, "polled: no changed file is under triggers.commit.paths [svc/**]") {
+		t.Errorf("docs-only commit: last poll delivery %+v, want the paths skip of %s", d, docs)
 	}
 	// A commit under svc/: built at that commit.
 	second := commit("svc/app.txt", "v2\n", "change the app")
@@ -308,6 +345,9 @@ func TestGitPollBuildsAtCommit(t *testing.T) {
 		!slices.Equal(c.Filters.Paths, []string{"svc/**"}) {
 		t.Errorf("triggers' commit section = %+v, want the filters, 4 webhook paths, no secret, main at %s", c, second)
 	}
+	if d := lastDelivery(t, r.c, "polled", "poll"); d.SHA != second || !slices.Equal(d.Runs, []string{run.ID}) {
+		t.Errorf("polled commit: last poll delivery %+v, want %s with run %s", d, second, run.ID)
+	}
 
 	// A webhook names the first commit while main has moved on: the run
 	// builds the commit the webhook named.
@@ -331,6 +371,23 @@ func TestGitPollBuildsAtCommit(t *testing.T) {
 	if n := countOf(allRuns(t, r.c), "polled"); n != 2 {
 		t.Errorf("%d runs of polled, want 2 (the polled commit and the webhook's)", n)
 	}
+}
+
+// lastDelivery returns the last delivery from source that `refit task
+// triggers` shows for task, failing the test when there is none.
+func lastDelivery(t *testing.T, c *client.Client, task, source string) api.GitDelivery {
+	t.Helper()
+	tr, err := c.Triggers(context.Background(), task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range tr.Commit.Deliveries {
+		if d.Source == source {
+			return d
+		}
+	}
+	t.Errorf("triggers of %s show no %s delivery (deliveries %+v)", task, source, tr.Commit.Deliveries)
+	return api.GitDelivery{}
 }
 
 // waitForRun waits until task has n runs and returns the newest.

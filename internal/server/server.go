@@ -51,6 +51,7 @@ type apiStore interface {
 	TokenName(ctx context.Context, secret string) (string, error)
 	TaskSchedules(ctx context.Context, task string) ([]store.ScheduleState, error)
 	GitHeads(ctx context.Context, key string) (map[string]string, error)
+	GitDeliveries(ctx context.Context, key string) ([]store.GitDelivery, error)
 	// Tokens and the audit log (tokens.go, audit.go).
 	LookupToken(ctx context.Context, secret string) (store.Token, error)
 	CreateToken(ctx context.Context, user string, roles []string) (store.Token, string, error)

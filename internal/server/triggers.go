@@ -118,7 +118,8 @@ func (s *Server) baseTagsSection(r *http.Request, t store.Task) (api.BaseTagsTri
 
 // commitSection is the commit trigger of a git task: its filters, the
 // webhook paths to give the git host, whether the repository has a
-// webhook secret, and the heads refit last saw.
+// webhook secret, the heads refit last saw and the last delivery per
+// source with its verdict.
 func (s *Server) commitSection(r *http.Request, spec task.Spec) (api.CommitSection, error) {
 	tr := spec.Triggers
 	out := api.CommitSection{Enabled: tr.Commit.Enabled && spec.Source.Git != "", Filters: api.CommitTrigger(tr.Commit)}
@@ -143,6 +144,14 @@ func (s *Server) commitSection(r *http.Request, spec task.Spec) (api.CommitSecti
 	}
 	if len(heads) > 0 {
 		out.Heads = heads
+	}
+	deliveries, err := s.cfg.Store.GitDeliveries(r.Context(), key)
+	if err != nil {
+		return out, err
+	}
+	for _, d := range deliveries {
+		out.Deliveries = append(out.Deliveries, api.GitDelivery{Source: d.Source, At: d.At, Delivery: d.Delivery,
+			Ref: d.Ref, SHA: d.SHA, Status: d.Status, Message: d.Message, Runs: d.Runs})
 	}
 	return out, nil
 }

@@ -78,6 +78,7 @@ func TestWireMirrorsRows(t *testing.T) {
 		{task.Triggers{}, api.Triggers{}},
 		{task.BaseTag{}, api.BaseTag{}},
 		{store.Watch{}, api.Watch{}},
+		{store.GitDelivery{}, api.GitDelivery{}},
 		{task.Test{}, api.TaskTest{}},
 		{task.Promote{}, api.Promote{}},
 		{task.Approvers{}, api.Approvers{}},
