@@ -254,7 +254,7 @@ func TestHandlerRecords(t *testing.T) {
 	if d := got[1]; d.Authenticated || d.Status != 401 || !strings.HasPrefix(d.Message, "refused") || len(d.Runs) != 0 {
 		t.Errorf("bad signature: %+v", d)
 	}
-	if d := got[2]; d.Authenticated || d.Status != 400 || !strings.Contains(d.Message, "unreadable push") || !slices.Equal(d.Repos, []string{"https://h/a.git"}) {
+	if d := got[2]; d.Authenticated || d.Status != 400 || !strings.Contains(d.Message, "unreadable push") || d.Delivery != "git:generic:d1" || !slices.Equal(d.Repos, []string{"https://h/a.git"}) {
 		t.Errorf("unreadable: %+v", d)
 	}
 }

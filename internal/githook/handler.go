@@ -232,7 +232,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		log.Info("malformed git webhook", "error", err)
 		if len(p.Repos) > 0 {
-			h.record(r.Context(), Delivery{Format: f, Repos: p.Repos, Delivery: trunc(delivery, 256), Status: http.StatusBadRequest, Message: "unreadable push: " + err.Error()})
+			d := Delivery{Format: f, Repos: p.Repos, Status: http.StatusBadRequest, Message: "unreadable push: " + err.Error()}
+			if id := strings.TrimSpace(delivery); id != "" {
+				d.Delivery = "git:" + string(f) + ":" + trunc(id, 200) // as deliveryID names it
+			}
+			h.record(r.Context(), d)
 		}
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
