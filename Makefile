@@ -71,7 +71,7 @@ run: deps build
 # The whole test suite, with a real BuildKit, registry, git server and
 # nats-server; then again on a real PostgreSQL for everything that keeps
 # state (the tests start their own cluster on a loopback port).
-PG_PACKAGES := ./internal/store/ ./internal/events/ ./internal/plan/ ./internal/lifecycle/ ./internal/index/ ./internal/server/ ./internal/serve/ ./cmd/refit/
+PG_PACKAGES := ./internal/store/ ./internal/events/ ./internal/plan/ ./internal/lifecycle/ ./internal/index/ ./internal/server/ ./internal/serve/ ./cmd/refit/ ./internal/catalog/ ./internal/vulndb/ ./internal/gitpoll/
 
 test: deps test-packages build
 	$(GO) vet ./...
