@@ -141,14 +141,7 @@ func (w *Watcher) listTags(ctx context.Context, ts tagStore, r store.TagRepo) {
 	if ctx.Err() != nil {
 		return
 	}
-	if m := w.cfg.Metrics; m != nil {
-		result := "ok"
-		if err != nil {
-			result = "error"
-		}
-		m.Checks.WithLabelValues(host, result).Inc()
-		m.Requests.WithLabelValues(host).Add(float64(res.Requests))
-	}
+	w.count(host, res.Requests, err)
 	if err != nil {
 		next := time.Now().Add(regclient.Backoff(r.Failures+1, err))
 		w.cfg.Logger.Warn("listing tags", "repository", r.Repository, "err", err, "failures", r.Failures+1, "next", next.Format(time.RFC3339))

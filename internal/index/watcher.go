@@ -310,6 +310,21 @@ func (w *Watcher) storeFailed(ctx context.Context, err error) {
 	}
 }
 
+// count records one check or tag listing of host in the metrics: its
+// outcome and the requests it made.
+func (w *Watcher) count(host string, requests int, err error) {
+	m := w.cfg.Metrics
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.Checks.WithLabelValues(host, result).Inc()
+	m.Requests.WithLabelValues(host).Add(float64(requests))
+}
+
 // check checks one reference and records the outcome.
 func (w *Watcher) check(ctx context.Context, b store.BaseRef) {
 	host, _, _ := strings.Cut(b.Ref, "/")
@@ -322,14 +337,7 @@ func (w *Watcher) check(ctx context.Context, b store.BaseRef) {
 	if ctx.Err() != nil {
 		return
 	}
-	if m := w.cfg.Metrics; m != nil {
-		result := "ok"
-		if err != nil {
-			result = "error"
-		}
-		m.Checks.WithLabelValues(host, result).Inc()
-		m.Requests.WithLabelValues(host).Add(float64(res.Requests))
-	}
+	w.count(host, res.Requests, err)
 	if err != nil {
 		next := time.Now().Add(regclient.Backoff(b.Failures+1, err))
 		w.cfg.Logger.Warn("checking base reference", "ref", b.Ref, "err", err, "failures", b.Failures+1, "next", next.Format(time.RFC3339))

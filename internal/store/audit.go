@@ -45,11 +45,7 @@ type queryExecer interface {
 // serialized (SQLite's one writer; on PostgreSQL an advisory lock held
 // to the end of the transaction), so each reads the true head.
 func appendAudit(ctx context.Context, db queryExecer, rec AuditRecord) error {
-	txKey := any(db)
-	if t, ok := db.(*taskTx); ok {
-		txKey = t.tx
-	}
-	c := record(txKey)
+	c := record(db)
 	if c != nil && c.skipAudit {
 		return nil
 	}

@@ -71,11 +71,7 @@ func emit(ctx context.Context, db execer, typ, subject string, data any) error {
 	if err != nil {
 		return fmt.Errorf("writing %s event: %w", typ, translate(err))
 	}
-	key := any(db)
-	if t, ok := db.(*taskTx); ok {
-		key = t.tx // PutTasks' statements: the Commit is its *sql.Tx's
-	}
-	if c := record(key); c != nil {
+	if c := record(db); c != nil {
 		c.Events = append(c.Events, Event{Type: typ, Subject: subject, Data: b})
 	}
 	return nil

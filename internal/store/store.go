@@ -102,9 +102,6 @@ func markDeliveries(tx *sql.Tx) {
 // markRefsDue notes that db (a transaction opened by Store.tx) made
 // base references due.
 func markRefsDue(db any) {
-	if t, ok := db.(*taskTx); ok {
-		db = t.tx
-	}
 	if c := record(db); c != nil {
 		c.RefsDue = true
 	}
