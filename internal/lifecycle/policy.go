@@ -33,9 +33,9 @@ const defaultDiffWait = 2 * time.Minute
 // job also wakes the queue when it is done).
 const diffPoll = 2 * time.Second
 
-// Verdict is what a task's baseChange policy says about one base
+// PolicyVerdict is what a task's baseChange policy says about one base
 // update's diff.
-type Verdict struct {
+type PolicyVerdict struct {
 	// Rebuild is false when the update is skipped.
 	Rebuild bool
 	// Reason is what explain shows, e.g. "base moved, not rebuilt: no
@@ -52,23 +52,23 @@ type Verdict struct {
 //   - fixes: rebuild when the update fixes a vulnerability at or above
 //     MinSeverity (default high); else skip. Without a vulnerability
 //     database (d.Vulns nil) nothing can be said: rebuild, and say so.
-func Decide(p *task.BaseChange, d catalog.Diff) Verdict {
+func Decide(p *task.BaseChange, d catalog.Diff) PolicyVerdict {
 	if p == nil {
-		return Verdict{Rebuild: true}
+		return PolicyVerdict{Rebuild: true}
 	}
 	switch p.RebuildWhen {
 	case "packages":
 		if !d.PackagesChanged() {
-			return Verdict{Reason: "base moved, not rebuilt: no package changed"}
+			return PolicyVerdict{Reason: "base moved, not rebuilt: no package changed"}
 		}
-		return Verdict{Rebuild: true, Reason: "rebuilt: " + packageSummary(d)}
+		return PolicyVerdict{Rebuild: true, Reason: "rebuilt: " + packageSummary(d)}
 	case "fixes":
 		min := p.MinSeverity
 		if min == "" {
 			min = "high"
 		}
 		if d.Vulns == nil {
-			return Verdict{Rebuild: true, Reason: "rebuilt: no vulnerability database to tell what the update fixes (fallback)"}
+			return PolicyVerdict{Rebuild: true, Reason: "rebuilt: no vulnerability database to tell what the update fixes (fallback)"}
 		}
 		var fixes []string
 		for _, v := range d.Vulns.Fixes {
@@ -77,11 +77,11 @@ func Decide(p *task.BaseChange, d catalog.Diff) Verdict {
 			}
 		}
 		if len(fixes) == 0 {
-			return Verdict{Reason: "base moved, not rebuilt: fixes no vulnerability at or above " + min}
+			return PolicyVerdict{Reason: "base moved, not rebuilt: fixes no vulnerability at or above " + min}
 		}
-		return Verdict{Rebuild: true, Reason: "rebuilt: fixes " + strings.Join(fixes, ", ")}
+		return PolicyVerdict{Rebuild: true, Reason: "rebuilt: fixes " + strings.Join(fixes, ", ")}
 	}
-	return Verdict{Rebuild: true}
+	return PolicyVerdict{Rebuild: true}
 }
 
 // Urgent reports whether d fixes a vulnerability at or above the
