@@ -228,7 +228,7 @@ func (w *promoteWorker) Work(ctx context.Context, job *river.Job[PromoteArgs]) e
 		log.Info("run is no longer promoting; nothing to do", "state", run.State)
 		return nil
 	}
-	err = l.moveTags(ctx, a)
+	planned, err := l.moveTags(ctx, a)
 	if err != nil {
 		if job.Attempt < job.MaxAttempts || a.Rollback {
 			log.Warn("promotion failed; retried", "attempt", job.Attempt, "err", err)
@@ -243,10 +243,6 @@ func (w *promoteWorker) Work(ctx context.Context, job *river.Job[PromoteArgs]) e
 		}
 		l.markEnded(run.ID)
 		return nil
-	}
-	planned, err := l.cfg.Store.PlannedPromotions(ctx, a.Key)
-	if err != nil {
-		return err
 	}
 	var done bool
 	err = l.inTx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
@@ -288,46 +284,47 @@ func (w *promoteWorker) Work(ctx context.Context, job *river.Job[PromoteArgs]) e
 }
 
 // moveTags plans the promotion (each tag's old digest, read now) unless a
-// previous attempt did, then points every tag at the digest.
-func (l *Runs) moveTags(ctx context.Context, a PromoteArgs) error {
+// previous attempt did, then points every tag at the digest. It returns
+// the planned promotion: each tag with its old and new digest.
+func (l *Runs) moveTags(ctx context.Context, a PromoteArgs) ([]store.Promotion, error) {
 	if l.cfg.Tagger == nil {
-		return errors.New("promoting: no registry client configured (lifecycle.Config.Tagger)")
+		return nil, errors.New("promoting: no registry client configured (lifecycle.Config.Tagger)")
 	}
 	st := l.cfg.Store
 	planned, err := st.PlannedPromotions(ctx, a.Key)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(planned) < len(a.Tags) {
 		run, err := st.GetRun(ctx, a.RunID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		var ps []store.Promotion
 		for _, tag := range a.Tags {
 			old, err := l.cfg.Tagger.TagDigest(ctx, a.Repo, tag)
 			if err != nil {
-				return fmt.Errorf("reading tag %s of %s: %w", tag, a.Repo, err)
+				return nil, fmt.Errorf("reading tag %s of %s: %w", tag, a.Repo, err)
 			}
 			ps = append(ps, store.Promotion{Key: a.Key, Task: run.Task, Repository: a.Repo, Tag: tag,
 				OldDigest: old, NewDigest: a.Digest, RunID: a.RunID, By: a.By})
 		}
 		if err := st.PlanPromotions(ctx, ps); err != nil {
-			return err
+			return nil, err
 		}
 		if planned, err = st.PlannedPromotions(ctx, a.Key); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, p := range planned {
 		if !p.DoneAt.IsZero() {
-			return nil // completed by an earlier attempt
+			return planned, nil // completed by an earlier attempt
 		}
 		if err := l.cfg.Tagger.PutTag(ctx, p.Repository, p.NewDigest, p.Tag); err != nil {
-			return fmt.Errorf("pointing %s:%s at %s: %w", p.Repository, p.Tag, p.NewDigest, err)
+			return nil, fmt.Errorf("pointing %s:%s at %s: %w", p.Repository, p.Tag, p.NewDigest, err)
 		}
 	}
-	return nil
+	return planned, nil
 }
 
 // attester attaches a fresh attestation of a pushed run (the runner):
