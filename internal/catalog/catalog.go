@@ -1,5 +1,5 @@
 // Package catalog says what is installed in an image: its OS release
-// (os-release) and its OS packages (dpkg, apk), read by streaming the
+// (os-release) and its OS packages (dpkg, apk, rpm), read by streaming the
 // image's layers from the top down and stopping as soon as the package
 // database and os-release are known; and what changed between two
 // images (Diff). It never extracts an image to disk, reads each layer's
@@ -23,8 +23,8 @@ type Catalog struct {
 	Platform string `json:"platform,omitempty"`
 	// OS is the image's os-release; zero when it has none.
 	OS OS `json:"os,omitzero"`
-	// DB names the package databases found ("dpkg", "apk"); empty for an
-	// image without one (scratch, busybox).
+	// DB names the package databases found ("dpkg", "apk", "rpm"); empty
+	// for an image without one (scratch, busybox).
 	DB []string `json:"db,omitempty"`
 	// Packages are sorted by name, then architecture.
 	Packages []Package `json:"packages"`
@@ -61,9 +61,10 @@ type Package struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
 	Arch    string `json:"arch,omitempty"`
-	// Type is the database it came from: "deb" or "apk".
+	// Type is the database it came from: "deb", "apk" or "rpm".
 	Type string `json:"type"`
-	// Source is the source package, when the database names one.
+	// Source is the source package, when the database names one (rpm:
+	// the name of its source rpm, "openssl" for openssl-libs).
 	Source string `json:"source,omitempty"`
 }
 
@@ -96,7 +97,9 @@ type Limits struct {
 	// 1 GiB.
 	Bytes int64
 	// File bounds one package database or os-release file, uncompressed.
-	// Default 64 MiB.
+	// Default 64 MiB. An rpm database is copied to a temporary file (under
+	// os.TempDir) rather than held in memory; its child parser may use
+	// 256 MiB + 4 × File (see rpmChildMemory).
 	File int64
 	// Time bounds the whole read. Default 2 min.
 	Time time.Duration

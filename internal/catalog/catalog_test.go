@@ -228,16 +228,3 @@ func FuzzParseOSRelease(f *testing.F) {
 		_, _ = catalog.ParseOSRelease(bytes.NewReader(b))
 	})
 }
-
-// An rpm database is recognised and reported as not read (see README):
-// the catalog does not pretend the image has no packages.
-func TestReadRPMReported(t *testing.T) {
-	img := ct.Image(v1.Config{}, ct.Layer(map[string]string{
-		"etc/os-release":       ct.OSRelease("rhel", "8.9", "Red Hat Enterprise Linux 8.9"),
-		"var/lib/rpm/Packages": "bdb",
-	}))
-	c := read(t, img)
-	if len(c.DB) != 1 || c.DB[0] != "rpm (not read: var/lib/rpm/Packages)" || len(c.Packages) != 0 {
-		t.Errorf("db %v packages %v, want the rpm database reported as not read", c.DB, c.Packages)
-	}
-}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,9 +35,12 @@ const (
 	apkInstalled = "lib/apk/db/installed"
 )
 
-// rpmDBs are where rpm keeps its database; finding one is reported as an
-// unread database (see Catalog.DB), not read yet.
-var rpmDBs = []string{"var/lib/rpm/rpmdb.sqlite", "var/lib/rpm/Packages", "var/lib/rpm/Packages.db", "usr/lib/sysimage/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/Packages.db"}
+// rpmDBs are where rpm keeps its database — rpmdb.sqlite (RHEL 9,
+// Fedora), Packages.db (ndb: SUSE), Packages (BerkeleyDB: RHEL 8 and
+// older) — in /var/lib/rpm or, since Fedora 36 and openSUSE, in
+// /usr/lib/sysimage/rpm; in this order of preference when an image has
+// more than one (a BerkeleyDB left behind by a conversion to sqlite).
+var rpmDBs = []string{"usr/lib/sysimage/rpm/rpmdb.sqlite", "var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/Packages.db", "var/lib/rpm/Packages.db", "var/lib/rpm/Packages"}
 
 // LimitError is a read that went over one of the Limits.
 type LimitError struct {
@@ -90,6 +94,7 @@ func Read(ctx context.Context, img Image, lim Limits) (Catalog, error) {
 		}
 	}
 	w := newWalker(lim)
+	defer w.close()
 	for i := len(layers) - 1; i >= 0 && !w.done(); i-- {
 		if err := ctx.Err(); err != nil {
 			return c, timeErr(lim, fmt.Sprintf("layer %d of %d", i+1, len(layers)), err)
@@ -113,7 +118,7 @@ func Read(ctx context.Context, img Image, lim Limits) (Catalog, error) {
 		}
 	}
 	c.Read.Bytes = w.read
-	if err := w.result(&c); err != nil {
+	if err := w.result(ctx, &c); err != nil {
 		return c, err
 	}
 	c.Read.TookMS = time.Since(start).Milliseconds()
@@ -144,6 +149,7 @@ type walker struct {
 	files   map[string][]byte // the target files found, by path
 	links   map[string]bool   // targets found as something other than a regular file
 	statusD map[string][]byte // var/lib/dpkg/status.d/* found
+	rpm     *rpmDB            // the rpm database found, copied to a temporary file
 }
 
 func newWalker(lim Limits) *walker {
@@ -184,7 +190,7 @@ func (w *walker) done() bool {
 			return true
 		}
 	}
-	return false
+	return w.rpm != nil
 }
 
 // target reports whether p is a file the catalog reads.
@@ -270,7 +276,9 @@ func (w *walker) layer(ctx context.Context, rc io.Reader) error {
 			continue
 		}
 		if isRPM(p) {
-			w.links[p] = true // found, not read (see rpmDBs)
+			if err := w.spoolRPM(p, tr); err != nil {
+				return err
+			}
 			continue
 		}
 		b, err := io.ReadAll(io.LimitReader(tr, w.lim.File+1))
@@ -302,17 +310,35 @@ func (w *walker) layer(ctx context.Context, rc io.Reader) error {
 	return nil
 }
 
-func isRPM(p string) bool {
-	for _, db := range rpmDBs {
-		if p == db {
-			return true
-		}
+func isRPM(p string) bool { return slices.Contains(rpmDBs, p) }
+
+// spoolRPM copies the rpm database at p out of the layer's stream r when
+// it is the first found or preferred to the one found before (rpmDBs'
+// order).
+func (w *walker) spoolRPM(p string, r io.Reader) error {
+	if w.rpm != nil && slices.Index(rpmDBs, w.rpm.at) <= slices.Index(rpmDBs, p) {
+		return nil
 	}
-	return false
+	db, err := spoolRPM(p, r, w.lim)
+	if err != nil {
+		return err
+	}
+	w.close()
+	w.rpm = db
+	return nil
 }
 
-// result parses the files found into c.
-func (w *walker) result(c *Catalog) error {
+// close removes the copy of the rpm database, if any.
+func (w *walker) close() {
+	if w.rpm != nil {
+		w.rpm.Close()
+		w.rpm = nil
+	}
+}
+
+// result parses the files found into c; the rpm database is parsed in a
+// child process (see rpmChildArg0) that ctx's end kills.
+func (w *walker) result(ctx context.Context, c *Catalog) error {
 	osFile := w.files[etcOSRelease]
 	if osFile == nil {
 		osFile = w.files[libOSRelease]
@@ -350,10 +376,19 @@ func (w *walker) result(c *Catalog) error {
 		}
 		c.Packages = append(c.Packages, ps...)
 	}
-	for _, db := range rpmDBs {
-		if w.links[db] {
-			c.DB = append(c.DB, "rpm (not read: "+db+")")
-			break
+	if w.rpm != nil {
+		ps, err := w.rpm.packages(ctx, w.lim)
+		if err != nil {
+			return err
+		}
+		c.DB = append(c.DB, "rpm")
+		c.Packages = append(c.Packages, ps...)
+	} else {
+		for _, db := range rpmDBs {
+			if w.links[db] {
+				c.DB = append(c.DB, "rpm (a link, not followed: "+db+")")
+				break
+			}
 		}
 	}
 	sortPackages(c.Packages)

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package catalog
+
+// limitMemory does nothing where RLIMIT_DATA is not known: the child's
+// memory is then bounded by the time budget only.
+func limitMemory(int64) {}

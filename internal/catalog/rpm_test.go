@@ -1,0 +1,163 @@
+package catalog_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/refit-dev/refit/internal/catalog"
+	ct "github.com/refit-dev/refit/internal/catalog/catalogtest"
+)
+
+// rpmDB builds an rpm database (sqlite) holding pkgs with rpmbuild and
+// rpm, or skips the test when they are not installed.
+func rpmDB(t testing.TB, pkgs ...ct.Pkg) []byte {
+	t.Helper()
+	b, err := ct.RPMDB(t.TempDir(), pkgs...)
+	if errors.Is(err, ct.ErrNoRPM) {
+		t.Skip("skipped: " + err.Error())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// src returns a package of source package source.
+func src(name, version, source string) ct.Pkg {
+	return ct.Pkg{Name: name, Version: version, Arch: "noarch", Source: source}
+}
+
+// noTempLeft points os.TempDir at a directory of the test's and checks,
+// when the test ends, that the catalog left no copy of a database there.
+func noTempLeft(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	t.Cleanup(func() {
+		if left, _ := filepath.Glob(filepath.Join(tmp, "refit-rpmdb-*")); len(left) > 0 {
+			t.Errorf("copies of rpm databases left behind: %v", left)
+		}
+	})
+}
+
+// An rpm database written by rpm itself (sqlite, as RHEL 9 and Fedora
+// have it): every package with rpm's epoch:version-release, its
+// architecture and its source rpm's name, through the registry-free
+// catalog reader (and its child parser). gpg-pubkey entries are not
+// packages.
+func TestReadRPMSqlite(t *testing.T) {
+	noTempLeft(t)
+	db := rpmDB(t, src("openssl-libs", "1:3.0.7-24.el9", "openssl"), src("bash", "5.1.8-6.el9", ""), src("tzdata", "2024a-1.el9", ""))
+	c := read(t, ct.RedHat("rocky", "9.3", db, "", ct.Layer(map[string]string{"app/readme": "hi"})))
+	want := []catalog.Package{
+		{Name: "bash", Version: "5.1.8-6.el9", Arch: "noarch", Type: "rpm", Source: "bash"},
+		{Name: "openssl-libs", Version: "1:3.0.7-24.el9", Arch: "noarch", Type: "rpm", Source: "openssl"},
+		{Name: "tzdata", Version: "2024a-1.el9", Arch: "noarch", Type: "rpm", Source: "tzdata"},
+	}
+	if diff := cmp.Diff(want, c.Packages); diff != "" {
+		t.Errorf("packages (-want +got):\n%s", diff)
+	}
+	if cmp.Diff([]string{"rpm"}, c.DB) != "" || c.OS.ID != "rocky" {
+		t.Errorf("db %v os %+v, want rpm on rocky", c.DB, c.OS)
+	}
+}
+
+// ndb (SUSE) and BerkeleyDB (RHEL 8 and older) databases, which rpm 4.18
+// cannot write: go-rpmdb's own test databases, read from the module
+// cache at test time (nothing of them is in this repository).
+func TestReadRPMNdbAndBerkeleyDB(t *testing.T) {
+	noTempLeft(t)
+	for _, tc := range []struct {
+		file, at string
+		want     catalog.Package
+	}{
+		{"sle15-bci/Packages.db", "usr/lib/sysimage/rpm/Packages.db", catalog.Package{Name: "glibc", Version: "2.31-9.3.2", Arch: "x86_64", Type: "rpm", Source: "glibc"}},
+		{"centos7-plain/Packages", "var/lib/rpm/Packages", catalog.Package{Name: "nss-softokn-freebl", Version: "3.36.0-5.el7_5", Arch: "x86_64", Type: "rpm", Source: "nss-softokn"}},
+	} {
+		db, err := ct.GoRPMDBTestdata(tc.file)
+		if err != nil {
+			t.Skipf("skipped: go-rpmdb's test database %s: %v", tc.file, err)
+		}
+		c := read(t, ct.RedHat("sles", "15.2", db, tc.at))
+		if !slices.Contains(c.Packages, tc.want) || len(c.Packages) < 10 || cmp.Diff([]string{"rpm"}, c.DB) != "" {
+			t.Errorf("%s: db %v, %d packages, want %+v among them", tc.file, c.DB, len(c.Packages), tc.want)
+		}
+	}
+}
+
+// bdb returns a BerkeleyDB hash database go-rpmdb opens (a metadata page
+// and one hash page of 512 bytes) whose one entry points at offset
+// value of the hash page.
+func bdb(value uint16, offPage func(page []byte)) []byte {
+	b := make([]byte, 1024)
+	le := binary.LittleEndian
+	le.PutUint32(b[12:], 0x00061561) // hash magic
+	le.PutUint32(b[20:], 512)        // page size
+	b[25] = 8                        // hash metadata page
+	le.PutUint32(b[32:], 1)          // last page
+	p := b[512:]
+	le.PutUint16(p[20:], 2) // entries: one key, one value
+	p[25] = 13              // hash page
+	le.PutUint16(p[28:], value)
+	if offPage != nil {
+		offPage(p)
+	}
+	return b
+}
+
+// A hostile BerkeleyDB makes go-rpmdb panic in a goroutine of its own
+// (an index read from the file, used unchecked), which no recover can
+// catch: refit survives it — the database is parsed in a child process —
+// and the catalog says which database it could not read.
+func TestReadRPMParserPanics(t *testing.T) {
+	noTempLeft(t)
+	img := ct.RedHat("centos", "7", bdb(0xffff, nil), "var/lib/rpm/Packages")
+	_, err := catalog.Read(context.Background(), img, catalog.Limits{})
+	if err == nil || !strings.Contains(err.Error(), "reading rpm database var/lib/rpm/Packages: panic: runtime error: index out of range") {
+		t.Errorf("err = %v, want the parser's panic, named", err)
+	}
+	// Not an rpm database at all.
+	_, err = catalog.Read(context.Background(), ct.RedHat("rhel", "8.9", []byte("bdb"), "var/lib/rpm/Packages"), catalog.Limits{})
+	if err == nil || !strings.Contains(err.Error(), "reading rpm database var/lib/rpm/Packages") {
+		t.Errorf("err = %v, want the damaged database named", err)
+	}
+}
+
+// A BerkeleyDB whose overflow chain points at a page of the wrong type
+// makes go-rpmdb loop for ever: the catalog's time budget ends the child
+// parser and says so.
+func TestReadRPMParserLoops(t *testing.T) {
+	noTempLeft(t)
+	loop := bdb(100, func(p []byte) {
+		p[100] = 3                                // an off-page entry…
+		binary.LittleEndian.PutUint32(p[104:], 1) // …continued on page 1, a hash page
+	})
+	start := time.Now()
+	_, err := catalog.Read(context.Background(), ct.RedHat("centos", "7", loop, "var/lib/rpm/Packages"), catalog.Limits{Time: time.Second})
+	var le *catalog.LimitError
+	if !errors.As(err, &le) || le.What != "time" || le.Where != "var/lib/rpm/Packages" {
+		t.Errorf("err = %v, want the time limit at var/lib/rpm/Packages", err)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("took %s after a budget of 1s", took)
+	}
+}
+
+// The copy of the database is bounded by Limits.File and the error names
+// the database and the limit.
+func TestReadRPMFileLimit(t *testing.T) {
+	noTempLeft(t)
+	img := ct.RedHat("rocky", "9.3", make([]byte, 4096), "")
+	_, err := catalog.Read(context.Background(), img, catalog.Limits{File: 1024})
+	var le *catalog.LimitError
+	if !errors.As(err, &le) || le.What != "file" || le.Where != "var/lib/rpm/rpmdb.sqlite" || !strings.Contains(err.Error(), "over the file limit of 1024 bytes") {
+		t.Errorf("err = %v, want the file limit at var/lib/rpm/rpmdb.sqlite", err)
+	}
+}
