@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	rpmversion "github.com/knqyf263/go-rpm-version"
 	debversion "pault.ag/go/debian/version"
 )
 
@@ -41,8 +42,8 @@ type PackageChange struct {
 	Old  string `json:"old"`
 	New  string `json:"new"`
 	// Direction is "upgrade" or "downgrade" where the version ordering of
-	// the package's type is known (dpkg's, from pault.ag/go/debian), else
-	// empty.
+	// the package's type is known (dpkg's, from pault.ag/go/debian; rpm's
+	// rpmvercmp, from knqyf263/go-rpm-version), else empty.
 	Direction string `json:"direction,omitempty"`
 	// Source is the source package, when the database names one
 	// (Debian's advisories are about source packages: openssl, not
@@ -145,15 +146,21 @@ func Compare(old, new Catalog) Diff {
 
 // direction orders two versions of a package of type typ.
 func direction(typ, old, new string) string {
-	if typ != "deb" {
+	var c int
+	switch typ {
+	case "deb":
+		a, err1 := debversion.Parse(old)
+		b, err2 := debversion.Parse(new)
+		if err1 != nil || err2 != nil {
+			return ""
+		}
+		c = debversion.Compare(a, b)
+	case "rpm":
+		c = rpmversion.NewVersion(old).Compare(rpmversion.NewVersion(new))
+	default:
 		return ""
 	}
-	a, err1 := debversion.Parse(old)
-	b, err2 := debversion.Parse(new)
-	if err1 != nil || err2 != nil {
-		return ""
-	}
-	switch c := debversion.Compare(a, b); {
+	switch {
 	case c < 0:
 		return "upgrade"
 	case c > 0:

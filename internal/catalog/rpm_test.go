@@ -1,6 +1,7 @@
 package catalog_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/refit-dev/refit/internal/catalog"
 	ct "github.com/refit-dev/refit/internal/catalog/catalogtest"
+	"github.com/refit-dev/refit/internal/regclient"
+	"github.com/refit-dev/refit/internal/vulndb"
+	"github.com/refit-dev/refit/internal/vulndb/osvtest"
 )
 
 // rpmDB builds an rpm database (sqlite) holding pkgs with rpmbuild and
@@ -159,5 +163,72 @@ func TestReadRPMFileLimit(t *testing.T) {
 	var le *catalog.LimitError
 	if !errors.As(err, &le) || le.What != "file" || le.Where != "var/lib/rpm/rpmdb.sqlite" || !strings.Contains(err.Error(), "over the file limit of 1024 bytes") {
 		t.Errorf("err = %v, want the file limit at var/lib/rpm/rpmdb.sqlite", err)
+	}
+}
+
+// Diffing two rpm images compares versions with rpm's ordering: an
+// epoch outweighs the version, and el9_2 → el9_10 is an upgrade (not
+// by string).
+func TestCompareRPM(t *testing.T) {
+	old := catalog.Catalog{Packages: []catalog.Package{
+		{Name: "openssl-libs", Version: "1:3.0.7-27.el9", Arch: "x86_64", Type: "rpm", Source: "openssl"},
+		{Name: "vim-minimal", Version: "2:8.2.2637-20.el9_2", Arch: "x86_64", Type: "rpm", Source: "vim"},
+		{Name: "tzdata", Version: "2024b-2.el9", Arch: "noarch", Type: "rpm", Source: "tzdata"},
+	}}
+	cur := catalog.Catalog{Packages: []catalog.Package{
+		{Name: "openssl-libs", Version: "3.2.2-6.el9", Arch: "x86_64", Type: "rpm", Source: "openssl"},
+		{Name: "vim-minimal", Version: "2:8.2.2637-20.el9_10", Arch: "x86_64", Type: "rpm", Source: "vim"},
+		{Name: "tzdata", Version: "2024b-2.el9", Arch: "noarch", Type: "rpm", Source: "tzdata"},
+	}}
+	d := catalog.Compare(old, cur)
+	want := []catalog.PackageChange{
+		{Name: "openssl-libs", Arch: "x86_64", Type: "rpm", Old: "1:3.0.7-27.el9", New: "3.2.2-6.el9", Direction: "downgrade", Source: "openssl"},
+		{Name: "vim-minimal", Arch: "x86_64", Type: "rpm", Old: "2:8.2.2637-20.el9_2", New: "2:8.2.2637-20.el9_10", Direction: "upgrade", Source: "vim"},
+	}
+	if diff := cmp.Diff(want, d.Changed); diff != "" {
+		t.Errorf("changed (-want +got):\n%s", diff)
+	}
+}
+
+// Two Rocky Linux-like bases with rpm databases written by rpm, pushed to
+// a loopback registry: the diff names exactly the package that changed,
+// ordered by rpm, and with a Rocky Linux OSV advisory, which lists binary
+// packages, the vulnerability the update fixes in openssl-libs.
+func TestServiceDiffRPM(t *testing.T) {
+	noTempLeft(t)
+	e := newEnv(t)
+	ctx := context.Background()
+	oldDB := rpmDB(t, src("openssl-libs", "1:3.0.7-24.el9", "openssl"), src("bash", "5.1.8-6.el9", ""))
+	newDB := rpmDB(t, src("openssl-libs", "1:3.0.7-25.el9_3", "openssl"), src("bash", "5.1.8-6.el9", ""))
+	old := e.push(t, "rocky:9", ct.RedHat("rocky", "9.3", oldDB, ""))
+	cur := e.push(t, "rocky:9", ct.RedHat("rocky", "9.3", newDB, ""))
+	db := vulndb.New(vulndb.Config{Store: e.st})
+	zip := osvtest.Zip(map[string]string{
+		"RLSA-2024:0310.json": `{"id":"RLSA-2024:0310","modified":"2026-11-20T10:00:00Z","aliases":["CVE-2024-0727"],
+  "summary":"openssl: denial of service via null dereference",
+  "severity":[{"type":"CVSS_V3","score":"` + osvtest.High + `"}],
+  "affected":[{"package":{"ecosystem":"Rocky Linux:9","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:3.0.7-25.el9_3"}]}]},
+    {"package":{"ecosystem":"Rocky Linux:9","name":"openssl-libs"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:3.0.7-25.el9_3"}]}]}]}`,
+		"RLSA-2024:0999.json": `{"id":"RLSA-2024:0999","modified":"2026-11-20T10:00:00Z","aliases":["CVE-2024-9999"],
+  "affected":[{"package":{"ecosystem":"Rocky Linux:9","name":"bash"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"5.1.8-9.el9"}]}]}]}`,
+	})
+	if _, err := db.Import(ctx, bytes.NewReader(zip), int64(len(zip))); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := catalog.NewService(catalog.Config{Images: regclient.New(regclient.Config{}), Store: e.st, Vulns: vulnsOf{db}, Ecosystem: vulndb.Ecosystem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := svc.Diff(ctx, e.host+"/rocky@"+old, e.host+"/rocky:9", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []catalog.PackageChange{{Name: "openssl-libs", Arch: "noarch", Type: "rpm", Old: "1:3.0.7-24.el9", New: "1:3.0.7-25.el9_3", Direction: "upgrade", Source: "openssl"}}
+	if diff := cmp.Diff(want, d.Changed); diff != "" || d.Old != old || d.New != cur || len(d.Added)+len(d.Removed) != 0 {
+		t.Errorf("diff %s → %s changed (-want +got):\n%s\nadded %v removed %v", d.Old, d.New, diff, d.Added, d.Removed)
+	}
+	if d.Vulns == nil || len(d.Vulns.Fixes) != 1 || d.Vulns.Fixes[0].ID != "CVE-2024-0727" || d.Vulns.Fixes[0].Package != "openssl-libs" ||
+		d.Vulns.Fixes[0].Severity != "high" || len(d.Vulns.Introduces)+len(d.Vulns.Unchecked) != 0 {
+		t.Errorf("vulns %+v, want CVE-2024-0727 (high) fixed in openssl-libs only", d.Vulns)
 	}
 }

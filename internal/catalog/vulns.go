@@ -30,10 +30,13 @@ type Ecosystem func(osID, versionID string) (string, bool)
 
 // AddVulns fills d.Vulns by asking v about every package change of d,
 // in the ecosystem of the new image's OS (the old one's for removals
-// when the new image has no OS release). Advisories name source
-// packages, so a change is asked by its source package where the
-// database names one, and each (source, old, new) once — libssl3 and
-// openssl moving together are one question. A change v cannot judge (a
+// when the new image has no OS release). Debian's and Alpine's advisories
+// name source packages, so a deb or apk change is asked by its source
+// package where the database names one, and each (source, old, new) once
+// — libssl3 and openssl moving together are one question. The advisories
+// of OSV's rpm ecosystems (AlmaLinux, Rocky Linux, Red Hat, SUSE) list
+// every binary package (openssl and openssl-libs), so an rpm change is
+// asked by its own name. A change v cannot judge (a
 // version its ordering cannot read) is listed in Unchecked and the rest
 // go on; only the context ending stops it. With v nil it does nothing.
 func AddVulns(ctx context.Context, d *Diff, old, new OS, v Vulns, eco Ecosystem) error {
@@ -50,8 +53,10 @@ func AddVulns(ctx context.Context, d *Diff, old, new OS, v Vulns, eco Ecosystem)
 	}
 	out := &VulnChanges{}
 	asked := map[[3]string]bool{}
-	ask := func(name, source, o, n string) error {
-		name = cmp.Or(source, name)
+	ask := func(typ, name, source, o, n string) error {
+		if typ != "rpm" {
+			name = cmp.Or(source, name)
+		}
 		if k := [3]string{name, o, n}; asked[k] {
 			return nil
 		} else {
@@ -70,17 +75,17 @@ func AddVulns(ctx context.Context, d *Diff, old, new OS, v Vulns, eco Ecosystem)
 		return nil
 	}
 	for _, c := range d.Changed {
-		if err := ask(c.Name, c.Source, c.Old, c.New); err != nil {
+		if err := ask(c.Type, c.Name, c.Source, c.Old, c.New); err != nil {
 			return err
 		}
 	}
 	for _, p := range d.Added {
-		if err := ask(p.Name, p.Source, "", p.Version); err != nil {
+		if err := ask(p.Type, p.Name, p.Source, "", p.Version); err != nil {
 			return err
 		}
 	}
 	for _, p := range d.Removed {
-		if err := ask(p.Name, p.Source, p.Version, ""); err != nil {
+		if err := ask(p.Type, p.Name, p.Source, p.Version, ""); err != nil {
 			return err
 		}
 	}
