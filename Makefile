@@ -101,6 +101,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDpkgStatus$$' -fuzztime 60s ./internal/catalog/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseApkInstalled$$' -fuzztime 60s ./internal/catalog/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseOSRelease$$' -fuzztime 60s ./internal/catalog/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadRPM$$' -fuzztime 60s -fuzzminimizetime 0 ./internal/catalog/
 
 clean:
 	rm -rf $(BIN)

@@ -56,6 +56,7 @@ func init() {
 // rpmChild parses the rpm database at path and writes its packages to
 // stdout as JSON; it returns the exit code.
 func rpmChild(path string, stdout, stderr io.Writer) int {
+	closeInherited()
 	if n, err := strconv.ParseInt(os.Getenv(rpmChildMem), 10, 64); err == nil && n > 0 {
 		limitMemory(n)
 		debug.SetMemoryLimit(n / 2)

@@ -232,3 +232,50 @@ func TestServiceDiffRPM(t *testing.T) {
 		t.Errorf("vulns %+v, want CVE-2024-0727 (high) fixed in openssl-libs only", d.Vulns)
 	}
 }
+
+// FuzzReadRPM hands the catalog arbitrary bytes as an rpm database, at
+// each of the places rpm keeps one: go-rpmdb may panic, loop or allocate
+// on them — in goroutines of its own — but nothing reaches refit: Read
+// returns the packages or an error naming the database, within its time
+// budget, and leaves no copy behind. Seeds: databases that panic and
+// loop go-rpmdb, sqlite and ndb headers, and a database rpm wrote.
+// Run it with -fuzzminimizetime 0 (make fuzz does): the child parser's
+// timing makes coverage vary between runs of one input, and minimizing
+// an input would spin for a minute without fuzzing.
+func FuzzReadRPM(f *testing.F) {
+	tmp := f.TempDir()
+	f.Setenv("TMPDIR", tmp)
+	f.Add(uint8(4), bdb(0xffff, nil))
+	f.Add(uint8(4), bdb(100, func(p []byte) { p[100] = 3; binary.LittleEndian.PutUint32(p[104:], 1) }))
+	f.Add(uint8(4), bdb(100, func(p []byte) { p[100] = 3; binary.LittleEndian.PutUint32(p[104:], 0xffffff) }))
+	f.Add(uint8(0), append([]byte("SQLite format 3\x00"), make([]byte, 512)...))
+	ndb := make([]byte, 4096+32)
+	copy(ndb, "RpmP")
+	binary.LittleEndian.PutUint32(ndb[12:], 1)
+	copy(ndb[32:], "Slot")
+	binary.LittleEndian.PutUint32(ndb[36:], 1)
+	binary.LittleEndian.PutUint32(ndb[40:], 1)
+	f.Add(uint8(2), ndb)
+	if db, err := ct.RPMDB(f.TempDir(), src("bash", "5.1.8-6.el9", "")); err == nil {
+		f.Add(uint8(1), db)
+	}
+	paths := []string{"usr/lib/sysimage/rpm/rpmdb.sqlite", "var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/Packages.db", "var/lib/rpm/Packages.db", "var/lib/rpm/Packages"}
+	f.Fuzz(func(t *testing.T, at uint8, b []byte) {
+		p := paths[int(at)%len(paths)]
+		c, err := catalog.Read(context.Background(), ct.RedHat("rocky", "9", b, p), catalog.Limits{File: 1 << 20, Time: 2 * time.Second})
+		switch {
+		case err != nil && !strings.Contains(err.Error(), p):
+			t.Errorf("error does not name the database %s: %v", p, err)
+		case err == nil && !slices.Equal(c.DB, []string{"rpm"}):
+			t.Errorf("read without error, db = %v", c.DB)
+		}
+		for _, pk := range c.Packages {
+			if pk.Type != "rpm" {
+				t.Errorf("package %+v is not an rpm", pk)
+			}
+		}
+		if left, _ := filepath.Glob(filepath.Join(tmp, "refit-rpmdb-*")); len(left) > 0 {
+			t.Errorf("copies left behind: %v", left)
+		}
+	})
+}
