@@ -14,7 +14,7 @@ func newImageCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "image",
 		Short: "Show what is installed in an image, and what changed between two",
-		Long: `Read an image's OS release and OS packages (dpkg, apk) from its registry —
+		Long: `Read an image's OS release and OS packages (dpkg, apk, rpm) from its registry —
 refit streams the layers from the top and stops once it has found the
 package database, and keeps one catalog per image digest — or compare two
 images: OS release, packages added, removed and changed, config, layers.`,

@@ -8,7 +8,7 @@ type ImageCatalog struct {
 	Digest   string      `json:"digest"` // the platform manifest's
 	Platform string      `json:"platform,omitempty"`
 	OS       OSRelease   `json:"os,omitzero"`
-	DB       []string    `json:"db,omitempty"` // package databases found: dpkg, apk
+	DB       []string    `json:"db,omitempty"` // package databases found: dpkg, apk, rpm
 	Packages []Package   `json:"packages"`
 	Config   ImageConfig `json:"config"`
 	Layers   int         `json:"layers"`
@@ -29,7 +29,7 @@ type Package struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
 	Arch    string `json:"arch,omitempty"`
-	Type    string `json:"type"` // deb or apk
+	Type    string `json:"type"` // deb, apk or rpm
 	Source  string `json:"source,omitempty"`
 }
 
