@@ -26,7 +26,8 @@ packages:
 	fi
 
 # What only the tests need besides: nats-server (the NATS sink's tests),
-# PostgreSQL (the second pass), git's HTTP backend (source tests). Debian's
+# PostgreSQL (the second pass), git's HTTP backend (source tests), rpm and
+# rpmbuild (rpm databases for the catalog's tests). Debian's
 # nats-server package enables a system service; the tests start their own
 # server, so it is stopped and disabled again.
 test-packages: packages
@@ -34,6 +35,7 @@ test-packages: packages
 	command -v nats-server >/dev/null || missing="$$missing nats-server"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	test -x /usr/lib/git-core/git-http-backend || missing="$$missing git"; \
+	command -v rpmbuild >/dev/null || missing="$$missing rpm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
