@@ -13,14 +13,18 @@ import (
 //	alpine 3.19.1      → "Alpine:v3.19"
 //	rocky 9.3          → "Rocky Linux:9"
 //	almalinux 8.9      → "AlmaLinux:8"
+//	opensuse-leap 15.5 → "openSUSE:Leap 15.5"
+//	opensuse-tumbleweed (any) → "openSUSE:Tumbleweed"
+//	sles 15.5          → "SUSE:Linux Enterprise Server 15 SP5" (SLE BCI images too)
 //	wolfi (any)        → "Wolfi"
 //	chainguard (any)   → "Chainguard"
 //
 // It returns false for a release OSV has no ecosystem for, or whose
 // advisories refit cannot match: other distributions, a missing
-// VERSION_ID (Debian testing and sid), and Red Hat, SUSE and openSUSE,
-// whose OSV ecosystems name products and modules ("Red Hat:enterprise_linux:9::appstream"),
-// not a release. Advisories of those are imported all the same.
+// VERSION_ID (Debian testing and sid), and Red Hat, whose OSV ecosystems
+// name a repository besides the release ("Red Hat:enterprise_linux:9::appstream",
+// "…::baseos"), which an installed package does not record. Advisories of
+// those are imported all the same.
 func Ecosystem(osID, versionID string) (string, bool) {
 	osID, versionID = strings.ToLower(strings.TrimSpace(osID)), strings.TrimSpace(versionID)
 	major, rest, _ := strings.Cut(versionID, ".")
@@ -30,6 +34,8 @@ func Ecosystem(osID, versionID string) (string, bool) {
 		return "Wolfi", true
 	case "chainguard":
 		return "Chainguard", true
+	case "opensuse-tumbleweed":
+		return "openSUSE:Tumbleweed", true
 	}
 	if !digits(major) {
 		return "", false
@@ -55,6 +61,21 @@ func Ecosystem(osID, versionID string) (string, bool) {
 		return "Rocky Linux:" + major, true
 	case "almalinux":
 		return "AlmaLinux:" + major, true
+	case "opensuse-leap":
+		if !digits(minor) {
+			return "", false
+		}
+		return "openSUSE:Leap " + major + "." + minor, true
+	case "sles":
+		eco := "SUSE:Linux Enterprise Server " + major
+		switch {
+		case minor == "" || minor == "0":
+		case digits(minor):
+			eco += " SP" + minor
+		default:
+			return "", false
+		}
+		return eco, true
 	}
 	return "", false
 }

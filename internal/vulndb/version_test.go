@@ -124,6 +124,13 @@ func TestEcosystem(t *testing.T) {
 		{"rocky", "9.3", "Rocky Linux:9"},
 		{"almalinux", "8.9", "AlmaLinux:8"},
 		{"wolfi", "20230201", "Wolfi"},
+		{"opensuse-leap", "15.5", "openSUSE:Leap 15.5"},
+		{"opensuse-leap", "15", ""},
+		{"opensuse-tumbleweed", "20240101", "openSUSE:Tumbleweed"},
+		{"sles", "15.5", "SUSE:Linux Enterprise Server 15 SP5"},
+		{"sles", "15", "SUSE:Linux Enterprise Server 15"},
+		{"sles", "12.5", "SUSE:Linux Enterprise Server 12 SP5"},
+		{"sles", "15.x", ""},
 		{"debian", "", ""},      // testing, sid
 		{"alpine", "3", ""},     // no minor
 		{"fedora", "39", ""},    // no OSV ecosystem
