@@ -154,6 +154,34 @@ func TestReadRPMParserLoops(t *testing.T) {
 	}
 }
 
+// ndb returns an ndb database (SUSE's) whose one package's blob claims
+// blobLen bytes.
+func ndb(blobLen uint32) []byte {
+	b := make([]byte, 8192)
+	le := binary.LittleEndian
+	copy(b, "RpmP")
+	le.PutUint32(b[12:], 1) // one page of slots
+	copy(b[32:], "Slot")
+	le.PutUint32(b[36:], 1)   // package 1…
+	le.PutUint32(b[40:], 256) // …its blob at 256 × 16 bytes
+	le.PutUint32(b[44:], 1)
+	copy(b[4096:], "BlbS")
+	le.PutUint32(b[4100:], 1)
+	le.PutUint32(b[4108:], blobLen)
+	return b
+}
+
+// An ndb blob that claims 4 GiB makes go-rpmdb allocate them, which in
+// refit serve's process would end it ("fatal error: out of memory" is
+// no panic): the child parser's memory cap ends the child instead.
+func TestReadRPMParserMemory(t *testing.T) {
+	noTempLeft(t)
+	_, err := catalog.Read(context.Background(), ct.RedHat("sles", "15.5", ndb(0xfffffff0), "usr/lib/sysimage/rpm/Packages.db"), catalog.Limits{})
+	if err == nil || !strings.Contains(err.Error(), "reading rpm database usr/lib/sysimage/rpm/Packages.db: fatal error: runtime: out of memory") {
+		t.Errorf("err = %v, want the child's out of memory, named", err)
+	}
+}
+
 // The copy of the database is bounded by Limits.File and the error names
 // the database and the limit.
 func TestReadRPMFileLimit(t *testing.T) {
@@ -238,7 +266,8 @@ func TestServiceDiffRPM(t *testing.T) {
 // on them — in goroutines of its own — but nothing reaches refit: Read
 // returns the packages or an error naming the database, within its time
 // budget, and leaves no copy behind. Seeds: databases that panic and
-// loop go-rpmdb, sqlite and ndb headers, and a database rpm wrote.
+// loop go-rpmdb, ndb ones that allocate, a sqlite header, and a database
+// rpm wrote.
 // Run it with -fuzzminimizetime 0 (make fuzz does): the child parser's
 // timing makes coverage vary between runs of one input, and minimizing
 // an input would spin for a minute without fuzzing.
@@ -249,13 +278,8 @@ func FuzzReadRPM(f *testing.F) {
 	f.Add(uint8(4), bdb(100, func(p []byte) { p[100] = 3; binary.LittleEndian.PutUint32(p[104:], 1) }))
 	f.Add(uint8(4), bdb(100, func(p []byte) { p[100] = 3; binary.LittleEndian.PutUint32(p[104:], 0xffffff) }))
 	f.Add(uint8(0), append([]byte("SQLite format 3\x00"), make([]byte, 512)...))
-	ndb := make([]byte, 4096+32)
-	copy(ndb, "RpmP")
-	binary.LittleEndian.PutUint32(ndb[12:], 1)
-	copy(ndb[32:], "Slot")
-	binary.LittleEndian.PutUint32(ndb[36:], 1)
-	binary.LittleEndian.PutUint32(ndb[40:], 1)
-	f.Add(uint8(2), ndb)
+	f.Add(uint8(2), ndb(0xfffffff0))
+	f.Add(uint8(2), ndb(64))
 	if db, err := ct.RPMDB(f.TempDir(), src("bash", "5.1.8-6.el9", "")); err == nil {
 		f.Add(uint8(1), db)
 	}
