@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -302,4 +304,52 @@ func FuzzReadRPM(f *testing.F) {
 			t.Errorf("copies left behind: %v", left)
 		}
 	})
+}
+
+// The catalog lists what rpm itself lists (rpm -qa, less the gpg-pubkey
+// entries of imported keys), with rpm's own %{EVR}, %{ARCH} and the name
+// of %{SOURCERPM}: on go-rpmdb's Fedora 35 sqlite database and its
+// CentOS 7 BerkeleyDB one (which Debian's rpm reads, bdb_ro).
+func TestReadRPMMatchesRPM(t *testing.T) {
+	if _, err := exec.LookPath("rpm"); err != nil {
+		t.Skip("skipped: rpm is not installed (apt-get install rpm)")
+	}
+	noTempLeft(t)
+	for _, tc := range []struct{ file, at, backend string }{
+		{"fedora35/rpmdb.sqlite", "usr/lib/sysimage/rpm/rpmdb.sqlite", "sqlite"},
+		{"centos7-plain/Packages", "var/lib/rpm/Packages", "bdb_ro"},
+	} {
+		db, err := ct.GoRPMDBTestdata(tc.file)
+		if err != nil {
+			t.Skipf("skipped: go-rpmdb's test database %s: %v", tc.file, err)
+		}
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(tc.file)), db, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("rpm", "--define", "_db_backend "+tc.backend, "--dbpath", dir, "-qa", "--qf", `%{NAME} %{EVR} %{ARCH} %{SOURCERPM}\n`).Output()
+		if err != nil {
+			t.Fatalf("rpm -qa on %s: %v", tc.file, err)
+		}
+		var want []string
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			f := strings.Fields(l)
+			if f[0] == "gpg-pubkey" {
+				continue
+			}
+			src := strings.TrimSuffix(f[3], ".src.rpm")
+			src = src[:strings.LastIndexByte(src, '-')]
+			want = append(want, f[0]+" "+f[1]+" "+f[2]+" "+src[:strings.LastIndexByte(src, '-')])
+		}
+		c := read(t, ct.RedHat("fedora", "35", db, tc.at))
+		var got []string
+		for _, p := range c.Packages {
+			got = append(got, p.Name+" "+p.Version+" "+p.Arch+" "+p.Source)
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if diff := cmp.Diff(want, got); diff != "" || len(got) < 100 {
+			t.Errorf("%s: %d packages, rpm -qa (-want +got):\n%s", tc.file, len(got), diff)
+		}
+	}
 }
