@@ -225,8 +225,8 @@ func TestCompareRPM(t *testing.T) {
 // ordered by rpm, and with a Rocky Linux OSV advisory, which lists binary
 // packages, the vulnerability the update fixes in openssl-libs.
 func TestServiceDiffRPM(t *testing.T) {
+	e := newEnv(t) // first: PostgreSQL's test cluster must not start in noTempLeft's TMPDIR
 	noTempLeft(t)
-	e := newEnv(t)
 	ctx := context.Background()
 	oldDB := rpmDB(t, src("openssl-libs", "1:3.0.7-24.el9", "openssl"), src("bash", "5.1.8-6.el9", ""))
 	newDB := rpmDB(t, src("openssl-libs", "1:3.0.7-25.el9_3", "openssl"), src("bash", "5.1.8-6.el9", ""))
