@@ -82,7 +82,7 @@ builds are canceled and their runs marked canceled.`,
 	f.StringVar(&cfg.SigningKeyFile, "signing-key-file", "", "ed25519 key that signs the attestation attached to every image and the audit export's checkpoint, created if missing (default <data>/signing.key)")
 	f.DurationVar(&cfg.CheckTimeout, "check-timeout", 20*time.Second, "give up on one base image look-up at a registry after this long")
 	f.Int64Var(&cfg.Catalog.Bytes, "catalog-max-bytes", 1<<30, "read at most this many compressed bytes of an image's layers to find its package database")
-	f.Int64Var(&cfg.Catalog.File, "catalog-max-file", 64<<20, "refuse a package database (or os-release) larger than this many bytes")
+	f.Int64Var(&cfg.Catalog.File, "catalog-max-file", 64<<20, "refuse a package database (or os-release) larger than this many bytes; an rpm database is copied to a temporary file (TMPDIR) and parsed in a child process")
 	f.DurationVar(&cfg.Catalog.Time, "catalog-max-time", 2*time.Minute, "give up cataloguing one image after this long")
 	f.StringSliceVar(&cfg.WatchAllow, "watch-allow", nil, "only check base images on these registry hosts")
 	f.StringSliceVar(&cfg.WatchDeny, "watch-deny", nil, "never check base images on these registry hosts")
