@@ -197,6 +197,7 @@ func (db *rpmDB) packages(ctx context.Context, lim Limits) ([]Package, error) {
 	cmd := exec.CommandContext(ctx, exe, rpmChildFile)
 	cmd.Args[0] = rpmChildArg0
 	cmd.Dir = db.dir
+	cmd.SysProcAttr = childAttr()
 	cmd.Env = []string{rpmChildEnv + "=1", rpmChildMem + "=" + strconv.FormatInt(rpmChildMemory(lim.File), 10)}
 	stdout := &capWriter{max: int(min(lim.File, 1<<30))}
 	stderr := &capWriter{max: 16 << 10}

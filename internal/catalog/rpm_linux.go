@@ -6,6 +6,13 @@ import (
 	"syscall"
 )
 
+// childAttr makes the child parser die with refit: killed (SIGKILL)
+// when the thread that started it ends, so a parser stuck in a loop does
+// not outlive a refit serve that was killed itself.
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
 // limitMemory caps this process's data segment (RLIMIT_DATA, which
 // counts the Go heap): past it an allocation fails and the process ends.
 func limitMemory(n int64) {

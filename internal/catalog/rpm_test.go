@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,10 +144,7 @@ func TestReadRPMParserPanics(t *testing.T) {
 // parser and says so.
 func TestReadRPMParserLoops(t *testing.T) {
 	noTempLeft(t)
-	loop := bdb(100, func(p []byte) {
-		p[100] = 3                                // an off-page entry…
-		binary.LittleEndian.PutUint32(p[104:], 1) // …continued on page 1, a hash page
-	})
+	loop := loopingBDB()
 	start := time.Now()
 	_, err := catalog.Read(context.Background(), ct.RedHat("centos", "7", loop, "var/lib/rpm/Packages"), catalog.Limits{Time: time.Second})
 	var le *catalog.LimitError
@@ -277,7 +277,7 @@ func FuzzReadRPM(f *testing.F) {
 	tmp := f.TempDir()
 	f.Setenv("TMPDIR", tmp)
 	f.Add(uint8(4), bdb(0xffff, nil))
-	f.Add(uint8(4), bdb(100, func(p []byte) { p[100] = 3; binary.LittleEndian.PutUint32(p[104:], 1) }))
+	f.Add(uint8(4), loopingBDB())
 	f.Add(uint8(4), bdb(100, func(p []byte) { p[100] = 3; binary.LittleEndian.PutUint32(p[104:], 0xffffff) }))
 	f.Add(uint8(0), append([]byte("SQLite format 3\x00"), make([]byte, 512)...))
 	f.Add(uint8(2), ndb(0xfffffff0))
@@ -350,6 +350,67 @@ func TestReadRPMMatchesRPM(t *testing.T) {
 		slices.Sort(got)
 		if diff := cmp.Diff(want, got); diff != "" || len(got) < 100 {
 			t.Errorf("%s: %d packages, rpm -qa (-want +got):\n%s", tc.file, len(got), diff)
+		}
+	}
+}
+
+// loopingBDB is a BerkeleyDB that sends go-rpmdb into an endless loop.
+func loopingBDB() []byte {
+	return bdb(100, func(p []byte) {
+		p[100] = 3                                // an off-page entry…
+		binary.LittleEndian.PutUint32(p[104:], 1) // …continued on page 1, a hash page
+	})
+}
+
+// A refit killed (SIGKILL) while its child parser loops takes the child
+// with it: the parser does not outlive the server. The test runs itself
+// again as the "server", cataloguing a looping database with a long
+// budget, finds its child parser, kills the server and waits for the
+// child to be gone.
+func TestReadRPMChildDiesWithRefit(t *testing.T) {
+	if os.Getenv("REFIT_TEST_RPM_SERVER") == "1" {
+		catalog.Read(context.Background(), ct.RedHat("centos", "7", loopingBDB(), "var/lib/rpm/Packages"), catalog.Limits{Time: time.Minute})
+		return
+	}
+	server := exec.Command(os.Args[0], "-test.run=^TestReadRPMChildDiesWithRefit$")
+	server.Env = append(os.Environ(), "REFIT_TEST_RPM_SERVER=1")
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer server.Process.Kill()
+	child := 0
+	for deadline := time.Now().Add(30 * time.Second); child == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the child parser never started")
+		}
+		procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+		for _, p := range procs {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				continue
+			}
+			// pid (comm) state ppid …
+			_, rest, _ := strings.Cut(string(b), ") ")
+			f := strings.Fields(rest)
+			if len(f) > 1 && f[1] == strconv.Itoa(server.Process.Pid) {
+				cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "cmdline"))
+				if strings.HasPrefix(string(cmdline), "refit-catalog-rpmdb\x00") {
+					child, _ = strconv.Atoi(filepath.Base(filepath.Dir(p)))
+				}
+			}
+		}
+	}
+	server.Process.Signal(syscall.SIGKILL)
+	server.Wait()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		_, rest, _ := strings.Cut(string(b), ") ")
+		if err != nil || strings.HasPrefix(rest, "Z") { // gone, or a zombie nobody reaps
+			return
+		}
+		if time.Now().After(deadline) {
+			syscall.Kill(child, syscall.SIGKILL)
+			t.Fatalf("the child parser %d outlived refit by 10 s: %s", child, b)
 		}
 	}
 }
