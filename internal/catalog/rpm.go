@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -153,9 +154,11 @@ type rpmDB struct {
 // spoolRPM copies the rpm database at (a path in the image) from r into a
 // new temporary directory (under os.TempDir), at most lim.File bytes: a
 // larger one is a *LimitError naming at. The copy's name is refit's
-// (rpmChildFile), never the image's, and nothing else is written.
+// (rpmChildFile), never the image's, and nothing else is written. It
+// first removes the copies a killed refit left behind (see removeStale).
 func spoolRPM(at string, r io.Reader, lim Limits) (*rpmDB, error) {
-	dir, err := os.MkdirTemp("", "refit-rpmdb-")
+	removeStale(max(time.Hour, 2*lim.Time))
+	dir, err := os.MkdirTemp("", rpmTempPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("copying %s: %w", at, err)
 	}
@@ -178,6 +181,22 @@ func spoolRPM(at string, r io.Reader, lim Limits) (*rpmDB, error) {
 		return nil, &LimitError{What: "file", Limit: fmt.Sprintf("%d bytes", lim.File), Where: at}
 	}
 	return db, nil
+}
+
+// rpmTempPrefix names the temporary directories of rpm database copies.
+const rpmTempPrefix = "refit-rpmdb-"
+
+// removeStale removes the copies of rpm databases in os.TempDir older
+// than age: a refit killed while reading one (SIGKILL, a crash) leaves
+// its copy, and no read lasts longer than the catalog's time budget.
+// Other refit processes sharing the directory keep their fresh copies.
+func removeStale(age time.Duration) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), rpmTempPrefix+"*"))
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() && time.Since(fi.ModTime()) > age {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // Close removes the copy.

@@ -184,6 +184,30 @@ func TestReadRPMParserMemory(t *testing.T) {
 	}
 }
 
+// A copy left by a refit that was killed (older than an hour, or twice
+// the time budget) is removed when the next rpm database is read; a
+// fresh one, maybe another refit's, is kept.
+func TestReadRPMRemovesStaleCopies(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	stale, fresh := filepath.Join(tmp, "refit-rpmdb-1"), filepath.Join(tmp, "refit-rpmdb-2")
+	for _, d := range []string{stale, fresh} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(d, "rpmdb"), []byte("left behind"), 0o600)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	catalog.Read(context.Background(), ct.RedHat("centos", "7", bdb(0xffff, nil), "var/lib/rpm/Packages"), catalog.Limits{})
+	left, _ := filepath.Glob(filepath.Join(tmp, "refit-rpmdb-*"))
+	if !slices.Equal(left, []string{fresh}) {
+		t.Errorf("copies after a read: %v, want only the fresh %s", left, fresh)
+	}
+}
+
 // The copy of the database is bounded by Limits.File and the error names
 // the database and the limit.
 func TestReadRPMFileLimit(t *testing.T) {
@@ -373,7 +397,7 @@ func TestReadRPMChildDiesWithRefit(t *testing.T) {
 		return
 	}
 	server := exec.Command(os.Args[0], "-test.run=^TestReadRPMChildDiesWithRefit$")
-	server.Env = append(os.Environ(), "REFIT_TEST_RPM_SERVER=1")
+	server.Env = append(os.Environ(), "REFIT_TEST_RPM_SERVER=1", "TMPDIR="+t.TempDir()) // where its copy stays
 	if err := server.Start(); err != nil {
 		t.Fatal(err)
 	}
