@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -248,4 +249,63 @@ func BenchmarkCatalogShared(b *testing.B) {
 		st.Close()
 	}
 	b.ReportMetric(float64(reads)/float64(b.N), "catalog-reads/1000-tasks")
+}
+
+// BenchmarkCatalogBigLayer: single-layer bases of 32 MiB of
+// incompressible files plus the package database (1,000 packages) and
+// os-release, in the tar order real layers have (by path). "alpine":
+// etc/os-release and lib/apk/db/installed come before usr/, so the read
+// stops near the start of the layer and closes its stream. "debian":
+// var/lib/dpkg/status comes after usr/ (the os-release it links to is
+// in usr/lib), so the layer is read to about its end. It reports the
+// bytes the registry served and the compressed bytes the catalog read,
+// against the image's size.
+func BenchmarkCatalogBigLayer(b *testing.B) {
+	if testing.Short() {
+		b.Skip("benchmark against a local distribution registry")
+	}
+	host, served := catalogRegistry(b)
+	big := make([]byte, 32<<20)
+	_, _ = rand.NewChaCha8([32]byte{7}).Read(big)
+	images := []struct {
+		name string
+		img  v1.Image
+	}{
+		{"alpine", ct.Image(v1.Config{}, ct.Layer(map[string]string{
+			"etc/os-release":       ct.OSRelease("alpine", "3.19.1", "Alpine Linux v3.19"),
+			"lib/apk/db/installed": ct.ApkInstalled(ct.Synthetic(1000, "1.0-r0")...),
+			"usr/lib/libbig.so":    string(big),
+		}))},
+		{"debian", ct.Image(v1.Config{}, ct.Layer(map[string]string{
+			"etc/os-release":                  "->../usr/lib/os-release",
+			"usr/lib/os-release":              ct.OSRelease("debian", "12", "Debian GNU/Linux 12"),
+			"usr/lib/x86_64-linux-gnu/libbig": string(big),
+			"var/lib/dpkg/status":             ct.DpkgStatus(ct.Synthetic(1000, "1.0-1")...),
+		}))},
+	}
+	for _, im := range images {
+		b.Run(im.name, func(b *testing.B) {
+			ref := pushImage(b, host, im.name+"-big:1", im.img)
+			var c catalog.Catalog
+			served.Store(0)
+			b.ResetTimer()
+			for range b.N {
+				svc, err := catalog.NewService(catalog.Config{Images: regclient.New(regclient.Config{}), Store: memCache{}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if c, err = svc.Catalog(context.Background(), ref, ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if len(c.Packages) != 1000 || c.OS.ID != im.name {
+				b.Fatalf("catalog has %d packages, os %+v; want 1,000 of %s", len(c.Packages), c.OS, im.name)
+			}
+			b.ReportMetric(float64(served.Load())/float64(b.N), "registry-bytes/op")
+			b.ReportMetric(float64(c.Read.Bytes), "catalog-bytes")
+			b.ReportMetric(float64(c.Size), "image-bytes")
+			b.ReportMetric(float64(c.Read.Bytes)/float64(c.Size)*100, "%-of-image-read")
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -227,4 +228,84 @@ func FuzzParseOSRelease(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = catalog.ParseOSRelease(bytes.NewReader(b))
 	})
+}
+
+// noise is n incompressible bytes, so that a layer's compressed size is
+// about what it holds.
+func noise(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.NewChaCha8([32]byte{1}).Read(b)
+	return string(b)
+}
+
+// In the layer holding the database, reading stops once the catalog has
+// what it needs: an Alpine-like single layer whose os-release and apk
+// database come first costs their bytes, not the megabyte after them.
+func TestReadStopsInsideLayer(t *testing.T) {
+	img := ct.Image(v1.Config{}, ct.Layer(map[string]string{
+		"etc/os-release":       ct.OSRelease("alpine", "3.19.1", "Alpine"),
+		"lib/apk/db/installed": ct.ApkInstalled(ct.P("musl", "1.2.4-r4", "x86_64")),
+		"usr/share/big":        noise(1 << 20),
+	}))
+	c := read(t, img)
+	if diff := cmp.Diff([]string{"musl=1.2.4-r4"}, names(c)); diff != "" || c.OS.ID != "alpine" {
+		t.Errorf("packages (-want +got):\n%s\nos %+v", diff, c.OS)
+	}
+	if c.Read.Bytes*10 > c.Size {
+		t.Errorf("read %d of the layer's %d bytes; want the stream closed after the database", c.Read.Bytes, c.Size)
+	}
+}
+
+// A tar holding the same path twice is read as "the first one wins" (see
+// Read): the walk stops at the first.
+func TestReadDuplicatePathFirstWins(t *testing.T) {
+	img := ct.Image(v1.Config{}, ct.LayerOf(
+		ct.File{Name: "etc/os-release", Body: ct.OSRelease("alpine", "3.19.1", "Alpine")},
+		ct.File{Name: "lib/apk/db/installed", Body: ct.ApkInstalled(ct.P("first", "1", "x86_64"))},
+		ct.File{Name: "lib/apk/db/installed", Body: ct.ApkInstalled(ct.P("second", "2", "x86_64"))}))
+	if diff := cmp.Diff([]string{"first=1"}, names(read(t, img))); diff != "" {
+		t.Errorf("packages (-want +got):\n%s", diff)
+	}
+}
+
+// status.d (distroless) never stops early: files in the rest of a big
+// layer and in lower layers all count.
+func TestReadStatusDReadsEveryLayer(t *testing.T) {
+	img := ct.Image(v1.Config{},
+		ct.Layer(map[string]string{"var/lib/dpkg/status.d/base": ct.DpkgStatus(ct.P("base-files", "12.4", "amd64"))}),
+		ct.LayerOf(
+			ct.File{Name: "etc/os-release", Body: ct.OSRelease("debian", "12", "Distroless")},
+			ct.File{Name: "var/lib/dpkg/status.d/libc6", Body: ct.DpkgStatus(ct.P("libc6", "2.36-9", "amd64"))},
+			ct.File{Name: "usr/share/big", Body: noise(64 << 10)},
+			ct.File{Name: "var/lib/dpkg/status.d/libssl3", Body: ct.DpkgStatus(ct.P("libssl3", "3.0.11-1", "amd64"))}))
+	c := read(t, img)
+	if diff := cmp.Diff([]string{"base-files=12.4", "libc6=2.36-9", "libssl3=3.0.11-1"}, names(c)); diff != "" {
+		t.Errorf("packages (-want +got):\n%s", diff)
+	}
+	if c.Read.LayersRead != 2 || c.Read.Bytes < c.Size {
+		t.Errorf("read %d layers, %d of %d bytes; want every byte of both", c.Read.LayersRead, c.Read.Bytes, c.Size)
+	}
+}
+
+// Stopping inside a layer keeps rpm's preference: a BerkeleyDB Packages
+// left behind comes before var/lib/rpm/rpmdb.sqlite in the tar, and the
+// sqlite database is still the one read.
+func TestReadStopsNotBeforeThePreferredRPM(t *testing.T) {
+	sqlite, err := ct.GoRPMDBTestdata("fedora35/rpmdb.sqlite")
+	if err != nil {
+		t.Skip(err)
+	}
+	bdb, err := ct.GoRPMDBTestdata("centos7-plain/Packages")
+	if err != nil {
+		t.Skip(err)
+	}
+	want := read(t, ct.RedHat("fedora", "35", sqlite, "var/lib/rpm/rpmdb.sqlite"))
+	both := ct.Image(v1.Config{}, ct.LayerOf(
+		ct.File{Name: "etc/os-release", Body: ct.OSRelease("fedora", "35", "Fedora 35")},
+		ct.File{Name: "var/lib/rpm/Packages", Body: string(bdb)},
+		ct.File{Name: "var/lib/rpm/rpmdb.sqlite", Body: string(sqlite)}))
+	got := read(t, both)
+	if diff := cmp.Diff(names(want), names(got)); diff != "" || len(got.Packages) == 0 {
+		t.Errorf("packages (-sqlite alone +both):\n%s", diff)
+	}
 }

@@ -56,11 +56,32 @@ func (e *LimitError) Error() string {
 // Read catalogs img. It walks the layers from the top down, opening each
 // layer's stream at most once and reading it as a tar stream, and stops
 // as soon as the OS release and the package database are known: a
-// database rewritten by the top layer costs that layer only. Files and
+// database rewritten by the top layer costs that layer only. In the
+// layer holding the database it stops there too, closing the stream:
+// an Alpine layer's lib/apk/db/installed, near the start of its tar,
+// costs the bytes up to it, not the whole layer (an rpm database only
+// once no database rpm prefers, in rpmDBs' order, can follow). A lower layer entered
+// only for the os-release is read to its end, so that an image holding
+// two kinds of database keeps both (see TestReadWhiteouts). Files and
 // directories removed by an upper layer (whiteouts, opaque directories)
 // do not count. Nothing is written to disk; only the few files read are
 // held in memory, each at most lim.File bytes. Errors name the layer or
 // file and are *LimitError when a limit was hit.
+//
+// Three things follow from stopping early. A layer closed before its
+// end is not checked against its digest (go-containerregistry checks at
+// the end of the stream): what was read of it is trusted as the
+// registry served it. A layer's tar holding the same
+// path twice (which extraction resolves as "the last one wins", and
+// which docker, BuildKit, go-containerregistry and containerd never
+// write) is read as "the first one wins", as it always was here: whoever
+// can write such a layer can write any database, so this hides nothing
+// that could not be hidden otherwise. Distroless images, whose
+// dpkg database is one file per package in var/lib/dpkg/status.d spread
+// over any layers, are read down to the bottom layer (or to the layer
+// that removed status.d): once a status.d file is met the walk never
+// stops early. Where a dpkg status file is met first, status.d files
+// after it (dpkg itself never reads status.d) are not looked for.
 func Read(ctx context.Context, img Image, lim Limits) (Catalog, error) {
 	lim = lim.withDefaults()
 	start := time.Now()
@@ -95,7 +116,7 @@ func Read(ctx context.Context, img Image, lim Limits) (Catalog, error) {
 	}
 	w := newWalker(lim)
 	defer w.close()
-	for i := len(layers) - 1; i >= 0 && !w.done(); i-- {
+	for i := len(layers) - 1; i >= 0 && !w.done(nil); i-- {
 		if err := ctx.Err(); err != nil {
 			return c, timeErr(lim, fmt.Sprintf("layer %d of %d", i+1, len(layers)), err)
 		}
@@ -105,7 +126,7 @@ func Read(ctx context.Context, img Image, lim Limits) (Catalog, error) {
 		}
 		c.Read.LayersRead++
 		err = w.layer(ctx, rc)
-		rc.Close()
+		rc.Close() // before its end when the walk is done: the rest is never fetched
 		if err != nil {
 			var le *LimitError
 			if errors.As(err, &le) && le.Where == "" {
@@ -171,14 +192,19 @@ func (w *walker) hidden(p string) bool {
 }
 
 // decided reports whether what the image has at p is known: an upper
-// layer had it or removed it.
-func (w *walker) decided(p string) bool { return w.seen[p] || w.hidden(p) }
+// layer had it or removed it, or the layer being read (cur, its paths
+// so far; nil between layers) had it.
+func (w *walker) decided(p string, cur map[string]bool) bool {
+	return w.seen[p] || cur[p] || w.hidden(p)
+}
 
 // done reports whether the walk may stop: the OS release and the
-// package database are known.
-func (w *walker) done() bool {
-	osDone := (w.decided(etcOSRelease) && w.files[etcOSRelease] != nil) ||
-		(w.decided(etcOSRelease) || w.links[etcOSRelease]) && w.decided(libOSRelease)
+// package database are known. cur is what the layer being read has
+// shown so far (nil between layers): done with it means the rest of
+// that layer and every lower one can change nothing.
+func (w *walker) done(cur map[string]bool) bool {
+	osDone := (w.decided(etcOSRelease, cur) && w.files[etcOSRelease] != nil) ||
+		(w.decided(etcOSRelease, cur) || w.links[etcOSRelease]) && w.decided(libOSRelease, cur)
 	if !osDone {
 		return false
 	}
@@ -190,7 +216,18 @@ func (w *walker) done() bool {
 			return true
 		}
 	}
-	return w.rpm != nil
+	if w.rpm == nil {
+		return false
+	}
+	// In the middle of a layer, a database rpm prefers to the one found
+	// (rpmDBs' order) may still come: var/lib/rpm/rpmdb.sqlite after a
+	// Packages left behind.
+	for _, db := range rpmDBs[:slices.Index(rpmDBs, w.rpm.at)] {
+		if cur != nil && !w.decided(db, cur) {
+			return false
+		}
+	}
+	return true
 }
 
 // target reports whether p is a file the catalog reads.
@@ -244,7 +281,16 @@ func (w *walker) layer(ctx context.Context, rc io.Reader) error {
 	}
 	seen, whiteout, opaque := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	tr := tar.NewReader(r)
-	for {
+	hasDB := false // this layer holds a package database
+	for met := false; ; {
+		if met && hasDB && w.done(seen) {
+			// Nothing further down can change the catalog: stop here,
+			// and the caller closes the stream. This layer's whiteouts
+			// past this point would only hide lower layers, which are
+			// not read.
+			break
+		}
+		met = false
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -262,13 +308,15 @@ func (w *walker) layer(ctx context.Context, rc io.Reader) error {
 			whiteout[dir+base[len(".wh."):]] = true
 			continue
 		}
-		if w.decided(p) || seen[p] {
-			continue
+		if w.decided(p, seen) {
+			continue // hidden above, or met before in this layer: the first one wins
 		}
 		seen[p] = true
 		if !target(p) && !isRPM(p) {
 			continue
 		}
+		met = true
+		hasDB = hasDB || (p != etcOSRelease && p != libOSRelease)
 		if h.Typeflag != tar.TypeReg {
 			if h.Typeflag != tar.TypeDir {
 				w.links[p] = true // a link: os-release usually is one
