@@ -12,8 +12,11 @@ import (
 // Image calls fn with the image ref (a normalized reference by tag or
 // digest) holds for platform ("linux/amd64"; empty = the only one, or
 // linux/amd64 in an index), on the registry's session and within a slot
-// of its PerRegistry limit, the whole call bounded by timeout (0 = the
-// Client's Timeout): reading layers takes longer than a check. The image
+// of its ImagesPerRegistry limit — not PerRegistry's, so that checks
+// never wait behind a layer stream — the whole call bounded by timeout
+// (0 = the Client's Timeout): reading layers takes longer than a check.
+// fn should make one request at a time (open one layer after another),
+// which keeps the registry's load within the two limits. The image
 // fetches lazily: its manifest and config when asked, each layer's blob
 // only when fn opens it. A 401/403 drops the session and a Retry-After
 // holds the registry, as for Check. Errors are *Error.
@@ -25,7 +28,7 @@ func (c *Client) Image(ctx context.Context, ref, platform string, timeout time.D
 	if timeout <= 0 {
 		timeout = c.timeout
 	}
-	_, err = c.sessionWithin(ctx, timeout, ref, r, func(ctx context.Context, p *remote.Puller, st *callState) error {
+	_, err = c.sessionWithin(ctx, timeout, true, ref, r, func(ctx context.Context, p *remote.Puller, st *callState) error {
 		opts := []remote.Option{remote.Reuse(p), remote.WithContext(ctx)}
 		d, err := remote.Get(r, opts...)
 		if err != nil {

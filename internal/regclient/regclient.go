@@ -67,6 +67,9 @@ const (
 	attestationManifest   = "attestation-manifest"
 )
 
+// defaultImagesPerRegistry is Config.ImagesPerRegistry's default.
+const defaultImagesPerRegistry = 2
+
 // Result is what one check of a reference found.
 type Result struct {
 	// Digest is the top-level digest the tag points to (index or manifest).
@@ -140,6 +143,14 @@ type Config struct {
 	// PerRegistry bounds concurrent checks, and so concurrent requests,
 	// to one registry host. Default 4.
 	PerRegistry int
+	// ImagesPerRegistry bounds concurrent Image calls (catalog reads,
+	// which stream layer blobs for up to their own timeout) to one
+	// registry host. They have these slots of their own, apart from
+	// PerRegistry's, so that a long blob stream never makes a check (the
+	// watcher's HEAD) wait; an Image call makes one request at a time, so
+	// a registry sees at most PerRegistry + ImagesPerRegistry requests
+	// from refit at once. Default 2.
+	ImagesPerRegistry int
 	// Timeout bounds one check: waiting for a slot and all its requests.
 	// Default 20s. A tag listing (Tags) is bounded by it per page.
 	Timeout time.Duration
@@ -164,6 +175,7 @@ type Client struct {
 	transport   http.RoundTripper
 	insecure    Insecure
 	perRegistry int
+	images      int // ImagesPerRegistry
 	timeout     time.Duration
 
 	tagPageSize, maxTagPages, maxTags int
@@ -177,6 +189,9 @@ type Client struct {
 // hostState is the Client's state for one registry host.
 type hostState struct {
 	sem chan struct{} // one token per check in flight
+	// images has one token per Image call in flight: a blob stream
+	// holds one of these, never one of sem's.
+	images chan struct{}
 
 	// Guarded by Client.mu.
 	puller    *remote.Puller
@@ -196,6 +211,7 @@ func New(cfg Config) *Client {
 		transport:   cfg.Transport,
 		insecure:    cfg.Insecure,
 		perRegistry: cfg.PerRegistry,
+		images:      cmp.Or(max(cfg.ImagesPerRegistry, 0), defaultImagesPerRegistry),
 		timeout:     cfg.Timeout,
 		hosts:       map[string]*hostState{},
 
@@ -310,11 +326,13 @@ func (c *Client) Resolve(ctx context.Context, ref string) (string, error) {
 // anew next time (they may have changed: a login).
 func (c *Client) session(ctx context.Context, ref string, r name.Reference,
 	fn func(ctx context.Context, p *remote.Puller, st *callState) error) (*callState, error) {
-	return c.sessionWithin(ctx, c.timeout, ref, r, fn)
+	return c.sessionWithin(ctx, c.timeout, false, ref, r, fn)
 }
 
-// sessionWithin is session bounded by timeout instead of the Timeout.
-func (c *Client) sessionWithin(ctx context.Context, timeout time.Duration, ref string, r name.Reference,
+// sessionWithin is session bounded by timeout instead of the Timeout,
+// within a slot of the registry's ImagesPerRegistry limit instead of
+// PerRegistry's when image is true.
+func (c *Client) sessionWithin(ctx context.Context, timeout time.Duration, image bool, ref string, r name.Reference,
 	fn func(ctx context.Context, p *remote.Puller, st *callState) error) (*callState, error) {
 	st := &callState{}
 	ctx = context.WithValue(ctx, callStateKey{}, st)
@@ -322,12 +340,16 @@ func (c *Client) sessionWithin(ctx context.Context, timeout time.Duration, ref s
 	defer cancel()
 	host := r.Context().RegistryStr()
 	h := c.state(host)
-	select {
-	case h.sem <- struct{}{}:
-	case <-ctx.Done():
-		return st, &Error{Ref: ref, Err: fmt.Errorf("waiting for a request slot for %s: %w", host, ctx.Err())}
+	sem, what := h.sem, "a request slot"
+	if image {
+		sem, what = h.images, "an image read slot"
 	}
-	defer func() { <-h.sem }()
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return st, &Error{Ref: ref, Err: fmt.Errorf("waiting for %s for %s: %w", what, host, ctx.Err())}
+	}
+	defer func() { <-sem }()
 	if wait := c.held(h); wait > 0 {
 		return st, &Error{Ref: ref, Status: http.StatusTooManyRequests, RetryAfter: wait,
 			Err: fmt.Errorf("registry %s asked refit to wait (Retry-After); not asked again before then", host)}
@@ -643,7 +665,7 @@ func (c *Client) state(host string) *hostState {
 	defer c.mu.Unlock()
 	h := c.hosts[host]
 	if h == nil {
-		h = &hostState{sem: make(chan struct{}, c.perRegistry)}
+		h = &hostState{sem: make(chan struct{}, c.perRegistry), images: make(chan struct{}, c.images)}
 		c.hosts[host] = h
 	}
 	return h

@@ -909,3 +909,35 @@ func TestHeadWithoutDigestVerifiesManifest(t *testing.T) {
 		})
 	}
 }
+
+// Image calls have slots of their own (ImagesPerRegistry): a second one
+// waits while the first holds the only slot, and a check does not.
+func TestImagesPerRegistry(t *testing.T) {
+	_, host := serveRegistry(t, nil)
+	ref := host + "/lib/img:1"
+	push(t, ref, randomImage(t, "linux", "amd64"))
+	c := New(Config{Keychain: anonymous, PerRegistry: 1, ImagesPerRegistry: 1})
+	holding, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- c.Image(t.Context(), ref, "", 0, func(context.Context, v1.Image) error {
+			close(holding)
+			<-release
+			return nil
+		})
+	}()
+	<-holding
+	if _, err := c.Check(t.Context(), ref, Result{}); err != nil {
+		t.Errorf("check while an image read holds its slot: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	err := c.Image(ctx, ref, "", 0, func(context.Context, v1.Image) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "waiting for an image read slot") {
+		t.Errorf("second image read = %v, want it to wait for the image read slot", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Errorf("first image read: %v", err)
+	}
+}
