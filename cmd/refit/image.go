@@ -79,7 +79,8 @@ func newBasesDiffCmd(g *globals) *cobra.Command {
 		Long: `Show what changed when a base reference moved: by default its last change
 (per platform: --platform picks one), or between two of its platform
 manifest digests (see 'refit bases history REFERENCE'). refit computes the
-diff of every update as soon as it sees it; this shows the stored one.`,
+diff of every update as soon as it sees it; this shows the stored one. A
+platform new to the reference shows as "new platform", its packages added.`,
 		Example: `  refit bases diff docker.io/library/debian:12
   refit bases diff debian:12 sha256:0123… sha256:4567…`,
 		Args: func(cmd *cobra.Command, a []string) error {
@@ -120,7 +121,11 @@ diff of every update as soon as it sees it; this shows the stored one.`,
 
 // printDiff writes a diff as a user reads it, one change a line.
 func printDiff(w *tabwriter.Writer, d api.ImageDiff) {
-	fmt.Fprintf(w, "from\t%s → %s\n", short(d.Old), short(d.New))
+	if d.NewPlatform {
+		fmt.Fprintf(w, "from\tnew platform → %s\n", short(d.New))
+	} else {
+		fmt.Fprintf(w, "from\t%s → %s\n", short(d.Old), short(d.New))
+	}
 	if d.OS != nil {
 		fmt.Fprintf(w, "os\t%s → %s\n", orDash(osName(d.OS.Old)), orDash(osName(d.OS.New)))
 	}

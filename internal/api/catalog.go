@@ -53,14 +53,17 @@ type ReadStats struct {
 // ImageDiff is what changed from one image to another
 // (GET /api/v1/images/diff, and the diff of a base update).
 type ImageDiff struct {
-	Old     string          `json:"old"` // platform manifest digests
-	New     string          `json:"new"`
-	OS      *OSChange       `json:"os,omitempty"` // set when the OS release changed
-	Added   []Package       `json:"added,omitempty"`
-	Removed []Package       `json:"removed,omitempty"`
-	Changed []PackageChange `json:"changed,omitempty"`
-	Config  []ConfigChange  `json:"config,omitempty"`
-	Layers  LayerChange     `json:"layers"`
+	Old string `json:"old"` // platform manifest digests
+	New string `json:"new"`
+	// NewPlatform is set when the platform is new to the reference: Old
+	// is empty and every package is in Added.
+	NewPlatform bool            `json:"newPlatform,omitempty"`
+	OS          *OSChange       `json:"os,omitempty"` // set when the OS release changed
+	Added       []Package       `json:"added,omitempty"`
+	Removed     []Package       `json:"removed,omitempty"`
+	Changed     []PackageChange `json:"changed,omitempty"`
+	Config      []ConfigChange  `json:"config,omitempty"`
+	Layers      LayerChange     `json:"layers"`
 	// Vulns is set only when a vulnerability database was consulted.
 	Vulns *VulnChanges `json:"vulns,omitempty"`
 }

@@ -14,6 +14,10 @@ import (
 type Diff struct {
 	Old string `json:"old"` // platform manifest digests
 	New string `json:"new"`
+	// NewPlatform is set when the platform is new to the reference (an
+	// index gained it): Old is empty, every package is Added and OS
+	// says the new image's release.
+	NewPlatform bool `json:"newPlatform,omitempty"`
 	// OS is set when the OS release changed.
 	OS *OSChange `json:"os,omitempty"`
 	// Packages changed, by name and architecture.
@@ -86,6 +90,13 @@ func (d Diff) PackagesChanged() bool {
 // "debian 12.4 → 12.5; openssl 3.0.11-1 → 3.0.13-1; +curl; -gone";
 // "no package changed" when none did.
 func (d Diff) Summary() string {
+	if d.NewPlatform {
+		s := "new platform"
+		if d.OS != nil && d.OS.New.String() != "" {
+			s += ": " + d.OS.New.String()
+		}
+		return s + fmt.Sprintf(", %d packages", len(d.Added))
+	}
 	var parts []string
 	if d.OS != nil {
 		parts = append(parts, d.OS.Old.String()+" → "+d.OS.New.String())
@@ -141,6 +152,15 @@ func Compare(old, new Catalog) Diff {
 		}
 	}
 	d.Config = compareConfig(old.Config, new.Config)
+	return d
+}
+
+// Added returns the diff of a platform new to a reference: nothing
+// before, so every package of cur is added and its OS release is new.
+func Added(cur Catalog) Diff {
+	d := Compare(Catalog{}, cur)
+	d.NewPlatform = true
+	d.Config = nil // nothing changed: it is all new
 	return d
 }
 

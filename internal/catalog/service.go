@@ -169,12 +169,16 @@ func (s *Service) cached(ctx context.Context, digest string) (Catalog, error) {
 }
 
 // Diff returns the diff from the image oldRef to newRef for platform,
-// cataloguing each as Catalog does. A diff between two digests is
+// cataloguing each as Catalog does. oldRef "" means the platform is new
+// to the reference: the diff is Added's, every package added. A diff between two digests is
 // computed once and stored; with Vulns configured it carries the
 // vulnerabilities the change fixes and introduces, looked up at each
 // read (so a diff stored before a vulnerability database was imported
 // names them once it is).
 func (s *Service) Diff(ctx context.Context, oldRef, newRef, platform string) (Diff, error) {
+	if oldRef == "" {
+		return s.added(ctx, newRef, platform)
+	}
 	od, ok1 := digestOf(oldRef)
 	nd, ok2 := digestOf(newRef)
 	if ok1 && ok2 {
@@ -204,6 +208,34 @@ func (s *Service) Diff(ctx context.Context, oldRef, newRef, platform string) (Di
 		return Diff{}, err
 	}
 	if err := AddVulns(ctx, &d, old.OS, cur.OS, s.cfg.Vulns, s.cfg.Ecosystem); err != nil {
+		return Diff{}, err
+	}
+	return d, nil
+}
+
+// added is Diff for a platform new to its reference, stored under the
+// old digest "".
+func (s *Service) added(ctx context.Context, newRef, platform string) (Diff, error) {
+	if nd, ok := digestOf(newRef); ok {
+		if d, err := s.cachedDiff(ctx, "", nd); err == nil {
+			return s.withVulns(ctx, d)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return Diff{}, err
+		}
+	}
+	cur, err := s.Catalog(ctx, newRef, platform)
+	if err != nil {
+		return Diff{}, err
+	}
+	d := Added(cur)
+	data, err := json.Marshal(d)
+	if err != nil {
+		return Diff{}, fmt.Errorf("encoding diff: %w", err)
+	}
+	if err := s.cfg.Store.PutImageDiff(context.WithoutCancel(ctx), "", d.New, data); err != nil {
+		return Diff{}, err
+	}
+	if err := AddVulns(ctx, &d, OS{}, cur.OS, s.cfg.Vulns, s.cfg.Ecosystem); err != nil {
 		return Diff{}, err
 	}
 	return d, nil

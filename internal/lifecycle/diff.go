@@ -16,7 +16,8 @@ import (
 // critical path: the update's runs are queued at once, and only those
 // whose policy needs the diff wait for it. Jobs are unique per
 // (old, new) digest pair, so a base used by many tasks, or seen moving
-// by several processes, is diffed once.
+// by several processes, is diffed once. OldDigest "" is a platform new
+// to the reference: its diff lists every package as added.
 type DiffArgs struct {
 	Ref       string `json:"ref"`
 	Platform  string `json:"platform"`
@@ -82,9 +83,12 @@ func (w *diffWorker) Timeout(*river.Job[DiffArgs]) time.Duration { return 10 * t
 // the diff meets.
 func (w *diffWorker) Work(ctx context.Context, job *river.Job[DiffArgs]) error {
 	l, a := w.l, job.Args
-	oldRef, err := catalog.DigestRef(a.Ref, a.OldDigest)
-	if err != nil {
-		return err
+	oldRef := "" // a platform new to the reference (see catalog.Added)
+	if a.OldDigest != "" {
+		var err error
+		if oldRef, err = catalog.DigestRef(a.Ref, a.OldDigest); err != nil {
+			return err
+		}
 	}
 	newRef, err := catalog.DigestRef(a.Ref, a.NewDigest)
 	if err != nil {

@@ -128,10 +128,10 @@ func (l *Runs) commit(tx *store.Tx, o index.Observation) (res Result, err error)
 		if err := tx.Emit(store.EventBaseUpdated, o.Ref, BaseUpdated{Observation: ob, Change: change, Tasks: order}); err != nil {
 			return res, err
 		}
-		if ob.OldDigest != "" {
-			if err := l.requestDiffTx(tx, o.Ref, ob.Platform, ob.OldDigest, ob.Digest); err != nil {
-				return res, err
-			}
+		// A platform new to the reference gets a diff too (OldDigest "":
+		// every package added), so that nothing about it is silent.
+		if err := l.requestDiffTx(tx, o.Ref, ob.Platform, ob.OldDigest, ob.Digest); err != nil {
+			return res, err
 		}
 	}
 	res.Runs, res.Coalesced, err = l.queueWave(tx, g, direct, order, upstream)

@@ -16,7 +16,8 @@ import (
 // is one.
 type Differ interface {
 	// Diff computes (or returns the stored) diff from oldRef to newRef
-	// (references by digest) for platform.
+	// (references by digest) for platform; oldRef "" is a platform new
+	// to the reference (every package added).
 	Diff(ctx context.Context, oldRef, newRef, platform string) (catalog.Diff, error)
 	// StoredDiff returns the diff if it was computed, else
 	// store.ErrNotFound, without a request.

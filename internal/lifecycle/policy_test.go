@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -265,5 +266,57 @@ func TestDiffTimeoutFallsBackToBuild(t *testing.T) {
 	r := p.waitEnded(t, p.runOf(t, "app").ID)
 	if r.State != store.StateSucceeded || r.Cause.Decision != "rebuilt: the base's diff was not ready within 3s (fallback)" {
 		t.Errorf("app's run = %s, decision %q; want built after the wait", r.State, r.Cause.Decision)
+	}
+}
+
+// A platform new to a reference (its index gained linux/arm64) gets a
+// diff too: base.diff says the platform is new and lists its packages
+// as added.
+func TestDiffOfNewPlatform(t *testing.T) {
+	p := startPolicyLife(t, -1, nil)
+	p.addTask(t, task.Spec{Name: "app"}, "FROM "+p.host+"/debian:12\n") // tracks the reference
+	amd := p.push(t, ct.Debian("12", []ct.Pkg{openssl11, bash}))
+	arm := ct.Debian("12", []ct.Pkg{ct.P("openssl", "3.0.11-1~deb12u2", "arm64"), ct.P("bash", "5.2.15-2+b2", "arm64")})
+	r, err := name.ParseReference(p.host+"/debian:arm64", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, arm); err != nil {
+		t.Fatal(err)
+	}
+	armDigest, _ := arm.Digest()
+	// The tag now names an index of both platforms; amd64 is unchanged.
+	top := "sha256:" + strings.Repeat("ab", 32)
+	res := p.observe(t, p.host+"/debian:12", top, "linux/amd64", amd, "linux/arm64", armDigest.String())
+	if len(res.Changed) != 1 || res.Changed[0].OldDigest != "" {
+		t.Fatalf("observation changed %+v, want linux/arm64 added", res.Changed)
+	}
+	var got lifecycle.BaseDiff
+	deadline := time.Now().Add(30 * time.Second)
+	for got.NewDigest == "" {
+		for _, e := range p.events(t, store.EventBaseDiff) {
+			if err := json.Unmarshal(e.Data, &got); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no base.diff event for the new platform")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d := got.Diff
+	var added []string
+	for _, a := range d.Added {
+		added = append(added, a.Name+" "+a.Arch+" "+a.Version)
+	}
+	if got.Platform != "linux/arm64" || got.OldDigest != "" || got.NewDigest != armDigest.String() || !d.NewPlatform ||
+		d.Old != "" || len(d.Changed)+len(d.Removed) != 0 || d.OS == nil || d.OS.New.VersionID != "12" {
+		t.Errorf("base.diff = %+v, want linux/arm64 new, from nothing to %s", got, armDigest)
+	}
+	if diff := cmp.Diff([]string{"bash arm64 5.2.15-2+b2", "openssl arm64 3.0.11-1~deb12u2"}, added); diff != "" {
+		t.Errorf("added (-want +got):\n%s", diff)
+	}
+	if s := d.Summary(); s != "new platform: debian 12, 2 packages" {
+		t.Errorf("Summary = %q", s)
 	}
 }

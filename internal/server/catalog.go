@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/catalog"
@@ -79,22 +80,31 @@ func (s *Server) baseDiff(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		// The first sighting (the baseline: the oldest observations, all
+		// without an old digest and seen at once) is no change; a
+		// platform added later, also without an old digest, is one.
+		var baseline time.Time
+		if n := len(obs); n > 0 && obs[n-1].OldDigest == "" {
+			baseline = obs[n-1].SeenAt
+		}
 		for _, o := range obs { // newest first
-			if o.OldDigest != "" && (out.Platform == "" || o.Platform == out.Platform) {
+			if (o.OldDigest != "" || !o.SeenAt.Equal(baseline)) && (out.Platform == "" || o.Platform == out.Platform) {
 				out.Platform, out.OldDigest, out.NewDigest, out.SeenAt = o.Platform, o.OldDigest, o.Digest, o.SeenAt
 				break
 			}
 		}
-		if out.OldDigest == "" {
+		if out.NewDigest == "" {
 			if _, err := s.cfg.Index.GetBaseRef(r.Context(), ref); err != nil {
 				return err
 			}
 			return &httpError{http.StatusNotFound, fmt.Sprintf("%s has not changed since refit started watching it (refit bases history %s)", ref, ref)}
 		}
 	}
-	oldRef, err := catalog.DigestRef(ref, out.OldDigest)
-	if err != nil {
-		return &httpError{http.StatusBadRequest, err.Error()}
+	oldRef := "" // a platform new to the reference
+	if out.OldDigest != "" {
+		if oldRef, err = catalog.DigestRef(ref, out.OldDigest); err != nil {
+			return &httpError{http.StatusBadRequest, err.Error()}
+		}
 	}
 	newRef, err := catalog.DigestRef(ref, out.NewDigest)
 	if err != nil {
