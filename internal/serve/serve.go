@@ -320,6 +320,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// Package catalogs and diffs of images, through the same registry
 	// client, cached per digest in the store.
 	vulns := vulndb.New(vulndb.Config{Store: st})
+	// Rows an import left when refit stopped in its middle (the current
+	// database is whole either way).
+	if err := st.CleanVulns(ctx); err != nil {
+		log.Warn("cleaning the vulnerability database", "err", err)
+	}
 	catalogs, err := catalog.NewService(catalog.Config{Images: checker, Store: st, Limits: cfg.Catalog,
 		Vulns: catalogVulns{vulns}, Ecosystem: vulndb.Ecosystem})
 	if err != nil {

@@ -53,6 +53,8 @@ type Store struct {
 
 	onCommit atomic.Pointer[func(Commit)]
 	onQueued atomic.Pointer[func(Run)]
+
+	vulnLive sync.Map // vulnerability database generations this Store is importing (int64 → bool)
 }
 
 // Commit is what a committed write transaction changed, for the event

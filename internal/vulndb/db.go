@@ -83,10 +83,12 @@ var ErrNotImported = errors.New("no vulnerability database imported (refit vulnd
 var ErrUnknownEcosystem = errors.New("no version ordering for this ecosystem")
 
 // Import replaces the database with the OSV export in r (size bytes): a
-// zip of OSV JSON records. It reads the zip within the Config's Limits
-// and parses every record before the replacement commits, in one
-// transaction: on any error (an *EntryError names the refused file)
-// nothing changes. Withdrawn advisories, and affected packages of
+// zip of OSV JSON records. It reads the zip within the Config's Limits,
+// record after record, into a new generation of the database that the
+// store writes in short transactions and switches to once every record
+// is in (store.ReplaceVulns): other writes are not held up, lookups see
+// the old database until the switch, and on any error (an *EntryError
+// names the refused file) nothing changes. Withdrawn advisories, and affected packages of
 // ecosystems refit cannot compare versions of, are counted as skipped.
 func (db *DB) Import(ctx context.Context, r io.ReaderAt, size int64) (store.VulnImport, error) {
 	h := sha256.New()
