@@ -79,6 +79,9 @@ func (s *Server) importVulnDB(w http.ResponseWriter, r *http.Request) error {
 	if errors.Is(err, vulndb.ErrRefused) {
 		return &invalidError{fmt.Errorf("OSV export refused, the vulnerability database is unchanged: %w", err)}
 	}
+	if errors.Is(err, store.ErrVulnImportReplaced) {
+		return &httpError{http.StatusConflict, "vulnerability database: another import started while this one was written, and the newest wins; this one was dropped (refit vulndb status shows what is current)"}
+	}
 	if err != nil {
 		return err
 	}
