@@ -282,6 +282,18 @@ func BenchmarkCatalogBigLayer(b *testing.B) {
 			"usr/lib/x86_64-linux-gnu/libbig": string(big),
 			"var/lib/dpkg/status":             ct.DpkgStatus(ct.Synthetic(1000, "1.0-1")...),
 		}))},
+		// FROM debian plus apt-get install: the database in a small top
+		// layer, the base layer entered only for its os-release.
+		{"debian-derived", ct.Image(v1.Config{},
+			ct.Layer(map[string]string{
+				"etc/os-release":                  "->../usr/lib/os-release",
+				"usr/lib/os-release":              ct.OSRelease("debian", "12", "Debian GNU/Linux 12"),
+				"usr/lib/x86_64-linux-gnu/libbig": string(big),
+				"var/lib/dpkg/status":             ct.DpkgStatus(ct.Synthetic(10, "0.9-1")...),
+			}),
+			ct.Layer(map[string]string{
+				"var/lib/dpkg/status": ct.DpkgStatus(ct.Synthetic(1000, "1.0-1")...),
+			}))},
 	}
 	for _, im := range images {
 		b.Run(im.name, func(b *testing.B) {
@@ -299,7 +311,7 @@ func BenchmarkCatalogBigLayer(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			if len(c.Packages) != 1000 || c.OS.ID != im.name {
+			if len(c.Packages) != 1000 || c.OS.ID != strings.TrimSuffix(im.name, "-derived") {
 				b.Fatalf("catalog has %d packages, os %+v; want 1,000 of %s", len(c.Packages), c.OS, im.name)
 			}
 			b.ReportMetric(float64(served.Load())/float64(b.N), "registry-bytes/op")

@@ -126,8 +126,10 @@ func TestReadWhiteouts(t *testing.T) {
 		img := ct.Image(v1.Config{}, base, ct.LayerOf(
 			ct.File{Name: "var/lib/dpkg/.wh..wh..opq"},
 			ct.File{Name: "var/lib/dpkg/status", Body: ct.DpkgStatus(ct.P("fresh", "2", "amd64"))}))
+		// The catalog is of the topmost database: the base layer is
+		// entered for its os-release only, and closed there.
 		c := read(t, img)
-		if diff := cmp.Diff([]string{"fresh=2", "musl=1.2.4-r4"}, names(c)); diff != "" {
+		if diff := cmp.Diff([]string{"fresh=2"}, names(c)); diff != "" {
 			t.Errorf("packages (-want +got):\n%s", diff)
 		}
 	})
@@ -253,6 +255,26 @@ func TestReadStopsInsideLayer(t *testing.T) {
 	}
 	if c.Read.Bytes*10 > c.Size {
 		t.Errorf("read %d of the layer's %d bytes; want the stream closed after the database", c.Read.Bytes, c.Size)
+	}
+}
+
+// FROM debian plus apt-get install: the database is in the top layer,
+// and the base layer, entered only for its os-release, is closed once
+// the os-release is read.
+func TestReadStopsInBaseLayerAtOSRelease(t *testing.T) {
+	img := ct.Image(v1.Config{},
+		ct.LayerOf(
+			ct.File{Name: "etc/os-release", Link: "../usr/lib/os-release"},
+			ct.File{Name: "usr/lib/os-release", Body: ct.OSRelease("debian", "12", "Debian GNU/Linux 12")},
+			ct.File{Name: "usr/share/big", Body: noise(1 << 20)},
+			ct.File{Name: "var/lib/dpkg/status", Body: ct.DpkgStatus(ct.P("base-files", "12.4", "amd64"))}),
+		ct.Layer(map[string]string{"var/lib/dpkg/status": ct.DpkgStatus(ct.P("base-files", "12.4", "amd64"), ct.P("curl", "7.88.1-10", "amd64"))}))
+	c := read(t, img)
+	if diff := cmp.Diff([]string{"base-files=12.4", "curl=7.88.1-10"}, names(c)); diff != "" || c.OS.ID != "debian" {
+		t.Errorf("packages (-want +got):\n%s\nos %+v", diff, c.OS)
+	}
+	if c.Read.Bytes*10 > c.Size {
+		t.Errorf("read %d of the image's %d bytes; want the base layer closed after its os-release", c.Read.Bytes, c.Size)
 	}
 }
 

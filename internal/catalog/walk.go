@@ -61,8 +61,9 @@ func (e *LimitError) Error() string {
 // an Alpine layer's lib/apk/db/installed, near the start of its tar,
 // costs the bytes up to it, not the whole layer (an rpm database only
 // once no database rpm prefers, in rpmDBs' order, can follow). A lower layer entered
-// only for the os-release is read to its end, so that an image holding
-// two kinds of database keeps both (see TestReadWhiteouts). Files and
+// only for the os-release (FROM debian, then apt-get install) is closed
+// as soon as it is found: the catalog is of the topmost package
+// database, and a second kind of database in a lower layer is not read. Files and
 // directories removed by an upper layer (whiteouts, opaque directories)
 // do not count. Nothing is written to disk; only the few files read are
 // held in memory, each at most lim.File bytes. Errors name the layer or
@@ -281,9 +282,8 @@ func (w *walker) layer(ctx context.Context, rc io.Reader) error {
 	}
 	seen, whiteout, opaque := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	tr := tar.NewReader(r)
-	hasDB := false // this layer holds a package database
 	for met := false; ; {
-		if met && hasDB && w.done(seen) {
+		if met && w.done(seen) {
 			// Nothing further down can change the catalog: stop here,
 			// and the caller closes the stream. This layer's whiteouts
 			// past this point would only hide lower layers, which are
@@ -316,7 +316,6 @@ func (w *walker) layer(ctx context.Context, rc io.Reader) error {
 			continue
 		}
 		met = true
-		hasDB = hasDB || (p != etcOSRelease && p != libOSRelease)
 		if h.Typeflag != tar.TypeReg {
 			if h.Typeflag != tar.TypeDir {
 				w.links[p] = true // a link: os-release usually is one
