@@ -139,6 +139,15 @@ func (s *Service) once(ctx context.Context, digest string, img Image) (Catalog, 
 		s.mu.Unlock()
 		close(f.done)
 	}()
+	// A read that ended between the cache check above and this flight
+	// has stored its catalog (it stores before it lands): look again.
+	if c, err := s.cached(ctx, digest); err == nil {
+		f.c = c
+		return c, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		f.err = err
+		return Catalog{}, err
+	}
 	s.reads.Add(1)
 	f.c, f.err = Read(ctx, img, s.cfg.Limits)
 	if f.err != nil {
