@@ -452,8 +452,7 @@ func (t *Tx) CreateRun(r Run, enqueue Enqueuer) (Run, error) {
 		return Run{}, fmt.Errorf("encoding run cause: %w", err)
 	}
 	blocked, _ := json.Marshal(nonNil(r.BlockedBy))
-	err = t.tx.QueryRowContext(t.ctx,
-		`INSERT INTO runs (task_name, spec, state, cause, created_at, blocked_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+	err = queryRowPrepared(t.ctx, t.tx, insertRunSQL,
 		r.Task, string(spec), string(r.State), string(cause), formatTime(r.CreatedAt), string(blocked)).Scan(&r.ID)
 	if err != nil {
 		return Run{}, fmt.Errorf("creating run of task %s: %w", r.Task, translate(err))

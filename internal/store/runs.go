@@ -201,7 +201,7 @@ func setJob(ctx context.Context, tx *sql.Tx, runID int64, enqueue Enqueuer) erro
 	if err != nil {
 		return fmt.Errorf("enqueuing run %s: %w", FormatRunID(runID), err)
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE runs SET job_id = $1 WHERE id = $2`, jobID, runID)
+	_, err = execPrepared(ctx, tx, setJobSQL, jobID, runID)
 	return err
 }
 
