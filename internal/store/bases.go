@@ -508,6 +508,30 @@ func (t *Tx) SaveRun(r Run) error { return saveRun(t.ctx, t.tx, r) }
 // the job it returns as the one that may start the run.
 func (t *Tx) Enqueue(runID int64, enqueue Enqueuer) error { return setJob(t.ctx, t.tx, runID, enqueue) }
 
+// EnqueueMany is Enqueue for many queued runs in one call of enqueue (one
+// statement for a wave's jobs instead of one per run), recording each
+// run's job as the one that may start it. A run enqueue returns no job
+// for is an error: the transaction is to roll back.
+func (t *Tx) EnqueueMany(runIDs []int64, enqueue ManyEnqueuer) error {
+	if len(runIDs) == 0 {
+		return nil
+	}
+	jobs, err := enqueue(t.ctx, t.tx, runIDs)
+	if err != nil {
+		return fmt.Errorf("enqueuing %d runs: %w", len(runIDs), err)
+	}
+	for _, id := range runIDs {
+		job, ok := jobs[id]
+		if !ok {
+			return fmt.Errorf("enqueuing run %s: no job returned for it", FormatRunID(id))
+		}
+		if _, err := execPrepared(t.ctx, t.tx, setJobSQL, job, id); err != nil {
+			return fmt.Errorf("enqueuing run %s: %w", FormatRunID(id), translate(err))
+		}
+	}
+	return nil
+}
+
 // WaitingFor returns the queued runs whose BlockedBy names the run.
 func (t *Tx) WaitingFor(runID int64) ([]Run, error) {
 	rows, err := t.tx.QueryContext(t.ctx, `SELECT `+runColumns+` FROM runs WHERE state = 'queued' AND blocked_by <> '[]' ORDER BY id`)
