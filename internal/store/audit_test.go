@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/identity"
@@ -254,5 +255,31 @@ func TestAuditManyEntriesPerTransaction(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("wave %d's entries from %d: %v, want %v", w, seq-1, got, want)
 		}
+	}
+}
+
+// TestAuditEntriesSince: listing entries since a time gives those
+// appended at or after it, in order (what refit audit --since shows),
+// with or without the time index (SQLite has none since migration 21).
+func TestAuditEntriesSince(t *testing.T) {
+	s, _ := open(t)
+	ctx := t.Context()
+	if _, err := s.CreateTask(ctx, store.Task{Spec: spec("early")}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	mid := time.Now()
+	for _, name := range []string{"late1", "late2"} {
+		if _, err := s.CreateTask(ctx, store.Task{Spec: spec(name)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, err := s.AuditEntries(ctx, store.AuditFilter{Since: mid})
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Subject)
+	}
+	if err != nil || fmt.Sprint(got) != "[late1 late2]" {
+		t.Errorf("entries since the middle: %v, %v; want [late1 late2]", got, err)
 	}
 }
