@@ -61,26 +61,26 @@ type Entry struct {
 	Hash     string          `json:"hash"`
 }
 
-func netstring(b *strings.Builder, s string) {
-	b.WriteString(strconv.Itoa(len(s)))
-	b.WriteByte(':')
-	b.WriteString(s)
-	b.WriteByte(',')
+func netstring[T ~string | ~[]byte](b []byte, s T) []byte {
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	b = append(b, ':')
+	b = append(b, s...)
+	return append(b, ',')
 }
 
 // Canonical returns the bytes an entry's hash covers (see the package
 // comment). Hash is not among them.
 func Canonical(e Entry) []byte {
-	var b strings.Builder
-	b.WriteString("refit-audit-v1,")
-	netstring(&b, strconv.FormatInt(e.Seq, 10))
-	netstring(&b, e.Time.UTC().Format(TimeFormat))
-	netstring(&b, e.Actor)
-	netstring(&b, e.Action)
-	netstring(&b, e.Subject)
-	netstring(&b, string(e.Details))
-	netstring(&b, e.PrevHash)
-	return []byte(b.String())
+	var n [32]byte
+	b := make([]byte, 0, 128+len(e.Actor)+len(e.Action)+len(e.Subject)+len(e.Details)+len(e.PrevHash))
+	b = append(b, "refit-audit-v1,"...)
+	b = netstring(b, strconv.AppendInt(n[:0], e.Seq, 10))
+	b = netstring(b, e.Time.UTC().AppendFormat(n[:0], TimeFormat))
+	b = netstring(b, e.Actor)
+	b = netstring(b, e.Action)
+	b = netstring(b, e.Subject)
+	b = netstring(b, e.Details)
+	return netstring(b, e.PrevHash)
 }
 
 // Hash returns the entry's hash: hex SHA-256 of Canonical(e).
@@ -158,12 +158,10 @@ type Checkpoint struct {
 
 // SignedBytes returns what a checkpoint's signature covers.
 func (c Checkpoint) SignedBytes() []byte {
-	var b strings.Builder
-	b.WriteString("refit-audit-checkpoint-v1,")
-	netstring(&b, strconv.FormatInt(c.Seq, 10))
-	netstring(&b, c.Hash)
-	netstring(&b, c.Time.UTC().Format(TimeFormat))
-	return []byte(b.String())
+	b := []byte("refit-audit-checkpoint-v1,")
+	b = netstring(b, strconv.FormatInt(c.Seq, 10))
+	b = netstring(b, c.Hash)
+	return netstring(b, c.Time.UTC().Format(TimeFormat))
 }
 
 // Sign returns the checkpoint for head (seq and hash; zero for an empty

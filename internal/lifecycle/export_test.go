@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/riverqueue/river"
 
@@ -29,4 +30,29 @@ func JobRunIDs(ctx context.Context, l *Runs) ([]int64, error) {
 		ids = append(ids, a.RunID)
 	}
 	return ids, nil
+}
+
+// JobsByID returns every job in the queue by its ID: the run its
+// arguments name and when it may start.
+func JobsByID(ctx context.Context, l *Runs) (map[int64]QueuedJob, error) {
+	res, err := l.river.JobList(ctx, river.NewJobListParams().First(10000))
+	if err != nil {
+		return nil, err
+	}
+	out := map[int64]QueuedJob{}
+	for _, j := range res.Jobs {
+		var a Args
+		if err := json.Unmarshal(j.EncodedArgs, &a); err != nil {
+			return nil, err
+		}
+		out[j.ID] = QueuedJob{RunID: a.RunID, ScheduledAt: j.ScheduledAt, MaxAttempts: j.MaxAttempts}
+	}
+	return out, nil
+}
+
+// QueuedJob is a job as JobsByID reports it.
+type QueuedJob struct {
+	RunID       int64
+	ScheduledAt time.Time
+	MaxAttempts int
 }

@@ -2,10 +2,14 @@ package lifecycle
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/riverqueue/river"
 
 	"github.com/refit-dev/refit/internal/index"
 	"github.com/refit-dev/refit/internal/plan"
@@ -201,6 +205,7 @@ func (l *Runs) queueWave(tx *store.Tx, g *plan.Graph, direct []plan.Trigger, ord
 	}
 	runOf := map[string]store.Run{}
 	var out []store.Run
+	var ready []int64 // created without blockers: enqueued now
 	coalesced := 0
 	for _, name := range order {
 		var blockers []int64
@@ -233,14 +238,50 @@ func (l *Runs) queueWave(tx *store.Tx, g *plan.Graph, direct []plan.Trigger, ord
 			continue
 		}
 		t, _ := g.Task(name)
-		r, err := tx.CreateRun(store.Run{Task: name, Spec: t.Spec, Cause: cause, BlockedBy: blockers}, l.enqueuer(l.cfg.Debounce))
+		// Enqueued together below, once the wave's runs are created.
+		r, err := tx.CreateRun(store.Run{Task: name, Spec: t.Spec, Cause: cause, BlockedBy: blockers}, nil)
 		if err != nil {
 			return nil, 0, err
+		}
+		if len(blockers) == 0 {
+			ready = append(ready, r.ID)
 		}
 		runOf[name] = r
 		out = append(out, r)
 	}
+	if err := tx.EnqueueMany(ready, l.manyEnqueuer(l.cfg.Debounce)); err != nil {
+		return nil, 0, err
+	}
 	return out, coalesced, nil
+}
+
+// manyEnqueuer is enqueuer for many runs: one insert of all their jobs.
+func (l *Runs) manyEnqueuer(delay time.Duration) store.ManyEnqueuer {
+	return func(ctx context.Context, tx *sql.Tx, runIDs []int64) (map[int64]int64, error) {
+		var at time.Time
+		if delay > 0 {
+			at = time.Now().Add(delay)
+		}
+		params := make([]river.InsertManyParams, len(runIDs))
+		for i, id := range runIDs {
+			params[i] = river.InsertManyParams{Args: Args{RunID: id}, InsertOpts: &river.InsertOpts{MaxAttempts: 5, ScheduledAt: at}}
+		}
+		res, err := l.river.InsertManyTx(ctx, tx, params)
+		if err != nil {
+			return nil, err
+		}
+		// By the run each job's arguments name: the order of the rows an
+		// insert returns is not the order given.
+		jobs := make(map[int64]int64, len(res))
+		for _, r := range res {
+			var a Args
+			if err := json.Unmarshal(r.Job.EncodedArgs, &a); err != nil {
+				return nil, fmt.Errorf("reading job %d's arguments: %w", r.Job.ID, err)
+			}
+			jobs[a.RunID] = r.Job.ID
+		}
+		return jobs, nil
+	}
 }
 
 // upstreamPush reports whether the base update cause is the output of

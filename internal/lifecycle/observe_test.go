@@ -526,3 +526,54 @@ type noExecutor struct{}
 func (noExecutor) Execute(context.Context, store.Run, lifecycle.Logs) (lifecycle.Outcome, error) {
 	return lifecycle.Outcome{}, errors.New("no executions here")
 }
+
+// TestWaveJobsOwnTheirRuns: a wave's jobs, inserted together, each own
+// the run their arguments name — the one run whose job_id is theirs —
+// for every run that waits for nothing; a run waiting for an upstream
+// run has none yet. Each is debounced and may be attempted 5 times, as
+// a job inserted alone was.
+func TestWaveJobsOwnTheirRuns(t *testing.T) {
+	f := newFixture(t)
+	debian := "docker.io/library/debian:12"
+	for i := range 40 {
+		f.addTask(t, task.Spec{Name: fmt.Sprintf("t%02d", i), Image: fmt.Sprintf("acme/t%02d", i)}, "FROM debian:12\n")
+	}
+	for i := range 10 {
+		f.addTask(t, task.Spec{Name: fmt.Sprintf("u%02d", i)}, fmt.Sprintf("FROM %s/acme/t%02d\n", reg, i))
+	}
+	f.observe(t, debian, "sha256:a", "linux/amd64", "sha256:a1")
+	before := time.Now()
+	res := f.observe(t, debian, "sha256:b", "linux/amd64", "sha256:b1")
+	if len(res.Runs) != 50 {
+		t.Fatalf("wave of %d runs, want 50", len(res.Runs))
+	}
+	jobs, err := lifecycle.JobsByID(context.Background(), f.l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owned := 0
+	for _, r := range res.Runs {
+		job := f.jobOf(t, r.ID)
+		if len(r.BlockedBy) > 0 {
+			if job != 0 {
+				t.Errorf("run %s of %s waits for %v but has job %d", store.FormatRunID(r.ID), r.Task, r.BlockedBy, job)
+			}
+			continue
+		}
+		j, ok := jobs[job]
+		switch {
+		case !ok:
+			t.Errorf("run %s of %s: job %d is not in the queue", store.FormatRunID(r.ID), r.Task, job)
+		case j.RunID != r.ID:
+			t.Errorf("run %s of %s: its job %d names run %s", store.FormatRunID(r.ID), r.Task, job, store.FormatRunID(j.RunID))
+		case j.ScheduledAt.Before(before.Add(29*time.Second)) || j.MaxAttempts != 5:
+			t.Errorf("run %s's job: scheduled %s (%s after the commit began), %d attempts; want 30 s debounce, 5 attempts",
+				store.FormatRunID(r.ID), j.ScheduledAt, j.ScheduledAt.Sub(before), j.MaxAttempts)
+		default:
+			owned++
+		}
+	}
+	if owned != 40 || len(jobs) != 40 {
+		t.Errorf("%d runs own a job, %d jobs queued; want 40 of each", owned, len(jobs))
+	}
+}

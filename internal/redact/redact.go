@@ -99,9 +99,45 @@ func Userinfo(text, rawURL string) string {
 // ("access_token=[redacted]"). It knows no particular secret, so it
 // catches only what has one of these shapes.
 func Text(s string) string {
+	if plainASCII(s) {
+		return s // none of the shapes below can match: skip the expressions
+	}
 	s = authHeaderRE.ReplaceAllString(s, "$1 [redacted]")
 	s = userInfoRE.ReplaceAllString(s, "${1}[redacted]@")
 	return paramRE.ReplaceAllString(s, "${1}[redacted]")
+}
+
+// plainASCII reports whether s is ASCII and holds nothing Text
+// rewrites: no "=" (a secret parameter), no "://" followed by an "@" (URL
+// user information) and no "basic" or "bearer" in any case (an
+// Authorization value). Such strings are most of what Text and JSON see.
+// Non-ASCII text goes through the expressions, whose case folding knows
+// more than ASCII ("ſ" is an "s").
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 || s[i] == '=' {
+			return false
+		}
+	}
+	if i := strings.Index(s, "://"); i >= 0 && strings.Contains(s[i:], "@") {
+		return false
+	}
+	return !containsFoldASCII(s, "basic") && !containsFoldASCII(s, "bearer")
+}
+
+// containsFoldASCII reports whether the ASCII string s contains the
+// lowercase word w in any case.
+func containsFoldASCII(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		j := 0
+		for j < len(w) && s[i+j]|0x20 == w[j] {
+			j++
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
 }
 
 // splitUserinfo splits rawURL around the user information URL hides;
@@ -141,6 +177,23 @@ func splitUserinfo(rawURL string) (prefix, info, suffix string) {
 // appear: a subscription's secret, a login's password, a token.
 var secretKeyRE = regexp.MustCompile(`(?i)(secret|password|passwd|token|credential|private)`)
 
+// secretKey reports whether the JSON key k names a secret
+// (secretKeyRE), without the expression for an ASCII key that holds none
+// of its words.
+func secretKey(k string) bool {
+	for i := 0; i < len(k); i++ {
+		if k[i] >= 0x80 {
+			return secretKeyRE.MatchString(k)
+		}
+	}
+	for _, w := range []string{"secret", "password", "passwd", "token", "credential", "private"} {
+		if containsFoldASCII(k, w) {
+			return true
+		}
+	}
+	return false
+}
+
 // Masked is what JSON puts in place of a secret value.
 const Masked = "[redacted]"
 
@@ -165,19 +218,36 @@ func maskJSON(v any, secret bool, keys []string) any {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, val := range x {
-			x[k] = maskJSON(val, secret || secretKeyRE.MatchString(k) || slices.Contains(keys, k), keys)
+			if m, changed := maskValue(val, secret || secretKey(k) || slices.Contains(keys, k), keys); changed {
+				x[k] = m
+			}
 		}
 		return x
 	case []any:
 		for i, val := range x {
-			x[i] = maskJSON(val, secret, keys)
+			if m, changed := maskValue(val, secret, keys); changed {
+				x[i] = m
+			}
 		}
 		return x
+	}
+	m, _ := maskValue(v, secret, keys)
+	return m
+}
+
+// maskValue masks v; objects and arrays in place. It reports whether v
+// is to be replaced by the value returned (a string it changed).
+func maskValue(v any, secret bool, keys []string) (any, bool) {
+	switch x := v.(type) {
+	case map[string]any, []any:
+		maskJSON(x, secret, keys)
 	case string:
 		if secret && x != "" {
-			return Masked
+			return Masked, true
 		}
-		return Text(x)
+		if t := Text(x); t != x {
+			return t, true
+		}
 	}
-	return v
+	return v, false
 }

@@ -171,10 +171,11 @@ func (s *Server) applyTasks(w http.ResponseWriter, r *http.Request) error {
 		out.Watches = append(out.Watches, api.AppliedWatch{Ref: wt.Ref, Action: action})
 	}
 	// The bases of the changed tasks are looked up while they are
-	// written; what cannot be resolved is a warning, not a refusal.
+	// written; what cannot be resolved is a warning, not a refusal. With
+	// none changed there is nothing to look up.
 	var outputs []string
 	for i := range specs {
-		if ok[i] {
+		if ok[i] && len(changed) > 0 {
 			outputs = append(outputs, plan.Outputs(specs[i], s.cfg.Registry)...)
 		}
 	}

@@ -40,10 +40,17 @@ type queryExecer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// auditHead is the audit log's last entry as a transaction knows it.
+type auditHead struct {
+	seq  int64
+	hash string
+}
+
 // appendAudit appends rec to the audit log in the caller's transaction:
 // it commits, or not, with the change it records. Appends are
 // serialized (SQLite's one writer; on PostgreSQL an advisory lock held
-// to the end of the transaction), so each reads the true head.
+// to the end of the transaction), so each reads the true head, and a
+// transaction reads it once: its later appends follow its own last one.
 func appendAudit(ctx context.Context, db queryExecer, rec AuditRecord) error {
 	c := record(db)
 	if c != nil && c.skipAudit {
@@ -60,25 +67,32 @@ func appendAudit(ctx context.Context, db queryExecer, rec AuditRecord) error {
 	if err != nil {
 		return fmt.Errorf("redacting audit details of %s: %w", rec.Action, err)
 	}
-	if c != nil && c.pg {
+	if c != nil && c.pg && !c.auditLocked {
 		if _, err := db.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, auditLock); err != nil {
 			return fmt.Errorf("locking the audit log: %w", translate(err))
 		}
+		c.auditLocked = true
 	}
 	e := audit.Entry{Time: time.Now().UTC(), Actor: rec.Actor, Action: rec.Action, Subject: rec.Subject, Details: details}
 	if e.Actor == "" {
 		e.Actor = identity.Actor(ctx)
 	}
-	err = db.QueryRowContext(ctx, `SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Scan(&e.Seq, &e.PrevHash)
-	if err != nil && err != sql.ErrNoRows {
-		return fmt.Errorf("reading the audit log's head: %w", translate(err))
+	if c != nil && c.auditHead != nil {
+		e.Seq, e.PrevHash = c.auditHead.seq, c.auditHead.hash
+	} else {
+		err = queryRowPrepared(ctx, db, auditHeadSQL).Scan(&e.Seq, &e.PrevHash)
+		if err != nil && err != sql.ErrNoRows {
+			return fmt.Errorf("reading the audit log's head: %w", translate(err))
+		}
 	}
 	e.Seq++
 	e.Hash = audit.Hash(e)
-	if _, err := db.ExecContext(ctx, `INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, e.Seq, formatTime(e.Time), e.Actor, e.Action, e.Subject, string(e.Details),
+	if _, err := execPrepared(ctx, db, auditAddSQL, e.Seq, formatTime(e.Time), e.Actor, e.Action, e.Subject, string(e.Details),
 		e.PrevHash, e.Hash); err != nil {
 		return fmt.Errorf("appending %s to the audit log: %w", rec.Action, translate(err))
+	}
+	if c != nil {
+		c.auditHead = &auditHead{seq: e.Seq, hash: e.Hash}
 	}
 	return nil
 }

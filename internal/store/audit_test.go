@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/refit-dev/refit/internal/audit"
 	"github.com/refit-dev/refit/internal/identity"
@@ -134,5 +135,151 @@ func TestTxAudit(t *testing.T) {
 	es, err := s.AuditEntries(t.Context(), store.AuditFilter{Action: "run.approve"})
 	if err != nil || len(es) != 1 || es[0].Actor != "dave" || string(es[0].Details) != `{"comment":"CVE-2026-1234","password":"[redacted]","run":"r-1"}` {
 		t.Errorf("entries = %+v, %v; want one by dave, the password redacted", es, err)
+	}
+}
+
+// TestAuditManyEntriesPerTransaction: a transaction that appends many
+// entries (a wave queueing runs, with other records between them) reads
+// the log's head once and chains the rest on its own appends. Checked
+// with two stores on one database (two processes) writing such
+// transactions at once, and with one rolled back midway: the chain
+// verifies, every committed entry is there once, in the order each
+// transaction appended them, and nothing of the rolled-back one is.
+func TestAuditManyEntriesPerTransaction(t *testing.T) {
+	a, where := open(t)
+	b := openAt(t, where)
+	ctx := t.Context()
+	for _, s := range []*store.Store{a, b} {
+		newJobs(t, s)
+	}
+	j := &jobs{}
+	for _, name := range []string{"app", "lib"} {
+		if _, err := a.CreateTask(ctx, store.Task{Spec: spec(name)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const waves, perWave = 6, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, waves+1)
+	for w := range waves {
+		s := []*store.Store{a, b}[w%2]
+		wg.Go(func() {
+			errs <- s.InTx(ctx, func(tx *store.Tx) error {
+				for i := range perWave {
+					name := []string{"app", "lib"}[i%2]
+					if _, err := tx.CreateRun(store.Run{Task: name, Spec: spec(name), Cause: store.Cause{Kind: "base", Base: fmt.Sprintf("w%d", w)}}, j.enqueue); err != nil {
+						return err
+					}
+					if i%5 == 0 {
+						if err := tx.Audit(store.AuditRecord{Action: "test.mark", Subject: fmt.Sprintf("w%d-%d", w, i)}); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			})
+		})
+	}
+	boom := errors.New("boom")
+	wg.Go(func() {
+		err := b.InTx(ctx, func(tx *store.Tx) error {
+			for i := range 5 {
+				if err := tx.Audit(store.AuditRecord{Action: "test.mark", Subject: fmt.Sprintf("gone-%d", i)}); err != nil {
+					return err
+				}
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			errs <- fmt.Errorf("the rolled-back transaction: %v, want boom", err)
+			return
+		}
+		errs <- nil
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One more single entry after the waves follows the last of them.
+	if _, err := b.CreateTask(ctx, store.Task{Spec: spec("after")}); err != nil {
+		t.Fatal(err)
+	}
+	var v audit.Verifier
+	var last string
+	var runs, marks int
+	if err := a.EachAuditEntry(ctx, func(e audit.Entry) error {
+		switch e.Action {
+		case "run.queue":
+			runs++
+		case "test.mark":
+			marks++
+			if e.Subject[:4] == "gone" {
+				return fmt.Errorf("entry %d is from the rolled-back transaction", e.Seq)
+			}
+		}
+		last = e.Action + " " + e.Subject
+		return v.Add(e)
+	}); err != nil {
+		t.Fatalf("the chain after transactions of many entries: %v", err)
+	}
+	if want := 2 + waves*perWave + waves*4 + 1; v.Count() != int64(want) || runs != waves*perWave || marks != waves*4 || last != "task.create after" {
+		t.Errorf("%d entries (%d run.queue, %d test.mark), the last %q; want %d (%d, %d), the last task.create after",
+			v.Count(), runs, marks, last, want, waves*perWave, waves*4)
+	}
+	// Each wave's entries are consecutive and in the order appended: the
+	// first run queued, its mark, then the runs and marks alternating.
+	for w := range waves {
+		es, err := a.AuditEntries(ctx, store.AuditFilter{Subject: fmt.Sprintf("w%d-0", w)})
+		if err != nil || len(es) != 1 {
+			t.Fatalf("the first mark of wave %d: %v, %v", w, es, err)
+		}
+		seq := es[0].Seq
+		page, err := a.AuditEntries(ctx, store.AuditFilter{After: seq - 2, Limit: perWave + 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range page {
+			got = append(got, e.Action)
+		}
+		want := []string{}
+		for i := range perWave {
+			want = append(want, "run.queue")
+			if i%5 == 0 {
+				want = append(want, "test.mark")
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("wave %d's entries from %d: %v, want %v", w, seq-1, got, want)
+		}
+	}
+}
+
+// TestAuditEntriesSince: listing entries since a time gives those
+// appended at or after it, in order (what refit audit --since shows),
+// with or without the time index (SQLite has none since migration 21).
+func TestAuditEntriesSince(t *testing.T) {
+	s, _ := open(t)
+	ctx := t.Context()
+	if _, err := s.CreateTask(ctx, store.Task{Spec: spec("early")}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	mid := time.Now()
+	for _, name := range []string{"late1", "late2"} {
+		if _, err := s.CreateTask(ctx, store.Task{Spec: spec(name)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, err := s.AuditEntries(ctx, store.AuditFilter{Since: mid})
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Subject)
+	}
+	if err != nil || fmt.Sprint(got) != "[late1 late2]" {
+		t.Errorf("entries since the middle: %v, %v; want [late1 late2]", got, err)
 	}
 }

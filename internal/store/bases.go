@@ -452,8 +452,7 @@ func (t *Tx) CreateRun(r Run, enqueue Enqueuer) (Run, error) {
 		return Run{}, fmt.Errorf("encoding run cause: %w", err)
 	}
 	blocked, _ := json.Marshal(nonNil(r.BlockedBy))
-	err = t.tx.QueryRowContext(t.ctx,
-		`INSERT INTO runs (task_name, spec, state, cause, created_at, blocked_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+	err = queryRowPrepared(t.ctx, t.tx, insertRunSQL,
 		r.Task, string(spec), string(r.State), string(cause), formatTime(r.CreatedAt), string(blocked)).Scan(&r.ID)
 	if err != nil {
 		return Run{}, fmt.Errorf("creating run of task %s: %w", r.Task, translate(err))
@@ -508,6 +507,30 @@ func (t *Tx) SaveRun(r Run) error { return saveRun(t.ctx, t.tx, r) }
 // Enqueue calls enqueue for a queued run in the transaction and records
 // the job it returns as the one that may start the run.
 func (t *Tx) Enqueue(runID int64, enqueue Enqueuer) error { return setJob(t.ctx, t.tx, runID, enqueue) }
+
+// EnqueueMany is Enqueue for many queued runs in one call of enqueue (one
+// statement for a wave's jobs instead of one per run), recording each
+// run's job as the one that may start it. A run enqueue returns no job
+// for is an error: the transaction is to roll back.
+func (t *Tx) EnqueueMany(runIDs []int64, enqueue ManyEnqueuer) error {
+	if len(runIDs) == 0 {
+		return nil
+	}
+	jobs, err := enqueue(t.ctx, t.tx, runIDs)
+	if err != nil {
+		return fmt.Errorf("enqueuing %d runs: %w", len(runIDs), err)
+	}
+	for _, id := range runIDs {
+		job, ok := jobs[id]
+		if !ok {
+			return fmt.Errorf("enqueuing run %s: no job returned for it", FormatRunID(id))
+		}
+		if _, err := execPrepared(t.ctx, t.tx, setJobSQL, job, id); err != nil {
+			return fmt.Errorf("enqueuing run %s: %w", FormatRunID(id), translate(err))
+		}
+	}
+	return nil
+}
 
 // WaitingFor returns the queued runs whose BlockedBy names the run.
 func (t *Tx) WaitingFor(runID int64) ([]Run, error) {

@@ -66,7 +66,7 @@ func emit(ctx context.Context, db execer, typ, subject string, data any) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s event: %w", typ, err)
 	}
-	_, err = db.ExecContext(ctx, `INSERT INTO events (id, type, subject, time, data) VALUES ($1, $2, $3, $4, $5)`,
+	_, err = execPrepared(ctx, db, insertEvtSQL,
 		newEventID(), typ, subject, formatTime(time.Now()), string(b))
 	if err != nil {
 		return fmt.Errorf("writing %s event: %w", typ, translate(err))

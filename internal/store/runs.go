@@ -140,6 +140,10 @@ func FormatRunID(id int64) string { return "r-" + strconv.FormatInt(id, 10) }
 // row. It returns the job's ID; only that job may start the run.
 type Enqueuer func(ctx context.Context, tx *sql.Tx, runID int64) (int64, error)
 
+// ManyEnqueuer is Enqueuer for many runs in one call (a wave's): it
+// returns each run's job ID by run ID.
+type ManyEnqueuer func(ctx context.Context, tx *sql.Tx, runIDs []int64) (map[int64]int64, error)
+
 // CreateRun stores a new queued run and, in the same transaction, calls
 // enqueue (nil = none).
 func (s *Store) CreateRun(ctx context.Context, r Run, enqueue Enqueuer) (Run, error) {
@@ -201,7 +205,7 @@ func setJob(ctx context.Context, tx *sql.Tx, runID int64, enqueue Enqueuer) erro
 	if err != nil {
 		return fmt.Errorf("enqueuing run %s: %w", FormatRunID(runID), err)
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE runs SET job_id = $1 WHERE id = $2`, jobID, runID)
+	_, err = execPrepared(ctx, tx, setJobSQL, jobID, runID)
 	return err
 }
 

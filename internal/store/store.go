@@ -51,6 +51,8 @@ type Store struct {
 
 	noAudit bool // Config.DisableAuditForBenchmark
 
+	hot map[string]*sql.Stmt // hotSQL prepared on write (prepareHot); read-only after Open
+
 	onCommit atomic.Pointer[func(Commit)]
 	onQueued atomic.Pointer[func(Run)]
 
@@ -75,6 +77,13 @@ type Commit struct {
 	// For appendAudit: the transaction's dialect and whether the audit
 	// trail is off (Config.DisableAuditForBenchmark).
 	pg, skipAudit bool
+	// auditHead is the audit log's head once the transaction has read
+	// or appended it (appends are serialized for the whole transaction,
+	// so it stays the head until the commit); auditLocked says the
+	// PostgreSQL advisory lock is held.
+	auditHead    *auditHead
+	auditLocked  bool
+	hot, txStmts map[string]*sql.Stmt // the store's prepared statements; this transaction's (prepared)
 }
 
 // commits holds the Commit being recorded for each open write
@@ -216,6 +225,7 @@ func finishOpen(ctx context.Context, s *Store, cfg Config, name string) (*Store,
 		s.Close()
 		return nil, err
 	}
+	s.prepareHot(ctx)
 	return s, nil
 }
 
@@ -228,6 +238,7 @@ func (s *Store) DB() *sql.DB { return s.write }
 
 // Close closes both pools.
 func (s *Store) Close() error {
+	s.closeHot()
 	return errors.Join(s.read.Close(), s.write.Close())
 }
 
@@ -290,7 +301,7 @@ func (s *Store) migrate(ctx context.Context, upTo int) error {
 // tx runs fn in a write transaction, committing when it returns nil,
 // then calls the OnCommit hook with what it changed.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	c := Commit{pg: s.pg, skipAudit: s.noAudit}
+	c := Commit{pg: s.pg, skipAudit: s.noAudit, hot: s.hot}
 	err := s.quietTx(ctx, func(tx *sql.Tx) error {
 		commits.Store(tx, &c)
 		defer commits.Delete(tx)

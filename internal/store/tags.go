@@ -313,7 +313,13 @@ type rowsQuerier interface {
 }
 
 func taskTagArgs(ctx context.Context, db rowsQuerier, taskName string) (map[string]string, error) {
-	rows, err := db.QueryContext(ctx, `SELECT arg, value FROM task_tag_args WHERE task_name = $1`, taskName)
+	var rows *sql.Rows
+	var err error
+	if st := prepared(ctx, db, tagArgsSQL); st != nil {
+		rows, err = st.QueryContext(ctx, taskName)
+	} else {
+		rows, err = db.QueryContext(ctx, tagArgsSQL, taskName)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading tag arguments of task %s: %w", taskName, translate(err))
 	}

@@ -43,8 +43,7 @@ func (s *Store) CreateTask(ctx context.Context, t Task) (Task, error) {
 		return Task{}, err
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx,
-			`INSERT INTO tasks (name, spec, bases, created_at, updated_at, spec_hash) VALUES ($1, $2, $3, $4, $5, $6)`,
+		_, err := execPrepared(ctx, tx, insertTaskSQL,
 			t.Spec.Name, spec, bases, formatTime(now), formatTime(now), t.Hash)
 		if err != nil {
 			return translate(err)
@@ -271,8 +270,7 @@ func trackBases(ctx context.Context, tx execer, bases []dockerfile.Base, done ma
 		if done != nil {
 			done[b.Ref] = true
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO base_refs (ref, added_at, next_check_at) VALUES ($1, $2, $2)
-			ON CONFLICT (ref) DO NOTHING`, b.Ref, now)
+		res, err := execPrepared(ctx, tx, trackRefSQL, b.Ref, now)
 		if err != nil {
 			return translate(err)
 		}
