@@ -61,11 +61,12 @@ func (l *Runs) requestDiff(ctx context.Context, ref, platform, oldDigest, newDig
 	if l.cfg.Differ == nil {
 		return nil
 	}
-	args := DiffArgs{Ref: ref, Platform: platform, OldDigest: oldDigest, NewDigest: newDigest}
-	if _, err := l.river.Insert(ctx, args, diffOpts); err != nil {
+	err := l.inTx(ctx, func(tx *store.Tx) error {
+		return l.requestDiffTx(tx, ref, platform, oldDigest, newDigest)
+	})
+	if err != nil {
 		return fmt.Errorf("queueing the diff of %s: %w", ref, err)
 	}
-	l.pilot.wake()
 	return nil
 }
 
