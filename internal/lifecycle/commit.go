@@ -68,7 +68,7 @@ func (l *Runs) Push(ctx context.Context, p plan.Push, delivery string, head bool
 		return CommitResult{}, fmt.Errorf("committing push of %s to %s: %w", p.Ref, redact.URL(p.Repos[0]), err)
 	}
 	if len(res.Runs) > 0 {
-		l.pilot.wake()
+		l.wake()
 	}
 	for _, s := range res.Skipped {
 		l.cfg.Logger.Info("push skipped", "task", s.Task, "repo", redact.URL(p.Repos[0]), "ref", p.Ref, "sha", p.SHA, "reason", s.Reason)

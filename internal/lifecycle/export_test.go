@@ -56,3 +56,16 @@ type QueuedJob struct {
 	ScheduledAt time.Time
 	MaxAttempts int
 }
+
+// QueueRunning says whether the queue's River client runs (see
+// ondemand.go).
+func QueueRunning(l *Runs) bool {
+	l.queue.mu.Lock()
+	defer l.queue.mu.Unlock()
+	return l.queue.running
+}
+
+// OnQueueStopping sets fn to be called each time the idle queue has
+// stopped taking wake-ups and before its River client is stopped. Call
+// it before Start.
+func OnQueueStopping(l *Runs, fn func()) { l.queue.stopping = fn }

@@ -1,6 +1,7 @@
 // Package lifecycle owns a run's life from queued to its end: the River
-// client and job args, enqueue (manual, scheduled — the Scheduler of
-// schedule.go — and debounced for base updates),
+// client (run only while the queue has work, ondemand.go) and job args,
+// enqueue (manual, scheduled — the Scheduler of schedule.go — and
+// debounced for base updates),
 // coalescing base updates into waiting runs, the transaction that commits
 // an observation and its wave, the finish transaction, release and cancel
 // of the runs that waited for a run, and cascade; testing, awaiting
@@ -114,13 +115,20 @@ type Config struct {
 	// RunTimeout bounds one run's execution. Default 1 h.
 	RunTimeout time.Duration
 	// Poll is how often the queue looks for jobs nobody woke it for:
-	// committed by another process, or left queued by a restart. Jobs
+	// committed by another process, or left queued by a restart (River's
+	// fetch poll while its client runs; one look at the queue while it
+	// is stopped, see Idle). Jobs
 	// this process commits wake the queue at once (see wake.go), and a
 	// debounced one when it falls due (also one left by a restart: Start
 	// sets its wake-up again). Default 5 s on PostgreSQL, where other
 	// refit processes may commit jobs; 30 s on SQLite, whose database one
 	// process owns, so that an idle server rarely wakes.
 	Poll time.Duration
+	// Idle is how long the queue's River client keeps running with
+	// nothing to do before it is stopped (see ondemand.go): a stopped
+	// client costs nothing, and a commit, or a debounced job falling due,
+	// starts it again. Default 5 s.
+	Idle time.Duration
 	// Logger gets one line per run state change and per base update.
 	// nil = discard.
 	Logger *slog.Logger
@@ -142,6 +150,10 @@ type Runs struct {
 	cfg   Config
 	river *river.Client[*sql.Tx]
 	pilot *wakePilot // wakes river's producer after a commit
+	queue *onDemand  // runs river's client while the queue has work
+
+	stopQueue func()        // ends queue.run
+	queueDone chan struct{} // closed when queue.run has returned
 
 	mu    sync.Mutex
 	ended map[int64]*waiters
@@ -193,6 +205,9 @@ func New(ctx context.Context, cfg Config) (*Runs, error) {
 			cfg.Poll = 5 * time.Second
 		}
 	}
+	if cfg.Idle <= 0 {
+		cfg.Idle = 5 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -210,6 +225,17 @@ func New(ctx context.Context, cfg Config) (*Runs, error) {
 		return nil, fmt.Errorf("migrating queue tables: %w", err)
 	}
 	l := &Runs{cfg: cfg, ended: map[int64]*waiters{}, pilot: &wakePilot{}}
+	rescueAfter := cfg.RunTimeout + time.Minute
+	l.queue = &onDemand{
+		fetch:       l.pilot.fetch,
+		at:          l.pilot.at,
+		idle:        cfg.Idle,
+		poll:        cfg.Poll,
+		rescueAfter: rescueAfter,
+		logger:      cfg.Logger,
+		kick:        make(chan struct{}, 1),
+	}
+	l.pilot.due = l.wake
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &worker{l: l}); err != nil {
 		return nil, fmt.Errorf("registering run worker: %w", err)
@@ -224,22 +250,24 @@ func New(ctx context.Context, cfg Config) (*Runs, error) {
 		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},
 		Workers:              workers,
 		JobTimeout:           cfg.RunTimeout,
-		RescueStuckJobsAfter: cfg.RunTimeout + time.Minute,
+		RescueStuckJobsAfter: rescueAfter,
 		// Jobs committed here wake the producer (wake.go); the poll
 		// only finds what nobody woke it for.
 		FetchPollInterval: cfg.Poll,
 		FetchCooldown:     5 * time.Millisecond,
+		Middleware:        []rivertype.Middleware{&busyMiddleware{q: l.queue}},
 		Logger:            slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating job queue client: %w", err)
 	}
+	l.queue.client = l.river
 	return l, nil
 }
 
 // Start requeues runs a previous process left running (it died: they
 // are executed again, idempotently) and begins working queued runs; it
-// returns at once.
+// returns at once. The queue works until ctx ends or Stop.
 func (l *Runs) Start(ctx context.Context) error {
 	ids, err := l.cfg.Store.RequeueInterrupted(ctx, l.enqueuer(0))
 	if err != nil {
@@ -248,11 +276,34 @@ func (l *Runs) Start(ctx context.Context) error {
 	for _, id := range ids {
 		l.cfg.Logger.Warn("run was interrupted by a restart; queued again", "run", store.FormatRunID(id))
 	}
-	if err := l.river.Start(ctx); err != nil {
-		return fmt.Errorf("starting job queue: %w", err)
+	qctx, cancel := context.WithCancel(ctx)
+	now, next, err := l.queue.due(qctx)
+	if err == nil && now {
+		err = l.queue.start(qctx)
 	}
-	return l.rearm(ctx)
+	if err == nil {
+		err = l.rearm(qctx)
+	}
+	if err != nil {
+		cancel()
+		l.river.StopAndCancel(context.WithoutCancel(ctx))
+		return err
+	}
+	if !next.IsZero() {
+		l.pilot.at(next)
+	}
+	l.stopQueue, l.queueDone = cancel, make(chan struct{})
+	go func() {
+		defer close(l.queueDone)
+		l.queue.run(qctx, now)
+	}()
+	return nil
 }
+
+// wake is called after a transaction that may have made a job available
+// commits, and when a debounced job falls due: the queue works it at
+// once.
+func (l *Runs) wake() { l.queue.wake() }
 
 // rearm sets the wake-ups of debounced jobs a previous process left in
 // the queue: theirs were in that process's memory, and without them
@@ -282,6 +333,10 @@ func (l *Runs) rearm(ctx context.Context) error {
 // for the workers to return, bounded by ctx.
 func (l *Runs) Stop(ctx context.Context) error {
 	l.pilot.stop()
+	if l.stopQueue != nil {
+		l.stopQueue()
+		<-l.queueDone
+	}
 	if err := l.river.StopAndCancel(ctx); err != nil {
 		return fmt.Errorf("stopping job queue: %w", err)
 	}
@@ -298,7 +353,7 @@ func (l *Runs) Queue(ctx context.Context, taskName string, cause store.Cause) (s
 	run := store.Run{Task: t.Spec.Name, Spec: t.Spec, Cause: cause}
 	run, err = l.cfg.Store.CreateRun(ctx, run, l.enqueuer(0))
 	if err == nil {
-		l.pilot.wake()
+		l.wake()
 	}
 	return run, err
 }
@@ -309,7 +364,7 @@ func (l *Runs) inTx(ctx context.Context, fn func(*store.Tx) error) error {
 	if err := l.cfg.Store.InTx(ctx, fn); err != nil {
 		return err
 	}
-	l.pilot.wake()
+	l.wake()
 	return nil
 }
 

@@ -66,7 +66,7 @@ func (l *Runs) Commit(ctx context.Context, o index.Observation) (Result, error) 
 		return Result{}, fmt.Errorf("observing %s: %w", o.Ref, err)
 	}
 	if len(res.Runs) > 0 {
-		l.pilot.wake() // a wave without debounce starts now
+		l.wake() // a wave without debounce starts now
 	}
 	if len(res.Changed) > 0 {
 		l.cfg.Logger.Info("base updated", "ref", o.Ref, "digest", o.Digest, "source", o.Source,

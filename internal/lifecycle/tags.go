@@ -40,7 +40,7 @@ type BaseTagged struct {
 func (l *Runs) ObserveTags(ctx context.Context, o index.TagObservation) (int, error) {
 	n, runs, err := l.CommitTags(ctx, o)
 	if len(runs) > 0 {
-		l.pilot.wake()
+		l.wake()
 	}
 	return n, err
 }

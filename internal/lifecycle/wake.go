@@ -24,7 +24,8 @@ import (
 // River itself uses after a non-transactional insert in poll-only mode
 // (riverpilot.PilotInitParams.NotifyNonTxJobInsert); the fetch poll can
 // be seconds: it only picks up what another process committed, or what a
-// restart left behind.
+// restart left behind. The wake-up goes through onDemand (ondemand.go),
+// which starts River's client first when it is stopped.
 //
 // The hook is reached through River's driver plugin interface (a driver
 // with PluginPilot), which River documents as internal; go.mod pins River
@@ -33,7 +34,7 @@ import (
 // Debounced jobs are inserted available, with their scheduled_at in the
 // future, instead of scheduled: River's fetch takes only jobs whose
 // scheduled_at has passed, so they wait all the same, and a timer here
-// wakes the producer when the earliest is due. A scheduled job would wait
+// wakes the queue when the earliest is due. A scheduled job would wait
 // for River's scheduler, which runs every 5 s (not configurable).
 
 // wakeDriver is the queue's driver with wakePilot plugged in.
@@ -61,6 +62,7 @@ type wakePilot struct {
 	riverpilot.StandardPilot
 
 	notify func(context.Context, []*rivertype.JobInsertResult)
+	due    func() // called when a wake-up falls due (Runs.wake)
 
 	mu      sync.Mutex
 	dues    timeHeap           // when debounced jobs fall due, rounded up
@@ -92,9 +94,11 @@ func (p *wakePilot) JobInsertMany(ctx context.Context, tx riverdriver.ExecutorTx
 	return p.StandardPilot.JobInsertMany(ctx, tx, params)
 }
 
-// wake makes the producer fetch now (debounced by River's FetchCooldown).
-// Call it after the transaction that made a job available commits.
-func (p *wakePilot) wake() {
+// fetch makes the producer fetch now (debounced by River's
+// FetchCooldown). Only onDemand calls it, while the client runs: others
+// call Runs.wake after the transaction that made a job available
+// commits.
+func (p *wakePilot) fetch() {
 	if p.notify != nil {
 		p.notify(context.Background(), []*rivertype.JobInsertResult{{Job: &rivertype.JobRow{Queue: river.QueueDefault}}})
 	}
@@ -134,7 +138,7 @@ func (p *wakePilot) arm() {
 	}
 }
 
-// fire wakes the producer for the jobs now due and sets the next timer.
+// fire wakes the queue for the jobs now due and sets the next timer.
 func (p *wakePilot) fire() {
 	p.mu.Lock()
 	now := time.Now()
@@ -147,8 +151,8 @@ func (p *wakePilot) fire() {
 	p.arm()
 	stopped := p.stopped
 	p.mu.Unlock()
-	if due && !stopped {
-		p.wake()
+	if due && !stopped && p.due != nil {
+		p.due()
 	}
 }
 
