@@ -30,7 +30,8 @@ const clockTicks = 100
 // ms of CPU per second of wall time: with no subscriptions, then with 10.
 // Then, with the server still otherwise idle, it reports how long a
 // committed run waits to start (a manual run's createdAt → startedAt) and
-// how long after its 1 s debounce a base update's run starts. See
+// how long after its 1 s debounce a base update's run starts, and the
+// pick-up again after the queue has been idle long enough to stop. See
 // README.md.
 func BenchmarkIdleCPU(b *testing.B) {
 	if testing.Short() {
@@ -110,7 +111,7 @@ func BenchmarkIdleCPU(b *testing.B) {
 
 	time.Sleep(3 * time.Second) // start-up settles (River's maintenance starts within ~2 s)
 	b.ResetTimer()
-	idle := cpuPerSecond(b, pid, window)
+	idle, idleSched := cpuPerSecond(b, pid, window)
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
 	defer receiver.Close()
 	for i := range 10 {
@@ -120,7 +121,7 @@ func BenchmarkIdleCPU(b *testing.B) {
 		}
 	}
 	time.Sleep(time.Second)
-	idleSubs := cpuPerSecond(b, pid, window)
+	idleSubs, idleSubsSched := cpuPerSecond(b, pid, window)
 
 	// A task on a base in the embedded registry.
 	baseRef := regAddr + "/base/busybox:1"
@@ -174,30 +175,77 @@ func BenchmarkIdleCPU(b *testing.B) {
 		r = waitRun(b, c, r.ID)
 		late = append(late, r.StartedAt.Sub(r.CreatedAt)-time.Second)
 	}
+	// Pick-up from an idle queue: River's client stops after 5 s with
+	// nothing to do (lifecycle.Config.Idle), so each of these runs is
+	// committed 6 s after the last ended, and the commit starts it.
+	var cold []time.Duration
+	for range 3 {
+		time.Sleep(6 * time.Second)
+		r, err := c.Run(ctx, "idle")
+		if err != nil {
+			b.Fatal(err)
+		}
+		r = waitRun(b, c, r.ID)
+		cold = append(cold, r.StartedAt.Sub(r.CreatedAt))
+	}
 	b.StopTimer()
 
 	fmt.Printf("idle CPU of refit serve over %v (no runs, no checks due):\n", window)
-	fmt.Printf("  no subscriptions  %.2f ms/s\n", idle)
-	fmt.Printf("  10 subscriptions  %.2f ms/s\n", idleSubs)
+	fmt.Printf("  no subscriptions  %.2f ms/s  (scheduler run time: %.3f ms/s)\n", idle, idleSched)
+	fmt.Printf("  10 subscriptions  %.2f ms/s  (scheduler run time: %.3f ms/s)\n", idleSubs, idleSubsSched)
 	fmt.Printf("pick-up, commit → run started (createdAt → startedAt), %d manual runs: median %v, max %v\n",
 		len(pickup), median(pickup), slices.Max(pickup))
 	fmt.Printf("debounce 1s → run started, %d base updates: median %v after the debounce, max %v\n",
 		len(late), median(late), slices.Max(late))
+	fmt.Printf("pick-up after 6s idle (the queue stopped), %d manual runs: median %v, max %v\n",
+		len(cold), median(cold), slices.Max(cold))
 	b.ReportMetric(idle, "idle-ms-cpu/s")
 	b.ReportMetric(idleSubs, "idle-10subs-ms-cpu/s")
+	b.ReportMetric(idleSched, "idle-sched-ms-cpu/s")
+	b.ReportMetric(idleSubsSched, "idle-10subs-sched-ms-cpu/s")
 	b.ReportMetric(float64(median(pickup).Microseconds())/1000, "pickup-ms")
 	b.ReportMetric(float64(median(late).Microseconds())/1000, "debounce-late-ms")
+	b.ReportMetric(float64(median(cold).Microseconds())/1000, "pickup-idle-ms")
 }
 
 // cpuPerSecond returns the CPU time pid used over the next window, in ms
-// per second.
-func cpuPerSecond(b *testing.B, pid int, window time.Duration) float64 {
+// per second: from utime+stime (clock ticks of 10 ms), and from the
+// scheduler's run time of each of its threads (ns; a thread that exits
+// within the window is not counted).
+func cpuPerSecond(b *testing.B, pid int, window time.Duration) (ticks, sched float64) {
 	b.Helper()
-	t0, c0 := time.Now(), cpuTicks(b, pid)
+	t0, c0, n0 := time.Now(), cpuTicks(b, pid), runNanos(b, pid)
 	time.Sleep(window)
-	t1, c1 := time.Now(), cpuTicks(b, pid)
-	ms := float64(c1-c0) * 1000 / clockTicks
-	return ms / t1.Sub(t0).Seconds()
+	t1, c1, n1 := time.Now(), cpuTicks(b, pid), runNanos(b, pid)
+	secs := t1.Sub(t0).Seconds()
+	return float64(c1-c0) * 1000 / clockTicks / secs, float64(n1-n0) / 1e6 / secs
+}
+
+// runNanos returns the time pid's threads have run on a CPU, in ns, from
+// /proc/<pid>/task/*/schedstat.
+func runNanos(b *testing.B, pid int) int64 {
+	b.Helper()
+	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(stats) == 0 {
+		b.Fatalf("listing the threads of %d: %v", pid, err)
+	}
+	var sum int64
+	for _, p := range stats {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			continue // the thread exited
+		}
+		f := strings.Fields(string(raw))
+		if len(f) == 0 {
+			continue
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			b.Fatalf("reading %s: %q", p, raw)
+		}
+		sum += n
+	}
+	return sum
 }
 
 // cpuTicks returns utime+stime of pid, in clock ticks.
