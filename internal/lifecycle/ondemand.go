@@ -16,7 +16,7 @@ import (
 // job completer ticks every 50 ms, its leader is re-elected every 5 s,
 // its scheduler runs every 5 s, its producer reads the queue's settings
 // every 2 s (none of these is configurable in River v0.51.2). That was
-// nearly all an idle refit serve spent, ~4 ms of CPU per second. So the
+// nearly all an idle refit serve spent, 3–5 ms of CPU per second. So the
 // client runs only while the queue has work: onDemand starts it when a
 // job can be worked and stops it once nothing has happened for a while
 // (Config.Idle) and nothing is due.
@@ -35,9 +35,12 @@ import (
 //     wake-up.
 //
 // River's maintenance (job cleaner, rescuer, scheduler) runs on the
-// leader while its client runs — each start of the client runs each
-// once, and then at their intervals — so completed jobs are cleaned
-// when there is new work, not on an idle server, which adds none.
+// leader while its client runs: each service within a second of the
+// client gaining leadership (at once when no other client holds it),
+// then at its interval. So old jobs are cleaned when there is new work,
+// not on an idle server, which adds none. A commit that queued only
+// debounced runs starts the client too (for one Idle period), which
+// costs a little and keeps the wake-up simple.
 //
 // A job committed while the client is stopping is not lost: a wake-up
 // that finds the client not running is kept (pending) and starts it
