@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,4 +209,31 @@ func TestQueueRetriesWhenDue(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestQueueStopStartStress: with the queue stopping after 1 ms idle,
+// runs committed at random moments — while it runs, stops, is stopped
+// and starts — are all worked, the fetch poll an hour long.
+func TestQueueStopStartStress(t *testing.T) {
+	f := newIdle(t, openStore(t), time.Millisecond, time.Hour, nil)
+	var stops atomic.Int32
+	lifecycle.OnQueueStopping(f.l, func() { stops.Add(1) })
+	start(t, f)
+	f.addTask(t, task.Spec{Name: "app"}, "FROM debian:12\n")
+	var ids []int64
+	for i := range 40 {
+		time.Sleep(time.Duration(i%7) * 3 * time.Millisecond)
+		r, err := f.l.Queue(t.Context(), "app", store.Cause{Kind: "manual", User: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	for _, id := range ids {
+		if got := f.waitEndedWithin(t, id, 10*time.Second, "lost between a stop and a start"); got.State != store.StateSucceeded {
+			t.Fatalf("run %s, want succeeded (error %q)", got.State, got.Error)
+		}
+	}
+	waitQueueStopped(t, f.l, 5*time.Second, "it did not stop once idle")
+	t.Logf("the queue began to stop %d times during 40 commits", stops.Load())
 }
