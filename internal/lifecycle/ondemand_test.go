@@ -237,3 +237,37 @@ func TestQueueStopStartStress(t *testing.T) {
 	waitQueueStopped(t, f.l, 5*time.Second, "it did not stop once idle")
 	t.Logf("the queue began to stop %d times during 40 commits", stops.Load())
 }
+
+// TestDebouncedRunStartsFromStoppedQueue: a run debounced for longer
+// than the queue stays idle starts when its debounce ends, the queue's
+// client having stopped meanwhile (the fetch poll an hour long).
+func TestDebouncedRunStartsFromStoppedQueue(t *testing.T) {
+	const debounce = 500 * time.Millisecond
+	st := openStore(t)
+	e := &fakeExecutor{byTask: map[string]func(context.Context, store.Run, lifecycle.Logs) (lifecycle.Outcome, error){}}
+	l, err := lifecycle.New(t.Context(), lifecycle.Config{Store: st, Executor: e, Registry: reg, Debounce: debounce,
+		Idle: 50 * time.Millisecond, Poll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop(context.Background()) })
+	f := &life{fixture: fixture{st: st, l: l}, exec: e}
+	start(t, f)
+	ref := "docker.io/library/debian:12"
+	f.addTask(t, task.Spec{Name: "app"}, "FROM debian:12\n")
+	f.observe(t, ref, "sha256:0", "linux/amd64", "sha256:00")
+	res := f.observe(t, ref, "sha256:1", "linux/amd64", "sha256:11")
+	if len(res.Runs) != 1 {
+		t.Fatalf("base update queued %d runs, want 1", len(res.Runs))
+	}
+	waitQueueStopped(t, l, debounce/2, "it kept running through the debounce")
+	got := f.waitEndedWithin(t, res.Runs[0].ID, 3*time.Second, "nothing started the stopped queue when the debounce ended")
+	if got.State != store.StateSucceeded {
+		t.Fatalf("run %s, want succeeded (error %q)", got.State, got.Error)
+	}
+	late := got.StartedAt.Sub(got.CreatedAt) - debounce
+	if late < 0 {
+		t.Errorf("run started %v before its debounce ended", -late)
+	}
+	t.Logf("run started %v after its debounce ended, from a stopped queue", late.Round(time.Millisecond))
+}
