@@ -368,15 +368,21 @@ func (l *Runs) inTx(ctx context.Context, fn func(*store.Tx) error) error {
 	return nil
 }
 
+// runJobOpts are the options of a run's job, one that may start after
+// delay: enqueuer and manyEnqueuer both insert with them.
+func runJobOpts(delay time.Duration) *river.InsertOpts {
+	opts := &river.InsertOpts{MaxAttempts: 5}
+	if delay > 0 {
+		opts.ScheduledAt = time.Now().Add(delay)
+	}
+	return opts
+}
+
 // enqueuer returns the job inserter for runs that may start after delay,
 // called inside the transaction that stores or releases the run.
 func (l *Runs) enqueuer(delay time.Duration) store.Enqueuer {
 	return func(ctx context.Context, tx *sql.Tx, runID int64) (int64, error) {
-		opts := &river.InsertOpts{MaxAttempts: 5}
-		if delay > 0 {
-			opts.ScheduledAt = time.Now().Add(delay)
-		}
-		res, err := l.river.InsertTx(ctx, tx, Args{RunID: runID}, opts)
+		res, err := l.river.InsertTx(ctx, tx, Args{RunID: runID}, runJobOpts(delay))
 		if err != nil {
 			return 0, err
 		}

@@ -258,13 +258,10 @@ func (l *Runs) queueWave(tx *store.Tx, g *plan.Graph, direct []plan.Trigger, ord
 // manyEnqueuer is enqueuer for many runs: one insert of all their jobs.
 func (l *Runs) manyEnqueuer(delay time.Duration) store.ManyEnqueuer {
 	return func(ctx context.Context, tx *sql.Tx, runIDs []int64) (map[int64]int64, error) {
-		var at time.Time
-		if delay > 0 {
-			at = time.Now().Add(delay)
-		}
+		opts := runJobOpts(delay)
 		params := make([]river.InsertManyParams, len(runIDs))
 		for i, id := range runIDs {
-			params[i] = river.InsertManyParams{Args: Args{RunID: id}, InsertOpts: &river.InsertOpts{MaxAttempts: 5, ScheduledAt: at}}
+			params[i] = river.InsertManyParams{Args: Args{RunID: id}, InsertOpts: opts}
 		}
 		res, err := l.river.InsertManyTx(ctx, tx, params)
 		if err != nil {
