@@ -27,7 +27,9 @@ import (
 //     audit (the audit log's hash chain and signed checkpoint) are pure
 //     helpers too: the store records the caller as an audit entry's
 //     actor and hashes the entry in the transaction of the change, and
-//     the CLI verifies an export offline with the same code.
+//     the CLI verifies an export offline with the same code. httpbody
+//     (an untrusted request body read within a bound) is one too: the
+//     registry and git webhook receivers each had their own copy.
 //  3. cmd/refit is the CLI: it speaks to the server through client and the
 //     wire types, and never imports store, plan, lifecycle or runner (a
 //     run's life is the server's; lifecycle joined runner and plan here
@@ -60,7 +62,7 @@ func TestDependencyRules(t *testing.T) {
 		broken = append(broken, from+" -> "+to)
 	}
 	leaves := []string{"internal/api", "internal/build", "internal/dockerfile", "internal/task", "internal/source", "internal/hook", "internal/githook"}
-	pure := []string{"internal/redact", "internal/backoff", "internal/identity", "internal/audit"}
+	pure := []string{"internal/redact", "internal/backoff", "internal/identity", "internal/audit", "internal/httpbody"}
 	for _, p := range pkgs {
 		switch {
 		case p.path == "internal/store":

@@ -7,14 +7,13 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 
+	"github.com/refit-dev/refit/internal/httpbody"
 	"github.com/refit-dev/refit/internal/redact"
 )
 
@@ -204,17 +203,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method " + trunc(r.Method, 16) + " not allowed"})
 		return
 	}
-	if r.ContentLength > h.cfg.MaxBody {
-		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("body exceeds %d bytes", h.cfg.MaxBody)})
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
+	body, status, err := httpbody.Read(w, r, h.cfg.MaxBody)
 	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("body exceeds %d bytes", h.cfg.MaxBody)})
-			return
-		}
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reading body: " + err.Error()})
+		writeJSON(w, status, map[string]string{"error": err.Error()})
 		return
 	}
 	event, delivery := headers(f, r.Header)

@@ -7,13 +7,13 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/refit-dev/refit/internal/httpbody"
 )
 
 // DefaultMaxBody is the request body limit used when [Config.MaxBody] is not
@@ -161,7 +161,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A signature can only be checked on the body, so the body is read
 	// (bounded) first; nothing about the request is judged before it is
 	// authenticated.
-	body, status, err := h.readBody(w, r)
+	body, status, err := httpbody.Read(w, r, h.maxBody)
 	if err != nil {
 		log.Info("webhook body rejected", "status", status, "error", err)
 		writeError(w, status, err.Error())
@@ -201,21 +201,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	log.Info("webhook accepted", "pushes", len(pushes))
 	writeJSON(w, status, map[string]int{"accepted": len(pushes)})
-}
-
-// readBody reads at most maxBody bytes, reporting 413 beyond that.
-func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
-	if r.ContentLength > h.maxBody {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body exceeds %d bytes", h.maxBody)
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body exceeds %d bytes", h.maxBody)
-		}
-		return nil, http.StatusBadRequest, fmt.Errorf("read body: %w", err)
-	}
-	return body, 0, nil
 }
 
 // abuseProtection answers the CloudEvents 1.0 webhook validation handshake
