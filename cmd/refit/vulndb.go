@@ -22,7 +22,7 @@ func newVulnDBCmd(g *globals) *cobra.Command {
 		Long: `refit names the vulnerabilities a base image update fixes and introduces from
 an offline copy of OSV advisories; it never reaches the network for them.
 Load the export OSV publishes per ecosystem — the file all.zip of each of
-Debian, Ubuntu, Alpine, Rocky Linux, AlmaLinux, … — with 'refit vulndb
+Debian, Ubuntu, Alpine, Rocky Linux, AlmaLinux, Red Hat, … — with 'refit vulndb
 import', and refresh it the same way: each import replaces the whole
 database, all or nothing, so give every export you want at once:
 refit vulndb import debian-all.zip alpine-all.zip.`,

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/refit-dev/refit/internal/catalog"
 	ct "github.com/refit-dev/refit/internal/catalog/catalogtest"
@@ -284,6 +285,50 @@ func TestServiceDiffRPM(t *testing.T) {
 	if d.Vulns == nil || len(d.Vulns.Fixes) != 1 || d.Vulns.Fixes[0].ID != "CVE-2024-0727" || d.Vulns.Fixes[0].Package != "openssl-libs" ||
 		d.Vulns.Fixes[0].Severity != "high" || len(d.Vulns.Introduces)+len(d.Vulns.Unchecked) != 0 {
 		t.Errorf("vulns %+v, want CVE-2024-0727 (high) fixed in openssl-libs only", d.Vulns)
+	}
+}
+
+// Two UBI 9-like bases (os-release ID "rhel", VERSION_ID 9.4) with rpm
+// databases written by rpm: with OSV's Red Hat advisories, which come
+// per repository, the diff names the fixes of RHEL 9's baseos and
+// appstream alike, and not those of RHEL 8 nor of RHEL 9.2's extended
+// support, which would call the same change a fix; bash, which the rpm
+// database lists without an epoch, matches a fix written with epoch 0.
+func TestServiceDiffRHEL(t *testing.T) {
+	e := newEnv(t) // first: PostgreSQL's test cluster must not start in noTempLeft's TMPDIR
+	noTempLeft(t)
+	ctx := context.Background()
+	oldDB := rpmDB(t, src("openssl-libs", "1:3.0.7-24.el9", "openssl"), src("bash", "5.1.8-6.el9", ""), src("zlib", "1.2.11-40.el9", ""))
+	newDB := rpmDB(t, src("openssl-libs", "1:3.0.7-27.el9", "openssl"), src("bash", "5.1.8-9.el9", ""), src("zlib", "1.2.11-40.el9", ""))
+	old := e.push(t, "ubi9:latest", ct.RedHat("rhel", "9.4", oldDB, ""))
+	cur := e.push(t, "ubi9:latest", ct.RedHat("rhel", "9.4", newDB, ""))
+	db := vulndb.New(vulndb.Config{Store: e.st})
+	zip := osvtest.Zip(osvtest.RedHat())
+	if _, err := db.Import(ctx, bytes.NewReader(zip), int64(len(zip))); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := catalog.NewService(catalog.Config{Images: regclient.New(regclient.Config{}), Store: e.st, Vulns: vulnsOf{db}, Ecosystem: vulndb.Ecosystem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := svc.Diff(ctx, e.host+"/ubi9@"+old, e.host+"/ubi9:latest", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []catalog.PackageChange{
+		{Name: "bash", Arch: "noarch", Type: "rpm", Old: "5.1.8-6.el9", New: "5.1.8-9.el9", Direction: "upgrade", Source: "bash"},
+		{Name: "openssl-libs", Arch: "noarch", Type: "rpm", Old: "1:3.0.7-24.el9", New: "1:3.0.7-27.el9", Direction: "upgrade", Source: "openssl"},
+	}
+	if diff := cmp.Diff(want, d.Changed); diff != "" || d.Old != old || d.New != cur || len(d.Added)+len(d.Removed) != 0 {
+		t.Errorf("diff %s → %s changed (-want +got):\n%s\nadded %v removed %v", d.Old, d.New, diff, d.Added, d.Removed)
+	}
+	wantVulns := &catalog.VulnChanges{Fixes: []catalog.Vuln{
+		{ID: "CVE-2024-9999", Severity: "critical", Package: "bash", Summary: "Red Hat Security Advisory: bash security update"},
+		{ID: "CVE-2024-0727", Severity: "high", Package: "openssl-libs", Summary: "Red Hat Security Advisory: openssl-libs security update"},
+		{ID: "CVE-2024-2511", Severity: "medium", Package: "openssl-libs", Summary: "Red Hat Security Advisory: openssl-libs security update"},
+	}}
+	if diff := cmp.Diff(wantVulns, d.Vulns, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("vulns of the RHEL 9 diff (-want +got):\n%s", diff)
 	}
 }
 

@@ -24,8 +24,9 @@ type Vuln struct {
 	Summary  string `json:"summary,omitempty"`
 }
 
-// Ecosystem maps an OS release to its OSV ecosystem ("Debian:12");
-// vulndb.Ecosystem is one.
+// Ecosystem maps an OS release to its OSV ecosystem ("Debian:12"), or
+// to the name of a family of them that Vulns expands ("Red Hat:enterprise_linux:9",
+// every repository of RHEL 9); vulndb.Ecosystem is one.
 type Ecosystem func(osID, versionID string) (string, bool)
 
 // AddVulns fills d.Vulns by asking v about every package change of d,

@@ -456,10 +456,39 @@ func (s *Store) VulnStatus(ctx context.Context) (VulnImport, error) {
 // advisory ID, from the current generation (in one statement: never
 // half an import). None is an empty slice, not an error.
 func (s *Store) VulnMatches(ctx context.Context, ecosystem, name string) ([]VulnMatch, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT f.advisory_id, f.ecosystem, f.package, f.severity, f.match, a.summary, a.aliases
+	return s.VulnMatchesIn(ctx, ecosystem, nil, name)
+}
+
+// VulnMatchesIn is VulnMatches over ecosystem and every ecosystem of the
+// current generation whose name starts with one of prefixes: one OS
+// release whose advisories OSV splits over several ecosystems (Red Hat's
+// "Red Hat:enterprise_linux:9::baseos", "…::appstream"). The prefixes
+// are matched against the generation's list of ecosystems (a few hundred
+// to a few thousand rows), and the affected packages are then looked up
+// by (generation, ecosystem, package) in the index, one seek per
+// ecosystem found, in the same statement.
+func (s *Store) VulnMatchesIn(ctx context.Context, ecosystem string, prefixes []string, name string) ([]VulnMatch, error) {
+	query := `SELECT f.advisory_id, f.ecosystem, f.package, f.severity, f.match, a.summary, a.aliases
 		FROM vuln_affected f JOIN vuln_advisories a ON a.generation = f.generation AND a.id = f.advisory_id
 		WHERE f.generation = (SELECT generation FROM vuln_import WHERE id = 1)
-			AND f.ecosystem = $1 AND f.package = $2 ORDER BY f.advisory_id`, ecosystem, name)
+			AND f.ecosystem = $1 AND f.package = $2 ORDER BY f.advisory_id`
+	args := []any{ecosystem, name}
+	if len(prefixes) > 0 {
+		// substr, not LIKE (OSV names hold _ and %) nor a range
+		// comparison (PostgreSQL orders text by its locale's collation).
+		var or strings.Builder
+		for _, p := range prefixes {
+			fmt.Fprintf(&or, " OR substr(e.ecosystem, 1, $%d) = $%d", len(args)+1, len(args)+2)
+			args = append(args, len(p), p)
+		}
+		query = `SELECT f.advisory_id, f.ecosystem, f.package, f.severity, f.match, a.summary, a.aliases
+		FROM vuln_affected f JOIN vuln_advisories a ON a.generation = f.generation AND a.id = f.advisory_id
+		WHERE f.generation = (SELECT generation FROM vuln_import WHERE id = 1)
+			AND f.package = $2 AND f.ecosystem IN (SELECT e.ecosystem FROM vuln_ecosystems e
+				WHERE e.generation = (SELECT generation FROM vuln_import WHERE id = 1) AND (e.ecosystem = $1` + or.String() + `))
+		ORDER BY f.advisory_id, f.ecosystem`
+	}
+	rows, err := s.read.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("looking up vulnerabilities of %s %s: %w", ecosystem, name, err)
 	}

@@ -47,7 +47,7 @@ func (v Vuln) String() string {
 type rows interface {
 	ReplaceVulns(ctx context.Context, imp store.VulnImport, fill func(put func(store.VulnAdvisory) error) (int, error)) (store.VulnImport, error)
 	VulnStatus(ctx context.Context) (store.VulnImport, error)
-	VulnMatches(ctx context.Context, ecosystem, name string) ([]store.VulnMatch, error)
+	VulnMatchesIn(ctx context.Context, ecosystem string, prefixes []string, name string) ([]store.VulnMatch, error)
 }
 
 var _ rows = (*store.Store)(nil)
@@ -144,7 +144,9 @@ func (db *DB) Status(ctx context.Context) (store.VulnImport, error) {
 // introduces — the other way round. oldVersion "" means the package was
 // added, newVersion "" that it was removed. Both lists are sorted worst
 // severity first, then by ID; an empty database answers none. It looks
-// the package up by (ecosystem, name) in the store's index. A version
+// the package up by (ecosystem, name) in the store's index — in every
+// stream of ecosystem when it stands for several (Streams: a Red Hat
+// Enterprise Linux release), one advisory counting once. A version
 // that is not one of the ecosystem's is an error naming it.
 func (db *DB) Changes(ctx context.Context, ecosystem, name, oldVersion, newVersion string) (fixes, introduces []Vuln, err error) {
 	o := orderingOf(ecosystem)
@@ -158,7 +160,7 @@ func (db *DB) Changes(ctx context.Context, ecosystem, name, oldVersion, newVersi
 			}
 		}
 	}
-	ms, err := db.cfg.Store.VulnMatches(ctx, ecosystem, name)
+	ms, err := db.cfg.Store.VulnMatchesIn(ctx, ecosystem, Streams(ecosystem), name)
 	if err != nil {
 		return nil, nil, err
 	}

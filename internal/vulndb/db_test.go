@@ -284,3 +284,53 @@ func TestVulnString(t *testing.T) {
 		t.Errorf("String() = %q", got)
 	}
 }
+
+// TestRedHatStreams: a RHEL 9 release is matched against the advisories
+// of every repository of RHEL 9 (baseos and appstream), not those of RHEL
+// 8 nor of another product of 9 (EUS); RHEL 10's ecosystems, which name
+// the minor release, are matched by major release; and epochs compare
+// by rpm's rules whichever way epoch 0 is written.
+func TestRedHatStreams(t *testing.T) {
+	ctx := context.Background()
+	db := vulndb.New(vulndb.Config{Store: openStore(t), Now: func() time.Time { return now }})
+	if _, err := importZip(t, db, osvtest.Zip(osvtest.RedHat())); err != nil {
+		t.Fatal(err)
+	}
+	rhel9, ok := vulndb.Ecosystem("rhel", "9.4")
+	if !ok {
+		t.Fatal(`Ecosystem("rhel", "9.4") is not matched`)
+	}
+	ids := func(vs []vulndb.Vuln) (out []string) {
+		for _, v := range vs {
+			out = append(out, v.ID+" "+v.Severity)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		eco, pkg, old, new string
+		fixes, introduces  []string
+	}{
+		{rhel9, "openssl-libs", "1:3.0.7-24.el9", "1:3.0.7-27.el9", []string{"CVE-2024-0727 high", "CVE-2024-2511 medium"}, nil},
+		{rhel9, "openssl-libs", "1:3.0.7-26.el9", "1:3.0.7-27.el9", []string{"CVE-2024-0727 high"}, nil},
+		{rhel9, "openssl-libs", "1:3.0.7-27.el9", "1:3.0.7-24.el9", nil, []string{"CVE-2024-0727 high", "CVE-2024-2511 medium"}},
+		// Without an epoch, epoch 0: 0:5.1.8-9.el9 is 5.1.8-9.el9.
+		{rhel9, "bash", "5.1.8-6.el9", "5.1.8-9.el9", []string{"CVE-2024-9999 critical"}, nil},
+		{rhel9, "bash", "5.1.8-9.el9", "0:5.1.8-10.el9", nil, nil},
+		// An epoch of 1 outranks any version of epoch 0.
+		{rhel9, "bash", "5.1.8-6.el9", "1:5.1.8-1.el9", []string{"CVE-2024-9999 critical"}, nil},
+		{"Red Hat:enterprise_linux:8", "openssl-libs", "1:3.0.7-24.el8", "1:3.0.7-26.el8", []string{"CVE-2024-8888 critical"}, nil},
+		{"Red Hat:enterprise_linux:10", "openssl-libs", "1:3.2.2-15.el10_0", "1:3.2.2-16.el10", []string{"CVE-2025-7000 high"}, nil},
+		// One stream asked by its own name answers its own advisories.
+		{"Red Hat:enterprise_linux:9::appstream", "openssl-libs", "1:3.0.7-24.el9", "1:3.0.7-27.el9", []string{"CVE-2024-2511 medium"}, nil},
+		{"Red Hat:rhel_eus:9.2::baseos", "openssl-libs", "1:3.0.7-24.el9", "1:3.0.7-27.el9", []string{"CVE-2024-7777 high"}, nil},
+	} {
+		fixes, introduces, err := db.Changes(ctx, c.eco, c.pkg, c.old, c.new)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cmp.Equal(ids(fixes), c.fixes) || !cmp.Equal(ids(introduces), c.introduces) {
+			t.Errorf("%s %s %s → %s: fixes %v introduces %v; want fixes %v introduces %v",
+				c.eco, c.pkg, c.old, c.new, ids(fixes), ids(introduces), c.fixes, c.introduces)
+		}
+	}
+}

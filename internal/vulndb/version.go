@@ -108,13 +108,17 @@ type match struct {
 }
 
 // affects reports whether version v is affected, by OSV's rules: v is in
-// Versions, or some range's events, sorted by version (introduced "0"
+// Versions (for rpm, the same version by rpm's ordering: an epoch of 0
+// may be written or not), or some range's events, sorted by version (introduced "0"
 // first), leave v affected — introduced at or below v turns it on, fixed
 // at or below v turns it off, last_affected below v turns it off.
 // Versions in the ranges were checked at import.
 func (m match) affects(o ordering, v string) bool {
 	if slices.Contains(m.Versions, v) {
 		return true
+	}
+	if _, ok := o.(rpm); ok && slices.ContainsFunc(m.Versions, func(x string) bool { return x != "" && o.Compare(x, v) == 0 }) {
+		return true // rpm spells epoch 0 both ways: 0:3.0.7-27.el9 is 3.0.7-27.el9
 	}
 	for _, r := range m.Ranges {
 		if affectedIn(o, r, v) {

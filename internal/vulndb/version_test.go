@@ -2,6 +2,7 @@ package vulndb
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 )
 
@@ -109,6 +110,53 @@ func TestAffects(t *testing.T) {
 	}
 }
 
+// TestAffectsRPMEpochs: Red Hat's advisories write every epoch
+// ("0:5.1.8-9.el9"), rpm databases leave epoch 0 out ("5.1.8-9.el9");
+// both spell one version, and an epoch above 0 outranks any version.
+func TestAffectsRPMEpochs(t *testing.T) {
+	o := orderingOf("Red Hat:enterprise_linux:9")
+	for _, c := range []struct {
+		match, version string
+		want           bool
+	}{
+		{`{"r":[[{"i":"0"},{"f":"0:3.0.7-27.el9"}]]}`, "3.0.7-24.el9", true},
+		{`{"r":[[{"i":"0"},{"f":"0:3.0.7-27.el9"}]]}`, "3.0.7-27.el9", false},
+		{`{"r":[[{"i":"0"},{"f":"3.0.7-27.el9"}]]}`, "0:3.0.7-24.el9", true},
+		{`{"r":[[{"i":"0"},{"f":"1:3.0.7-27.el9"}]]}`, "1:3.0.7-24.el9", true},
+		{`{"r":[[{"i":"0"},{"f":"1:3.0.7-27.el9"}]]}`, "3.0.7-99.el9", true}, // epoch 0 < 1
+		{`{"r":[[{"i":"0"},{"f":"0:3.0.7-27.el9"}]]}`, "1:3.0.7-24.el9", false},
+		{`{"r":[[{"i":"0"},{"f":"1:3.0.7-27.el9"}]]}`, "1:3.0.7-27.el9_4.1", false},
+		{`{"v":["0:3.0.7-20.el9"]}`, "3.0.7-20.el9", true},
+		{`{"v":["3.0.7-20.el9"]}`, "0:3.0.7-20.el9", true},
+		{`{"v":["0:3.0.7-20.el9"]}`, "1:3.0.7-20.el9", false},
+	} {
+		var m match
+		if err := json.Unmarshal([]byte(c.match), &m); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.affects(o, c.version); got != c.want {
+			t.Errorf("%s affects %s = %v, want %v", c.match, c.version, got, c.want)
+		}
+	}
+}
+
+// TestStreams: a RHEL major release stands for its repositories and
+// minor releases; every other ecosystem for itself.
+func TestStreams(t *testing.T) {
+	for eco, want := range map[string][]string{
+		"Red Hat:enterprise_linux:9":         {"Red Hat:enterprise_linux:9:", "Red Hat:enterprise_linux:9."},
+		"Red Hat:enterprise_linux:10":        {"Red Hat:enterprise_linux:10:", "Red Hat:enterprise_linux:10."},
+		"Red Hat:enterprise_linux:9::baseos": nil,
+		"Red Hat:rhel_eus:9.2::baseos":       nil,
+		"Debian:12":                          nil,
+		"Rocky Linux:9":                      nil,
+	} {
+		if got := Streams(eco); !slices.Equal(got, want) {
+			t.Errorf("Streams(%q) = %q, want %q", eco, got, want)
+		}
+	}
+}
+
 func TestEcosystem(t *testing.T) {
 	for _, c := range []struct {
 		id, version string
@@ -131,10 +179,15 @@ func TestEcosystem(t *testing.T) {
 		{"sles", "15", "SUSE:Linux Enterprise Server 15"},
 		{"sles", "12.5", "SUSE:Linux Enterprise Server 12 SP5"},
 		{"sles", "15.x", ""},
-		{"debian", "", ""},      // testing, sid
-		{"alpine", "3", ""},     // no minor
-		{"fedora", "39", ""},    // no OSV ecosystem
-		{"rhel", "9.3", ""},     // OSV's Red Hat ecosystems name products
+		{"debian", "", ""},                            // testing, sid
+		{"alpine", "3", ""},                           // no minor
+		{"fedora", "39", ""},                          // no OSV ecosystem
+		{"rhel", "9.3", "Red Hat:enterprise_linux:9"}, // UBI too; a family of streams
+		{"rhel", "10.0", "Red Hat:enterprise_linux:10"},
+		{"rhel", "", ""},
+		{"centos", "9", ""},     // no OSV ecosystem for CentOS Stream
+		{"ol", "9.4", ""},       // nor Oracle Linux
+		{"amzn", "2023", ""},    // nor Amazon Linux
 		{"debian", "12; x", ""}, // not a version
 		{"", "12", ""},
 	} {

@@ -89,3 +89,46 @@ func Fixture() map[string]string {
 		"README.txt": "not a record: passed over",
 	}
 }
+
+// RedHat is a small export of Red Hat advisories in the shape OSV
+// publishes them: ecosystem "Red Hat:" and a product stream (a Red Hat
+// CPE without "cpe:/[oa]:redhat:"), binary rpm names, fixed versions in
+// epoch:version-release form with the epoch always written.
+//
+//   - RHSA-2024:0310 (CVE-2024-0727, high): openssl-libs in
+//     Red Hat:enterprise_linux:9::baseos, fixed in 1:3.0.7-27.el9
+//   - RHSA-2024:2447 (CVE-2024-2511, medium): openssl-libs in
+//     Red Hat:enterprise_linux:9::appstream, fixed in 1:3.0.7-26.el9
+//   - RHSA-2024:3000 (CVE-2024-9999, critical): bash in
+//     Red Hat:enterprise_linux:9::baseos, fixed in 0:5.1.8-9.el9 (epoch 0
+//     written; the rpm database leaves it out)
+//   - RHSA-2024:0800 (CVE-2024-8888, critical): openssl-libs in
+//     Red Hat:enterprise_linux:8::baseos, fixed in 1:3.0.7-26.el8 — RHEL 8
+//   - RHSA-2024:0900 (CVE-2024-7777, high): openssl-libs in
+//     Red Hat:rhel_eus:9.2::baseos, fixed in 1:3.0.7-26.el9_2 — another
+//     product (extended update support of 9.2)
+//   - RHSA-2025:7000 (CVE-2025-7000, high): openssl-libs in
+//     Red Hat:enterprise_linux:10.0, fixed in 1:3.2.2-16.el10 — RHEL 10,
+//     whose ecosystems name the minor release and no repository
+//
+// So on RHEL 9, openssl-libs 1:3.0.7-24.el9 → 1:3.0.7-27.el9 fixes
+// CVE-2024-0727 and CVE-2024-2511 (one from each repository) and nothing
+// else; the RHEL 8 and EUS advisories would call it a fix too were they
+// matched.
+func RedHat() map[string]string {
+	adv := func(id, cve, vector, eco, pkg, fixed string) string {
+		return `{"schema_version":"1.6.0","id":"` + id + `","modified":"2026-11-20T10:00:00Z",
+  "summary":"Red Hat Security Advisory: ` + pkg + ` security update","upstream":["` + cve + `"],
+  "severity":[{"type":"CVSS_V3","score":"` + vector + `"}],
+  "affected":[{"package":{"ecosystem":"` + eco + `","name":"` + pkg + `","purl":"pkg:rpm/redhat/` + pkg + `"},
+    "ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"` + fixed + `"}]}]}]}`
+	}
+	return map[string]string{
+		"RHSA-2024:0310.json": adv("RHSA-2024:0310", "CVE-2024-0727", High, "Red Hat:enterprise_linux:9::baseos", "openssl-libs", "1:3.0.7-27.el9"),
+		"RHSA-2024:2447.json": adv("RHSA-2024:2447", "CVE-2024-2511", Medium, "Red Hat:enterprise_linux:9::appstream", "openssl-libs", "1:3.0.7-26.el9"),
+		"RHSA-2024:3000.json": adv("RHSA-2024:3000", "CVE-2024-9999", Critical, "Red Hat:enterprise_linux:9::baseos", "bash", "0:5.1.8-9.el9"),
+		"RHSA-2024:0800.json": adv("RHSA-2024:0800", "CVE-2024-8888", Critical, "Red Hat:enterprise_linux:8::baseos", "openssl-libs", "1:3.0.7-26.el8"),
+		"RHSA-2024:0900.json": adv("RHSA-2024:0900", "CVE-2024-7777", High, "Red Hat:rhel_eus:9.2::baseos", "openssl-libs", "1:3.0.7-26.el9_2"),
+		"RHSA-2025:7000.json": adv("RHSA-2025:7000", "CVE-2025-7000", High, "Red Hat:enterprise_linux:10.0", "openssl-libs", "1:3.2.2-16.el10"),
+	}
+}
