@@ -61,6 +61,9 @@ func (l *Runs) listen(ctx context.Context, st listener) {
 				return
 			}
 		}
+		if ctx.Err() != nil {
+			return
+		}
 		if down == nil {
 			down = err
 			l.cfg.Logger.Warn("job queue: not listening for other processes' jobs; finding them by polling until it listens again",

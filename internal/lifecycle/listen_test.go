@@ -183,7 +183,8 @@ func (p *twoProcesses) workedByB(t *testing.T, why string) {
 // its workers are busy) is worked at once by another process whose
 // queue is stopped, with its poll an hour long: the commit's
 // notification wakes it. Then, B's queue running (it stops only after an
-// hour idle), a second run reaches it the same way.
+// hour idle), a second run reaches it the same way; and Stop closes the
+// listening connection.
 func TestOtherProcessWakesQueue(t *testing.T) {
 	p := newTwoProcesses(t)
 	p.waitListeners(t, nil)
@@ -192,6 +193,18 @@ func TestOtherProcessWakesQueue(t *testing.T) {
 	}
 	p.workedByB(t, "B's stopped queue was not woken by A's commit")
 	p.workedByB(t, "B's running queue was not woken by A's commit")
+
+	// Stop ends the listener and closes its connection.
+	if err := p.b.l.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(p.listeners(t)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("B still listens for job notifications after Stop")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // TestListenerReconnects: when B's listening connection is killed and
