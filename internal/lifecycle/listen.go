@@ -21,7 +21,8 @@ import (
 // it connects again with backoff, logging once per outage, and looks at
 // the queue once it is back; meanwhile the poll still finds jobs.
 
-// listenBackoff bounds the wait between attempts to listen again.
+// listenBackoffMin and listenBackoffMax bound the wait between attempts
+// to listen again: it doubles from the one to the other.
 const (
 	listenBackoffMin = 100 * time.Millisecond
 	listenBackoffMax = 10 * time.Second
@@ -32,8 +33,8 @@ type listener interface {
 	ListenJobs(ctx context.Context) (*store.JobsListener, error)
 }
 
-// listen wakes q on every notification of jobs committed (by any
-// process), until ctx ends.
+// listen makes the queue look on every notification of jobs committed
+// (by any process), until ctx ends.
 func (l *Runs) listen(ctx context.Context, st listener) {
 	backoff := listenBackoffMin
 	var down error // the error that began the current outage
@@ -56,7 +57,9 @@ func (l *Runs) listen(ctx context.Context, st listener) {
 				}
 				l.queue.look()
 			}
-			jl.Close(context.WithoutCancel(ctx))
+			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			jl.Close(closeCtx)
+			cancel()
 			if ctx.Err() != nil {
 				return
 			}
