@@ -18,6 +18,7 @@ import (
 	"github.com/refit-dev/refit/internal/api"
 	"github.com/refit-dev/refit/internal/baseimage"
 	"github.com/refit-dev/refit/internal/client"
+	"github.com/refit-dev/refit/internal/pgtest"
 )
 
 // clockTicks is the kernel's USER_HZ, the unit of utime and stime in
@@ -25,7 +26,8 @@ import (
 const clockTicks = 100
 
 // BenchmarkIdleCPU runs a real `refit serve` process (built from this
-// module; managed buildkitd, SQLite) and reports the CPU it uses while
+// module; managed buildkitd, SQLite, or PostgreSQL with
+// REFIT_TEST_POSTGRES=1) and reports the CPU it uses while
 // idle — no runs, no checks due — from /proc/<pid>/stat (utime+stime), in
 // ms of CPU per second of wall time: with no subscriptions, then with 10.
 // Then, with the server still otherwise idle, it reports how long a
@@ -60,6 +62,9 @@ func BenchmarkIdleCPU(b *testing.B) {
 	args := []string{"serve", "--data", data, "--listen", "127.0.0.1:0", "--registry-listen", "127.0.0.1:0", "--debounce", "1s"}
 	if p := filepath.Join(root, "bin", "buildkitd"); fileExists(p) {
 		args = append(args, "--buildkitd", p)
+	}
+	if pgtest.Wanted() { // the same on PostgreSQL: its job listener idles too
+		args = append(args, "--database", pgtest.URL(b))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -89,6 +89,7 @@ type runStore interface {
 	PlannedPromotions(ctx context.Context, key string) ([]store.Promotion, error)
 	PlanPromotions(ctx context.Context, ps []store.Promotion) error
 	NoteDecision(ctx context.Context, runID int64, decision string) error
+	listener
 }
 
 var _ runStore = (*store.Store)(nil)
@@ -115,7 +116,9 @@ type Config struct {
 	// RunTimeout bounds one run's execution. Default 1 h.
 	RunTimeout time.Duration
 	// Poll is how often the queue looks for jobs nobody woke it for:
-	// committed by another process, or left queued by a restart (River's
+	// committed by another process while this one was not listening
+	// for them (on PostgreSQL a notification wakes it, listen.go), or
+	// left queued by a restart (River's
 	// fetch poll while its client runs; one look at the queue while it
 	// is stopped, see Idle). Jobs
 	// this process commits wake the queue at once (see wake.go), and a
@@ -152,8 +155,9 @@ type Runs struct {
 	pilot *wakePilot // wakes river's producer after a commit
 	queue *onDemand  // runs river's client while the queue has work
 
-	stopQueue func()        // ends queue.run
+	stopQueue func()        // ends queue.run and listen
 	queueDone chan struct{} // closed when queue.run has returned
+	listening chan struct{} // PostgreSQL: closed when listen has returned
 
 	mu    sync.Mutex
 	ended map[int64]*waiters
@@ -297,6 +301,13 @@ func (l *Runs) Start(ctx context.Context) error {
 		defer close(l.queueDone)
 		l.queue.run(qctx, now)
 	}()
+	if l.cfg.Store.Postgres() {
+		l.listening = make(chan struct{})
+		go func() {
+			defer close(l.listening)
+			l.listen(qctx, l.cfg.Store)
+		}()
+	}
 	return nil
 }
 
@@ -336,6 +347,9 @@ func (l *Runs) Stop(ctx context.Context) error {
 	if l.stopQueue != nil {
 		l.stopQueue()
 		<-l.queueDone
+		if l.listening != nil {
+			<-l.listening
+		}
 	}
 	if err := l.river.StopAndCancel(ctx); err != nil {
 		return fmt.Errorf("stopping job queue: %w", err)

@@ -25,9 +25,11 @@ import (
 //   - a wake-up after a commit that made a job available (wake), and the
 //     wake-up of a debounced job when it falls due (wake.go) — the same
 //     signals that made the running producer fetch;
-//   - a look at the queue (due): when Start begins, after each stop, and
-//     every Config.Poll while stopped (jobs another process committed,
-//     or a restart left). It finds jobs available now, retryable or
+//   - a look at the queue (due): when Start begins, after each stop,
+//     on PostgreSQL when another process notifies that it committed jobs
+//     (listen.go), and every Config.Poll while stopped (jobs another
+//     process committed while this one did not listen, or a restart
+//     left). It finds jobs available now, retryable or
 //     scheduled jobs whose time has come (River's scheduler makes them
 //     available; it runs while the client runs), and running jobs older
 //     than RescueStuckJobsAfter (River's rescuer retries them, as it
@@ -82,6 +84,22 @@ func (q *onDemand) wake() {
 		return
 	}
 	q.pending = true
+	q.mu.Unlock()
+	q.signal()
+}
+
+// look is called when another process may have committed a job (a
+// notification, listen.go): the running producer fetches, or a stopped
+// client looks at the queue and starts if a job can be worked now. It
+// counts as no activity, so a notification of a job that another
+// process (or this one) took already does not put off the idle stop.
+func (q *onDemand) look() {
+	q.mu.Lock()
+	if q.running {
+		q.fetch()
+		q.mu.Unlock()
+		return
+	}
 	q.mu.Unlock()
 	q.signal()
 }

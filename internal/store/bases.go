@@ -520,6 +520,7 @@ func (t *Tx) EnqueueMany(runIDs []int64, enqueue ManyEnqueuer) error {
 	if err != nil {
 		return fmt.Errorf("enqueuing %d runs: %w", len(runIDs), err)
 	}
+	markJobs(t.tx)
 	for _, id := range runIDs {
 		job, ok := jobs[id]
 		if !ok {

@@ -278,6 +278,7 @@ func (t *Tx) NextRollbackKey() (string, error) {
 // job (the lifecycle's promotion job) commits, or not, with the rows the
 // transaction writes.
 func (t *Tx) InsertJob(insert func(ctx context.Context, tx *sql.Tx) error) error {
+	markJobs(t.tx)
 	return insert(t.ctx, t.tx)
 }
 

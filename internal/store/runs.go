@@ -205,6 +205,7 @@ func setJob(ctx context.Context, tx *sql.Tx, runID int64, enqueue Enqueuer) erro
 	if err != nil {
 		return fmt.Errorf("enqueuing run %s: %w", FormatRunID(runID), err)
 	}
+	markJobs(tx)
 	_, err = execPrepared(ctx, tx, setJobSQL, jobID, runID)
 	return err
 }

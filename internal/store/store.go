@@ -48,6 +48,8 @@ type Store struct {
 	write *sql.DB // one connection: SQLite has one writer; shared with River
 	read  *sql.DB // readers, for API queries
 	pg    bool    // PostgreSQL rather than SQLite
+	url   string  // PostgreSQL: Config.URL, for ListenJobs
+	name  string  // PostgreSQL: the URL redacted, for errors
 
 	noAudit bool // Config.DisableAuditForBenchmark
 
@@ -73,6 +75,10 @@ type Commit struct {
 	// sooner than the index watcher may expect: it tracked new ones (a
 	// task's new base) or hinted some.
 	RefsDue bool
+
+	// jobs is true when the transaction inserted queue jobs: on
+	// PostgreSQL it notifies JobsChannel before committing (notify.go).
+	jobs bool
 
 	// For appendAudit: the transaction's dialect and whether the audit
 	// trail is off (Config.DisableAuditForBenchmark).
@@ -206,7 +212,7 @@ func openPostgres(ctx context.Context, cfg Config) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("opening store %s for reading: %w", name, err)
 	}
-	return finishOpen(ctx, &Store{write: w, read: r, pg: true, noAudit: cfg.DisableAuditForBenchmark}, cfg, name)
+	return finishOpen(ctx, &Store{write: w, read: r, pg: true, url: cfg.URL, name: name, noAudit: cfg.DisableAuditForBenchmark}, cfg, name)
 }
 
 // finishOpen sizes the pools, checks the writer answers and migrates.
@@ -305,7 +311,10 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	err := s.quietTx(ctx, func(tx *sql.Tx) error {
 		commits.Store(tx, &c)
 		defer commits.Delete(tx)
-		return fn(tx)
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return notifyJobs(ctx, tx, &c)
 	})
 	if err != nil {
 		return err
