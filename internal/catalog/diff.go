@@ -208,8 +208,9 @@ func compareConfig(a, b ImageConfig) []ConfigChange {
 		}
 		return m
 	}
-	for _, k := range union(env(a.Env), env(b.Env)) {
-		add("env "+k, env(a.Env)[k], env(b.Env)[k])
+	oldEnv, newEnv := env(a.Env), env(b.Env)
+	for _, k := range union(oldEnv, newEnv) {
+		add("env "+k, oldEnv[k], newEnv[k])
 	}
 	for _, k := range union(a.Labels, b.Labels) {
 		add("label "+k, a.Labels[k], b.Labels[k])
