@@ -439,19 +439,8 @@ func (w *walker) result(ctx context.Context, c *Catalog) error {
 		}
 	}
 	sortPackages(c.Packages)
-	c.Packages = dedupe(c.Packages)
+	// Drop repeated identical entries (a package listed in status and in
+	// status.d).
+	c.Packages = slices.Compact(c.Packages)
 	return nil
-}
-
-// dedupe drops repeated identical entries (a package listed in status
-// and in status.d).
-func dedupe(ps []Package) []Package {
-	out := ps[:0]
-	for i, p := range ps {
-		if i > 0 && p == ps[i-1] {
-			continue
-		}
-		out = append(out, p)
-	}
-	return out
 }
