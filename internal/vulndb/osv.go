@@ -154,7 +154,7 @@ func parseEntry(data []byte) (parsed, error) {
 		if al == "" || len(al) > maxIDBytes || strings.ContainsAny(al, " \t\r\n") {
 			return parsed{}, fmt.Errorf("advisory %s: alias %.40q is not an identifier", e.ID, al)
 		}
-		if al != e.ID && !contains(a.Aliases, al) {
+		if al != e.ID && !slices.Contains(a.Aliases, al) {
 			a.Aliases = append(a.Aliases, al)
 		}
 	}
@@ -371,15 +371,6 @@ func summary(s, details string) string {
 		s = string([]rune(s)[:maxSummaryRunes-1]) + "…"
 	}
 	return s
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // cveID matches a CVE identifier at the end of an advisory ID
