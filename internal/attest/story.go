@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/refit-dev/refit/internal/redact"
@@ -152,10 +153,8 @@ func linkOf(ctx context.Context, db RunDB, c store.Cause) (CauseLink, error) {
 
 // repository is image ("repo@sha256:…") without its digest.
 func repository(image string) string {
-	for i := len(image) - 1; i >= 0; i-- {
-		if image[i] == '@' {
-			return image[:i]
-		}
+	if i := strings.LastIndexByte(image, '@'); i >= 0 {
+		return image[:i]
 	}
 	return image
 }
