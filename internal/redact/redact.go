@@ -173,9 +173,12 @@ func splitUserinfo(rawURL string) (prefix, info, suffix string) {
 	return "", rawURL[:at], rawURL[at:]
 }
 
-// secretKeyRE matches JSON keys whose values are secrets wherever they
-// appear: a subscription's secret, a login's password, a token.
-var secretKeyRE = regexp.MustCompile(`(?i)(secret|password|passwd|token|credential|private)`)
+// secretWords are the words that make a JSON key name a secret wherever
+// it appears: a subscription's secret, a login's password, a token.
+var secretWords = []string{"secret", "password", "passwd", "token", "credential", "private"}
+
+// secretKeyRE matches JSON keys holding one of secretWords in any case.
+var secretKeyRE = regexp.MustCompile(`(?i)(` + strings.Join(secretWords, "|") + `)`)
 
 // secretKey reports whether the JSON key k names a secret
 // (secretKeyRE), without the expression for an ASCII key that holds none
@@ -186,7 +189,7 @@ func secretKey(k string) bool {
 			return secretKeyRE.MatchString(k)
 		}
 	}
-	for _, w := range []string{"secret", "password", "passwd", "token", "credential", "private"} {
+	for _, w := range secretWords {
 		if containsFoldASCII(k, w) {
 			return true
 		}
