@@ -252,16 +252,11 @@ func (c *Client) raw(ctx context.Context, repo string, push bool, fn func(ctx co
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	h := c.state(r.RegistryStr())
-	select {
-	case h.sem <- struct{}{}:
-	case <-ctx.Done():
-		return &Error{Ref: repo, Err: fmt.Errorf("waiting for a request slot for %s: %w", r.RegistryStr(), ctx.Err())}
+	release, err := c.enter(ctx, h, h.sem, "a request slot", repo, r.RegistryStr())
+	if err != nil {
+		return err
 	}
-	defer func() { <-h.sem }()
-	if wait := c.held(h); wait > 0 {
-		return &Error{Ref: repo, Status: http.StatusTooManyRequests, RetryAfter: wait,
-			Err: fmt.Errorf("registry %s asked refit to wait (Retry-After); not asked again before then", r.RegistryStr())}
-	}
+	defer release()
 	err = func() error {
 		auth, err := authn.Resolve(ctx, c.keychain, r)
 		if err != nil {
@@ -279,11 +274,8 @@ func (c *Client) raw(ctx context.Context, repo string, push bool, fn func(ctx co
 		return fn(ctx, &rawClient{base: base, client: &http.Client{Transport: t}})
 	}()
 	if err != nil {
-		rerr := c.registryError(ctx, repo, st, err)
-		if rerr.RetryAfter > 0 {
-			c.hold(h, rerr.RetryAfter)
-		}
-		return rerr
+		// Nothing to drop on a 401 or 403: every call resolves anew.
+		return c.failed(ctx, h, repo, st, err, nil)
 	}
 	return nil
 }

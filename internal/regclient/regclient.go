@@ -344,31 +344,53 @@ func (c *Client) sessionWithin(ctx context.Context, timeout time.Duration, image
 	if image {
 		sem, what = h.images, "an image read slot"
 	}
-	select {
-	case sem <- struct{}{}:
-	case <-ctx.Done():
-		return st, &Error{Ref: ref, Err: fmt.Errorf("waiting for %s for %s: %w", what, host, ctx.Err())}
+	release, err := c.enter(ctx, h, sem, what, ref, host)
+	if err != nil {
+		return st, err
 	}
-	defer func() { <-sem }()
-	if wait := c.held(h); wait > 0 {
-		return st, &Error{Ref: ref, Status: http.StatusTooManyRequests, RetryAfter: wait,
-			Err: fmt.Errorf("registry %s asked refit to wait (Retry-After); not asked again before then", host)}
-	}
+	defer release()
 	p, err := c.puller(host, h)
 	if err != nil {
 		return st, &Error{Ref: ref, Err: err}
 	}
 	if err := fn(ctx, p, st); err != nil {
-		rerr := c.registryError(ctx, ref, st, err)
-		switch {
-		case rerr.Status == http.StatusUnauthorized || rerr.Status == http.StatusForbidden:
-			c.dropPuller(h, p)
-		case rerr.RetryAfter > 0:
-			c.hold(h, rerr.RetryAfter)
-		}
-		return st, rerr
+		return st, c.failed(ctx, h, ref, st, err, func() { c.dropPuller(h, p) })
 	}
 	return st, nil
+}
+
+// enter waits for a slot of sem, one of h's semaphores (what names it in
+// the error), and checks that the registry's Retry-After is over: the
+// start of every call to a registry. On success the caller calls
+// release when its requests are done. Errors are *Error.
+func (c *Client) enter(ctx context.Context, h *hostState, sem chan struct{}, what, ref, host string) (release func(), err error) {
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, &Error{Ref: ref, Err: fmt.Errorf("waiting for %s for %s: %w", what, host, ctx.Err())}
+	}
+	if wait := c.held(h); wait > 0 {
+		<-sem
+		return nil, &Error{Ref: ref, Status: http.StatusTooManyRequests, RetryAfter: wait,
+			Err: fmt.Errorf("registry %s asked refit to wait (Retry-After); not asked again before then", host)}
+	}
+	return func() { <-sem }, nil
+}
+
+// failed returns err, met calling the registry for ref, as a *Error: after
+// a 401 or 403 it calls drop (when not nil) so that the next call
+// resolves credentials anew, and a Retry-After holds the registry.
+func (c *Client) failed(ctx context.Context, h *hostState, ref string, st *callState, err error, drop func()) *Error {
+	rerr := c.registryError(ctx, ref, st, err)
+	switch {
+	case rerr.Status == http.StatusUnauthorized || rerr.Status == http.StatusForbidden:
+		if drop != nil {
+			drop()
+		}
+	case rerr.RetryAfter > 0:
+		c.hold(h, rerr.RetryAfter)
+	}
+	return rerr
 }
 
 // held returns how much longer the registry's Retry-After lasts; 0 if

@@ -71,26 +71,14 @@ func (c *Client) Tags(ctx context.Context, repository string, fn func(tag string
 	ctx = context.WithValue(ctx, callStateKey{}, st)
 	host := repo.RegistryStr()
 	h := c.state(host)
-	select {
-	case h.sem <- struct{}{}:
-	case <-ctx.Done():
-		return out, &Error{Ref: repository, Err: fmt.Errorf("waiting for a request slot for %s: %w", host, ctx.Err())}
+	release, err := c.enter(ctx, h, h.sem, "a request slot", repository, host)
+	if err != nil {
+		return out, err
 	}
-	defer func() { <-h.sem }()
+	defer release()
 	fail := func(err error) (TagList, error) {
 		out.Requests = int(st.requests.Load())
-		rerr := c.registryError(ctx, repository, st, err)
-		switch {
-		case rerr.Status == http.StatusUnauthorized || rerr.Status == http.StatusForbidden:
-			c.dropTagSession(h, repo.Name())
-		case rerr.RetryAfter > 0:
-			c.hold(h, rerr.RetryAfter)
-		}
-		return out, rerr
-	}
-	if wait := c.held(h); wait > 0 {
-		return out, &Error{Ref: repository, Status: http.StatusTooManyRequests, RetryAfter: wait,
-			Err: fmt.Errorf("registry %s asked refit to wait (Retry-After); not asked again before then", host)}
+		return out, c.failed(ctx, h, repository, st, err, func() { c.dropTagSession(h, repo.Name()) })
 	}
 	rt, err := c.tagSession(ctx, h, repo)
 	if err != nil {
