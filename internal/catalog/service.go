@@ -208,15 +208,21 @@ func (s *Service) Diff(ctx context.Context, oldRef, newRef, platform string) (Di
 	if d, err := s.cachedDiff(ctx, old.Digest, cur.Digest); err == nil {
 		return s.withVulns(ctx, d)
 	}
-	d := Compare(old, cur)
-	data, err := json.Marshal(d) // stored without vulnerabilities: see withVulns
+	return s.put(ctx, Compare(old, cur), old.OS, cur.OS)
+}
+
+// put stores the diff d, made now, without vulnerabilities (see
+// withVulns), and returns it with those of moving from the OS release
+// old to cur.
+func (s *Service) put(ctx context.Context, d Diff, old, cur OS) (Diff, error) {
+	data, err := json.Marshal(d)
 	if err != nil {
 		return Diff{}, fmt.Errorf("encoding diff: %w", err)
 	}
 	if err := s.cfg.Store.PutImageDiff(context.WithoutCancel(ctx), d.Old, d.New, data); err != nil {
 		return Diff{}, err
 	}
-	if err := AddVulns(ctx, &d, old.OS, cur.OS, s.cfg.Vulns, s.cfg.Ecosystem); err != nil {
+	if err := AddVulns(ctx, &d, old, cur, s.cfg.Vulns, s.cfg.Ecosystem); err != nil {
 		return Diff{}, err
 	}
 	return d, nil
@@ -236,18 +242,7 @@ func (s *Service) added(ctx context.Context, newRef, platform string) (Diff, err
 	if err != nil {
 		return Diff{}, err
 	}
-	d := Added(cur)
-	data, err := json.Marshal(d)
-	if err != nil {
-		return Diff{}, fmt.Errorf("encoding diff: %w", err)
-	}
-	if err := s.cfg.Store.PutImageDiff(context.WithoutCancel(ctx), "", d.New, data); err != nil {
-		return Diff{}, err
-	}
-	if err := AddVulns(ctx, &d, OS{}, cur.OS, s.cfg.Vulns, s.cfg.Ecosystem); err != nil {
-		return Diff{}, err
-	}
-	return d, nil
+	return s.put(ctx, Added(cur), OS{}, cur.OS) // Added's Old is ""
 }
 
 // StoredDiff returns the diff from oldDigest to newDigest if one was
