@@ -308,11 +308,7 @@ func (s *Store) TaskTagArgs(ctx context.Context, taskName string) (map[string]st
 	return taskTagArgs(ctx, s.read, taskName)
 }
 
-type rowsQuerier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-func taskTagArgs(ctx context.Context, db rowsQuerier, taskName string) (map[string]string, error) {
+func taskTagArgs(ctx context.Context, db querier, taskName string) (map[string]string, error) {
 	var rows *sql.Rows
 	var err error
 	if st := prepared(ctx, db, tagArgsSQL); st != nil {
