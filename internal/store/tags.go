@@ -309,13 +309,7 @@ func (s *Store) TaskTagArgs(ctx context.Context, taskName string) (map[string]st
 }
 
 func taskTagArgs(ctx context.Context, db querier, taskName string) (map[string]string, error) {
-	var rows *sql.Rows
-	var err error
-	if st := prepared(ctx, db, tagArgsSQL); st != nil {
-		rows, err = st.QueryContext(ctx, taskName)
-	} else {
-		rows, err = db.QueryContext(ctx, tagArgsSQL, taskName)
-	}
+	rows, err := queryPrepared(ctx, db, tagArgsSQL, taskName)
 	if err != nil {
 		return nil, fmt.Errorf("reading tag arguments of task %s: %w", taskName, translate(err))
 	}
