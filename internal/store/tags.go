@@ -280,10 +280,8 @@ func (t *Tx) SaveTagList(r TagRepo) error {
 // TrackRef adds a reference to the base index (left alone when it is
 // there), due for a check at once.
 func (t *Tx) TrackRef(ref string) error {
-	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO base_refs (ref, added_at, next_check_at) VALUES ($1, $2, $2)
-		ON CONFLICT (ref) DO NOTHING`, ref, formatTime(time.Now()))
-	if err != nil {
-		return fmt.Errorf("tracking %s: %w", ref, translate(err))
+	if _, err := trackRef(t.ctx, t.tx, ref, formatTime(time.Now())); err != nil {
+		return fmt.Errorf("tracking %s: %w", ref, err)
 	}
 	return nil
 }
@@ -358,9 +356,8 @@ func putWatch(ctx context.Context, tx queryExecer, w Watch) (bool, error) {
 		return false, translate(err)
 	}
 	if w.ByDigest {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO base_refs (ref, added_at, next_check_at) VALUES ($1, $2, $2)
-			ON CONFLICT (ref) DO NOTHING`, w.Ref, formatTime(time.Now())); err != nil {
-			return false, translate(err)
+		if _, err := trackRef(ctx, tx, w.Ref, formatTime(time.Now())); err != nil {
+			return false, err
 		}
 	}
 	if rule := w.Rule(); rule != "" {
