@@ -50,7 +50,7 @@ func (l *Runs) requestDiffTx(tx *store.Tx, ref, platform, oldDigest, newDigest s
 		return nil
 	}
 	args := DiffArgs{Ref: ref, Platform: platform, OldDigest: oldDigest, NewDigest: newDigest}
-	return tx.Job(func(ctx context.Context, stx *sql.Tx) error {
+	return tx.InsertJob(func(ctx context.Context, stx *sql.Tx) error {
 		_, err := l.river.InsertTx(ctx, stx, args, diffOpts)
 		return err
 	})

@@ -290,7 +290,7 @@ func (l *Runs) release(tx *store.Tx, up store.Run, outcome upstreamOutcome) ([]i
 		case outcome == pushedNew && d.Cause.Kind == "cascade" && slices.Contains(d.BlockedBy, d.Cause.UpstreamRun):
 			d.Cause = plan.CascadeCause(up)
 		case outcome != pushedNew && onlyUp && len(d.BlockedBy) > 0:
-			other, err := tx.Run(d.BlockedBy[0])
+			other, err := tx.GetRun(d.BlockedBy[0])
 			if err != nil {
 				return nil, err
 			}

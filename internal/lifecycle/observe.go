@@ -285,7 +285,7 @@ func (l *Runs) manyEnqueuer(delay time.Duration) store.ManyEnqueuer {
 // one of the runs the waiting cascade w waits for (or was queued by).
 func (l *Runs) upstreamPush(tx *store.Tx, w store.Run, cause store.Cause) (bool, error) {
 	for _, id := range append([]int64{w.Cause.UpstreamRun}, w.BlockedBy...) {
-		up, err := tx.Run(id)
+		up, err := tx.GetRun(id)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}

@@ -166,9 +166,6 @@ func (s *Store) EachAuditEntry(ctx context.Context, fn func(audit.Entry) error) 
 	}
 }
 
-// actor returns the user the context carries, or "system".
-func actor(ctx context.Context) string { return identity.Actor(ctx) }
-
 // lastEditorQuery finds the newest create or update of a task in the
 // audit log.
 const lastEditorQuery = `SELECT actor FROM audit_log WHERE subject = $1 AND action IN ('task.create', 'task.update')

@@ -55,12 +55,11 @@ func (s *Store) TrackRefs(ctx context.Context, refs []string) error {
 	now := formatTime(time.Now())
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		for _, r := range refs {
-			res, err := tx.ExecContext(ctx, `INSERT INTO base_refs (ref, added_at, next_check_at) VALUES ($1, $2, $2)
-				ON CONFLICT (ref) DO NOTHING`, r, now)
+			added, err := trackRef(ctx, tx, r, now)
 			if err != nil {
 				return err
 			}
-			if n, _ := res.RowsAffected(); n > 0 {
+			if added {
 				markRefsDue(tx)
 			}
 		}

@@ -8,13 +8,6 @@ import (
 	"time"
 )
 
-// Job calls fn with the transaction's connection, for the queue to
-// insert a job that commits, or not, with the transaction.
-func (t *Tx) Job(fn func(ctx context.Context, tx *sql.Tx) error) error {
-	markJobs(t.tx)
-	return fn(t.ctx, t.tx)
-}
-
 // JobOwns reports whether job jobID still owns run runID (a requeue
 // gives a run a new job, and the old one must then do nothing).
 func (t *Tx) JobOwns(runID, jobID int64) (bool, error) {

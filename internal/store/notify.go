@@ -11,7 +11,7 @@ import (
 
 // JobsChannel is the PostgreSQL notification channel of the job queue.
 // A transaction that inserts queue jobs (Tx.Enqueue, Tx.EnqueueMany,
-// Tx.Job, Tx.InsertJob, CreateRun, RequeueInterrupted) notifies it once,
+// Tx.InsertJob, CreateRun, RequeueInterrupted) notifies it once,
 // with an empty payload; PostgreSQL delivers the notification when the
 // transaction commits, and never when it rolls back. Every refit process
 // on the database listens (ListenJobs), so a job one process commits

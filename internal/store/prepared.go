@@ -80,6 +80,14 @@ func execPrepared(ctx context.Context, db execer, query string, args ...any) (sq
 	return db.ExecContext(ctx, query, args...)
 }
 
+// queryPrepared is db.QueryContext, prepared when it can be.
+func queryPrepared(ctx context.Context, db querier, query string, args ...any) (*sql.Rows, error) {
+	if st := prepared(ctx, db, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return db.QueryContext(ctx, query, args...)
+}
+
 // queryRowPrepared is db.QueryRowContext, prepared when it can be.
 func queryRowPrepared(ctx context.Context, db queryExecer, query string, args ...any) *sql.Row {
 	if st := prepared(ctx, db, query); st != nil {

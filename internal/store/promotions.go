@@ -275,8 +275,8 @@ func (t *Tx) NextRollbackKey() (string, error) {
 }
 
 // InsertJob calls insert with the transaction's connection, so a queue
-// job (the lifecycle's promotion job) commits, or not, with the rows the
-// transaction writes.
+// job (the lifecycle's promotion or diff job) commits, or not, with the
+// rows the transaction writes.
 func (t *Tx) InsertJob(insert func(ctx context.Context, tx *sql.Tx) error) error {
 	markJobs(t.tx)
 	return insert(t.ctx, t.tx)

@@ -314,15 +314,6 @@ func (t *Tx) PreviousSucceeded(task string, before int64) (Run, error) {
 	return r, nil
 }
 
-// Run returns the run as the transaction sees it, or ErrNotFound.
-func (t *Tx) Run(id int64) (Run, error) {
-	r, err := scanRun(t.tx.QueryRowContext(t.ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, id))
-	if err != nil {
-		return Run{}, fmt.Errorf("run %s: %w", FormatRunID(id), err)
-	}
-	return r, nil
-}
-
 // ErrFinished is returned when writing to a run that has already ended.
 var ErrFinished = errors.New("run already finished")
 

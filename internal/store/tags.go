@@ -280,10 +280,8 @@ func (t *Tx) SaveTagList(r TagRepo) error {
 // TrackRef adds a reference to the base index (left alone when it is
 // there), due for a check at once.
 func (t *Tx) TrackRef(ref string) error {
-	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO base_refs (ref, added_at, next_check_at) VALUES ($1, $2, $2)
-		ON CONFLICT (ref) DO NOTHING`, ref, formatTime(time.Now()))
-	if err != nil {
-		return fmt.Errorf("tracking %s: %w", ref, translate(err))
+	if _, err := trackRef(t.ctx, t.tx, ref, formatTime(time.Now())); err != nil {
+		return fmt.Errorf("tracking %s: %w", ref, err)
 	}
 	return nil
 }
@@ -308,18 +306,8 @@ func (s *Store) TaskTagArgs(ctx context.Context, taskName string) (map[string]st
 	return taskTagArgs(ctx, s.read, taskName)
 }
 
-type rowsQuerier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-func taskTagArgs(ctx context.Context, db rowsQuerier, taskName string) (map[string]string, error) {
-	var rows *sql.Rows
-	var err error
-	if st := prepared(ctx, db, tagArgsSQL); st != nil {
-		rows, err = st.QueryContext(ctx, taskName)
-	} else {
-		rows, err = db.QueryContext(ctx, tagArgsSQL, taskName)
-	}
+func taskTagArgs(ctx context.Context, db querier, taskName string) (map[string]string, error) {
+	rows, err := queryPrepared(ctx, db, tagArgsSQL, taskName)
 	if err != nil {
 		return nil, fmt.Errorf("reading tag arguments of task %s: %w", taskName, translate(err))
 	}
@@ -368,9 +356,8 @@ func putWatch(ctx context.Context, tx queryExecer, w Watch) (bool, error) {
 		return false, translate(err)
 	}
 	if w.ByDigest {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO base_refs (ref, added_at, next_check_at) VALUES ($1, $2, $2)
-			ON CONFLICT (ref) DO NOTHING`, w.Ref, formatTime(time.Now())); err != nil {
-			return false, translate(err)
+		if _, err := trackRef(ctx, tx, w.Ref, formatTime(time.Now())); err != nil {
+			return false, err
 		}
 	}
 	if rule := w.Rule(); rule != "" {

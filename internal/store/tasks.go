@@ -270,15 +270,26 @@ func trackBases(ctx context.Context, tx execer, bases []dockerfile.Base, done ma
 		if done != nil {
 			done[b.Ref] = true
 		}
-		res, err := execPrepared(ctx, tx, trackRefSQL, b.Ref, now)
+		added, err := trackRef(ctx, tx, b.Ref, now)
 		if err != nil {
-			return translate(err)
+			return err
 		}
-		if n, _ := res.RowsAffected(); n > 0 {
+		if added {
 			markRefsDue(tx)
 		}
 	}
 	return nil
+}
+
+// trackRef adds ref to the base index, due for a first check at now,
+// unless it is there, and reports whether it was new.
+func trackRef(ctx context.Context, db execer, ref, now string) (bool, error) {
+	res, err := execPrepared(ctx, db, trackRefSQL, ref, now)
+	if err != nil {
+		return false, translate(err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 // GetTask returns the named task or ErrNotFound.

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/refit-dev/refit/internal/identity"
 )
 
 // TokenPrefix starts every API token, so a leaked one is easy to spot.
@@ -49,7 +51,7 @@ func (s *Store) CreateToken(ctx context.Context, user string, roles []string) (T
 	}
 	secret := TokenPrefix + hex.EncodeToString(b)
 	hash := hashToken(secret)
-	t := Token{ID: "t-" + hash[:12], User: user, Roles: slices.Clone(roles), CreatedAt: time.Now().UTC(), CreatedBy: actor(ctx)}
+	t := Token{ID: "t-" + hash[:12], User: user, Roles: slices.Clone(roles), CreatedAt: time.Now().UTC(), CreatedBy: identity.Actor(ctx)}
 	if t.Roles == nil {
 		t.Roles = []string{}
 	}
