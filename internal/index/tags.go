@@ -78,13 +78,7 @@ func (w *Watcher) dispatchTags(ctx context.Context, sem chan struct{}, start fun
 	n := 0
 	for _, r := range due {
 		key := "tags " + r.Repository
-		w.mu.Lock()
-		skip := w.inFlight[key] || w.finished[key].After(listed)
-		if !skip {
-			w.inFlight[key] = true
-		}
-		w.mu.Unlock()
-		if skip {
+		if !w.claim(key, listed) {
 			continue
 		}
 		select {
@@ -96,10 +90,7 @@ func (w *Watcher) dispatchTags(ctx context.Context, sem chan struct{}, start fun
 		start(func() {
 			defer func() { <-sem }()
 			w.listTags(ctx, ts, r)
-			w.mu.Lock()
-			delete(w.inFlight, key)
-			w.finished[key] = time.Now()
-			w.mu.Unlock()
+			w.release(key)
 		})
 	}
 	return n
