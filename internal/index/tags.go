@@ -55,8 +55,9 @@ type TagObserver interface {
 	ObserveTags(ctx context.Context, o TagObservation) (newer int, err error)
 }
 
-// tags returns the watcher's tag store, lister and observer, or false
-// when tag listing is not configured.
+// tags returns the watcher's tag store, or false when tag listing is
+// not configured (no Tags, no TagObserver, or a Store without the tag
+// methods).
 func (w *Watcher) tags() (tagStore, bool) {
 	ts, ok := w.cfg.Store.(tagStore)
 	return ts, ok && w.cfg.Tags != nil && w.cfg.TagObserver != nil
