@@ -55,8 +55,9 @@ type TagObserver interface {
 	ObserveTags(ctx context.Context, o TagObservation) (newer int, err error)
 }
 
-// tags returns the watcher's tag store, lister and observer, or false
-// when tag listing is not configured.
+// tags returns the watcher's tag store, or false when tag listing is
+// not configured (no Tags, no TagObserver, or a Store without the tag
+// methods).
 func (w *Watcher) tags() (tagStore, bool) {
 	ts, ok := w.cfg.Store.(tagStore)
 	return ts, ok && w.cfg.Tags != nil && w.cfg.TagObserver != nil
@@ -78,13 +79,7 @@ func (w *Watcher) dispatchTags(ctx context.Context, sem chan struct{}, start fun
 	n := 0
 	for _, r := range due {
 		key := "tags " + r.Repository
-		w.mu.Lock()
-		skip := w.inFlight[key] || w.finished[key].After(listed)
-		if !skip {
-			w.inFlight[key] = true
-		}
-		w.mu.Unlock()
-		if skip {
+		if !w.claim(key, listed) {
 			continue
 		}
 		select {
@@ -96,10 +91,7 @@ func (w *Watcher) dispatchTags(ctx context.Context, sem chan struct{}, start fun
 		start(func() {
 			defer func() { <-sem }()
 			w.listTags(ctx, ts, r)
-			w.mu.Lock()
-			delete(w.inFlight, key)
-			w.finished[key] = time.Now()
-			w.mu.Unlock()
+			w.release(key)
 		})
 	}
 	return n

@@ -216,15 +216,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		dispatched := 0
 		for _, b := range due {
-			w.mu.Lock()
-			// In flight, or finished after the list was read (the list
-			// may predate that check's commit): not due again.
-			skip := w.inFlight[b.Ref] || w.finished[b.Ref].After(listed)
-			if !skip {
-				w.inFlight[b.Ref] = true
-			}
-			w.mu.Unlock()
-			if skip {
+			if !w.claim(b.Ref, listed) {
 				continue
 			}
 			select {
@@ -238,10 +230,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 				defer wg.Done()
 				defer func() { <-sem }()
 				w.check(ctx, b)
-				w.mu.Lock()
-				delete(w.inFlight, b.Ref)
-				w.finished[b.Ref] = time.Now()
-				w.mu.Unlock()
+				w.release(b.Ref)
 				// The loop may sleep on this check's old due time.
 				w.Wake()
 			}(b)
@@ -294,6 +283,28 @@ func (w *Watcher) sleep(ctx context.Context, lastSync time.Time) time.Duration {
 		}
 	}
 	return max(d, time.Millisecond)
+}
+
+// claim marks key (a reference, or a followed repository's "tags "
+// key) in flight and reports true, unless it is in flight already or
+// finished after listed, when the list of due items was read (the list
+// may predate that check's commit): then it is not due again.
+func (w *Watcher) claim(key string, listed time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inFlight[key] || w.finished[key].After(listed) {
+		return false
+	}
+	w.inFlight[key] = true
+	return true
+}
+
+// release records that key's check, claimed before, finished now.
+func (w *Watcher) release(key string) {
+	w.mu.Lock()
+	delete(w.inFlight, key)
+	w.finished[key] = time.Now()
+	w.mu.Unlock()
 }
 
 // idle reports whether no check is in flight.

@@ -138,8 +138,7 @@ func (l *Runs) skip(ctx context.Context, run store.Run, reason string) error {
 // out and err: succeeded on no error; canceled when ctx (the job's) ended;
 // else failed, at the step a *StepError names.
 func ended(ctx context.Context, run store.Run, out Outcome, err error) store.Run {
-	run.Commit, run.Bases, run.Digest, run.Image, run.Tags = out.Commit, out.Bases, out.Digest, out.Image, out.Tags
-	run.Platforms = out.Platforms
+	run = out.Pushed(run)
 	run.Timings = map[string]string{"queued": run.StartedAt.Sub(run.CreatedAt).Round(time.Millisecond).String()}
 	maps.Copy(run.Timings, out.Timings)
 	run.FinishedAt = time.Now().UTC()

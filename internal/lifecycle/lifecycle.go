@@ -65,6 +65,13 @@ type Outcome struct {
 	Timings map[string]string
 }
 
+// Pushed returns run with what the execution recorded of its push: the
+// commit, bases, digest, image, tags and platforms (not the timings).
+func (o Outcome) Pushed(run store.Run) store.Run {
+	run.Commit, run.Bases, run.Digest, run.Image, run.Tags, run.Platforms = o.Commit, o.Bases, o.Digest, o.Image, o.Tags, o.Platforms
+	return run
+}
+
 // StepError is a run's failure at a named step (source, dockerfile,
 // resolve, tags, build): it ends the run as failed, naming the step.
 type StepError struct {

@@ -60,9 +60,6 @@ func (l *Runs) listen(ctx context.Context, st listener) {
 			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			jl.Close(closeCtx)
 			cancel()
-			if ctx.Err() != nil {
-				return
-			}
 		}
 		if ctx.Err() != nil {
 			return

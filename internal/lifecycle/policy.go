@@ -133,7 +133,7 @@ func (l *Runs) judge(ctx context.Context, run store.Run) (verdict, error) {
 	if run.Spec.Triggers != nil {
 		p = run.Spec.Triggers.BaseChange
 	}
-	if l.cfg.Differ == nil || c.Kind != "base" || c.OldDigest == "" || c.NewDigest == "" || !p.NeedsDiff() ||
+	if l.cfg.Differ == nil || c.Kind != "base" || c.OldDigest == "" || c.NewDigest == "" || p == nil ||
 		(p.RebuildWhen != "packages" && p.RebuildWhen != "fixes") {
 		return verdict{}, nil
 	}

@@ -80,8 +80,7 @@ type runLogs struct {
 var _ Phases = (*runLogs)(nil)
 
 func (p *runLogs) Testing(ctx context.Context, out Outcome) error {
-	r := p.run
-	r.Commit, r.Bases, r.Digest, r.Image, r.Tags, r.Platforms = out.Commit, out.Bases, out.Digest, out.Image, out.Tags, out.Platforms
+	r := out.Pushed(p.run)
 	r.State = store.StateTesting
 	return p.l.inTx(ctx, func(tx *store.Tx) error { return tx.SaveRun(r) })
 }

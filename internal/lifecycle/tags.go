@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/refit-dev/refit/internal/index"
@@ -90,7 +89,7 @@ func (l *Runs) CommitTags(ctx context.Context, o index.TagObservation) (newer in
 					return err
 				}
 			}
-			constraint, pre := ruleParts(key)
+			constraint, pre := task.SplitRuleKey(key)
 			ev := BaseTagged{Ref: o.Repository, Semver: constraint, Prerelease: pre, OldTag: old.Tag, Tag: found.Tag,
 				Digest: found.Result.Digest, Tasks: []string{}}
 			type rebuild struct {
@@ -153,10 +152,4 @@ func followers(t store.Task, repository, key string) []task.BaseTag {
 		}
 	}
 	return out
-}
-
-// ruleParts splits a task.RuleKey into its constraint and pre-release
-// setting.
-func ruleParts(key string) (constraint string, prerelease bool) {
-	return strings.CutSuffix(key, " +prerelease")
 }

@@ -49,14 +49,14 @@ func (r *Runner) AttestRun(ctx context.Context, run store.Run) error {
 
 // attach attests the image run has just pushed: a step of the run's
 // log, whose failure is a warning there and leaves the run as it is.
-func (r *Runner) attach(ctx context.Context, run store.Run, out *lifecycle.Outcome, commit string, logs *progress) {
+func (r *Runner) attach(ctx context.Context, run store.Run, out *lifecycle.Outcome, logs *progress) {
 	if r.cfg.Signer == nil || out.Digest == "" {
 		return
 	}
 	t0 := time.Now()
 	defer func() { out.Timings["attest"] = time.Since(t0).Round(time.Millisecond).String() }()
 	step := logs.Step("attach attestation to " + out.Image)
-	run.Commit, run.Bases, run.Digest, run.Image, run.Tags, run.Platforms = commit, out.Bases, out.Digest, out.Image, out.Tags, out.Platforms
+	run = out.Pushed(run)
 	run.State, run.FinishedAt = "", time.Now().UTC() // pushed; the run ends after this
 	at, err := r.Attest(ctx, run, nil)
 	for _, a := range at.Artifacts {

@@ -226,7 +226,7 @@ func (r *Runner) execute(ctx context.Context, run store.Run, out *lifecycle.Outc
 
 	// 5. Attach the attestation: why this image exists. A registry that
 	// refuses it does not fail the pushed build; the log says so.
-	r.attach(ctx, run, out, commit.SHA, logs)
+	r.attach(ctx, run, out, logs)
 
 	// 6. Test the pushed image (see test.go).
 	if spec.Test != nil {

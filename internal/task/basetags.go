@@ -121,10 +121,15 @@ func RuleKey(constraint string, prerelease bool) string {
 	return constraint
 }
 
+// SplitRuleKey splits a RuleKey into its constraint and pre-release
+// setting.
+func SplitRuleKey(key string) (constraint string, prerelease bool) {
+	return strings.CutSuffix(key, " +prerelease")
+}
+
 // ParseRuleKey is NewTagRule of a RuleKey.
 func ParseRuleKey(key string) (*TagRule, error) {
-	c, pre := strings.CutSuffix(key, " +prerelease")
-	return NewTagRule(c, pre)
+	return NewTagRule(SplitRuleKey(key))
 }
 
 // Key returns the rule's RuleKey.

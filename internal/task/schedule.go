@@ -76,6 +76,12 @@ var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month 
 // error saying which of the cron spec or the zone is wrong (as a
 // *FieldError with the field relative to the entry: "cron", "timezone").
 func (s Schedule) Parse() (cron.Schedule, error) {
+	sched, _, err := s.parse()
+	return sched, err
+}
+
+// parse is Parse, and also returns the zone the schedule is read in.
+func (s Schedule) parse() (cron.Schedule, *time.Location, error) {
 	zone := s.Timezone
 	if zone == "" {
 		zone = "UTC"
@@ -83,48 +89,48 @@ func (s Schedule) Parse() (cron.Schedule, error) {
 	// A zone name is a path into the zone database: refuse the names
 	// time.LoadLocation would read as something else than a zone.
 	if strings.Contains(zone, "..") || strings.HasPrefix(zone, "/") || strings.ContainsAny(zone, "\\\x00") || len(zone) > 64 {
-		return nil, &FieldError{"timezone", fmt.Sprintf("%q is not an IANA time zone (like Europe/Berlin or UTC)", s.Timezone)}
+		return nil, nil, &FieldError{"timezone", fmt.Sprintf("%q is not an IANA time zone (like Europe/Berlin or UTC)", s.Timezone)}
 	}
 	loc, err := time.LoadLocation(zone)
 	if err != nil {
-		return nil, &FieldError{"timezone", fmt.Sprintf("%q is not a known IANA time zone (like Europe/Berlin or UTC)", s.Timezone)}
+		return nil, nil, &FieldError{"timezone", fmt.Sprintf("%q is not a known IANA time zone (like Europe/Berlin or UTC)", s.Timezone)}
 	}
 	spec := strings.TrimSpace(s.Cron)
 	if spec == "" {
-		return nil, &FieldError{"cron", "a cron spec is required (like \"0 3 * * 1\" or @daily)"}
+		return nil, nil, &FieldError{"cron", "a cron spec is required (like \"0 3 * * 1\" or @daily)"}
 	}
 	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
-		return nil, &FieldError{"cron", "give the zone in timezone, not in the cron spec"}
+		return nil, nil, &FieldError{"cron", "give the zone in timezone, not in the cron spec"}
 	}
 	if len(spec) > 256 {
-		return nil, &FieldError{"cron", "longer than 256 characters"}
+		return nil, nil, &FieldError{"cron", "longer than 256 characters"}
 	}
 	sched, err := cronParser.Parse(spec)
 	if err != nil {
-		return nil, &FieldError{"cron", fmt.Sprintf("%q: %v (five fields: minute hour day-of-month month day-of-week, or @daily, @every 1h…)", s.Cron, err)}
+		return nil, nil, &FieldError{"cron", fmt.Sprintf("%q: %v (five fields: minute hour day-of-month month day-of-week, or @daily, @every 1h…)", s.Cron, err)}
 	}
 	if every, ok := sched.(cron.ConstantDelaySchedule); ok && every.Delay < time.Second {
-		return nil, &FieldError{"cron", fmt.Sprintf("%q: an interval under one second", s.Cron)}
+		return nil, nil, &FieldError{"cron", fmt.Sprintf("%q: an interval under one second", s.Cron)}
 	}
 	switch sched := sched.(type) {
 	case *cron.SpecSchedule:
 		sched.Location = loc
 		if sched.Next(time.Now()).IsZero() {
 			// February 30th: robfig's Next gives up after five years.
-			return nil, &FieldError{"cron", fmt.Sprintf("%q never falls due", s.Cron)}
+			return nil, nil, &FieldError{"cron", fmt.Sprintf("%q never falls due", s.Cron)}
 		}
 	}
-	return sched, nil
+	return sched, loc, nil
 }
 
 // Next returns the schedule's next n due times after t, in its time
 // zone. An invalid schedule has none.
 func (s Schedule) Next(t time.Time, n int) []time.Time {
-	sched, err := s.Parse()
+	sched, loc, err := s.parse()
 	if err != nil {
 		return nil
 	}
-	t = t.In(s.Location())
+	t = t.In(loc)
 	var out []time.Time
 	for range n {
 		t = sched.Next(t)
@@ -141,10 +147,7 @@ func (s Schedule) Location() *time.Location {
 	if s.Timezone == "" {
 		return time.UTC
 	}
-	if _, err := s.Parse(); err != nil {
-		return time.UTC
-	}
-	loc, err := time.LoadLocation(s.Timezone)
+	_, loc, err := s.parse()
 	if err != nil {
 		return time.UTC
 	}
