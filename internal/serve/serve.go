@@ -398,26 +398,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
-	var schedDone sync.WaitGroup
-	schedDone.Go(func() { sched.Run(schedCtx) })
-	cleanups = append(cleanups, func(context.Context) error {
-		stopSched()
-		schedDone.Wait()
-		return nil
-	})
-
-	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		watcher.Run(watchCtx)
-	}()
-	cleanups = append(cleanups, func(context.Context) error {
-		stopWatch()
-		<-watchDone
-		return nil
-	})
+	cleanups = append(cleanups, background(ctx, sched.Run))
+	cleanups = append(cleanups, background(ctx, func(ctx context.Context) { watcher.Run(ctx) }))
 
 	// Git polling: one ls-remote per repository per interval; a moved
 	// head is committed through the lifecycle like a webhook's push.
@@ -433,14 +415,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
-		var pollDone sync.WaitGroup
-		pollDone.Go(func() { poller.Run(pollCtx) })
-		cleanups = append(cleanups, func(context.Context) error {
-			stopPoll()
-			pollDone.Wait()
-			return nil
-		})
+		cleanups = append(cleanups, background(ctx, poller.Run))
 	}
 
 	// Events: the dispatcher delivers the outbox; a commit wakes it when
@@ -633,6 +608,20 @@ func ensureAdminToken(ctx context.Context, st *store.Store, file string) (string
 		return "", fmt.Errorf("writing admin token to %s: %w", file, err)
 	}
 	return secret, nil
+}
+
+// background runs run in a goroutine of its own, with a context that
+// Start's ctx does not end, and returns the cleanup that cancels that
+// context and waits for run to return.
+func background(ctx context.Context, run func(context.Context)) func(context.Context) error {
+	ctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	var done sync.WaitGroup
+	done.Go(func() { run(ctx) })
+	return func(context.Context) error {
+		stop()
+		done.Wait()
+		return nil
+	}
 }
 
 // catalogVulns gives the catalog's diffs the offline vulnerability

@@ -23,11 +23,6 @@ type promoter interface {
 
 var _ promoter = (*lifecycle.Runs)(nil)
 
-// caller is who makes the request, for the decisions and rollbacks it
-// records. The route table asks approver of every decision and
-// rollback; decide asks the run's task's promote.approvers.role too.
-func caller(r *http.Request) string { return user(r) }
-
 // maxDecisionBody bounds an approve, reject or promote body; maxComment
 // a decision's comment (it is kept with the decision and sent in events).
 const (
@@ -43,6 +38,9 @@ func (s *Server) rejectRun(w http.ResponseWriter, r *http.Request) error {
 	return s.decide(w, r, s.cfg.Promotions.Reject)
 }
 
+// decide records the caller's decision on a run through fn. The route
+// table asks approver of every decision and rollback; decide asks the
+// run's task's promote.approvers.role too.
 func (s *Server) decide(w http.ResponseWriter, r *http.Request, fn func(context.Context, lifecycle.Decision) (store.Run, error)) error {
 	id, err := runID(r)
 	if err != nil {
@@ -65,7 +63,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, fn func(context.
 			}
 		}
 	}
-	run, err := fn(r.Context(), lifecycle.Decision{RunID: id, User: caller(r), Comment: req.Comment})
+	run, err := fn(r.Context(), lifecycle.Decision{RunID: id, User: user(r), Comment: req.Comment})
 	if err != nil {
 		return promoteError(runError(id, err))
 	}
@@ -82,7 +80,7 @@ func (s *Server) promoteTask(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
 	defer cancel()
-	ps, err := s.cfg.Promotions.Rollback(ctx, r.PathValue("name"), req.Digest, caller(r))
+	ps, err := s.cfg.Promotions.Rollback(ctx, r.PathValue("name"), req.Digest, user(r))
 	if err != nil {
 		return promoteError(taskError(r.PathValue("name"), err))
 	}

@@ -48,7 +48,6 @@ type apiStore interface {
 	GetRun(ctx context.Context, id int64) (store.Run, error)
 	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error)
 	Logs(ctx context.Context, runID, after int64, limit int) ([]store.LogChunk, error)
-	TokenName(ctx context.Context, secret string) (string, error)
 	TaskSchedules(ctx context.Context, task string) ([]store.ScheduleState, error)
 	GitHeads(ctx context.Context, key string) (map[string]string, error)
 	GitDeliveries(ctx context.Context, key string) ([]store.GitDelivery, error)

@@ -101,7 +101,7 @@ func (s *Server) baseTagsSection(r *http.Request, t store.Task) (api.BaseTagsTri
 		byRepo[tr.Repository] = tr
 	}
 	for _, bt := range t.Spec.Triggers.BaseTags {
-		st := api.BaseTagStatus{BaseTag: api.BaseTag{Ref: bt.Ref, Arg: bt.Arg, Semver: bt.Semver, Prerelease: bt.Prerelease, Action: bt.Action}}
+		st := api.BaseTagStatus{BaseTag: api.BaseTag(bt)}
 		st.Repository, _ = task.Repository(bt.Ref)
 		if tr, ok := byRepo[st.Repository]; ok {
 			seen := tr.Newest[task.RuleKey(bt.Semver, bt.Prerelease)]

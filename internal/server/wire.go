@@ -31,8 +31,7 @@ func apiSpec(s task.Spec) api.TaskSpec {
 			out.Triggers.Schedule = append(out.Triggers.Schedule, api.Schedule(e))
 		}
 		for _, bt := range tr.BaseTags {
-			out.Triggers.BaseTags = append(out.Triggers.BaseTags, api.BaseTag{Ref: bt.Ref, Arg: bt.Arg, Semver: bt.Semver,
-				Prerelease: bt.Prerelease, Action: bt.Action})
+			out.Triggers.BaseTags = append(out.Triggers.BaseTags, api.BaseTag(bt))
 		}
 		if b := tr.BaseChange; b != nil {
 			out.Triggers.BaseChange = &api.BaseChange{RebuildWhen: b.RebuildWhen, MinSeverity: b.MinSeverity, Wait: b.Wait}
