@@ -55,15 +55,21 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, fn func(context.
 	if len(req.Comment) > maxComment {
 		return &httpError{http.StatusBadRequest, fmt.Sprintf("comment is %d bytes, more than the %d allowed", len(req.Comment), maxComment)}
 	}
-	// The task may ask a role other than approver (admin, say).
-	if run, err := s.cfg.Store.GetRun(r.Context(), id); err == nil {
+	// The task may ask a role other than approver (admin, say). A run
+	// that cannot be read is not decided on: the check fails closed (a
+	// missing run is the lifecycle's 404 below).
+	run, err := s.cfg.Store.GetRun(r.Context(), id)
+	switch {
+	case err == nil:
 		if p := run.Spec.Defaults().Promote; p != nil {
 			if need := identity.Role(p.Approvers.Role); !Caller(r).Has(need) {
 				return forbidden(Caller(r), need)
 			}
 		}
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("reading run %s for the role its task asks: %w", api.FormatRunID(id), err)
 	}
-	run, err := fn(r.Context(), lifecycle.Decision{RunID: id, User: user(r), Comment: req.Comment})
+	run, err = fn(r.Context(), lifecycle.Decision{RunID: id, User: user(r), Comment: req.Comment})
 	if err != nil {
 		return promoteError(runError(id, err))
 	}

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -140,5 +141,28 @@ func TestRolesOverHTTP(t *testing.T) {
 	call[api.RevokeResult](t, a, "DELETE", "/api/v1/tokens/otto", nil, http.StatusOK)
 	if code, _ := as("operator").do(t, "GET", "/api/v1/tasks", nil); code != http.StatusUnauthorized {
 		t.Errorf("a revoked token: %d, want 401", code)
+	}
+}
+
+// runReadFails is the store with every read of a run failing, as a
+// dropped database connection would.
+type runReadFails struct{ *store.Store }
+
+func (runReadFails) GetRun(context.Context, int64) (store.Run, error) {
+	return store.Run{}, errors.New("database connection lost")
+}
+
+// A decision on a run whose task may ask a role other than approver is
+// refused when the run cannot be read: the role check fails closed
+// rather than letting the decision go ahead unchecked.
+func TestDecisionRoleCheckFailsClosed(t *testing.T) {
+	a := startContractAPIWith(t, func(cfg *server.Config) {
+		cfg.Store = runReadFails{cfg.Store.(*store.Store)}
+	})
+	for _, verb := range []string{"approve", "reject"} {
+		code, text := a.do(t, "POST", "/api/v1/runs/r-1/"+verb, api.DecisionRequest{Comment: "ok"})
+		if code != http.StatusInternalServerError {
+			t.Errorf("%s with the run unreadable: %d %s, want 500 (not decided)", verb, code, text)
+		}
 	}
 }
