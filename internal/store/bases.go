@@ -55,12 +55,8 @@ func (s *Store) TrackRefs(ctx context.Context, refs []string) error {
 	now := formatTime(time.Now())
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		for _, r := range refs {
-			added, err := trackRef(ctx, tx, r, now)
-			if err != nil {
+			if err := trackRef(ctx, tx, r, now); err != nil {
 				return err
-			}
-			if added {
-				markRefsDue(tx)
 			}
 		}
 		return nil

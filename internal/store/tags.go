@@ -90,7 +90,11 @@ func trackTagRepo(ctx context.Context, tx queryExecer, repository string, rules 
 		now := formatTime(time.Now())
 		_, err = tx.ExecContext(ctx, `INSERT INTO tag_repos (repository, rules, added_at, next_list_at) VALUES ($1, $2, $3, $3)`,
 			repository, string(b), now)
-		return translate(err)
+		if err != nil {
+			return translate(err)
+		}
+		markRefsDue(tx) // listed at once: wake the watcher at commit
+		return nil
 	}
 	if err != nil {
 		return translate(err)
@@ -280,7 +284,7 @@ func (t *Tx) SaveTagList(r TagRepo) error {
 // TrackRef adds a reference to the base index (left alone when it is
 // there), due for a check at once.
 func (t *Tx) TrackRef(ref string) error {
-	if _, err := trackRef(t.ctx, t.tx, ref, formatTime(time.Now())); err != nil {
+	if err := trackRef(t.ctx, t.tx, ref, formatTime(time.Now())); err != nil {
 		return fmt.Errorf("tracking %s: %w", ref, err)
 	}
 	return nil
@@ -356,7 +360,7 @@ func putWatch(ctx context.Context, tx queryExecer, w Watch) (bool, error) {
 		return false, translate(err)
 	}
 	if w.ByDigest {
-		if _, err := trackRef(ctx, tx, w.Ref, formatTime(time.Now())); err != nil {
+		if err := trackRef(ctx, tx, w.Ref, formatTime(time.Now())); err != nil {
 			return false, err
 		}
 	}

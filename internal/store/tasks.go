@@ -270,26 +270,25 @@ func trackBases(ctx context.Context, tx execer, bases []dockerfile.Base, done ma
 		if done != nil {
 			done[b.Ref] = true
 		}
-		added, err := trackRef(ctx, tx, b.Ref, now)
-		if err != nil {
+		if err := trackRef(ctx, tx, b.Ref, now); err != nil {
 			return err
-		}
-		if added {
-			markRefsDue(tx)
 		}
 	}
 	return nil
 }
 
 // trackRef adds ref to the base index, due for a first check at now,
-// unless it is there, and reports whether it was new.
-func trackRef(ctx context.Context, db execer, ref, now string) (bool, error) {
+// unless it is there; a new one marks the transaction as making
+// references due, so that the index watcher is woken at commit.
+func trackRef(ctx context.Context, db execer, ref, now string) error {
 	res, err := execPrepared(ctx, db, trackRefSQL, ref, now)
 	if err != nil {
-		return false, translate(err)
+		return translate(err)
 	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
+	if n, _ := res.RowsAffected(); n > 0 {
+		markRefsDue(db)
+	}
+	return nil
 }
 
 // GetTask returns the named task or ErrNotFound.

@@ -158,3 +158,41 @@ func TestCommitReportsWhatPutTasksWrote(t *testing.T) {
 		t.Errorf("second commit = %+v, want one task.changed event and no new reference due", commits[1:])
 	}
 }
+
+// TestCommitReportsWatchesDue: a watch of a new reference, or of a new
+// repository's tags, makes something due at once, so its commit wakes
+// the index watcher (RefsDue) as a task's new base does; watching it
+// again makes nothing new due.
+func TestCommitReportsWatchesDue(t *testing.T) {
+	s, _ := open(t)
+	ctx := t.Context()
+	var commits []store.Commit
+	s.OnCommit(func(c store.Commit) { commits = append(commits, c) })
+	for _, w := range []store.Watch{
+		{Ref: "docker.io/library/redis:7", Repository: "docker.io/library/redis", ByDigest: true},
+		{Ref: "docker.io/library/python", Repository: "docker.io/library/python", Semver: "~3.12"},
+	} {
+		commits = nil
+		if _, err := s.PutWatch(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		if len(commits) != 1 || !commits[0].RefsDue {
+			t.Errorf("watch of %s: %d commits, RefsDue %v; want one with RefsDue", w.Ref, len(commits), refsDue(commits))
+		}
+		commits = nil
+		if _, err := s.PutWatch(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		if len(commits) != 1 || commits[0].RefsDue {
+			t.Errorf("watch of %s again: %d commits, RefsDue %v; want one without RefsDue", w.Ref, len(commits), refsDue(commits))
+		}
+	}
+}
+
+func refsDue(cs []store.Commit) []bool {
+	out := make([]bool, len(cs))
+	for i, c := range cs {
+		out[i] = c.RefsDue
+	}
+	return out
+}
