@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -62,7 +63,11 @@ func rpmChild(path string, stdout, stderr io.Writer) int {
 		limitMemory(n)
 		debug.SetMemoryLimit(n / 2)
 	}
+	before := runtime.NumGoroutine()
 	ps, err := listRPM(path)
+	if err == nil {
+		err = settle(before, 5*time.Second)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -72,6 +77,22 @@ func rpmChild(path string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// settle waits until no more goroutines run than before did, for at most
+// max. go-rpmdb's reader goroutine closes its channel in a deferred call,
+// which runs when it panics too: the package list then ends early, as if
+// complete, while the panic is still on its way to ending the process.
+// A reader that ended normally is gone at once; one that panicked never
+// returns, so waiting for it lets the panic end the child (exit 2)
+// before a partial list is written as a success.
+func settle(before int, max time.Duration) error {
+	for deadline := time.Now().Add(max); runtime.NumGoroutine() > before; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("go-rpmdb's reader did not finish within %s", max)
+		}
+	}
+	return nil
 }
 
 // listRPM reads the rpm database at path with go-rpmdb. It runs in the
